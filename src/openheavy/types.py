@@ -1,0 +1,214 @@
+"""Plain data shared by every layer: messages, completions, usage, hits, documents and events.
+
+Frozen dataclasses inside the engine; pydantic only at the boundaries (config, trace files, HTTP).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Role = Literal["system", "user", "assistant"]
+JsonSchema = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.cached_tokens + other.cached_tokens,
+        )
+
+    @property
+    def total(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    usage: Usage = field(default_factory=Usage)
+    model: str = ""
+    finish_reason: str | None = None
+    seconds: float = 0.0
+    # Mean log-probability of the generated tokens, when the backend reports it (used to break vote ties).
+    mean_logprob: float | None = None
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: a passage (chunk) of a document."""
+
+    id: str  # chunk id, what `SearchBackend.open` takes
+    doc_id: str  # the document the chunk belongs to
+    title: str
+    url: str  # URL or file path; may be ""
+    snippet: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Document:
+    """A passage opened for reading."""
+
+    id: str
+    doc_id: str
+    title: str
+    url: str
+    text: str
+
+
+# ---------------------------------------------------------------- events
+# Every event carries the run id, the agent that emitted it ("" for the run itself), and a timestamp.
+# Sinks (JSONL trace, SQLite run store, live display, SSE) consume the same objects.
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    run_id: str
+    agent: str = ""
+    at: float = field(default_factory=time.time)
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+    def to_record(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["kind"] = self.kind
+        return record
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunStarted(Event):
+    question: str
+    mode: str
+    model: str
+    corpus: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentStarted(Event):
+    task: str  # the agent's (sub-)task as given to it
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelCalled(Event):
+    step: int
+    purpose: str  # "action", "answer", "plan", "synthesis", "sample", "judge", ...
+    messages: list[dict[str, str]]  # the full prompt, system prompt included
+    json_schema: dict[str, Any] | None
+    output: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    seconds: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class ActionParsed(Event):
+    step: int
+    action: str
+    args: dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputRejected(Event):
+    step: int
+    output: str
+    error: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchDone(Event):
+    step: int
+    query: str
+    hits: list[dict[str, Any]]  # Hit records, with the reference number shown to the model
+    seconds: float
+    cached: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class DocumentOpened(Event):
+    step: int
+    ref: int
+    doc: dict[str, Any]  # Document record without the text, plus chars
+    text_shown: str
+    seconds: float
+    cached: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class CitationDropped(Event):
+    ref: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentFinished(Event):
+    answer: str
+    citations: list[dict[str, Any]]
+    stop_reason: str  # "answered", "budget:steps", "budget:tokens", "budget:time", "error"
+    error: str | None = None
+    steps: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Note(Event):
+    """Anything else worth keeping in the trace: plans, verifier scores, warnings."""
+
+    topic: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunFinished(Event):
+    status: Literal["ok", "cancelled", "failed"]
+    answer: str
+    citations: list[dict[str, Any]]
+    figures: dict[str, Any]
+    error: str | None = None
+
+
+class EventSink:
+    """Receives every event of a run. Subclasses override `handle`; `close` runs once at the end."""
+
+    def handle(self, event: Event) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def close(self) -> None:
+        return None
+
+
+class EventStream:
+    """Fans one run's events out to its sinks. A failing sink must not stop the run, so it is detached."""
+
+    def __init__(self, sinks: list[EventSink] | None = None) -> None:
+        self.sinks: list[EventSink] = list(sinks or [])
+        self.sink_errors: list[str] = []
+
+    def emit(self, event: Event) -> None:
+        for sink in list(self.sinks):
+            try:
+                sink.handle(event)
+            except Exception as exc:  # a broken display must never lose the run
+                self.sinks.remove(sink)
+                self.sink_errors.append(f"{type(sink).__name__}: {exc}")
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()
