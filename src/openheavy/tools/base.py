@@ -1,0 +1,50 @@
+"""The `Tool` protocol: a name, a description, a pydantic args model and an async call.
+
+Tools see the run through a `ToolContext`: the shared search cache, the agent's source book, and the
+event stream they report to. The JSON schema of a tool's arguments may depend on the agent's state
+(e.g. `open` only accepts numbers the agent has seen), so constrained decoding can't pick a bad one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from pydantic import BaseModel
+
+from openheavy.search.cache import CachedSearch
+from openheavy.tools.sources import SourceBook
+from openheavy.types import EventStream, JsonSchema
+
+
+@dataclass
+class ToolContext:
+    run_id: str
+    agent: str
+    step: int
+    search: CachedSearch
+    sources: SourceBook
+    stream: EventStream
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the model is shown after a tool call."""
+
+    text: str
+
+
+class Tool(Protocol):
+    name: str
+    description: str
+    Args: type[BaseModel]
+
+    def args_schema(self, sources: SourceBook) -> JsonSchema:
+        """The JSON schema of this tool's arguments given what the agent has seen so far."""
+        ...
+
+    def available(self, sources: SourceBook) -> bool:
+        """Whether the tool can be called at all now (e.g. `open` needs something to open)."""
+        ...
+
+    async def call(self, args: BaseModel, ctx: ToolContext) -> Observation: ...
