@@ -9,7 +9,6 @@ model once; a second failure raises `ModelOutputError`.
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +21,7 @@ from openheavy.prompts import render_prompt
 from openheavy.search.cache import CachedSearch
 from openheavy.tools.base import Tool, ToolContext
 from openheavy.tools.research import OpenTool, SearchTool
-from openheavy.tools.sources import Citation, SourceBook
+from openheavy.tools.sources import Citation, SourceBook, cited_numbers, renumber_markers
 from openheavy.types import (
     ActionParsed,
     AgentFinished,
@@ -39,8 +38,6 @@ from openheavy.types import (
 
 ANSWER_MAX_CHARS = 1500
 MAX_CITES = 8
-# "[3]" or "[1, 4]" in answer text
-_MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 
 
 @dataclass
@@ -329,10 +326,7 @@ class ResearchAgent:
 
     def _resolve_citations(self, args: AnswerArgs) -> tuple[str, list[Citation]]:
         """Keep citations to opened documents only (drops are recorded) and renumber them 1..k."""
-        wanted: list[int] = []
-        for match in _MARKER.finditer(args.answer):
-            wanted += [int(n) for n in match.group(1).split(",")]
-        wanted += args.cite
+        wanted = cited_numbers(args.answer) + args.cite
         numbers: dict[int, int] = {}
         citations: list[Citation] = []
         for ref in wanted:
@@ -358,14 +352,7 @@ class ResearchAgent:
                 )
             )
 
-        def renumber(match: re.Match[str]) -> str:
-            kept = [numbers.get(int(n), 0) for n in match.group(1).split(",")]
-            kept = [n for n in kept if n]
-            return "[" + ", ".join(map(str, kept)) + "]" if kept else ""
-
-        answer = _MARKER.sub(renumber, args.answer)
-        answer = re.sub(r"[ \t]+([.,;:])", r"\1", answer).strip()
-        return answer, citations
+        return renumber_markers(args.answer, numbers), citations
 
 
 def _action_option(name: str, args_schema: JsonSchema) -> JsonSchema:

@@ -9,7 +9,6 @@ Citations may point only at passages some agent actually opened.
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,11 +19,10 @@ from openheavy.errors import OpenHeavyError
 from openheavy.models.base import ChatModel
 from openheavy.prompts import render_prompt
 from openheavy.search.cache import CachedSearch
-from openheavy.tools.sources import SourceBook
+from openheavy.tools.sources import SourceBook, cited_numbers, renumber_markers
 from openheavy.types import CitationDropped, Document, EventStream, JsonSchema, Message, Note, Usage
 
 TASK_MAX_CHARS = 240
-_MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 # Used when the planner's output is unusable: distinct angles on the same question.
 FALLBACK_ANGLES = [
     "Answer the question directly from the most relevant documents.",
@@ -336,8 +334,7 @@ class Orchestrator:
         self, output: SynthesisOutput, sources: dict[str, Source]
     ) -> tuple[str, list[dict[str, Any]]]:
         by_number = {s.number: s for s in sources.values()}
-        wanted = [int(n) for m in _MARKER.finditer(output.answer) for n in m.group(1).split(",")]
-        wanted += output.cite
+        wanted = cited_numbers(output.answer) + output.cite
         final: dict[int, int] = {}
         citations: list[dict[str, Any]] = []
         for number in wanted:
@@ -358,12 +355,7 @@ class Orchestrator:
             final[number] = len(citations) + 1
             citations.append(_citation_record(final[number], source))
 
-        def renumber(match: re.Match[str]) -> str:
-            kept = [final.get(int(n), 0) for n in match.group(1).split(",")]
-            kept = [n for n in kept if n]
-            return "[" + ", ".join(map(str, kept)) + "]" if kept else ""
-
-        return _MARKER.sub(renumber, output.answer).strip(), citations
+        return renumber_markers(output.answer, final), citations
 
     def _charge(self, usage: Usage) -> None:
         self.usage = self.usage + usage
@@ -395,13 +387,7 @@ def collect_sources(results: list[AgentResult]) -> dict[str, Source]:
 def _to_global(result: AgentResult, by_id: dict[str, Source]) -> str:
     """The agent's answer with its citation numbers rewritten to run-wide source numbers."""
     local = {c.number: by_id[c.id].number for c in result.citations if c.id in by_id}
-
-    def rewrite(match: re.Match[str]) -> str:
-        kept = [local.get(int(n), 0) for n in match.group(1).split(",")]
-        kept = [n for n in kept if n]
-        return "[" + ", ".join(map(str, kept)) + "]" if kept else ""
-
-    return _MARKER.sub(rewrite, result.answer)
+    return renumber_markers(result.answer, local)
 
 
 def _citation_record(number: int, source: Source) -> dict[str, Any]:

@@ -301,14 +301,25 @@ class _Tally:
     completion_tokens: int = 0
     cached_tokens: int = 0
     steps: int = 0
-    started_at: float | None = None
-    finished_at: float | None = None
+    started_at: float | None = None  # RunStarted / AgentStarted
+    finished_at: float | None = None  # RunFinished / AgentFinished
+    # Span of the events seen, for emitters with no start event (a heavy run's planner, synthesizer).
+    first_at: float | None = None
+    last_at: float | None = None
+
+    def saw(self, event: Event) -> None:
+        seconds = getattr(event, "seconds", 0.0)
+        begun = event.at - seconds if isinstance(seconds, int | float) else event.at
+        self.first_at = begun if self.first_at is None else min(self.first_at, begun)
+        self.last_at = event.at if self.last_at is None else max(self.last_at, event.at)
 
     def wall_seconds(self, now: float) -> float:
-        if self.started_at is None:
-            return 0.0
-        end = self.finished_at if self.finished_at is not None else now
-        return max(0.0, end - self.started_at)
+        if self.started_at is not None:
+            end = self.finished_at if self.finished_at is not None else now
+            return max(0.0, end - self.started_at)
+        if self.first_at is not None and self.last_at is not None:
+            return self.last_at - self.first_at
+        return 0.0
 
     def agent_figures(self, now: float) -> AgentFigures:
         return AgentFigures(
@@ -349,10 +360,12 @@ class MetricsSink(EventSink):
     def handle(self, event: Event) -> None:
         """Count one event."""
         tallies = [self._run, self._agent(event.agent)] if event.agent else [self._run]
-        step = getattr(event, "step", None)
-        if isinstance(step, int):
-            for tally in tallies[1:]:
-                tally.steps = max(tally.steps, step)
+        if event.agent:
+            agent = tallies[1]
+            agent.saw(event)
+            step = getattr(event, "step", None)
+            if isinstance(step, int):
+                agent.steps = max(agent.steps, step)
         match event:
             case RunStarted():
                 self._run.started_at = event.at

@@ -1,0 +1,225 @@
+"""The `openheavy` command: a thin shell over the library API.
+
+Errors that openheavy raises on purpose are printed as one line that says what to do, with exit code 1;
+Ctrl-C exits with 130 after the run's trace is closed and the model server stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from openheavy.api import MODES, Heavy, RunResult
+from openheavy.config import Settings, load_settings
+from openheavy.errors import OpenHeavyError
+from openheavy.prompts import list_prompts, load_prompt
+
+app = typer.Typer(
+    help="openheavy: parallel tool-using research agents, ranked generation and verifiers, in the open.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def main() -> None:
+    """Entry point of the `openheavy` script."""
+    app()
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except OpenHeavyError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        err.print("[yellow]cancelled[/]: the run's trace was kept and marked cancelled (`openheavy runs`).")
+        raise typer.Exit(130) from None
+
+
+@contextmanager
+def _progress(enabled: bool = True) -> Iterator[Callable[[int, int, str], None]]:
+    """A progress callback `(done, total, label)` drawing one bar on stderr."""
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[label]}", style="dim"),
+        console=err,
+        transient=True,
+        disable=not enabled,
+    )
+    task = progress.add_task("indexing", total=None, label="")
+
+    def update(done: int, total: int, label: str) -> None:
+        progress.update(task, completed=done, total=total or None, label=label[-60:])
+
+    with progress:
+        yield update
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return load_settings(**overrides)
+    except OpenHeavyError as exc:
+        _fail(str(exc))
+
+
+def _parse_agents(value: str) -> int | None:
+    if value == "auto":
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        _fail(f"--agents must be 'auto' or a number, got {value!r}")
+    if count < 1:
+        _fail("--agents must be at least 1")
+    return count
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question to research.")],
+    mode: Annotated[str, typer.Option(help="direct | single | heavy | rank")] = "single",
+    model: Annotated[
+        str | None, typer.Option(help="local | local:fast | local:tiny | http://host:port/v1 | PROFILE")
+    ] = None,
+    api_key: Annotated[str | None, typer.Option(help="API key for a remote model (or env).")] = None,
+    corpus: Annotated[str | None, typer.Option(help="Corpus to search (default pydocs).")] = None,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="Actions per agent.")] = None,
+    agents: Annotated[str, typer.Option(help="heavy: 'auto' or a number of agents.")] = "auto",
+    max_agents: Annotated[int, typer.Option(min=1, help="heavy: most agents the planner may use.")] = 4,
+    rank: Annotated[bool, typer.Option("--rank", help="heavy: rank trajectories, no synthesis.")] = False,
+    n: Annotated[int, typer.Option(min=1, help="rank: number of samples.")] = 4,
+    verifier: Annotated[str, typer.Option(help="rank: vote | judge | check:NAME | reward:URL")] = "vote",
+    tools: Annotated[bool, typer.Option("--tools", help="rank: each sample is a research agent.")] = False,
+    seed: Annotated[int, typer.Option(help="Base seed.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON result, nothing else.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live view.")] = False,
+) -> None:
+    """Research QUESTION and print a cited answer with its figures."""
+    from openheavy.display import LiveDisplay, render_answer, render_summary
+
+    if mode not in MODES:
+        _fail(f"unknown --mode {mode!r}; choose one of {', '.join(MODES)}")
+    settings = _settings(model=model, corpus=corpus, api_key=api_key)
+    options: dict[str, Any] = {
+        "max_steps": max_steps,
+        "agents": _parse_agents(agents),
+        "max_agents": max_agents,
+        "heavy_rank": rank,
+        "n": n,
+        "verifier": verifier,
+        "tools": tools,
+        "seed": seed,
+    }
+    with _errors(), _progress(enabled=not as_json) as progress:
+        heavy = Heavy(settings=settings, api_key=api_key, progress=progress)
+        sinks = [] if (as_json or quiet) else [LiveDisplay(err)]
+        result: RunResult = heavy.run(question, mode, sinks=sinks, **options)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n")
+        return
+    render_answer(result.answer, result.citations, out)
+    for note in result.notes:
+        out.print(f"[yellow]note:[/] {note}", highlight=False)
+    out.print(render_summary(result.figures, result.run_id), style="dim", highlight=False)
+
+
+@app.command()
+def index(
+    paths: Annotated[list[Path], typer.Argument(help="Folders or files (.md .rst .txt .html .pdf .jsonl).")],
+    name: Annotated[str, typer.Option("--name", "-n", help="Name of the corpus.")],
+) -> None:
+    """Index files into a named local corpus (re-indexing skips unchanged files)."""
+    from openheavy.corpus.catalog import index_paths
+
+    settings = _settings()
+    with _errors(), _progress() as progress:
+        report = index_paths(list(paths), name, settings.index_dir, progress=progress)
+    out.print(
+        f"corpus [bold]{name}[/]: {report.documents:,} documents, {report.chunks:,} chunks · "
+        f"{report.files_indexed} files indexed, {report.files_unchanged} unchanged, "
+        f"{report.files_removed} removed · {report.seconds:.1f} s",
+        highlight=False,
+    )
+
+
+@app.command()
+def corpora() -> None:
+    """List local corpora with their document and chunk counts."""
+    from rich.table import Table
+
+    from openheavy.corpus.catalog import list_corpora
+
+    settings = _settings()
+    with _errors():
+        found = list_corpora(settings.index_dir)
+    if not found:
+        out.print("no corpora yet: `openheavy index PATH --name NAME`, or ask a question to build pydocs")
+        return
+    table = Table("name", "documents", "chunks", "updated", "path")
+    for info in found:
+        table.add_row(
+            info.name, f"{info.documents:,}", f"{info.chunks:,}", str(info.updated_at), str(info.path)
+        )
+    out.print(table)
+
+
+@app.command()
+def runs(limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20) -> None:
+    """List past runs."""
+    from openheavy.display import render_runs
+    from openheavy.trace import RunStore, run_store_path
+
+    settings = _settings()
+    with _errors():
+        rows = RunStore(run_store_path(settings.runs_dir)).list(limit=limit)
+    render_runs(rows, out)
+
+
+@app.command()
+def trace(
+    run_id: Annotated[str, typer.Argument(help="A run id (or a unique prefix) from `openheavy runs`.")],
+) -> None:
+    """Print a run step by step: every prompt, output, search, document, token and second."""
+    from openheavy.display import render_trace
+    from openheavy.trace import RunStore, read_trace, run_store_path
+
+    settings = _settings()
+    with _errors():
+        row = RunStore(run_store_path(settings.runs_dir)).get(run_id)
+        if not row.trace_path:
+            _fail(f"run {row.run_id} has no trace file")
+        records = read_trace(Path(row.trace_path))
+    render_trace(records, out)
+
+
+@app.command()
+def prompts() -> None:
+    """Print every prompt template openheavy uses."""
+    for name in list_prompts():
+        out.rule(f"[bold]{name}")
+        out.print(load_prompt(name), markup=False, highlight=False)
+
+
+def _run_async(coro: Any) -> Any:
+    return asyncio.run(coro)

@@ -1,0 +1,71 @@
+"""Small deterministic stand-ins for tests: an in-memory search backend and helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from openheavy.errors import DocumentNotFoundError
+from openheavy.types import Document, Event, EventSink, Hit
+
+
+@dataclass
+class MemorySearch:
+    """A `SearchBackend` over a few passages: a hit when any query word is in the title or text."""
+
+    passages: dict[str, tuple[str, str]]  # id -> (title, text)
+    name: str = "memory"
+    latency: float = 0.0
+    searches: list[str] = field(default_factory=list)
+    opens: list[str] = field(default_factory=list)
+
+    async def search(self, query: str, k: int = 5) -> list[Hit]:
+        self.searches.append(query)
+        await asyncio.sleep(self.latency)
+        words = {w for w in query.casefold().split() if len(w) > 2}
+        hits = []
+        for pid, (title, text) in self.passages.items():
+            score = sum(w in (title + " " + text).casefold() for w in words)
+            if score:
+                hits.append(Hit(pid, pid.split("#")[0], title, f"file:{pid}", text[:80], float(score)))
+        hits.sort(key=lambda h: (-h.score, h.id))
+        return hits[:k]
+
+    async def open(self, id: str) -> Document:
+        self.opens.append(id)
+        await asyncio.sleep(self.latency)
+        if id not in self.passages:
+            raise DocumentNotFoundError(f"no passage {id}")
+        title, text = self.passages[id]
+        return Document(id, id.split("#")[0], title, f"file:{id}", text)
+
+
+class ListSink(EventSink):
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def handle(self, event: Event) -> None:
+        self.events.append(event)
+
+    def of(self, kind: str) -> list[Any]:
+        return [e for e in self.events if e.kind == kind]
+
+
+def action(name: str, **args: Any) -> str:
+    return json.dumps({"action": name, **args})
+
+
+PASSAGES = {
+    "subprocess#1": (
+        "subprocess — run",
+        "subprocess.run(args, capture_output=True, timeout=5) runs a command, waits, and returns a "
+        "CompletedProcess; TimeoutExpired is raised when the timeout expires.",
+    ),
+    "subprocess#2": (
+        "subprocess — check_output",
+        "check_output runs a command and returns its output; it also accepts timeout.",
+    ),
+    "shlex#1": ("shlex — split", "shlex.split splits a command line string like a shell would."),
+}

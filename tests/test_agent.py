@@ -1,0 +1,147 @@
+"""The research agent loop, tools and citation bookkeeping, driven by a ScriptedModel."""
+
+from __future__ import annotations
+
+import pytest
+from fakes import PASSAGES, ListSink, MemorySearch, action
+
+from openheavy.agent import Budget, ResearchAgent
+from openheavy.models.scripted import ScriptedModel
+from openheavy.search.cache import CachedSearch
+from openheavy.types import EventStream
+
+
+def make_agent(
+    steps: list[object], max_steps: int = 6, budget: Budget | None = None
+) -> tuple[ResearchAgent, ScriptedModel, ListSink, MemorySearch]:
+    model = ScriptedModel(steps)
+    backend = MemorySearch(dict(PASSAGES))
+    sink = ListSink()
+    agent = ResearchAgent(
+        model,
+        CachedSearch(backend),
+        stream=EventStream([sink]),
+        run_id="run-1",
+        max_steps=max_steps,
+        budget=budget,
+    )
+    return agent, model, sink, backend
+
+
+async def test_search_open_answer_cites_the_opened_document() -> None:
+    agent, model, sink, backend = make_agent(
+        [
+            action("search", query="subprocess timeout"),
+            action("open", ref=1),
+            action("answer", answer="Use subprocess.run with timeout and capture_output [1].", cite=[1]),
+        ]
+    )
+    result = await agent.run("How do I run a subprocess with a timeout?")
+    assert result.stop_reason == "answered"
+    assert result.answer == "Use subprocess.run with timeout and capture_output [1]."
+    assert [(c.number, c.id) for c in result.citations] == [(1, "subprocess#1")]
+    assert backend.searches == ["subprocess timeout"]
+    assert backend.opens == ["subprocess#1"]
+    assert [e.query for e in sink.of("SearchDone")] == ["subprocess timeout"]
+    assert sink.of("DocumentOpened")[0].doc["id"] == "subprocess#1"
+    # every model call is in the trace with its full prompt, system prompt first
+    calls = sink.of("ModelCalled")
+    assert len(calls) == 3
+    assert calls[0].messages[0]["role"] == "system"
+    assert "How do I run a subprocess" in calls[0].messages[1]["content"]
+    # the observation of the search is shown to the model on the next call
+    assert "[1] subprocess — run" in calls[1].messages[-1]["content"]
+
+
+async def test_open_is_constrained_to_results_seen_and_not_yet_read() -> None:
+    agent, model, _, _ = make_agent(
+        [
+            action("search", query="subprocess"),
+            action("open", ref=2),
+            action("answer", answer="done", cite=[]),
+        ]
+    )
+    await agent.run("q")
+    first, second, third = (call.json_schema for call in model.calls)
+    assert [o["properties"]["action"]["enum"][0] for o in first["anyOf"]] == ["search", "answer"]
+    open_option = next(o for o in second["anyOf"] if o["properties"]["action"]["enum"] == ["open"])
+    assert open_option["properties"]["ref"]["enum"] == [1, 2]
+    answer_option = next(o for o in third["anyOf"] if o["properties"]["action"]["enum"] == ["answer"])
+    assert answer_option["properties"]["cite"]["items"]["enum"] == [2]
+
+
+async def test_citations_to_unread_documents_are_dropped_and_recorded() -> None:
+    agent, _, sink, _ = make_agent(
+        [
+            action("search", query="subprocess"),
+            action("open", ref=2),
+            action("answer", answer="run [1] or check_output [2] or magic [9].", cite=[1, 2, 9]),
+        ]
+    )
+    result = await agent.run("q")
+    # [2] was the only document opened: it becomes citation 1; [1] and [9] are removed from the text
+    assert result.answer == "run or check_output [1] or magic."
+    assert [c.id for c in result.citations] == ["subprocess#2"]
+    dropped = {(e.ref, e.reason) for e in sink.of("CitationDropped")}
+    assert dropped == {("1", "seen in results but never opened"), ("9", "never seen")}
+
+
+async def test_malformed_output_is_shown_back_once_then_accepted() -> None:
+    agent, model, sink, _ = make_agent(
+        ["Sure! I will search.", action("answer", answer="I found nothing.", cite=[])]
+    )
+    result = await agent.run("q")
+    assert result.answer == "I found nothing."
+    rejected = sink.of("OutputRejected")
+    assert len(rejected) == 1 and "no JSON object" in rejected[0].error
+    assert "not a valid action" in model.calls[1].messages[-1].content
+
+
+async def test_twice_malformed_output_fails_clearly() -> None:
+    agent, _, sink, _ = make_agent(['{"action": "dance"}', "still not json"])
+    result = await agent.run("q")
+    assert result.stop_reason == "error"
+    assert result.error and "no valid action at step 1" in result.error
+    assert sink.of("AgentFinished")[0].error == result.error
+
+
+async def test_step_budget_forces_an_answer_and_says_so() -> None:
+    agent, model, _, _ = make_agent(
+        [action("search", query="shlex"), action("answer", answer="shlex.split [1]", cite=[])],
+        max_steps=2,
+    )
+    result = await agent.run("q")
+    assert result.stop_reason == "budget:steps"
+    last_schema = model.calls[-1].json_schema
+    assert "anyOf" not in last_schema and last_schema["properties"]["action"]["enum"] == ["answer"]
+    assert "no actions left" in model.calls[-1].messages[-1].content
+    assert result.citations == []  # [1] was seen but never opened
+
+
+async def test_token_budget_shared_by_the_run_forces_an_answer() -> None:
+    budget = Budget(max_tokens=1, max_seconds=1e9)
+    agent, model, _, _ = make_agent(
+        [action("search", query="subprocess"), action("answer", answer="partial", cite=[])],
+        budget=budget,
+    )
+    result = await agent.run("q")
+    assert result.stop_reason == "budget:tokens"
+    assert len(model.calls) == 2
+
+
+async def test_a_search_that_finds_nothing_yields_an_answer_without_citations() -> None:
+    agent, model, sink, _ = make_agent(
+        [
+            action("search", query="quantum chromodynamics"),
+            action("answer", answer="The documents do not cover this [1].", cite=[]),
+        ]
+    )
+    result = await agent.run("What is QCD?")
+    assert "No results" in model.calls[1].messages[-1].content
+    assert result.citations == [] and result.answer == "The documents do not cover this."
+    assert sink.of("SearchDone")[0].hits == []
+
+
+async def test_invalid_max_steps_is_rejected() -> None:
+    with pytest.raises(Exception, match="max_steps"):
+        make_agent([], max_steps=0)

@@ -1,0 +1,71 @@
+"""Imports flow one way (ARCHITECTURE.md): each module may import only the layers below it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import openheavy
+
+PACKAGE = Path(openheavy.__file__).parent
+
+BASE = {"types", "errors"}
+ALLOWED: dict[str, set[str]] = {
+    "types": set(),
+    "errors": set(),
+    "prompts": set(),
+    "config": BASE,
+    "models": BASE | {"config", "models"},
+    "search": BASE | {"search"},
+    "corpus": BASE | {"search", "corpus"},
+    "tools": BASE | {"search", "tools"},
+    "trace": BASE,
+    "display": BASE | {"trace"},
+    "verify": BASE | {"models", "prompts"},
+    "rank": BASE | {"models", "prompts", "verify"},
+    "agent": BASE | {"models", "tools", "search", "prompts"},
+    "direct": BASE | {"agent", "models", "prompts"},
+    "heavy": BASE | {"agent", "verify", "rank", "models", "tools", "search", "prompts"},
+}
+SHELLS = {"api", "cli", "evals", "server", "audit", "__init__", "__main__"}
+
+
+def _layer(path: Path) -> str:
+    relative = path.relative_to(PACKAGE)
+    return relative.parts[0].removesuffix(".py")
+
+
+def _internal_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("openheavy."):
+            found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("openheavy."):
+                    found.add(alias.name.split(".")[1])
+    return found
+
+
+def test_every_module_has_a_known_layer() -> None:
+    for path in PACKAGE.rglob("*.py"):
+        layer = _layer(path)
+        assert layer in ALLOWED or layer in SHELLS, f"{path}: add layer {layer!r} to ALLOWED"
+
+
+def test_imports_flow_one_way() -> None:
+    violations = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        layer = _layer(path)
+        if layer in SHELLS:
+            continue
+        for imported in _internal_imports(path) - ALLOWED[layer] - {layer}:
+            violations.append(f"{path.relative_to(PACKAGE)} imports openheavy.{imported}")
+    assert not violations, "\n".join(violations)
+
+
+def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("from openheavy.cli import app\nimport openheavy.heavy\n")
+    assert _internal_imports(bad) == {"cli", "heavy"}

@@ -1,0 +1,196 @@
+"""Heavy mode: plan of N, concurrent agents, shared cache, failures, budgets, synthesis citations."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from fakes import PASSAGES, ListSink, MemorySearch, action
+
+from openheavy.agent import Budget
+from openheavy.heavy import FALLBACK_ANGLES, Orchestrator
+from openheavy.models.scripted import FunctionModel
+from openheavy.search.cache import CachedSearch
+from openheavy.types import EventStream, Message
+
+TASKS = ["find subprocess.run", "find check_output", "find shlex"]
+QUERIES = {
+    "find subprocess.run": "subprocess run",
+    "find check_output": "check_output",
+    "find shlex": "shlex",
+}
+
+
+def role_of(messages: Sequence[Message]) -> str:
+    system = messages[0].content
+    if "planner" in system:
+        return "planner"
+    if "lead researcher" in system:
+        return "synthesizer"
+    return "agent"
+
+
+def task_of(messages: Sequence[Message]) -> str:
+    for task in TASKS:
+        if f"Your part of the work: {task}" in messages[1].content:
+            return task
+    raise AssertionError("no task in the agent prompt")
+
+
+def scripted_team(
+    *, tasks: list[str] = TASKS, synthesis: dict[str, Any] | None = None, fail_task: str | None = None
+) -> Any:
+    def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
+        role = role_of(messages)
+        if role == "planner":
+            return json.dumps({"kind": "multi-part", "tasks": tasks})
+        if role == "synthesizer":
+            return json.dumps(
+                synthesis
+                or {"agreements": "all agree", "conflicts": "none", "answer": "Use run [1].", "cite": [1]}
+            )
+        task = task_of(messages)
+        if task == fail_task:
+            raise RuntimeError("backend exploded")
+        turns = sum(m.role == "assistant" for m in messages)
+        if schema is not None and "anyOf" not in schema:  # only "answer" is allowed now
+            return action("answer", answer=f"{task}: out of budget", cite=[])
+        if turns == 0:
+            return action("search", query=QUERIES[task])
+        if turns == 1:
+            return action("open", ref=1)
+        return action("answer", answer=f"{task}: see [1]", cite=[1])
+
+    return respond
+
+
+def make(model: Any, backend: MemorySearch | None = None, **kwargs: Any) -> tuple[Orchestrator, ListSink]:
+    sink = ListSink()
+    orchestrator = Orchestrator(
+        model,
+        CachedSearch(backend or MemorySearch(dict(PASSAGES))),
+        stream=EventStream([sink]),
+        run_id="run-h",
+        **kwargs,
+    )
+    return orchestrator, sink
+
+
+async def test_plan_of_n_runs_one_agent_per_distinct_subtask() -> None:
+    orchestrator, sink = make(FunctionModel(scripted_team()))
+    result = await orchestrator.run("How do I run commands?")
+    assert result.plan.tasks == TASKS and result.plan.origin == "model"
+    assert [a.task for a in result.agents] == TASKS
+    assert {e.agent for e in sink.of("AgentStarted")} == {"agent-1", "agent-2", "agent-3"}
+    assert all(a.ok and a.citations for a in result.agents)
+
+
+async def test_fixed_agent_count_is_asked_of_the_planner() -> None:
+    model = FunctionModel(scripted_team(tasks=TASKS[:2]))
+    orchestrator, _ = make(model, agents=2)
+    result = await orchestrator.run("q")
+    plan_schema = model.calls[0].json_schema
+    assert plan_schema["properties"]["tasks"]["minItems"] == 2
+    assert plan_schema["properties"]["tasks"]["maxItems"] == 2
+    assert len(result.agents) == 2 and result.plan.origin == "fixed"
+
+
+async def test_unusable_plan_falls_back_to_distinct_angles() -> None:
+    def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
+        if role_of(messages) == "planner":
+            return "I think we need agents."
+        if role_of(messages) == "synthesizer":
+            return json.dumps({"agreements": "", "conflicts": "", "answer": "x", "cite": []})
+        return action("answer", answer="nothing", cite=[])
+
+    orchestrator, sink = make(FunctionModel(respond), agents=3)
+    result = await orchestrator.run("What is shlex?")
+    assert result.plan.origin == "fallback"
+    assert result.plan.tasks == ["What is shlex?", *FALLBACK_ANGLES[:2]]
+    assert sink.of("Note")[0].data["problem"]
+
+
+async def test_agents_model_calls_interleave() -> None:
+    model = FunctionModel(scripted_team(), latency=0.05)
+    orchestrator, _ = make(model)
+    await orchestrator.run("q")
+    agent_calls = [c for c in model.calls if role_of(c.messages) == "agent"]
+    first_round = sorted(agent_calls, key=lambda c: c.started)[:3]
+    # all three agents' first calls were in flight at the same time
+    assert max(c.started for c in first_round) < min(c.finished for c in first_round)
+    assert {task_of(c.messages) for c in first_round} == set(TASKS)
+
+
+async def test_one_agent_failing_keeps_the_others_work() -> None:
+    orchestrator, sink = make(FunctionModel(scripted_team(fail_task="find check_output")))
+    result = await orchestrator.run("q")
+    failed = [a for a in result.agents if not a.ok]
+    assert [a.task for a in failed] == ["find check_output"]
+    assert "backend exploded" in (failed[0].error or "")
+    assert result.failures and result.answer == "Use run [1]."
+    synthesis_prompt = [e for e in sink.of("ModelCalled") if e.purpose == "synthesis"][0]
+    assert "FAILED" in synthesis_prompt.messages[1]["content"]
+
+
+async def test_shared_cache_fetches_each_query_and_document_once() -> None:
+    def same_query(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
+        role = role_of(messages)
+        if role == "planner":
+            return json.dumps({"kind": "simple", "tasks": TASKS[:2]})
+        if role == "synthesizer":
+            return json.dumps({"agreements": "", "conflicts": "", "answer": "ok [1]", "cite": [1]})
+        turns = sum(m.role == "assistant" for m in messages)
+        if turns == 0:
+            return action("search", query="subprocess timeout")
+        if turns == 1:
+            return action("open", ref=1)
+        return action("answer", answer="ok [1]", cite=[1])
+
+    backend = MemorySearch(dict(PASSAGES), latency=0.02)
+    orchestrator, sink = make(FunctionModel(same_query), backend)
+    await orchestrator.run("q")
+    assert backend.searches == ["subprocess timeout"]
+    assert backend.opens == ["subprocess#1"]
+    assert sorted(e.cached for e in sink.of("SearchDone")) == [False, True]
+    assert sorted(e.cached for e in sink.of("DocumentOpened")) == [False, True]
+
+
+async def test_synthesis_may_cite_only_documents_some_agent_read() -> None:
+    synthesis = {"agreements": "", "conflicts": "", "answer": "run [1], shlex [3], fake [7].", "cite": [7]}
+    orchestrator, sink = make(FunctionModel(scripted_team(synthesis=synthesis)))
+    result = await orchestrator.run("q")
+    assert [c["id"] for c in result.citations] == ["subprocess#1", "shlex#1"]
+    assert result.answer == "run [1], shlex [2], fake."
+    assert [e.ref for e in sink.of("CitationDropped") if e.agent == "synthesizer"] == ["7"]
+    assert result.citations[0]["read_by"] == ["agent-1"]
+
+
+async def test_synthesis_prompt_numbers_sources_run_wide() -> None:
+    orchestrator, sink = make(FunctionModel(scripted_team()))
+    await orchestrator.run("q")
+    prompt = [e for e in sink.of("ModelCalled") if e.purpose == "synthesis"][0].messages[1]["content"]
+    # each agent cited its own [1]; in the notes they become the run-wide numbers 1, 2, 3
+    assert "find subprocess.run: see [1]" in prompt
+    assert "find check_output: see [2]" in prompt
+    assert "find shlex: see [3]" in prompt
+
+
+async def test_shared_token_budget_stops_all_agents() -> None:
+    budget = Budget(max_tokens=1, max_seconds=1e9)
+    model = FunctionModel(scripted_team())
+    orchestrator, _ = make(model, budget=budget)
+    result = await orchestrator.run("q")
+    assert {a.stop_reason for a in result.agents} == {"budget:tokens"}
+    assert all(a.steps == 1 for a in result.agents)
+
+
+async def test_prompt_layout_shares_the_prefix_across_agents() -> None:
+    model = FunctionModel(scripted_team())
+    orchestrator, _ = make(model)
+    await orchestrator.run("How do I run commands?")
+    firsts = [c.messages for c in model.calls if role_of(c.messages) == "agent" and len(c.messages) == 2]
+    assert len({m[0].content for m in firsts}) == 1  # same system prompt
+    prefixes = {m[1].content.split("Your part of the work")[0] for m in firsts}
+    assert len(prefixes) == 1
+    assert prefixes.pop().startswith("Question: How do I run commands?")
