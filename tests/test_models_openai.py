@@ -33,9 +33,7 @@ def chat_body(text: str = "hi", **extra: Any) -> dict[str, Any]:
         "object": "chat.completion",
         "created": 0,
         "model": "m1",
-        "choices": [
-            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
-        ],
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
         "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15},
     }
     body.update(extra)
@@ -148,7 +146,10 @@ async def test_mean_logprob_when_requested() -> None:
     [
         (
             "json_schema",
-            {"type": "json_schema", "json_schema": {"name": "action", "schema": ACTION_SCHEMA, "strict": True}},
+            {
+                "type": "json_schema",
+                "json_schema": {"name": "action", "schema": ACTION_SCHEMA, "strict": True},
+            },
         ),
         ("json_object", {"type": "json_object"}),
         ("none", None),
@@ -240,7 +241,9 @@ async def test_connect_error_is_retried() -> None:
 
 
 async def test_malformed_json_body_is_a_clear_model_error() -> None:
-    rec = Recorder(httpx2.Response(200, content=b'{"choices": [', headers={"content-type": "application/json"}))
+    rec = Recorder(
+        httpx2.Response(200, content=b'{"choices": [', headers={"content-type": "application/json"})
+    )
     model = make_model(rec)
     with pytest.raises(ModelError, match="malformed JSON"):
         await model.complete(MESSAGES)

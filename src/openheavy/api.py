@@ -265,13 +265,14 @@ class Heavy:
             )
             stream.close()
             raise
+        figures = metrics.figures(citations=outcome.citations)
         stream.emit(
             RunFinished(
                 run_id=run_id,
                 status="ok",
                 answer=outcome.answer,
                 citations=outcome.citations,
-                figures=metrics.figures().to_dict(),
+                figures=figures.to_dict(),
             )
         )
         stream.close()
@@ -282,7 +283,7 @@ class Heavy:
             status="ok",
             answer=outcome.answer,
             citations=outcome.citations,
-            figures=metrics.figures(),
+            figures=figures,
             trace_path=path,
             stop_reason=outcome.stop_reason,
             agents=outcome.agents,

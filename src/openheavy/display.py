@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
+from rich.errors import LiveError
 from rich.live import Live
 from rich.panel import Panel
 from rich.spinner import Spinner
@@ -64,6 +65,10 @@ def _seconds(value: float) -> str:
     return f"{value:.1f} s" if value < 600 else f"{value / 60:.1f} min"
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}" if number == 1 else f"{number:,} {noun}s"
+
+
 def _tokens(prompt: int, completion: int) -> str:
     return f"{prompt:,} in / {completion:,} out"
 
@@ -100,19 +105,21 @@ def describe_event(event: Event) -> str | None:
             return f"{who} output rejected: {_one_line(event.error)}"
         case SearchDone():
             cached = " (cached)" if event.cached else ""
-            hits = "1 hit" if len(event.hits) == 1 else f"{len(event.hits)} hits"
+            hits = _count(len(event.hits), "hit")
             return f'{who} search "{_one_line(event.query)}" → {hits}{cached}'
         case DocumentOpened():
             cached = " (cached)" if event.cached else ""
             title = _one_line(str(event.doc.get("title", "")), 80)
-            return f"{who} open [{event.ref}] {title} · {len(event.text_shown):,} chars shown{cached}"
+            shown, chars = len(event.text_shown), event.doc.get("chars")
+            of = f" of {chars:,}" if isinstance(chars, int) and chars > shown else ""
+            return f"{who} open [{event.ref}] {title} · {shown:,}{of} chars shown{cached}"
         case CitationDropped():
             return f"{who} citation [{event.ref}] dropped: {event.reason}"
         case AgentFinished():
             if event.error:
-                return f"{who} failed after {event.steps} steps: {_one_line(event.error)}"
-            sources = "1 source" if len(event.citations) == 1 else f"{len(event.citations)} sources"
-            return f"{who} finished ({event.stop_reason}) after {event.steps} steps · {sources}"
+                return f"{who} failed after {_count(event.steps, 'step')}: {_one_line(event.error)}"
+            sources = _count(len(event.citations), "source")
+            return f"{who} finished ({event.stop_reason}) after {_count(event.steps, 'step')} · {sources}"
         case Note():
             return f"{who} {event.topic}: {_one_line(_compact_json(event.data), 200)}"
         case RunFinished():
@@ -134,6 +141,7 @@ class _AgentView:
     status: str = "starting"
     last_query: str = ""
     last_document: str = ""
+    started: bool = False  # saw AgentStarted
     done: bool = False
     failed: bool = False
     spinner: Spinner = field(default_factory=lambda: Spinner("dots"))
@@ -168,6 +176,7 @@ class LiveDisplay(EventSink):
         self._run: RunStarted | None = None
         self._finished: RunFinished | None = None
         self._agents: dict[str, _AgentView] = {}
+        self._waiting = Spinner("dots")
 
     def handle(self, event: Event) -> None:
         """Update the display with one event."""
@@ -176,20 +185,24 @@ class LiveDisplay(EventSink):
         if self.quiet:
             return
         if not self.live:
-            line = describe_event(event)
-            if line is not None:
-                self.console.print(Text(line), soft_wrap=True, highlight=False)
+            self._print_line(event)
             return
         with self._lock:
             self._update(event)
         if self._live is None and not isinstance(event, RunFinished):
-            self._live = Live(
+            live = Live(
                 console=self.console,
                 get_renderable=self._render,
                 refresh_per_second=self._refresh_per_second,
                 transient=False,
             )
-            self._live.start()
+            try:
+                live.start()
+            except LiveError:  # rich < 14 allows one live display per console: fall back to lines
+                self.live = False
+                self._print_line(event)
+                return
+            self._live = live
         if self._live is not None:
             self._live.refresh()
             if isinstance(event, RunFinished):
@@ -198,6 +211,11 @@ class LiveDisplay(EventSink):
     def close(self) -> None:
         """Stop redrawing; the last frame stays on screen."""
         self._stop()
+
+    def _print_line(self, event: Event) -> None:
+        line = describe_event(event)
+        if line is not None:
+            self.console.print(Text(line), soft_wrap=True, highlight=False)
 
     def _stop(self) -> None:
         if self._live is not None:
@@ -215,6 +233,8 @@ class LiveDisplay(EventSink):
             return
         if isinstance(event, RunFinished):
             self._finished = event
+            for view in self._agents.values():
+                view.done = True
             return
         if not event.agent:
             return
@@ -223,16 +243,16 @@ class LiveDisplay(EventSink):
         match event:
             case AgentStarted():
                 view.task = event.task
+                view.started = True
                 view.status = "step 1 · thinking"
             case ModelCalled():
-                view.status = f"step {step} · {event.purpose} reply in" if step else f"{event.purpose} done"
+                view.status = f"step {step} · {event.purpose}" if step else event.purpose
             case ActionParsed():
                 view.status = f"step {step} · {event.action}"
             case OutputRejected():
                 view.status = f"step {step} · output rejected, asking again"
             case SearchDone():
-                hits = len(event.hits)
-                view.last_query = f'"{_one_line(event.query, 60)}" → {hits} hit{"" if hits == 1 else "s"}'
+                view.last_query = f'"{_one_line(event.query, 60)}" → {_count(len(event.hits), "hit")}'
                 view.status = f"step {step + 1} · thinking"
             case DocumentOpened():
                 view.last_document = f"[{event.ref}] {_one_line(str(event.doc.get('title', '')), 50)}"
@@ -243,13 +263,16 @@ class LiveDisplay(EventSink):
                 view.status = (
                     f"failed: {_one_line(event.error, 80)}"
                     if event.error
-                    else f"{event.stop_reason} after {event.steps} steps"
+                    else f"{event.stop_reason} after {_count(event.steps, 'step')}"
                 )
             case Note():
                 view.status = f"{event.topic}: {_one_line(_compact_json(event.data), 80)}"
-                view.done = True
             case _:
                 pass
+        if not view.started:
+            # A stage with no AgentStarted (a heavy run's planner or synthesizer) is one model call at a
+            # time; each of its events means the call is over.
+            view.done = True
 
     def _render(self) -> RenderableType:
         with self._lock:
@@ -275,8 +298,13 @@ class LiveDisplay(EventSink):
                 parts.append(grid)
             summary = render_summary(figures, self._run.run_id if self._run else "")
             if self._finished is not None:
-                summary = f"{self._finished.status} · {summary}"
-            parts.append(Text(summary, style="dim"))
+                parts.append(Text(f"{self._finished.status} · {summary}", style="dim"))
+            elif all(view.done for view in self._agents.values()):
+                # Between stages (planning, synthesis) no panel is busy: show that the run still is.
+                self._waiting.update(text=Text(summary, style="dim"))
+                parts.append(self._waiting)
+            else:
+                parts.append(Text(summary, style="dim"))
             return Group(*parts)
 
     def _panel(self, view: _AgentView, figures: RunFigures) -> Panel:
@@ -295,11 +323,12 @@ class LiveDisplay(EventSink):
         if view.last_query:
             table.add_row("query", Text(view.last_query))
         if agent is not None and (agent.documents_read or view.last_document):
-            table.add_row("read", Text(f"{agent.documents_read} docs · last {view.last_document}"))
+            read = _count(agent.documents_read, "document")
+            table.add_row("read", Text(f"{read} · last {view.last_document}"))
         if agent is not None:
+            calls = _count(agent.model_calls, "call")
             table.add_row(
-                "tokens",
-                Text(f"{_tokens(agent.prompt_tokens, agent.completion_tokens)} · {agent.model_calls} calls"),
+                "tokens", Text(f"{_tokens(agent.prompt_tokens, agent.completion_tokens)} · {calls}")
             )
         border = "red" if view.failed else "green" if view.done else "cyan"
         subtitle = _seconds(agent.wall_seconds) if agent is not None and agent.wall_seconds else None
@@ -489,14 +518,8 @@ class _TracePrinter:
             case ActionParsed():
                 out.print(Text.assemble(("action ", "bold"), event.action, " ", _compact_json(event.args)))
             case OutputRejected():
-                out.print(
-                    Panel(
-                        Text(event.output),
-                        title=f"output rejected: {event.error}",
-                        title_align="left",
-                        border_style="red",
-                    )
-                )
+                # The rejected output itself is the model output printed just above.
+                out.print(Text(f"output rejected: {event.error}", style="red"))
             case SearchDone():
                 cached = " · cached" if event.cached else ""
                 seconds = _seconds(event.seconds)

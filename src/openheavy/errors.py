@@ -43,6 +43,10 @@ class DocumentNotFoundError(SearchError):
     """A document id that the index does not hold."""
 
 
+class CorpusError(SearchError):
+    """Files or documents that cannot be indexed: a missing path, a bad name, a malformed file."""
+
+
 class BudgetExceededError(OpenHeavyError):
     """A run's budget (steps, tokens, wall time) ran out."""
 

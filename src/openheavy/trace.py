@@ -12,6 +12,7 @@ import builtins
 import json
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing, contextmanager
@@ -81,8 +82,10 @@ EVENT_TYPES: dict[str, type[Event]] = {
 
 
 def new_run_id() -> str:
-    """A short, unique run id that sorts by start time (UTC), e.g. `20261129-071502-a3f9`."""
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
+    """A short, unique run id that sorts by start time (UTC), e.g. `20261129-071502-a3f9c1`."""
+    # Six hex digits, not four: an eval fanning out 100 runs in one second would collide on four
+    # with a chance of about 7%, on six about 0.03%.
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
 def trace_path(runs_dir: Path, run_id: str) -> Path:
@@ -98,6 +101,11 @@ def run_store_path(runs_dir: Path) -> Path:
 # ---------------------------------------------------------------- JSONL trace
 
 
+# One encoder for every line: `json.dumps` with options builds a new encoder per call, which showed up
+# in the engine benchmark. default=str: settings may hold paths; a trace line must never fail.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
+
+
 class JsonlTraceSink(EventSink):
     """Appends one JSON line per event to `path`, flushed per line so that a killed run keeps its trace."""
 
@@ -105,13 +113,27 @@ class JsonlTraceSink(EventSink):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file: IO[str] | None = path.open("a", encoding="utf-8")
+        self._last_prompt: dict[str, list[dict[str, str]]] = {}
 
     def handle(self, event: Event) -> None:
-        """Write `event.to_record()` as one line."""
+        """Write `event.to_record()` as one line.
+
+        An agent's prompt grows by a message or two per step, so writing every prompt whole makes a
+        trace quadratic in its length. A `ModelCalled` line therefore stores only the messages after
+        the part it shares with the same agent's previous prompt (`messages_prefix` = how many are
+        shared); `read_trace` puts the whole prompt back.
+        """
         if self._file is None:
             raise OpenHeavyError(f"trace {self.path} is already closed")
-        # default=str: settings may hold paths; a trace line must never fail to serialize.
-        self._file.write(json.dumps(event.to_record(), ensure_ascii=False, default=str) + "\n")
+        record = event.to_record()
+        if isinstance(event, ModelCalled):
+            previous = self._last_prompt.get(event.agent, [])
+            shared = _shared_prefix(previous, event.messages)
+            self._last_prompt[event.agent] = event.messages
+            if shared:
+                record["messages"] = event.messages[shared:]
+                record["messages_prefix"] = shared
+        self._file.write(_ENCODER.encode(record) + "\n")
         self._file.flush()
 
     def close(self) -> None:
@@ -160,14 +182,39 @@ def read_trace(path: Path) -> list[TraceRecord]:
         ) from None
     numbered = [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
     records: list[TraceRecord] = []
+    prompts: dict[str, list[dict[str, str]]] = {}
     for position, (number, line) in enumerate(numbered):
         try:
-            records.append(TraceRecord.model_validate_json(line))
+            record = TraceRecord.model_validate_json(line)
+            if record.kind == "ModelCalled":
+                record = _whole_prompt(record, prompts)
+            records.append(record)
         except ValidationError as exc:
             if position == len(numbered) - 1:
                 break  # the writer was killed mid-line
             raise OpenHeavyError(f"trace {path} line {number} is not a valid event record: {exc}") from exc
     return records
+
+
+def _shared_prefix(previous: list[dict[str, str]], messages: list[dict[str, str]]) -> int:
+    shared = 0
+    for old, new in zip(previous, messages, strict=False):
+        if old != new:
+            break
+        shared += 1
+    return shared
+
+
+def _whole_prompt(record: TraceRecord, prompts: dict[str, list[dict[str, str]]]) -> TraceRecord:
+    """Undo the prefix sharing of `JsonlTraceSink` for one `ModelCalled` record."""
+    payload = record.payload
+    messages = list(payload.get("messages") or [])
+    shared = payload.pop("messages_prefix", 0)
+    if shared:
+        messages = prompts.get(record.agent, [])[:shared] + messages
+    prompts[record.agent] = messages
+    payload["messages"] = messages
+    return TraceRecord(kind=record.kind, run_id=record.run_id, agent=record.agent, at=record.at, **payload)
 
 
 _VOLATILE_FLOATS = frozenset({"seconds", "wall_seconds"})
@@ -342,10 +389,12 @@ def _cited_documents(citations: list[dict[str, Any]]) -> set[str]:
 
 
 class MetricsSink(EventSink):
-    """Computes a run's figures from its events. `figures()` may be called at any time, also mid-run."""
+    """Computes a run's figures from its events. `figures()` may be called at any time, also mid-run
+    and from another thread (the live display redraws from rich's refresh thread)."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
+        self._lock = threading.Lock()
         self._run = _Tally()
         self._agents: dict[str, _Tally] = {}
         self._started_agents: list[str] = []
@@ -359,6 +408,10 @@ class MetricsSink(EventSink):
 
     def handle(self, event: Event) -> None:
         """Count one event."""
+        with self._lock:
+            self._count(event)
+
+    def _count(self, event: Event) -> None:
         tallies = [self._run, self._agent(event.agent)] if event.agent else [self._run]
         if event.agent:
             agent = tallies[1]
@@ -412,7 +465,10 @@ class MetricsSink(EventSink):
     def figures(self, citations: list[dict[str, Any]] | None = None) -> RunFigures:
         """The figures so far. `citations`: the final answer's, when figures are taken just before
         `RunFinished` is emitted; by default those of `RunFinished` once seen, else every agent's."""
-        now = self._clock()
+        with self._lock:
+            return self._figures(citations, self._clock())
+
+    def _figures(self, citations: list[dict[str, Any]] | None, now: float) -> RunFigures:
         if citations is not None:
             cited = _cited_documents(citations)
         elif self._final_citations is not None:

@@ -124,7 +124,7 @@ class Verifier(Protocol):
 
 # ---------------------------------------------------------------- answers
 
-_ANSWER_LINE = re.compile(r"^[\s>*_#`-]*(?:the\s+)?(?:final\s+)?answer[\s*_`]*[:：][\s*_`]*(.*)$", re.IGNORECASE)
+_ANSWER_LINE = re.compile(r"^[\s>*_#`-]*(?:the\s+)?(?:final\s+)?answer[\s*_`]*[:：]\s*(.*)$", re.IGNORECASE)
 _THE_ANSWER_IS = re.compile(
     r"the\s+(?:final\s+|correct\s+)?answer\s+is[\s:]*(.+?)(?=\.(?:\s|$)|\n|$)", re.IGNORECASE
 )
@@ -168,6 +168,11 @@ def _clean_answer(answer: str) -> str:
             inner = _balanced_braces(text, boxed.end() - 1)
             if inner is not None and len(inner) + boxed.end() + 1 == len(text):
                 text = inner
+        for marker in ("**", "__", "*"):  # emphasis a label left open: "**Final answer:** 42"
+            if text.count(marker) == 1 and text.startswith(marker):
+                text = text[len(marker) :]
+            elif text.count(marker) == 1 and text.endswith(marker):
+                text = text[: -len(marker)]
         if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'“”":
             text = text[1:-1]
         text = text.strip('“”"')
@@ -213,10 +218,13 @@ _ARTICLES = frozenset({"a", "an", "the"})
 
 
 def _canonical_number(token: str) -> str:
-    value = Decimal(token.replace(",", ""))
+    plain = token.replace(",", "")
+    try:
+        value = Decimal(plain).normalize()
+    except ArithmeticError:  # beyond Decimal's exponent range: compare as written
+        return plain
     if value == 0:
         return "0"  # "-0" and "0.00" too
-    value = value.normalize()
     # Fixed-point for ordinary magnitudes ("1E+3" -> "1000"); "1e999999" must not become a million digits.
     if abs(value.adjusted()) > 30:
         return str(value)
@@ -245,14 +253,13 @@ def normalize_answer(answer: str) -> str:
     "1000.0").
     """
     text = answer.casefold().replace("−", "-")
+    # LaTeX text wrappers hold words: "\text{B}" votes with "B".
+    text = re.sub(r"\\(?:text|textbf|textrm|mathrm|mathbf|operatorname)\s*\{([^{}]*)\}", r"\1", text)
     tokens = []
     for match in _TOKEN.finditer(text):
         token = match[0]
         if token[0].isdigit() or token[0] in "+-.":
-            try:
-                token = _canonical_number(token)
-            except InvalidOperation:
-                pass
+            token = _canonical_number(token)
         tokens.append(token)
     content = [token for token in tokens if token not in _ARTICLES]
     if content or tokens:
@@ -578,7 +585,7 @@ class JudgeVerifier:
                 return parse(_json_object(completion.text))
             except (ValueError, ValidationError) as exc:
                 error = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-                retry = _fill(load_prompt("judge_retry"), error=error)
+                retry = _fill(load_prompt("judge_retry").strip(), error=error)
                 messages = [*messages, Message("assistant", completion.text), Message("user", retry)]
         raise ModelOutputError(
             f"the judge's reply did not match its JSON schema, even after a retry: {error}"
@@ -588,13 +595,13 @@ class JudgeVerifier:
         self, question: str, sample: Sample, step: int, stream: EventStream | None, run_id: str
     ) -> tuple[int | None, str]:
         user = _fill(
-            load_prompt("judge_pointwise"),
+            load_prompt("judge_pointwise").strip(),
             question=question,
             work=_clip(sample.text, self.max_chars),
             evidence=_render_evidence(sample.evidence),
             answer=sample.answer,
         )
-        messages = [Message("system", load_prompt("judge_system")), Message("user", user)]
+        messages = [Message("system", load_prompt("judge_system").strip()), Message("user", user)]
         try:
             verdict = await self._ask(
                 messages,
@@ -619,14 +626,14 @@ class JudgeVerifier:
     ) -> int | None:
         """Index of the winner, `first` shown as A; None if the call failed."""
         user = _fill(
-            load_prompt("judge_pairwise"),
+            load_prompt("judge_pairwise").strip(),
             question=question,
             work_a=_clip(first.text, self.max_chars // 2),
             answer_a=first.answer,
             work_b=_clip(second.text, self.max_chars // 2),
             answer_b=second.answer,
         )
-        messages = [Message("system", load_prompt("judge_system")), Message("user", user)]
+        messages = [Message("system", load_prompt("judge_system").strip()), Message("user", user)]
         try:
             verdict = await self._ask(
                 messages,
@@ -650,6 +657,8 @@ class JudgeVerifier:
     ) -> list[Score]:
         """Pointwise grades for every sample, plus a pairwise round-robin of the top-k when enabled."""
         samples = list(samples)
+        if not samples:
+            return []
         async with asyncio.TaskGroup() as group:
             graded = [
                 group.create_task(self._pointwise(question, sample, step, stream, run_id))
@@ -703,7 +712,7 @@ class JudgeVerifier:
             text = f"judge {value}/10: {reason}"
             if not play:
                 scores.append(Score(sample.index, pointwise, text))
-            elif sample.index in games and games[sample.index]:
+            elif games.get(sample.index):
                 win_rate = wins[sample.index] / games[sample.index]
                 text += f"; won {wins[sample.index]:g}/{games[sample.index]} pairwise"
                 scores.append(Score(sample.index, 0.5 * pointwise + 0.5 * win_rate, text))
@@ -783,6 +792,19 @@ def _fraction_value(text: str) -> Fraction | None:
         return None
 
 
+def _looks_like_math(answer: str) -> bool:
+    """No word outside LaTeX commands. Words go to the plain comparison: math-verify would read "Paris"
+    as the product p*a*r*i*s, and "5 km" as 5, equal to "5 miles"."""
+    return re.search(r"[^\W\d_]{2,}", re.sub(r"\\[A-Za-z]+", "", answer)) is None
+
+
+def _math_verify_parse(module: ModuleType, answer: str, timeout: int | None) -> list[Any]:
+    # Inside $...$ math-verify reads the whole answer as LaTeX ("2^{10}" is 1024, not 2); a bare
+    # answer it cannot read that way gets its own extraction as a second chance.
+    parsed: list[Any] = module.parse(f"${answer.strip().strip('$')}$", parsing_timeout=timeout)
+    return parsed or module.parse(answer, parsing_timeout=timeout)
+
+
 def math_equal(a: str, b: str) -> bool:
     """Whether two answers are mathematically equal: `\\frac{1}{2}` == `0.5` == `1/2`.
 
@@ -790,13 +812,12 @@ def math_equal(a: str, b: str) -> bool:
     simple expressions, then `normalize_answer` equality.
     """
     module = _load_math_verify()
-    if module is not None:
+    if module is not None and _looks_like_math(a) and _looks_like_math(b):
         # math-verify's timeouts use SIGALRM, which only the main thread may set.
-        in_main = threading.current_thread() is threading.main_thread()
-        parsed_a = module.parse(a, parsing_timeout=5 if in_main else None)
-        parsed_b = module.parse(b, parsing_timeout=5 if in_main else None)
+        timeout = 5 if threading.current_thread() is threading.main_thread() else None
+        parsed_a, parsed_b = _math_verify_parse(module, a, timeout), _math_verify_parse(module, b, timeout)
         if parsed_a and parsed_b:
-            return bool(module.verify(parsed_a, parsed_b, timeout_seconds=5 if in_main else None))
+            return bool(module.verify(parsed_a, parsed_b, timeout_seconds=timeout))
     value_a, value_b = _fraction_value(a), _fraction_value(b)
     if value_a is not None and value_b is not None:
         return value_a == value_b
@@ -1076,11 +1097,16 @@ class RewardVerifier:
                 last_try = attempt == self.max_retries
                 try:
                     response = await client.post(self.url, json=body, headers=headers)
-                except (httpx.ConnectError, httpx.TimeoutException) as exc:
-                    if last_try:
+                except httpx.TransportError as exc:  # connection refused or dropped, timeouts: transient
+                    if last_try and isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
                         raise ModelUnreachableError(
                             f"no reward server at {self.url} ({type(exc).__name__}) — start one or "
                             "pick another --verifier"
+                        ) from exc
+                    if last_try:
+                        raise ModelError(
+                            f"reward server at {self.url} failed after {attempt + 1} tries: "
+                            f"{type(exc).__name__}: {exc}"
                         ) from exc
                 else:
                     transient = response.status_code == 429 or response.status_code >= 500
@@ -1145,4 +1171,3 @@ def make_verifier(
     if kind == "reward":
         return RewardVerifier(argument)
     raise ConfigError(f"unknown verifier {spec!r}; valid: {VERIFIER_SPECS}")
-

@@ -8,8 +8,6 @@ takes the same first N questions.
 from __future__ import annotations
 
 import hashlib
-import importlib
-import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -56,6 +54,8 @@ class CorpusSpec:
     name: str  # index name, e.g. "eval-hotpotqa"
     sources: tuple[Path, ...]  # the files the documents are read from, for messages and the report
     read: Callable[[], Iterator[CorpusDoc]]
+    # How the chunker finds headings: PEPs are reStructuredText, Wikipedia paragraphs plain text.
+    text_format: Literal["text", "markdown", "rst"] = "text"
 
     def documents(self) -> Iterator[CorpusDoc]:
         """Every document of the corpus, deduplicated, in a stable order."""
@@ -316,7 +316,7 @@ def load_peps_wide(tasks_path: Path, corpus_path: Path) -> list[EvalItem]:
             for p in _read_jsonl(corpus_path, _PepRecord)
         )
 
-    corpus = CorpusSpec("eval-peps", (corpus_path,), read)
+    corpus = CorpusSpec("eval-peps", (corpus_path,), read, text_format="rst")
     return [
         EvalItem(r.id, r.question, tuple(r.answer_urls), "wide", corpus)
         for r in _read_jsonl(tasks_path, _WideRecord)
@@ -424,22 +424,19 @@ def build_corpus(
     index_dir: Path,
     *,
     index_documents: IndexDocuments | None = None,
-    progress: Callable[..., Any] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> object:
-    """Index a corpus's documents under `spec.name` and return what the indexer returns.
+    """Index a corpus's documents under `spec.name` and return what the indexer returns (for the
+    default, an `IndexReport`; re-indexing unchanged documents changes nothing).
 
-    The default indexer is `openheavy.corpus.index_documents`, fed `SourceDoc`s; it is imported when
-    called, so datasets load (and tests run) without the corpus module. A given `index_documents` is
-    fed `CorpusDoc`s.
+    The default indexer is `openheavy.corpus.index_documents`, fed `SourceDoc`s in the corpus's text
+    format; it is imported on call, so loading datasets stays light. A given `index_documents` is fed
+    `CorpusDoc`s (tests, or another search engine).
     """
     if index_documents is not None:
         return index_documents(spec.documents(), spec.name, index_dir, progress)
-    corpus_module = importlib.import_module("openheavy.corpus")
-    if not hasattr(corpus_module, "index_documents"):
-        raise ConfigError(
-            "openheavy.corpus has no index_documents yet — this build cannot index eval corpora"
-        )
-    source_doc: Callable[..., Any] = corpus_module.SourceDoc
-    index: Callable[..., object] = corpus_module.index_documents
-    docs = (source_doc(id=d.id, title=d.title, text=d.text, url=d.url) for d in spec.documents())
-    return index(docs, spec.name, index_dir, progress=progress)
+    from openheavy.corpus import SourceDoc
+    from openheavy.corpus import index_documents as index_into_local
+
+    docs = (SourceDoc(d.id, d.title, d.text, d.url, spec.text_format) for d in spec.documents())
+    return index_into_local(docs, spec.name, index_dir, progress)

@@ -158,14 +158,27 @@ def _number_from(match: re.Match[str]) -> _Number:
 
 
 def last_number(text: str) -> float | None:
-    """The last plain number in `text` (for GSM8K: the model's final number), or None."""
+    """The last number in `text` (for GSM8K: the model's final number); None when there is none or the
+    last one is part of a formula ("\\frac{1}{4}", "x^2", "3/4")."""
     number = _last_number(text)
     return None if number is None else number.value
 
 
 def _last_number(text: str) -> _Number | None:
     matches = list(_NUMBER.finditer(text))
-    return _number_from(matches[-1]) if matches else None
+    if not matches:
+        return None
+    last = matches[-1]
+    # A number inside a formula is not the answer: the 3 of "\frac{\sqrt{3}}{3}", the 2 of "x^2",
+    # the 4 of "3/4". Then there is no plain final number, and math-verify decides.
+    before = text[last.start() - 1 : last.start()]
+    after = text[last.end() : last.end() + 1]
+    if before in _FORMULA_EDGES or after in _FORMULA_EDGES:
+        return None
+    return _number_from(last)
+
+
+_FORMULA_EDGES = frozenset("{}^_/")
 
 
 def _numbers_equal(a: _Number, b: _Number) -> bool:
@@ -196,14 +209,15 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
-def _final_answer_text(prediction: str) -> str:
-    """Where the final answer is: the last \\boxed{}, else after the last "####" (GSM8K style), else all."""
+def _final_answer_text(prediction: str) -> tuple[str, bool]:
+    """Where the final answer is: the last \\boxed{}, else after the last "####" (GSM8K style), else
+    all of it; and whether it was boxed (then the whole box is the answer, not its last number)."""
     boxed = last_boxed(prediction)
     if boxed is not None:
-        return boxed
+        return boxed, True
     if "####" in prediction:
-        return prediction.rsplit("####", 1)[1]
-    return prediction
+        return prediction.rsplit("####", 1)[1], False
+    return prediction, False
 
 
 _TEXT_WRAPPERS = re.compile(r"\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}")
@@ -224,11 +238,11 @@ def grade_math(prediction: str, gold: str) -> Grade:
     without sympy: "1,000", "$1,000", "1000.00" and "1000" are equal. Anything else (fractions,
     radicals, tuples, intervals) goes to math-verify, which must be installed (`openheavy[eval]`).
     """
-    final = _final_answer_text(prediction)
+    final, boxed = _final_answer_text(prediction)
     gold_number = _parse_plain_number(gold)
     details: dict[str, Any] = {"final": final.strip()[-200:]}
     if gold_number is not None:
-        predicted = _parse_plain_number(final) or _last_number(final)
+        predicted = _parse_plain_number(final) if boxed else _last_number(final)
         details["predicted_number"] = None if predicted is None else predicted.value
         if predicted is not None and _numbers_equal(predicted, gold_number):
             return Grade({"correct": 1.0}, details)
@@ -313,9 +327,9 @@ def normalize_url(url: str) -> str | None:
 
 def _trim(candidate: str) -> str:
     while candidate:
-        if candidate[-1] in _TRAILING:
-            candidate = candidate[:-1]
-        elif candidate[-1] == ")" and candidate.count(")") > candidate.count("("):
+        # A closing parenthesis belongs to the URL only when the URL opened one (Wikipedia titles).
+        unbalanced = candidate[-1] == ")" and candidate.count(")") > candidate.count("(")
+        if candidate[-1] in _TRAILING or unbalanced:
             candidate = candidate[:-1]
         else:
             break

@@ -25,7 +25,7 @@ from tenacity.wait import wait_exponential_jitter
 from openheavy.errors import ModelError, ModelUnreachableError
 from openheavy.types import Completion, JsonSchema, Message, Usage
 
-__all__ = ["StructuredMode", "OpenAICompatModel"]
+__all__ = ["OpenAICompatModel", "StructuredMode"]
 
 log = logging.getLogger(__name__)
 

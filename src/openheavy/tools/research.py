@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 
 from pydantic import BaseModel, Field
 
 from openheavy.tools.base import Observation, ToolContext
 from openheavy.tools.sources import SourceBook
-from openheavy.types import DocumentOpened, JsonSchema, SearchDone
+from openheavy.types import DocumentOpened, Hit, JsonSchema, SearchDone
 
 QUERY_MAX_CHARS = 120
 
@@ -54,7 +53,7 @@ class SearchTool:
                 agent=ctx.agent,
                 step=ctx.step,
                 query=args.query,
-                hits=[{"ref": ref, **asdict(hit)} for ref, hit in zip(refs, hits, strict=True)],
+                hits=[_hit_record(ref, hit) for ref, hit in zip(refs, hits, strict=True)],
                 seconds=time.perf_counter() - started,
                 cached=cached,
             )
@@ -121,3 +120,15 @@ class OpenTool:
         )
         location = f" ({document.url})" if document.url else ""
         return Observation(f"[{args.ref}] {document.title}{location}\n{shown}")
+
+
+def _hit_record(ref: int, hit: Hit) -> dict[str, object]:
+    return {
+        "ref": ref,
+        "id": hit.id,
+        "doc_id": hit.doc_id,
+        "title": hit.title,
+        "url": hit.url,
+        "snippet": hit.snippet,
+        "score": hit.score,
+    }

@@ -1,0 +1,181 @@
+"""Ranked generation: N samples of one question in parallel, scored by a verifier, best first.
+
+`rank` sends one request per sample with seeds `seed + i`, which is how `n > 1` is emulated for endpoints
+that lack it. Heavy mode reuses the same ranking for whole research trajectories by passing a `sampler`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, replace
+
+from openheavy.errors import ConfigError, ModelError
+from openheavy.models.base import ChatModel
+from openheavy.prompts import load_prompt
+from openheavy.types import EventStream, Message, ModelCalled, Note, Usage
+from openheavy.verify import Sample, Verifier, extract_answer
+
+__all__ = ["RankResult", "Ranked", "Sampler", "extract_answer", "rank", "sample_messages"]
+
+# Produces sample `i`. Heavy mode passes one that runs a research agent and returns its trajectory.
+Sampler = Callable[[int], Awaitable[Sample]]
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """A sample with its verifier score; `rank` 1 is the best."""
+
+    sample: Sample
+    score: float
+    reason: str
+    rank: int
+
+
+@dataclass(frozen=True)
+class RankResult:
+    """The outcome of ranked generation."""
+
+    best: Sample
+    ranking: list[Ranked]  # best first; only samples that succeeded
+    verifier: str
+    usage: Usage  # samples and verifier together
+    failed: list[Sample]  # samples whose generation failed, with their error
+
+    @property
+    def answer(self) -> str:
+        return self.best.answer
+
+
+def sample_messages(question: str) -> list[Message]:
+    """The prompt every sample gets: identical for all N, so a prefix cache serves it once."""
+    return [
+        Message("system", load_prompt("rank_system").strip()),
+        Message("user", load_prompt("rank_question").strip().replace("{question}", question)),
+    ]
+
+
+async def rank(
+    question: str,
+    model: ChatModel,
+    *,
+    n: int,
+    verifier: Verifier,
+    stream: EventStream,
+    run_id: str,
+    temperature: float = 0.7,
+    seed: int = 0,
+    max_tokens: int = 512,
+    sampler: Sampler | None = None,
+) -> RankResult:
+    """Generate `n` candidate answers concurrently, score them with `verifier`, and rank them.
+
+    Each default sample is one `model.complete` call with seed `seed + i`, reported as a `ModelCalled`
+    event (purpose "sample", agent `sample-i`). With `sampler`, `sampler(i)` produces sample `i` instead
+    and reports its own events. A sample that fails is kept in `failed` and left out of the ranking;
+    every sample failing raises `ModelError`. Every score is reported as a `Note(topic="verifier")`.
+    """
+    if n < 1:
+        raise ConfigError(f"--n must be at least 1, got {n}")
+    messages = sample_messages(question)
+
+    async def sample_with_model(i: int) -> Sample:
+        completion = await model.complete(
+            messages, max_tokens=max_tokens, temperature=temperature, seed=seed + i
+        )
+        stream.emit(
+            ModelCalled(
+                run_id=run_id,
+                agent=f"sample-{i}",
+                step=0,
+                purpose="sample",
+                messages=[asdict(m) for m in messages],
+                json_schema=None,
+                output=completion.text,
+                prompt_tokens=completion.usage.prompt_tokens,
+                completion_tokens=completion.usage.completion_tokens,
+                cached_tokens=completion.usage.cached_tokens,
+                seconds=completion.seconds,
+            )
+        )
+        return Sample(
+            index=i,
+            text=completion.text,
+            answer=extract_answer(completion.text),
+            usage=completion.usage,
+            mean_logprob=completion.mean_logprob,
+            seed=seed + i,
+        )
+
+    produce = sampler or sample_with_model
+
+    async def guarded(i: int) -> Sample:
+        started = time.monotonic()
+        try:
+            sample = await produce(i)
+        except Exception as exc:  # one failed sample must never lose the others
+            error = f"{type(exc).__name__}: {exc}"
+            stream.emit(
+                Note(
+                    run_id=run_id,
+                    agent=f"sample-{i}",
+                    topic="sample_failed",
+                    data={"index": i, "error": error, "seconds": round(time.monotonic() - started, 3)},
+                )
+            )
+            return Sample(
+                index=i, text="", answer="", error=error, seed=seed + i if sampler is None else None
+            )
+        # The index is rank's bookkeeping; a sampler that numbers differently must not break it.
+        return sample if sample.index == i else replace(sample, index=i)
+
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(guarded(i)) for i in range(n)]
+    samples = [task.result() for task in tasks]
+    ok = [s for s in samples if s.ok]
+    failed = [s for s in samples if not s.ok]
+    if not ok:
+        raise ModelError(f"all {n} samples failed; first error: {failed[0].error}")
+
+    usage_before = verifier.usage
+    scores = await verifier.score(question, ok, stream=stream, run_id=run_id)
+    by_index = {score.index: score for score in scores}
+    if sorted(by_index) != [s.index for s in ok]:
+        raise ValueError(
+            f"verifier {verifier.name} scored samples {sorted(by_index)}, expected {[s.index for s in ok]}"
+        )
+    ordered = sorted(ok, key=lambda s: (-by_index[s.index].score, -by_index[s.index].tiebreak, s.index))
+    ranking = [
+        Ranked(sample=s, score=by_index[s.index].score, reason=by_index[s.index].reason, rank=position)
+        for position, s in enumerate(ordered, start=1)
+    ]
+    for entry in ranking:
+        stream.emit(
+            Note(
+                run_id=run_id,
+                topic="verifier",
+                data={
+                    "verifier": verifier.name,
+                    "index": entry.sample.index,
+                    "rank": entry.rank,
+                    "score": entry.score,
+                    "reason": entry.reason,
+                    "answer": entry.sample.answer,
+                },
+            )
+        )
+
+    verifier_usage = _usage_delta(verifier.usage, usage_before)
+    usage = sum((s.usage for s in samples), Usage()) + verifier_usage
+    return RankResult(
+        best=ranking[0].sample, ranking=ranking, verifier=verifier.name, usage=usage, failed=failed
+    )
+
+
+def _usage_delta(after: Usage, before: Usage) -> Usage:
+    return Usage(
+        after.prompt_tokens - before.prompt_tokens,
+        after.completion_tokens - before.completion_tokens,
+        after.cached_tokens - before.cached_tokens,
+    )

@@ -1,0 +1,57 @@
+"""Shared fixtures. `embedded_tiny` is the real embedded model (SmolLM2-135M through llama-server): one
+server per test session, shared by every test that asks for it; such tests carry `@pytest.mark.embedded`
+and are skipped, with the reason, where the llama-server build or the tiny model is missing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from openheavy.config import Settings
+from openheavy.errors import EmbeddedModelError
+from openheavy.models.local import (
+    EMBEDDED_MODELS,
+    EmbeddedModel,
+    LlamaServer,
+    ensure_weights,
+    find_llama_server,
+)
+
+TINY = EMBEDDED_MODELS["local:tiny"]
+
+
+@pytest.fixture(scope="session")
+def embedded_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings for the shared tiny server: a throwaway data dir, small slots."""
+    return Settings(data_dir=tmp_path_factory.mktemp("embedded"), llama_slots=4, llama_ctx_per_slot=2048)
+
+
+@pytest.fixture(scope="session")
+def embedded_tiny_server(embedded_settings: Settings) -> Iterator[LlamaServer]:
+    """One running llama-server with the tiny model for the whole session (started on first use)."""
+    try:
+        find_llama_server(embedded_settings.llama_server)
+        weights = ensure_weights(TINY, embedded_settings.models_dir)
+    except EmbeddedModelError as exc:
+        pytest.skip(f"embedded model unavailable: {exc}")
+    server = LlamaServer.from_settings(weights, embedded_settings, alias=TINY.alias)
+    # A private loop: the server is a plain process, so it outlives this loop and serves every test's.
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(server.start())
+    finally:
+        loop.close()
+    yield server
+    server.stop_now()
+
+
+@pytest.fixture
+async def embedded_tiny(
+    embedded_tiny_server: LlamaServer, embedded_settings: Settings
+) -> AsyncIterator[EmbeddedModel]:
+    """An `EmbeddedModel` on the shared tiny server (its connections are per test; the server is not)."""
+    model = EmbeddedModel(TINY, embedded_settings, server=embedded_tiny_server)
+    yield model
+    await model.aclose()

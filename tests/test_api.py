@@ -1,0 +1,115 @@
+"""The library API end to end with a scripted model: result, trace, run store, cancellation, streaming."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from fakes import PASSAGES, MemorySearch, action
+
+from openheavy.api import Heavy
+from openheavy.config import Settings
+from openheavy.errors import ConfigError
+from openheavy.models.scripted import FunctionModel, ScriptedModel
+from openheavy.trace import RunStore, read_trace, run_store_path
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data")
+
+
+SINGLE = [
+    action("search", query="subprocess timeout"),
+    action("open", ref=1),
+    action("answer", answer="subprocess.run(..., timeout=5, capture_output=True) [1]", cite=[1]),
+]
+
+
+async def test_single_run_returns_a_cited_answer_with_figures_and_a_trace(settings: Settings) -> None:
+    heavy = Heavy(ScriptedModel(SINGLE), MemorySearch(dict(PASSAGES)), settings=settings)
+    result = await heavy.arun("How do I run a subprocess with a timeout?", "single")
+    assert result.status == "ok"
+    assert result.citations[0]["id"] == "subprocess#1" and result.citations[0]["number"] == 1
+    assert result.figures.searches == 1 and result.figures.documents_read == 1
+    assert result.figures.sources_cited == 1 and result.figures.model_calls == 3
+    kinds = [r.kind for r in read_trace(result.trace_path)]
+    assert kinds[0] == "RunStarted" and kinds[-1] == "RunFinished"
+    assert {"ModelCalled", "SearchDone", "DocumentOpened", "AgentFinished"} <= set(kinds)
+    row = RunStore(run_store_path(settings.runs_dir)).get(result.run_id)
+    assert row.status == "ok" and row.answer == result.answer
+    data = result.to_dict()
+    assert data["run_id"] == result.run_id and data["trace_path"] == str(result.trace_path)
+
+
+async def test_direct_mode_uses_no_corpus(settings: Settings) -> None:
+    heavy = Heavy(ScriptedModel(["Use subprocess.run."]), "no-such-corpus", settings=settings)
+    result = await heavy.arun("How?", "direct")
+    assert result.answer == "Use subprocess.run." and result.citations == []
+    assert result.figures.searches == 0
+
+
+async def test_bad_mode_and_empty_question_are_config_errors(settings: Settings) -> None:
+    heavy = Heavy(ScriptedModel([]), MemorySearch({}), settings=settings)
+    with pytest.raises(ConfigError, match="unknown mode"):
+        await heavy.arun("q", "turbo")
+    with pytest.raises(ConfigError, match="empty"):
+        await heavy.arun("   ", "single")
+
+
+async def test_cancelling_a_run_keeps_its_trace_and_marks_it_cancelled(settings: Settings) -> None:
+    started = asyncio.Event()
+
+    async def hang(messages: object, schema: object) -> str:
+        started.set()
+        await asyncio.sleep(3600)
+        return ""
+
+    heavy = Heavy(FunctionModel(hang), MemorySearch(dict(PASSAGES)), settings=settings)
+    task = asyncio.create_task(heavy.arun("q", "single"))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    store = RunStore(run_store_path(settings.runs_dir))
+    (row,) = store.list()
+    assert row.status == "cancelled"
+    records = read_trace(Path(row.trace_path or ""))
+    assert records[-1].kind == "RunFinished"
+    assert [r.kind for r in records].count("ModelCalled") == 0  # the hung call never returned
+
+
+async def test_a_failing_model_marks_the_run_failed(settings: Settings) -> None:
+    heavy = Heavy(ScriptedModel([RuntimeError("boom")]), MemorySearch(dict(PASSAGES)), settings=settings)
+    with pytest.raises(Exception, match="boom"):
+        await heavy.arun("q", "single")
+    (row,) = RunStore(run_store_path(settings.runs_dir)).list()
+    assert row.status == "failed" and "boom" in (row.error or "")
+
+
+async def test_stream_yields_events_as_they_happen(settings: Settings) -> None:
+    heavy = Heavy(ScriptedModel(SINGLE), MemorySearch(dict(PASSAGES)), settings=settings)
+    kinds = [event.kind async for event in heavy.stream("q", "single")]
+    assert kinds[0] == "RunStarted" and kinds[-1] == "RunFinished"
+    assert kinds.index("SearchDone") < kinds.index("DocumentOpened") < kinds.index("AgentFinished")
+
+
+def test_sync_run(settings: Settings) -> None:
+    heavy = Heavy(ScriptedModel(SINGLE), MemorySearch(dict(PASSAGES)), settings=settings)
+    result = heavy.run("q", "single")
+    assert result.answer.endswith("[1]")
+
+
+async def test_trace_file_gives_back_every_prompt_whole(settings: Settings) -> None:
+    from fakes import ListSink
+
+    sink = ListSink()
+    heavy = Heavy(ScriptedModel(SINGLE), MemorySearch(dict(PASSAGES)), settings=settings)
+    result = await heavy.arun("q", "single", sinks=[sink])
+    emitted = [e.messages for e in sink.of("ModelCalled")]
+    stored = [r.payload["messages"] for r in read_trace(result.trace_path) if r.kind == "ModelCalled"]
+    assert stored == emitted and len(emitted[-1]) == 6
+    # on disk, later calls store only what they add to the agent's previous prompt
+    lines = result.trace_path.read_text().splitlines()
+    assert sum('"messages_prefix"' in line for line in lines) == 2
