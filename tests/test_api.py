@@ -113,3 +113,38 @@ async def test_trace_file_gives_back_every_prompt_whole(settings: Settings) -> N
     # on disk, later calls store only what they add to the agent's previous prompt
     lines = result.trace_path.read_text().splitlines()
     assert sum('"messages_prefix"' in line for line in lines) == 2
+
+
+async def test_rank_mode_votes_over_parallel_samples(settings: Settings) -> None:
+    outputs = iter(["x = 4\nANSWER: 4", "ANSWER: 5", "so ANSWER: 4"])
+    model = FunctionModel(lambda messages, schema: next(outputs))
+    heavy = Heavy(model, "unused-corpus", settings=settings)
+    result = await heavy.arun("What is 2+2?", "rank", n=3, verifier="check:numeric")
+    assert result.answer == "4"
+    assert [r["answer"] for r in result.ranking or []][0] == "4"
+    assert len(result.ranking or []) == 3
+    assert {c.seed for c in model.calls} == {0, 1, 2}
+    assert result.figures.searches == 0
+
+
+async def test_rank_with_tools_ranks_whole_research_trajectories(settings: Settings) -> None:
+    def respond(messages: list[object], schema: dict[str, object] | None) -> str:
+        turns = sum(getattr(m, "role", "") == "assistant" for m in messages)
+        if turns == 0:
+            return action("search", query="subprocess timeout")
+        if turns == 1:
+            return action("open", ref=1)
+        return action("answer", answer="subprocess.run with timeout [1]", cite=[1])
+
+    heavy = Heavy(FunctionModel(respond), MemorySearch(dict(PASSAGES)), settings=settings)
+    result = await heavy.arun("q", "rank", n=2, tools=True, verifier="vote")
+    assert result.answer == "subprocess.run with timeout [1]"
+    assert result.citations[0]["id"] == "subprocess#1"
+    assert len(result.agents) == 2 and len(result.ranking or []) == 2
+    assert result.figures.searches == 1  # the second agent's identical search hit the run's cache
+
+
+async def test_unknown_run_option_is_a_config_error(settings: Settings) -> None:
+    heavy = Heavy(ScriptedModel([]), MemorySearch({}), settings=settings)
+    with pytest.raises(ConfigError, match="known options"):
+        await heavy.arun("q", "single", turbo=True)

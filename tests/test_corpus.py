@@ -250,8 +250,8 @@ async def test_index_a_folder_and_search_it(corpus_dir: Path, tmp_path: Path) ->
         assert hit.title == "Gardening Guide"  # the short introduction shares the Watering passage
         assert hit.url == str(corpus_dir / "guide.md")
         (hit, *_) = await index.search("seaweed fertilizer")
-        assert hit.title == "Gardening Guide › Soil › Fertilizer"
-        assert hit.id == "notes/guide.md#2"
+        assert (hit.id, hit.title) == ("notes/guide.md#1", "Gardening Guide › Soil")
+        assert "\n\nFertilizer\n\nFeed every two weeks" in (await index.open(hit.id)).text
         assert (await index.search("Which glacier is largest?"))[0].doc_id == "r2"
         assert (await index.search("honey colony"))[0].doc_id == "notes/sub/deeper.md"
         assert (await index.search("sourdough proofing"))[0].title.startswith("Bread Baking Basics")

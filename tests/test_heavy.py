@@ -194,3 +194,17 @@ async def test_prompt_layout_shares_the_prefix_across_agents() -> None:
     prefixes = {m[1].content.split("Your part of the work")[0] for m in firsts}
     assert len(prefixes) == 1
     assert prefixes.pop().startswith("Question: How do I run commands?")
+
+
+async def test_heavy_rank_ranks_the_agents_trajectories_instead_of_synthesizing() -> None:
+    from openheavy.verify import VoteVerifier
+
+    model = FunctionModel(scripted_team(tasks=["find shlex", "find shlex", "find check_output"]))
+    orchestrator, sink = make(model)
+    plan, ranked, agents = await orchestrator.rank_trajectories("q", VoteVerifier())
+    assert plan.tasks == ["find shlex", "find check_output"]  # the duplicate sub-task was dropped
+    assert len(agents) == 2
+    assert ranked.best.answer == "find shlex: see [1]"
+    assert ranked.best.evidence[0]["id"] == "shlex#1"
+    assert "Evidence read:" in ranked.best.text and "shlex.split" in ranked.best.text
+    assert not [e for e in sink.of("ModelCalled") if e.purpose == "synthesis"]

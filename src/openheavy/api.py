@@ -22,6 +22,7 @@ from openheavy.errors import ConfigError, OpenHeavyError
 from openheavy.heavy import Orchestrator
 from openheavy.models.base import ChatModel
 from openheavy.models.registry import resolve_model
+from openheavy.rank import RankResult, rank
 from openheavy.search.base import SearchBackend
 from openheavy.search.cache import CachedSearch
 from openheavy.trace import (
@@ -35,6 +36,7 @@ from openheavy.trace import (
     trace_path,
 )
 from openheavy.types import Event, EventSink, EventStream, Note, RunFinished, RunStarted
+from openheavy.verify import make_verifier
 
 Mode = Literal["direct", "single", "heavy", "rank"]
 MODES: tuple[str, ...] = ("direct", "single", "heavy", "rank")
@@ -214,7 +216,11 @@ class Heavy:
             raise ConfigError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
         if not question.strip():
             raise ConfigError("the question is empty")
-        opts = RunOptions(**options)
+        try:
+            opts = RunOptions(**options)
+        except TypeError as exc:
+            known = ", ".join(RunOptions.__dataclass_fields__)
+            raise ConfigError(f"bad run option ({exc}); known options: {known}") from None
         run_id = new_run_id()
         path = trace_path(self.settings.runs_dir, run_id)
         metrics = MetricsSink()
@@ -226,7 +232,8 @@ class Heavy:
                 *sinks,
             ]
         )
-        corpus = "" if mode == "direct" else self.corpus_name
+        uses_corpus = mode in ("single", "heavy") or (mode == "rank" and opts.tools)
+        corpus = self.corpus_name if uses_corpus else ""
         try:
             stream.emit(
                 RunStarted(
@@ -327,6 +334,19 @@ class Heavy:
                 seed=opts.seed,
             )
             return _Outcome(completion.text.strip(), [])
+        if mode == "rank" and not opts.tools:
+            ranked = await rank(
+                question,
+                model,
+                n=opts.n,
+                verifier=make_verifier(opts.verifier, model, opts.reference, seed=opts.seed),
+                stream=stream,
+                run_id=run_id,
+                temperature=0.7 if opts.temperature is None else opts.temperature,
+                seed=opts.seed,
+                max_tokens=s.answer_max_tokens,
+            )
+            return _ranked_outcome(ranked, [])
         search = CachedSearch(self.search_backend())
         if mode == "single":
             agent = ResearchAgent(
@@ -350,6 +370,34 @@ class Heavy:
                 result.stop_reason,
                 [_agent_summary(result)],
                 notes=_budget_notes([result]),
+            )
+        if mode == "heavy" and opts.heavy_rank:
+            orchestrator = Orchestrator(
+                model,
+                search,
+                stream=stream,
+                run_id=run_id,
+                corpus=self.corpus_name,
+                agents=opts.agents,
+                max_agents=opts.max_agents,
+                max_steps=max_steps,
+                budget=budget,
+                max_tokens_per_call=s.answer_max_tokens,
+                temperature=temperature,
+                seed=opts.seed,
+            )
+            verifier = make_verifier(opts.verifier, model, opts.reference, seed=opts.seed)
+            plan, ranked, agents = await orchestrator.rank_trajectories(
+                question, verifier, temperature=temperature if temperature else 0.0
+            )
+            outcome = _ranked_outcome(ranked, agents)
+            return _Outcome(
+                outcome.answer,
+                outcome.citations,
+                agents=outcome.agents,
+                plan={"kind": plan.kind, "tasks": plan.tasks, "origin": plan.origin},
+                ranking=outcome.ranking,
+                notes=outcome.notes,
             )
         if mode == "heavy":
             orchestrator = Orchestrator(
@@ -379,7 +427,48 @@ class Heavy:
                 plan={"kind": heavy.plan.kind, "tasks": heavy.plan.tasks, "origin": heavy.plan.origin},
                 notes=notes,
             )
-        raise ConfigError(f"mode {mode!r} is not available yet")
+        # rank --tools: N research agents on the same question, differing only by seed
+        orchestrator = Orchestrator(
+            model,
+            search,
+            stream=stream,
+            run_id=run_id,
+            corpus=self.corpus_name,
+            agents=opts.n,
+            max_steps=max_steps,
+            budget=budget,
+            max_tokens_per_call=s.answer_max_tokens,
+            seed=opts.seed,
+        )
+        _, ranked, agents = await orchestrator.rank_trajectories(
+            question,
+            make_verifier(opts.verifier, model, opts.reference, seed=opts.seed),
+            tasks=[question] * opts.n,
+            temperature=0.7 if opts.temperature is None else opts.temperature,
+        )
+        return _ranked_outcome(ranked, agents)
+
+
+def _ranked_outcome(ranked: RankResult, agents: list[AgentResult]) -> _Outcome:
+    ranking = [
+        {
+            "rank": r.rank,
+            "sample": r.sample.index,
+            "score": r.score,
+            "reason": r.reason,
+            "answer": r.sample.answer,
+        }
+        for r in ranked.ranking
+    ]
+    notes = [f"sample {f.index} failed: {f.error}" for f in ranked.failed]
+    notes += _budget_notes(agents)
+    return _Outcome(
+        ranked.best.answer,
+        list(ranked.best.evidence),
+        agents=[_agent_summary(a) for a in agents],
+        ranking=ranking,
+        notes=notes,
+    )
 
 
 def _agent_summary(result: AgentResult) -> dict[str, Any]:

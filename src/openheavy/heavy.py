@@ -18,9 +18,11 @@ from openheavy.agent import AgentResult, Budget, ResearchAgent, call_model, load
 from openheavy.errors import OpenHeavyError
 from openheavy.models.base import ChatModel
 from openheavy.prompts import render_prompt
+from openheavy.rank import RankResult, rank
 from openheavy.search.cache import CachedSearch
 from openheavy.tools.sources import SourceBook, cited_numbers, renumber_markers
 from openheavy.types import CitationDropped, Document, EventStream, JsonSchema, Message, Note, Usage
+from openheavy.verify import Sample, Verifier
 
 TASK_MAX_CHARS = 240
 # Used when the planner's output is unusable: distinct angles on the same question.
@@ -225,6 +227,52 @@ class Orchestrator:
                 agent.name, task, "", [], "error", 0, agent.usage, agent.sources, error=message
             )
 
+    # --------------------------------------------------------------- ranking
+    async def rank_trajectories(
+        self,
+        question: str,
+        verifier: Verifier,
+        *,
+        tasks: list[str] | None = None,
+        temperature: float = 0.7,
+    ) -> tuple[Plan, RankResult, list[AgentResult]]:
+        """Instead of synthesis: run one agent per task and return their whole trajectories ranked by
+        `verifier` (answer plus the evidence read). `tasks` defaults to the planner's sub-tasks; rank
+        mode with `--tools` passes the question N times, so the agents differ only by seed."""
+        plan = Plan("simple", tasks, "fixed") if tasks else await self.plan(question)
+        results: dict[int, AgentResult] = {}
+
+        async def sampler(index: int) -> Sample:
+            agent = ResearchAgent(
+                self.model,
+                self.search,
+                stream=self.stream,
+                run_id=self.run_id,
+                name=f"agent-{index + 1}",
+                corpus=self.corpus,
+                max_steps=self.max_steps,
+                budget=self.budget,
+                max_tokens_per_call=self.max_tokens_per_call,
+                temperature=temperature,
+                seed=self.seed + index + 1,
+            )
+            result = await self._run_agent(agent, question, plan.tasks[index])
+            results[index] = result
+            self.usage = self.usage + result.usage
+            return trajectory_sample(index, result)
+
+        ranked = await rank(
+            question,
+            self.model,
+            n=len(plan.tasks),
+            verifier=verifier,
+            stream=self.stream,
+            run_id=self.run_id,
+            seed=self.seed,
+            sampler=sampler,
+        )
+        return plan, ranked, [results[i] for i in sorted(results)]
+
     # ------------------------------------------------------------- synthesis
     async def synthesize(self, question: str, plan: Plan, results: list[AgentResult]) -> HeavyResult:
         """Compare the agents' notes and write one answer citing only passages they read."""
@@ -360,6 +408,24 @@ class Orchestrator:
     def _charge(self, usage: Usage) -> None:
         self.usage = self.usage + usage
         self.budget.charge(usage)
+
+
+def trajectory_sample(index: int, result: AgentResult) -> Sample:
+    """An agent's trajectory as a rank sample: its answer plus the evidence it read, for the verifier."""
+    evidence = "\n".join(
+        f"[{c.number}] {c.title}: {_excerpt(result.sources.opened[c.ref].text, 400)}"
+        for c in result.citations
+        if c.ref in result.sources.opened
+    )
+    text = f"{result.answer}\n\nEvidence read:\n{evidence or '(none cited)'}"
+    return Sample(
+        index=index,
+        text=text,
+        answer=result.answer,
+        evidence=[c.to_record() for c in result.citations],
+        usage=result.usage,
+        error=result.error,
+    )
 
 
 def collect_sources(results: list[AgentResult]) -> dict[str, Source]:

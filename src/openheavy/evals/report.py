@@ -116,6 +116,7 @@ class ResultRecord(_Saved):
 
     @property
     def key(self) -> tuple[str, str]:
+        """(item id, mode label): what resume and the report key a result by."""
         return (self.item_id, self.mode)
 
 
@@ -320,7 +321,8 @@ def render_report(out_dir: Path, *, plots: bool = True) -> EvalSummary:
             log.warning("plots skipped: %s", skipped)
     summary = summary.model_copy(update={"plots": written, "plots_skipped": skipped})
     (out_dir / SUMMARY_FILE).write_text(summary.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    (out_dir / REPORT_FILE).write_text(render_markdown(summary, rows, out_dir), encoding="utf-8")
+    report = render_markdown(summary, rows, out_dir, item_order=meta.item_ids)
+    (out_dir / REPORT_FILE).write_text(report, encoding="utf-8")
     return summary
 
 
@@ -351,8 +353,11 @@ def _run_link(row: ResultRecord, out_dir: Path) -> str:
     return f"[{_cell(label)}]({href.replace(' ', '%20')})"
 
 
-def render_markdown(summary: EvalSummary, rows: Iterable[ResultRecord], out_dir: Path) -> str:
-    """The text of `report.md`: the per-mode table, the judge table, the plots, and every item's row."""
+def render_markdown(
+    summary: EvalSummary, rows: Iterable[ResultRecord], out_dir: Path, item_order: Sequence[str] = ()
+) -> str:
+    """The text of `report.md`: the per-mode table, the judge table, the plots, and every item's row
+    (in `item_order`, the dataset's order, then any others by id)."""
     lines = [
         f"# Evaluation: {summary.dataset or 'dataset'}",
         "",
@@ -409,12 +414,19 @@ def render_markdown(summary: EvalSummary, rows: Iterable[ResultRecord], out_dir:
             lines.append(f"Plots skipped: {summary.plots_skipped}")
         lines.append("")
 
-    lines += _item_table(summary, rows, out_dir)
+    lines += _item_table(summary, rows, out_dir, item_order)
     return "\n".join(lines) + "\n"
 
 
-def _item_table(summary: EvalSummary, rows: Iterable[ResultRecord], out_dir: Path) -> list[str]:
-    latest = sorted(latest_results(rows).values(), key=lambda row: (row.item_id, row.mode))
+def _item_table(
+    summary: EvalSummary, rows: Iterable[ResultRecord], out_dir: Path, item_order: Sequence[str]
+) -> list[str]:
+    position = {item_id: index for index, item_id in enumerate(item_order)}
+    modes = {mode.mode: index for index, mode in enumerate(summary.modes)}
+    latest = sorted(
+        latest_results(rows).values(),
+        key=lambda row: (position.get(row.item_id, len(position)), row.item_id, modes.get(row.mode, 0)),
+    )
     primary = {mode.mode: mode.primary for mode in summary.modes}
     lines = [
         "## Items",
