@@ -66,7 +66,8 @@ def trajectory(steps: int) -> Any:
         if "lead researcher" in system:
             return json.dumps({"agreements": "", "conflicts": "", "answer": "merged [1]", "cite": [1]})
         turn = sum(m.role == "assistant" for m in messages)
-        if turn >= steps - 1 or (schema is not None and "anyOf" not in schema):
+        options = (schema or {}).get("anyOf", [schema])
+        if turn >= steps - 1 or [o["properties"]["action"]["enum"] for o in options] == [["answer"]]:
             return json.dumps({"action": "answer", "answer": "done [1]", "cite": []})
         if turn % 2 == 0:
             return json.dumps({"action": "search", "query": f"{messages[1].content[-8:]} {turn}"})

@@ -69,3 +69,10 @@ PASSAGES = {
     ),
     "shlex#1": ("shlex — split", "shlex.split splits a command line string like a shell would."),
 }
+
+
+def allowed_actions(schema: dict[str, Any] | None) -> list[str]:
+    """The action names an agent's JSON schema allows (what a constrained decoder could produce)."""
+    if schema is None:
+        return []
+    return [option["properties"]["action"]["enum"][0] for option in schema.get("anyOf", [schema])]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from fakes import PASSAGES, ListSink, MemorySearch, action
+from fakes import PASSAGES, ListSink, MemorySearch, action, allowed_actions
 
 from openheavy.agent import Budget, ResearchAgent
 from openheavy.models.scripted import ScriptedModel
@@ -63,7 +63,8 @@ async def test_open_is_constrained_to_results_seen_and_not_yet_read() -> None:
     )
     await agent.run("q")
     first, second, third = (call.json_schema for call in model.calls)
-    assert [o["properties"]["action"]["enum"][0] for o in first["anyOf"]] == ["search", "answer"]
+    assert allowed_actions(first) == ["search"]  # nothing to open yet, and no answer before looking
+    assert allowed_actions(second) == ["search", "open", "answer"]
     open_option = next(o for o in second["anyOf"] if o["properties"]["action"]["enum"] == ["open"])
     assert open_option["properties"]["ref"]["enum"] == [1, 2]
     answer_option = next(o for o in third["anyOf"] if o["properties"]["action"]["enum"] == ["answer"])
@@ -88,13 +89,29 @@ async def test_citations_to_unread_documents_are_dropped_and_recorded() -> None:
 
 async def test_malformed_output_is_shown_back_once_then_accepted() -> None:
     agent, model, sink, _ = make_agent(
-        ["Sure! I will search.", action("answer", answer="I found nothing.", cite=[])]
+        [
+            "Sure! I will search.",
+            action("search", query="zebra"),
+            action("answer", answer="I found nothing.", cite=[]),
+        ]
     )
     result = await agent.run("q")
     assert result.answer == "I found nothing."
     rejected = sink.of("OutputRejected")
     assert len(rejected) == 1 and "no JSON object" in rejected[0].error
     assert "not a valid action" in model.calls[1].messages[-1].content
+    # the rejected exchange is not kept in the conversation once a valid action came
+    assert len(model.calls[2].messages) == 4
+
+
+async def test_the_first_action_must_use_a_tool() -> None:
+    agent, model, sink, _ = make_agent(
+        [action("answer", answer="From memory!", cite=[]), action("search", query="shlex")]
+        + [action("answer", answer="shlex.split", cite=[])]
+    )
+    result = await agent.run("q")
+    assert sink.of("OutputRejected")[0].error == "\"action\" must be one of ['search'], got 'answer'"
+    assert result.answer == "shlex.split" and result.steps == 2
 
 
 async def test_twice_malformed_output_fails_clearly() -> None:

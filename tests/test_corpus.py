@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -90,7 +91,7 @@ def test_long_sections_split_near_target_with_overlap() -> None:
     assert len(chunks) >= 4
     assert all(c.title == "Doc › Part" for c in chunks)
     assert all(len(c.text) <= TARGET_CHARS for c in chunks)
-    for previous, current in zip(chunks, chunks[1:], strict=False):
+    for previous, current in itertools.pairwise(chunks):
         first_paragraph = current.text.split("\n\n")[0]
         assert first_paragraph in previous.text  # the overlap repeats the end of the previous passage
         assert len(first_paragraph) <= OVERLAP_CHARS
@@ -345,7 +346,12 @@ def test_index_documents_reports_progress(tmp_path: Path) -> None:
     calls: list[tuple[int, int, str]] = []
     docs = [SourceDoc(f"d{i}", f"Doc {i}", f"text {i}") for i in range(250)]
     index_documents(docs, "many", tmp_path, progress=lambda *a: calls.append(a))
-    assert calls == [(0, 250, "index d0"), (100, 250, "index d100"), (200, 250, "index d200"), (250, 250, "done")]
+    assert calls == [
+        (0, 250, "index d0"),
+        (100, 250, "index d100"),
+        (200, 250, "index d200"),
+        (250, 250, "done"),
+    ]
 
 
 def test_repeated_ids_in_documents_are_an_error(tmp_path: Path) -> None:
@@ -379,7 +385,9 @@ def test_open_unknown_corpus_lists_the_available_ones(tmp_path: Path) -> None:
 
 def test_open_empty_corpus_says_how_to_fill_it(tmp_path: Path) -> None:
     index_documents([], "hollow", tmp_path)
-    with pytest.raises(EmptyIndexError, match=r"'hollow' .* holds no documents — .*openheavy index PATH --name hollow"):
+    with pytest.raises(
+        EmptyIndexError, match=r"'hollow' .* holds no documents — .*openheavy index PATH --name hollow"
+    ):
         open_corpus("hollow", tmp_path)
 
 
@@ -404,16 +412,18 @@ def test_pydoc_text_becomes_sections() -> None:
 
 
 def test_summary_line() -> None:
-    assert summary_line("Subprocesses with accessible I/O streams") == "Subprocesses with accessible I/O streams"
+    assert summary_line("Subprocesses with I/O streams") == "Subprocesses with I/O streams"
     assert summary_line("First sentence. Second one.") == "First sentence."
     assert summary_line("word " * 40).endswith("word…")
 
 
 def test_module_names_are_public_and_safe() -> None:
     names = module_names()
-    assert {"subprocess", "json", "concurrent.futures", "urllib.request", "xml.etree.ElementTree"} <= set(names)
+    expected = {"subprocess", "json", "concurrent.futures", "urllib.request", "xml.etree.ElementTree"}
+    assert expected <= set(names)
     assert not [n for n in names if any(part.startswith("_") for part in n.split("."))]
-    assert not {"antigravity", "this", "tkinter", "idlelib", "turtle", "test"} & {n.split(".")[0] for n in names}
+    unsafe = {"antigravity", "this", "tkinter", "idlelib", "turtle", "test"}
+    assert not unsafe & {n.split(".")[0] for n in names}
     assert not [n for n in names if n.startswith("asyncio.")]
 
 

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from fakes import PASSAGES, ListSink, MemorySearch, action
+from fakes import PASSAGES, ListSink, MemorySearch, action, allowed_actions
 
 from openheavy.agent import Budget
 from openheavy.heavy import FALLBACK_ANGLES, Orchestrator
@@ -54,7 +54,7 @@ def scripted_team(
         if task == fail_task:
             raise RuntimeError("backend exploded")
         turns = sum(m.role == "assistant" for m in messages)
-        if schema is not None and "anyOf" not in schema:  # only "answer" is allowed now
+        if allowed_actions(schema) == ["answer"]:  # out of budget: only "answer" is allowed now
             return action("answer", answer=f"{task}: out of budget", cite=[])
         if turns == 0:
             return action("search", query=QUERIES[task])

