@@ -265,6 +265,18 @@ def test_an_empty_sqlite_file_is_migrated(tmp_path: Path) -> None:
         assert idx.stats().schema_version == SCHEMA_VERSION
 
 
+def test_another_applications_database_is_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "theirs.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE orders (id INTEGER)")
+    conn.close()
+    with pytest.raises(SearchError, match="not an openheavy index"):
+        LocalIndex(path)
+    with sqlite3.connect(path) as conn:
+        assert [row[0] for row in conn.execute("SELECT name FROM sqlite_master")] == ["orders"]
+    conn.close()
+
+
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "new.sqlite"
     LocalIndex(path).close()

@@ -347,7 +347,8 @@ class Heavy:
                 max_tokens=s.answer_max_tokens,
             )
             return _ranked_outcome(ranked, [])
-        search = CachedSearch(self.search_backend())
+        # Opening a corpus may build it (pydocs, first use): off the event loop.
+        search = CachedSearch(await asyncio.to_thread(self.search_backend))
         if mode == "single":
             agent = ResearchAgent(
                 model,

@@ -206,6 +206,82 @@ def compare(
     out.print(table)
 
 
+@app.command("eval")
+def eval_(
+    dataset: Annotated[
+        str | None,
+        typer.Argument(help="hotpotqa | musique | gsm8k | math500 | peps-wide | a .jsonl file."),
+    ] = None,
+    modes: Annotated[str, typer.Option(help="e.g. direct,single,heavy:4,rank:8")] = "direct,single",
+    limit: Annotated[int | None, typer.Option(min=1, help="First N items only.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="local | local:fast | local:tiny | http://host:port/v1 | PROFILE")
+    ] = None,
+    api_key: Annotated[str | None, typer.Option(help="API key for a remote model (or env).")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Items in flight at once.")] = 1,
+    results: Annotated[
+        Path | None, typer.Option("--out", help="Results folder (default eval-out/DATASET).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Run seed; each item's seed derives from it.")] = 0,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Benchmark data folder (default ../shared/data).")
+    ] = None,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="Actions per agent.")] = None,
+    verifier: Annotated[str, typer.Option(help="rank: vote | judge | check:NAME | reward:URL")] = "vote",
+    judge: Annotated[bool, typer.Option("--judge", help="Also grade with an LLM judge (the model).")] = False,
+    retry_errors: Annotated[bool, typer.Option("--retry-errors", help="Rerun items that errored.")] = False,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Only re-render the report of this results folder.")
+    ] = None,
+) -> None:
+    """Evaluate modes on a benchmark: accuracy against compute, resumable, with a report and plots."""
+    from openheavy.evals import build_corpus, dataset_corpora, load_dataset, parse_modes, render_report
+    from openheavy.evals.harness import run_eval
+    from openheavy.evals.runner import HeavyRunner
+    from openheavy.models.registry import resolve_model
+
+    if report is not None:
+        with _errors():
+            render_report(report)
+        out.print(f"report: {report / 'report.md'}")
+        return
+    if dataset is None:
+        _fail("name a DATASET (hotpotqa, musique, gsm8k, math500, peps-wide or a .jsonl), or --report DIR")
+    settings = _settings(model=model, api_key=api_key)
+    out_dir = results or Path("eval-out") / Path(dataset).stem
+    with _errors():
+        items = load_dataset(dataset, data_dir, limit=limit)
+        mode_specs = parse_modes(modes)
+        if any(m.name in ("single", "heavy") for m in mode_specs) and any(i.corpus is None for i in items):
+            _fail(f"{dataset} has nothing to search: single and heavy need a corpus; use direct and rank:N")
+        for spec in dataset_corpora(items):
+            with _progress() as progress:
+                err.print(f"indexing corpus {spec.name} …")
+                build_corpus(spec, settings.index_dir, progress=progress)
+
+        async def evaluate() -> None:
+            chat = resolve_model(settings.model, settings, api_key=api_key)
+            runner = HeavyRunner(chat, settings, verifier=verifier, max_steps=max_steps)
+            try:
+                await run_eval(
+                    items,
+                    mode_specs,
+                    runner,
+                    out_dir,
+                    concurrency=concurrency,
+                    seed=seed,
+                    judge=chat if judge else None,
+                    dataset=dataset,
+                    retry_errors=retry_errors,
+                    console=err,
+                )
+            finally:
+                await runner.aclose()
+
+        asyncio.run(evaluate())
+    out.print(f"results: {out_dir / 'results.jsonl'} · report: {out_dir / 'report.md'}")
+
+
 @app.command()
 def index(
     paths: Annotated[list[Path], typer.Argument(help="Folders or files (.md .rst .txt .html .pdf .jsonl).")],

@@ -170,7 +170,7 @@ def render_modules(
     names: list[str],
     *,
     workers: int = 2,
-    batch_size: int = 12,
+    batch_size: int = 32,
     timeout: float = 60.0,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> tuple[list[RenderedModule], list[str]]:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from openheavy.errors import ConfigError, ModelOutputError
 from openheavy.evals.datasets import EvalItem, ItemKind
 from openheavy.models.base import ChatModel
+from openheavy.prompts import render_prompt
 from openheavy.types import Message
 
 EVAL_INSTALL_HINT = "pip install 'openheavy[eval]'"
@@ -392,18 +393,6 @@ def grade_wide(prediction: str, gold: Sequence[str]) -> Grade:
 
 # ---------------------------------------------------------------- LLM judge
 
-# Kept beside the grader until the prompts/ loader exists; then it moves to prompts/eval_judge.txt.
-JUDGE_PROMPT = """You grade answers to questions against a gold answer.
-Decide whether the candidate answer means the same as the gold answer (or one of its aliases). Ignore
-wording, formatting, extra explanation and citations; judge only whether the final answer is right.
-A candidate that hedges between several answers, or gives none, is not correct.
-
-Question: {question}
-Gold answer(s): {gold}
-Candidate answer: {candidate}
-
-Reply with JSON: {{"correct": true or false, "reason": "<one short sentence>"}}"""
-
 JUDGE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
@@ -430,7 +419,9 @@ async def judge_answer(
 ) -> JudgeVerdict:
     """Ask `model` whether `prediction` answers `question` as the gold `answers` do. Greedy and seeded
     so that a rerun judges the same way. Raises `ModelOutputError` if the reply is not a verdict."""
-    prompt = JUDGE_PROMPT.format(question=question, gold=" | ".join(answers), candidate=prediction.strip())
+    prompt = render_prompt(
+        "eval_judge", question=question, gold=" | ".join(answers), candidate=prediction.strip()
+    )
     completion = await model.complete(
         [Message("user", prompt)], json_schema=JUDGE_SCHEMA, max_tokens=200, temperature=0.0, seed=seed
     )

@@ -162,6 +162,17 @@ class Runner(Protocol):
     async def __call__(self, item: EvalItem, mode: ModeSpec, seed: int) -> RunOutcome: ...
 
 
+def answer_with_sources(item: EvalItem, outcome: RunOutcome) -> str:
+    """What is graded. For wide (list) questions the numbered sources, with their URLs, are part of what
+    a user is shown, so they count; exact-answer grading sees the answer text alone."""
+    if item.kind != "wide" or not outcome.citations:
+        return outcome.answer
+    sources = "\n".join(
+        f"[{c.get('number', '')}] {c.get('title', '')} — {c.get('url', '')}" for c in outcome.citations
+    )
+    return f"{outcome.answer}\n\nSources:\n{sources}"
+
+
 def item_seed(seed: int, item_id: str) -> int:
     """The seed for one item: fixed by the run seed and the item id alone, so it does not change with
     --limit, the order of items or the mode, and every mode answers an item under the same seed."""
@@ -294,7 +305,7 @@ async def _evaluate(
     if outcome.error is not None:
         grade = failed_grade(item.kind, outcome.error)
     else:
-        grade = grade_answer(item, outcome.answer)
+        grade = grade_answer(item, answer_with_sources(item, outcome))
     verdict: JudgeRecord | None = None
     # Wide-search answers are URL lists graded exactly; a judge adds nothing there.
     if judge is not None and outcome.error is None and item.kind != "wide":

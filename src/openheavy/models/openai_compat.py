@@ -78,7 +78,8 @@ class OpenAICompatModel:
 
     `model=""` asks the server's `/models` once and uses the first entry (what llama-server, a single-model
     vLLM and most local servers want). `structured` says how `json_schema` is requested: constrained
-    decoding (`json_schema`), plain JSON mode (`json_object`) or not at all (`none`).
+    decoding (`json_schema`), plain JSON mode (`json_object`) or not at all (`none`). An `http_client`
+    passed in (tests: `httpx2.AsyncClient(transport=httpx2.MockTransport(...))`) is closed by `aclose`.
     """
 
     def __init__(

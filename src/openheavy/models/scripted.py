@@ -25,6 +25,7 @@ __all__ = [
     "ScriptExhaustedError",
     "ScriptStep",
     "ScriptedModel",
+    "rough_usage",
 ]
 
 Reply: TypeAlias = str | Completion
