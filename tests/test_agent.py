@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from fakes import PASSAGES, ListSink, MemorySearch, action, allowed_actions
 
+from fakes import PASSAGES, ListSink, MemorySearch, action, allowed_actions
 from openheavy.agent import Budget, ResearchAgent
 from openheavy.models.scripted import ScriptedModel
 from openheavy.search.cache import CachedSearch
@@ -29,7 +29,7 @@ def make_agent(
 
 
 async def test_search_open_answer_cites_the_opened_document() -> None:
-    agent, model, sink, backend = make_agent(
+    agent, _model, sink, backend = make_agent(
         [
             action("search", query="subprocess timeout"),
             action("open", ref=1),
@@ -105,9 +105,12 @@ async def test_malformed_output_is_shown_back_once_then_accepted() -> None:
 
 
 async def test_the_first_action_must_use_a_tool() -> None:
-    agent, model, sink, _ = make_agent(
-        [action("answer", answer="From memory!", cite=[]), action("search", query="shlex")]
-        + [action("answer", answer="shlex.split", cite=[])]
+    agent, _model, sink, _ = make_agent(
+        [
+            action("answer", answer="From memory!", cite=[]),
+            action("search", query="shlex"),
+            action("answer", answer="shlex.split", cite=[]),
+        ]
     )
     result = await agent.run("q")
     assert sink.of("OutputRejected")[0].error == "\"action\" must be one of ['search'], got 'answer'"

@@ -6,8 +6,8 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from fakes import PASSAGES, MemorySearch, action
 
+from fakes import PASSAGES, MemorySearch, action
 from openheavy.api import Heavy
 from openheavy.config import Settings
 from openheavy.errors import ConfigError
@@ -121,7 +121,7 @@ async def test_rank_mode_votes_over_parallel_samples(settings: Settings) -> None
     heavy = Heavy(model, "unused-corpus", settings=settings)
     result = await heavy.arun("What is 2+2?", "rank", n=3, verifier="check:numeric")
     assert result.answer == "4"
-    assert [r["answer"] for r in result.ranking or []][0] == "4"
+    assert next(r["answer"] for r in result.ranking or []) == "4"
     assert len(result.ranking or []) == 3
     assert {c.seed for c in model.calls} == {0, 1, 2}
     assert result.figures.searches == 0

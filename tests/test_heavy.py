@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from fakes import PASSAGES, ListSink, MemorySearch, action, allowed_actions
-
 from openheavy.agent import Budget
 from openheavy.heavy import FALLBACK_ANGLES, Orchestrator
 from openheavy.models.scripted import FunctionModel
@@ -129,7 +128,7 @@ async def test_one_agent_failing_keeps_the_others_work() -> None:
     assert [a.task for a in failed] == ["find check_output"]
     assert "backend exploded" in (failed[0].error or "")
     assert result.failures and result.answer == "Use run [1]."
-    synthesis_prompt = [e for e in sink.of("ModelCalled") if e.purpose == "synthesis"][0]
+    synthesis_prompt = next(e for e in sink.of("ModelCalled") if e.purpose == "synthesis")
     assert "FAILED" in synthesis_prompt.messages[1]["content"]
 
 
@@ -169,7 +168,7 @@ async def test_synthesis_may_cite_only_documents_some_agent_read() -> None:
 async def test_synthesis_prompt_numbers_sources_run_wide() -> None:
     orchestrator, sink = make(FunctionModel(scripted_team()))
     await orchestrator.run("q")
-    prompt = [e for e in sink.of("ModelCalled") if e.purpose == "synthesis"][0].messages[1]["content"]
+    prompt = next(e for e in sink.of("ModelCalled") if e.purpose == "synthesis").messages[1]["content"]
     # each agent cited its own [1]; in the notes they become the run-wide numbers 1, 2, 3
     assert "find subprocess.run: see [1]" in prompt
     assert "find check_output: see [2]" in prompt

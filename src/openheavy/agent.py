@@ -90,6 +90,32 @@ class AgentResult:
         return self.error is None
 
 
+def output_token_bound(schema: JsonSchema) -> int:
+    """An upper bound on the tokens of any JSON value `schema` allows (a token is at least one
+    character; unbounded strings count 400 characters), plus room for the whitespace a grammar permits."""
+
+    def chars(node: JsonSchema) -> int:
+        if "anyOf" in node:
+            return max(chars(option) for option in node["anyOf"])
+        kind = node.get("type")
+        if "enum" in node and kind != "array":
+            return max((len(json.dumps(value)) for value in node["enum"]), default=4)
+        if kind == "string":
+            return int(node.get("maxLength", 400)) + 2
+        if kind in ("integer", "number"):
+            return 20
+        if kind == "boolean":
+            return 5
+        if kind == "array":
+            return 2 + int(node.get("maxItems", 16)) * (chars(node.get("items", {})) + 2)
+        if kind == "object":
+            properties = node.get("properties", {})
+            return 2 + sum(len(key) + 4 + chars(value) for key, value in properties.items())
+        return 400
+
+    return int(chars(schema) * 1.1) + 32
+
+
 async def call_model(
     model: ChatModel,
     messages: list[Message],
@@ -104,7 +130,13 @@ async def call_model(
     temperature: float | None = None,
     seed: int | None = None,
 ) -> Completion:
-    """One model call, recorded in full (prompt, schema, output, tokens, seconds) on the event stream."""
+    """One model call, recorded in full (prompt, schema, output, tokens, seconds) on the event stream.
+
+    With a schema and no `max_tokens`, the limit is the longest output the schema allows: constrained
+    decoding can run on inside a string until `max_tokens`, and a cut-off JSON string is lost output.
+    """
+    if json_schema is not None and max_tokens is None:
+        max_tokens = output_token_bound(json_schema)
     completion = await model.complete(
         messages, json_schema=json_schema, max_tokens=max_tokens, temperature=temperature, seed=seed
     )
@@ -140,7 +172,7 @@ class ResearchAgent:
         corpus: str = "",
         max_steps: int = 6,
         budget: Budget | None = None,
-        max_tokens_per_call: int = 512,
+        max_tokens_per_call: int | None = None,
         temperature: float | None = 0.0,
         seed: int | None = None,
         tools: list[Tool] | None = None,

@@ -134,6 +134,7 @@ class Heavy:
         self._model: ChatModel | None = None if isinstance(model, str) or model is None else model
         self._owns_model = self._model is None
         self._search: SearchBackend | None = None if isinstance(corpus, str) or corpus is None else corpus
+        self._owns_search = self._search is None
 
     # ------------------------------------------------------------- lifecycle
     @property
@@ -161,6 +162,11 @@ class Heavy:
         if self._model is not None and self._owns_model:
             await self._model.aclose()
             self._model = None
+        if self._search is not None and self._owns_search:
+            close = getattr(self._search, "close", None)
+            if close is not None:
+                close()
+            self._search = None
 
     async def __aenter__(self) -> Heavy:
         return self
@@ -358,7 +364,6 @@ class Heavy:
                 corpus=self.corpus_name,
                 max_steps=max_steps,
                 budget=budget,
-                max_tokens_per_call=s.answer_max_tokens,
                 temperature=temperature,
                 seed=opts.seed,
             )
@@ -383,7 +388,6 @@ class Heavy:
                 max_agents=opts.max_agents,
                 max_steps=max_steps,
                 budget=budget,
-                max_tokens_per_call=s.answer_max_tokens,
                 temperature=temperature,
                 seed=opts.seed,
             )
@@ -411,7 +415,6 @@ class Heavy:
                 max_agents=opts.max_agents,
                 max_steps=max_steps,
                 budget=budget,
-                max_tokens_per_call=s.answer_max_tokens,
                 temperature=temperature,
                 seed=opts.seed,
             )
@@ -438,7 +441,6 @@ class Heavy:
             agents=opts.n,
             max_steps=max_steps,
             budget=budget,
-            max_tokens_per_call=s.answer_max_tokens,
             seed=opts.seed,
         )
         _, ranked, agents = await orchestrator.rank_trajectories(

@@ -99,7 +99,7 @@ class Orchestrator:
         max_agents: int = 4,
         max_steps: int = 6,
         budget: Budget | None = None,
-        max_tokens_per_call: int = 512,
+        max_tokens_per_call: int | None = None,
         temperature: float | None = 0.0,
         seed: int = 0,
     ) -> None:
@@ -164,7 +164,6 @@ class Orchestrator:
                 step=0,
                 purpose="plan",
                 json_schema=schema,
-                max_tokens=100 + 80 * high,
                 temperature=self.temperature,
                 seed=self.seed,
             )
@@ -342,7 +341,6 @@ class Orchestrator:
                     step=attempt,
                     purpose="synthesis",
                     json_schema=schema,
-                    max_tokens=self.max_tokens_per_call + 300,
                     temperature=self.temperature,
                     seed=self.seed,
                 )

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from importlib.resources import files
 
 
@@ -14,7 +14,7 @@ def list_prompts() -> list[str]:
     return sorted(p.name[:-4] for p in files(__name__).iterdir() if p.name.endswith(".txt"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_prompt(name: str) -> str:
     """The text of prompt `name` (a file `<name>.txt` in this package)."""
     path = files(__name__) / f"{name}.txt"

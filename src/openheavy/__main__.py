@@ -1,0 +1,5 @@
+"""`python -m openheavy`."""
+
+from openheavy.cli import main
+
+main()

@@ -1,0 +1,179 @@
+"""End to end with the real embedded tiny model (SmolLM2-135M through llama-server).
+
+Structure, not wording: a 135M model answers poorly, but every run must finish with a valid trace,
+citations that resolve to documents the agent opened, figures, and no llama-server left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from openheavy.api import Heavy
+from openheavy.config import Settings
+from openheavy.corpus import index_paths
+from openheavy.models.local import EmbeddedModel
+from openheavy.trace import RunStore, read_trace, run_store_path
+
+pytestmark = pytest.mark.embedded
+
+FIXTURES = Path(__file__).parent / "fixtures" / "corpus"
+QUESTION = "How often should tomatoes be watered?"
+
+
+def llama_servers() -> set[int]:
+    """Pids of running llama-server processes (zombies excluded)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name, state = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2]
+        if name.startswith("llama-server") and state != "Z":
+            found.add(int(stat.parent.name))
+    return found
+
+
+def cli(data_dir: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OPENHEAVY_DATA_DIR": str(data_dir), "OPENHEAVY_LLAMA_CTX_PER_SLOT": "4096"}
+    return subprocess.run(
+        [sys.executable, "-m", "openheavy", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def fixture_corpus(tmp_path: Path) -> Path:
+    data = tmp_path / "data"
+    result = cli(data, "index", str(FIXTURES), "--name", "fixture")
+    assert result.returncode == 0, result.stderr
+    return data
+
+
+def test_ask_with_the_tiny_model_end_to_end(fixture_corpus: Path) -> None:
+    before = llama_servers()
+    result = cli(
+        fixture_corpus,
+        "ask",
+        QUESTION,
+        "--model",
+        "local:tiny",
+        "--corpus",
+        "fixture",
+        "--max-steps",
+        "3",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["status"] == "ok" and data["answer"].strip()
+    assert data["figures"]["searches"] >= 1  # the first action must be a search
+    assert data["figures"]["model_calls"] >= 2
+    records = read_trace(Path(data["trace_path"]))
+    opened = {r.payload["doc"]["id"] for r in records if r.kind == "DocumentOpened"}
+    assert {c["id"] for c in data["citations"]} <= opened
+    assert [c["number"] for c in data["citations"]] == list(range(1, len(data["citations"]) + 1))
+    assert records[0].kind == "RunStarted" and records[-1].kind == "RunFinished"
+    # every prompt, the system prompt included, is in the trace
+    first_call = next(r for r in records if r.kind == "ModelCalled")
+    assert first_call.payload["messages"][0]["role"] == "system"
+    assert llama_servers() <= before, "llama-server left running after the CLI exited"
+
+    shown = cli(fixture_corpus, "trace", data["run_id"])
+    assert shown.returncode == 0, shown.stderr
+    assert "research agent" in shown.stdout and "search" in shown.stdout
+    listed = cli(fixture_corpus, "runs")
+    assert data["run_id"][:15] in listed.stdout
+
+
+def test_ctrl_c_mid_run_keeps_the_trace_and_leaves_no_server(fixture_corpus: Path) -> None:
+    before = llama_servers()
+    env = {**os.environ, "OPENHEAVY_DATA_DIR": str(fixture_corpus)}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "openheavy",
+            "ask",
+            QUESTION,
+            "--model",
+            "local:tiny",
+            "--corpus",
+            "fixture",
+            "--max-steps",
+            "6",
+            "--quiet",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    runs = fixture_corpus / "runs"
+    deadline = time.monotonic() + 120
+    # wait until the model has answered at least once: the server is up and the run is mid-way
+    while time.monotonic() < deadline:
+        traces = list(runs.glob("*.jsonl")) if runs.exists() else []
+        if traces and "ModelCalled" in traces[0].read_text():
+            break
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    else:
+        process.kill()
+        pytest.fail("the run never reached its first model call")
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "cancelled" in stderr
+    (row,) = RunStore(run_store_path(runs)).list()
+    if row.status != "ok":  # the run may just have finished before the signal landed
+        assert row.status == "cancelled"
+        assert read_trace(Path(row.trace_path or ""))[-1].kind == "RunFinished"
+    time.sleep(0.5)
+    assert llama_servers() <= before, "llama-server left running after Ctrl-C"
+
+
+@pytest.fixture
+def indexed_settings(tmp_path: Path) -> Settings:
+    settings = Settings(data_dir=tmp_path / "data")
+    index_paths([FIXTURES], "fixture", settings.index_dir)
+    return settings
+
+
+async def test_heavy_run_with_the_tiny_model(
+    embedded_tiny: EmbeddedModel, indexed_settings: Settings
+) -> None:
+    heavy = Heavy(embedded_tiny, "fixture", settings=indexed_settings)
+    result = await heavy.arun(QUESTION, "heavy", agents=2, max_steps=2)
+    assert result.status == "ok" and result.plan is not None
+    assert len(result.agents) == 2
+    assert result.figures.agents == 2
+    assert {"plan", "action"} <= set(result.figures.by_purpose)
+    read = {d for a in result.agents for d in a["documents_read"]}
+    assert {c["id"] for c in result.citations} <= read
+    await heavy.aclose()
+
+
+async def test_rank_run_with_the_tiny_model(embedded_tiny: EmbeddedModel, indexed_settings: Settings) -> None:
+    heavy = Heavy(embedded_tiny, "fixture", settings=indexed_settings)
+    result = await heavy.arun("What is 2 + 3?", "rank", n=3, verifier="vote")
+    assert result.status == "ok"
+    assert result.ranking is not None and 1 <= len(result.ranking) <= 3
+    assert [r["rank"] for r in result.ranking] == list(range(1, len(result.ranking) + 1))
+    samples = [r for r in read_trace(result.trace_path) if r.kind == "ModelCalled"]
+    assert (
+        len({r.payload["messages"][1]["content"] for r in samples if r.payload["purpose"] == "sample"}) == 1
+    )
+    await heavy.aclose()
