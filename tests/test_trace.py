@@ -253,7 +253,7 @@ def test_metrics_count_cache_hits_apart_and_documents_once() -> None:
     figures = metrics_of(heavy_run()).figures(citations=[citation(1, "b#1")])
     assert figures.searches == 2  # agent-2's repeat of "x" came from the cache
     assert figures.search_cache_hits == 1
-    assert figures.documents_read == 2  # documents a and b; a#1 and a#2 are passages of one document
+    assert figures.documents_read == 3  # passages a#1, a#2 and b#1: each one read is a document read
     assert figures.document_cache_hits == 1
     assert figures.sources_cited == 1
     assert figures.model_calls == 11
@@ -270,9 +270,9 @@ def test_metrics_per_agent() -> None:
     assert per_agent["agent-1"] == AgentFigures(
         searches=1,
         search_cache_hits=0,
-        documents_read=1,
+        documents_read=2,
         document_cache_hits=0,
-        sources_cited=1,
+        sources_cited=2,
         model_calls=4,
         prompt_tokens=1800,
         completion_tokens=60,
@@ -304,7 +304,7 @@ def test_metrics_split_tokens_by_purpose() -> None:
 def test_sources_cited_follow_the_final_answer() -> None:
     events = heavy_run()
     # Before RunFinished and without the final citations: every agent's cited documents.
-    assert metrics_of(events).figures().sources_cited == 2
+    assert metrics_of(events).figures().sources_cited == 3
     metrics = metrics_of(events)
     metrics.handle(finished(RunFigures()))
     assert metrics.figures().sources_cited == 1  # RunFinished's citations win

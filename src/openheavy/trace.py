@@ -385,7 +385,9 @@ class _Tally:
 
 
 def _cited_documents(citations: list[dict[str, Any]]) -> set[str]:
-    return {str(c.get("doc_id") or c.get("id") or c.get("url") or c.get("number")) for c in citations}
+    # Passages (what an agent opens and cites), not whole files: four sections of one module's
+    # documentation, read and cited, are four sources.
+    return {str(c.get("id") or c.get("doc_id") or c.get("url") or c.get("number")) for c in citations}
 
 
 class MetricsSink(EventSink):
@@ -454,7 +456,7 @@ class MetricsSink(EventSink):
                     else:
                         tally.searches += 1
             case DocumentOpened():
-                doc_key = str(event.doc.get("doc_id") or event.doc.get("id") or event.ref)
+                doc_key = str(event.doc.get("id") or event.doc.get("doc_id") or event.ref)
                 for tally in tallies:
                     tally.documents.add(doc_key)
                     if event.cached:
