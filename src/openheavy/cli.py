@@ -116,7 +116,13 @@ def ask(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live view.")] = False,
 ) -> None:
     """Research QUESTION and print a cited answer with its figures."""
-    from openheavy.display import LiveDisplay, render_answer, render_summary
+    from openheavy.display import (
+        LiveDisplay,
+        render_agent_table,
+        render_answer,
+        render_ranking,
+        render_summary,
+    )
 
     if mode not in MODES:
         _fail(f"unknown --mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -139,6 +145,10 @@ def ask(
         sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n")
         return
     render_answer(result.answer, result.citations, out)
+    if result.ranking:
+        render_ranking(result.ranking, out)
+    if result.figures.agents > 1:
+        render_agent_table(result.figures, out)
     for note in result.notes:
         out.print(f"[yellow]note:[/] {note}", highlight=False)
     out.print(render_summary(result.figures, result.run_id), style="dim", highlight=False)

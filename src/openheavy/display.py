@@ -594,31 +594,7 @@ class _TracePrinter:
         figures = RunFigures.from_dict(event.figures)
         out.print()
         out.print(Text(render_summary(figures, event.run_id)))
-        if figures.per_agent:
-            table = Table(title="per agent", show_edge=False, pad_edge=False)
-            for column in (
-                "agent",
-                "searches",
-                "cache hits",
-                "docs read",
-                "cited",
-                "calls",
-                "tokens",
-                "time",
-            ):
-                table.add_column(column, justify="left" if column == "agent" else "right")
-            for name, agent in figures.per_agent.items():
-                table.add_row(
-                    name,
-                    str(agent.searches),
-                    str(agent.search_cache_hits + agent.document_cache_hits),
-                    str(agent.documents_read),
-                    str(agent.sources_cited),
-                    str(agent.model_calls),
-                    _tokens(agent.prompt_tokens, agent.completion_tokens),
-                    _seconds(agent.wall_seconds),
-                )
-            out.print(table)
+        render_agent_table(figures, out)
         if figures.by_purpose:
             table = Table(title="tokens by purpose", show_edge=False, pad_edge=False)
             for column in ("purpose", "calls", "prompt", "completion", "cached"):
@@ -632,6 +608,54 @@ class _TracePrinter:
                     f"{tokens.cached_tokens:,}",
                 )
             out.print(table)
+
+
+def render_agent_table(figures: RunFigures, console: Console) -> None:
+    """A table of per-agent figures (planner and synthesizer included) with the run's totals."""
+    if not figures.per_agent:
+        return
+    table = Table(title="per agent", show_edge=False, pad_edge=False)
+    for column in ("agent", "searches", "cache hits", "docs read", "cited", "calls", "tokens", "time"):
+        table.add_column(column, justify="left" if column == "agent" else "right")
+    for name, agent in figures.per_agent.items():
+        table.add_row(
+            name,
+            str(agent.searches),
+            str(agent.search_cache_hits + agent.document_cache_hits),
+            str(agent.documents_read),
+            str(agent.sources_cited),
+            str(agent.model_calls),
+            _tokens(agent.prompt_tokens, agent.completion_tokens),
+            _seconds(agent.wall_seconds),
+        )
+    table.add_row(
+        "total",
+        str(figures.searches),
+        str(figures.search_cache_hits + figures.document_cache_hits),
+        str(figures.documents_read),
+        str(figures.sources_cited),
+        str(figures.model_calls),
+        _tokens(figures.prompt_tokens, figures.completion_tokens),
+        _seconds(figures.wall_seconds),
+        style="bold",
+    )
+    console.print(table)
+
+
+def render_ranking(ranking: Sequence[dict[str, Any]], console: Console) -> None:
+    """The ranked answers of rank mode (or heavy --rank): rank, sample, score, verifier's reason."""
+    table = Table(title="ranking", show_edge=False, pad_edge=False)
+    for column in ("rank", "sample", "score", "answer", "reason"):
+        table.add_column(column, justify="right" if column in ("rank", "sample", "score") else "left")
+    for row in ranking:
+        table.add_row(
+            str(row["rank"]),
+            str(row["sample"]),
+            f"{row['score']:.3f}",
+            _one_line(str(row["answer"]), 80),
+            _one_line(str(row["reason"]), 80),
+        )
+    console.print(table)
 
 
 def render_trace(records: Sequence[TraceRecord], console: Console, *, max_chars: int | None = None) -> None:
