@@ -227,6 +227,7 @@ class Heavy:
         except TypeError as exc:
             known = ", ".join(RunOptions.__dataclass_fields__)
             raise ConfigError(f"bad run option ({exc}); known options: {known}") from None
+        self.model()  # a bad model spec is a usage error, not a failed run: raise before the run starts
         run_id = new_run_id()
         path = trace_path(self.settings.runs_dir, run_id)
         metrics = MetricsSink()
