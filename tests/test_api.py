@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -148,3 +149,24 @@ async def test_unknown_run_option_is_a_config_error(settings: Settings) -> None:
     heavy = Heavy(ScriptedModel([]), MemorySearch({}), settings=settings)
     with pytest.raises(ConfigError, match="known options"):
         await heavy.arun("q", "single", turbo=True)
+
+
+async def test_heavy_rank_returns_the_plan_and_the_ranking(settings: Settings) -> None:
+    import json
+
+    def respond(messages: list[Any], schema: dict[str, Any] | None) -> str:
+        if "planner" in messages[0].content:
+            return json.dumps({"kind": "multi-part", "tasks": ["find run", "find shlex"]})
+        turns = sum(m.role == "assistant" for m in messages)
+        if turns == 0:
+            return action("search", query="shlex" if "shlex" in messages[1].content else "run")
+        if turns == 1:
+            return action("open", ref=1)
+        return action("answer", answer="answer [1]", cite=[1])
+
+    heavy = Heavy(FunctionModel(respond), MemorySearch(dict(PASSAGES)), settings=settings)
+    result = await heavy.arun("q", "heavy", heavy_rank=True, verifier="vote")
+    assert result.plan == {"kind": "multi-part", "tasks": ["find run", "find shlex"], "origin": "model"}
+    assert len(result.ranking or []) == 2 and len(result.agents) == 2
+    assert result.figures.by_purpose.keys() >= {"plan", "action"}
+    assert "synthesis" not in result.figures.by_purpose

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,7 +19,7 @@ from openheavy.config import Settings, load_settings
 from openheavy.corpus.catalog import open_corpus
 from openheavy.direct import answer_directly
 from openheavy.errors import ConfigError, OpenHeavyError
-from openheavy.heavy import Orchestrator
+from openheavy.heavy import Orchestrator, Plan
 from openheavy.models.base import ChatModel
 from openheavy.models.registry import resolve_model
 from openheavy.rank import RankResult, rank
@@ -378,79 +378,49 @@ class Heavy:
                 [_agent_summary(result)],
                 notes=_budget_notes([result]),
             )
-        if mode == "heavy" and opts.heavy_rank:
-            orchestrator = Orchestrator(
-                model,
-                search,
-                stream=stream,
-                run_id=run_id,
-                corpus=self.corpus_name,
-                agents=opts.agents,
-                max_agents=opts.max_agents,
-                max_steps=max_steps,
-                budget=budget,
-                temperature=temperature,
-                seed=opts.seed,
-            )
-            verifier = make_verifier(opts.verifier, model, opts.reference, seed=opts.seed)
-            plan, ranked, agents = await orchestrator.rank_trajectories(
-                question, verifier, temperature=temperature if temperature else 0.0
-            )
-            outcome = _ranked_outcome(ranked, agents)
-            return _Outcome(
-                outcome.answer,
-                outcome.citations,
-                agents=outcome.agents,
-                plan={"kind": plan.kind, "tasks": plan.tasks, "origin": plan.origin},
-                ranking=outcome.ranking,
-                notes=outcome.notes,
-            )
-        if mode == "heavy":
-            orchestrator = Orchestrator(
-                model,
-                search,
-                stream=stream,
-                run_id=run_id,
-                corpus=self.corpus_name,
-                agents=opts.agents,
-                max_agents=opts.max_agents,
-                max_steps=max_steps,
-                budget=budget,
-                temperature=temperature,
-                seed=opts.seed,
-            )
-            heavy = await orchestrator.run(question)
-            notes = _budget_notes(heavy.agents) + [f"agent failed: {f}" for f in heavy.failures]
-            if heavy.synthesis_error:
-                notes.append(f"synthesis failed, best agent answer used: {heavy.synthesis_error}")
-                stream.emit(Note(run_id=run_id, topic="warning", data={"message": notes[-1]}))
-            return _Outcome(
-                heavy.answer,
-                heavy.citations,
-                "answered",
-                [_agent_summary(a) for a in heavy.agents],
-                plan={"kind": heavy.plan.kind, "tasks": heavy.plan.tasks, "origin": heavy.plan.origin},
-                notes=notes,
-            )
-        # rank --tools: N research agents on the same question, differing only by seed
+        # heavy, and rank --tools: N research agents on the same question, differing only by seed
         orchestrator = Orchestrator(
             model,
             search,
             stream=stream,
             run_id=run_id,
             corpus=self.corpus_name,
-            agents=opts.n,
+            agents=opts.agents if mode == "heavy" else opts.n,
+            max_agents=opts.max_agents,
             max_steps=max_steps,
             budget=budget,
+            temperature=temperature,
             seed=opts.seed,
         )
-        _, ranked, agents = await orchestrator.rank_trajectories(
-            question,
-            make_verifier(opts.verifier, model, opts.reference, seed=opts.seed),
-            tasks=[question] * opts.n,
-            temperature=0.7 if opts.temperature is None else opts.temperature,
+        if mode == "rank" or opts.heavy_rank:
+            verifier = make_verifier(opts.verifier, model, opts.reference, seed=opts.seed)
+            plan, ranked, agents = await orchestrator.rank_trajectories(
+                question,
+                verifier,
+                tasks=[question] * opts.n if mode == "rank" else None,
+                temperature=0.7 if opts.temperature is None else opts.temperature,
+            )
+            outcome = _ranked_outcome(ranked, agents)
+            if mode == "rank":
+                return outcome
+            return replace(outcome, plan=_plan_record(plan))
+        heavy = await orchestrator.run(question)
+        notes = _budget_notes(heavy.agents) + [f"agent failed: {f}" for f in heavy.failures]
+        if heavy.synthesis_error:
+            notes.append(f"synthesis failed, best agent answer used: {heavy.synthesis_error}")
+            stream.emit(Note(run_id=run_id, topic="warning", data={"message": notes[-1]}))
+        return _Outcome(
+            heavy.answer,
+            heavy.citations,
+            "answered",
+            [_agent_summary(a) for a in heavy.agents],
+            plan=_plan_record(heavy.plan),
+            notes=notes,
         )
-        return _ranked_outcome(ranked, agents)
+
+
+def _plan_record(plan: Plan) -> dict[str, Any]:
+    return {"kind": plan.kind, "tasks": plan.tasks, "origin": plan.origin}
 
 
 def _ranked_outcome(ranked: RankResult, agents: list[AgentResult]) -> _Outcome:

@@ -192,22 +192,7 @@ class Orchestrator:
     # -------------------------------------------------------------- research
     async def research(self, question: str, plan: Plan) -> list[AgentResult]:
         """Run one agent per sub-task, all at once. Failures are returned, never raised."""
-        agents = [
-            ResearchAgent(
-                self.model,
-                self.search,
-                stream=self.stream,
-                run_id=self.run_id,
-                name=f"agent-{i + 1}",
-                corpus=self.corpus,
-                max_steps=self.max_steps,
-                budget=self.budget,
-                max_tokens_per_call=self.max_tokens_per_call,
-                temperature=self.temperature,
-                seed=self.seed + i + 1,
-            )
-            for i in range(len(plan.tasks))
-        ]
+        agents = [self._agent(i, self.temperature) for i in range(len(plan.tasks))]
         tasks: list[asyncio.Task[AgentResult]] = []
         async with asyncio.TaskGroup() as group:
             for agent, task in zip(agents, plan.tasks, strict=True):
@@ -216,6 +201,21 @@ class Orchestrator:
         for result in results:
             self.usage = self.usage + result.usage
         return results
+
+    def _agent(self, index: int, temperature: float | None) -> ResearchAgent:
+        return ResearchAgent(
+            self.model,
+            self.search,
+            stream=self.stream,
+            run_id=self.run_id,
+            name=f"agent-{index + 1}",
+            corpus=self.corpus,
+            max_steps=self.max_steps,
+            budget=self.budget,
+            max_tokens_per_call=self.max_tokens_per_call,
+            temperature=temperature,
+            seed=self.seed + index + 1,
+        )
 
     async def _run_agent(self, agent: ResearchAgent, question: str, task: str) -> AgentResult:
         try:
@@ -242,19 +242,7 @@ class Orchestrator:
         results: dict[int, AgentResult] = {}
 
         async def sampler(index: int) -> Sample:
-            agent = ResearchAgent(
-                self.model,
-                self.search,
-                stream=self.stream,
-                run_id=self.run_id,
-                name=f"agent-{index + 1}",
-                corpus=self.corpus,
-                max_steps=self.max_steps,
-                budget=self.budget,
-                max_tokens_per_call=self.max_tokens_per_call,
-                temperature=temperature,
-                seed=self.seed + index + 1,
-            )
+            agent = self._agent(index, temperature)
             result = await self._run_agent(agent, question, plan.tasks[index])
             results[index] = result
             self.usage = self.usage + result.usage
