@@ -165,3 +165,20 @@ async def test_a_search_that_finds_nothing_yields_an_answer_without_citations() 
 async def test_invalid_max_steps_is_rejected() -> None:
     with pytest.raises(Exception, match="max_steps"):
         make_agent([], max_steps=0)
+
+
+async def test_answer_length_bound_reaches_the_schema_and_max_tokens() -> None:
+    model = ScriptedModel([action("search", query="shlex"), action("answer", answer="x", cite=[])])
+    agent = ResearchAgent(
+        model,
+        CachedSearch(MemorySearch(dict(PASSAGES))),
+        stream=EventStream([]),
+        run_id="r",
+        max_steps=2,
+        answer_max_chars=200,
+    )
+    await agent.run("q")
+    final = model.calls[-1]
+    assert final.json_schema["properties"]["answer"]["maxLength"] == 200
+    # max_tokens covers the longest output the schema allows, and not much more
+    assert 200 < (final.max_tokens or 0) < 400

@@ -26,6 +26,12 @@ pytestmark = pytest.mark.embedded
 
 FIXTURES = Path(__file__).parent / "fixtures" / "corpus"
 QUESTION = "How often should tomatoes be watered?"
+# Short budgets: a 135M model may repeat itself until a string's maxLength, so keep those small.
+SMALL = {
+    "OPENHEAVY_LLAMA_CTX_PER_SLOT": "4096",
+    "OPENHEAVY_ANSWER_MAX_CHARS": "300",
+    "OPENHEAVY_ANSWER_MAX_TOKENS": "128",
+}
 
 
 def llama_servers() -> set[int]:
@@ -43,7 +49,7 @@ def llama_servers() -> set[int]:
 
 
 def cli(data_dir: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OPENHEAVY_DATA_DIR": str(data_dir), "OPENHEAVY_LLAMA_CTX_PER_SLOT": "4096"}
+    env = {**os.environ, **SMALL, "OPENHEAVY_DATA_DIR": str(data_dir)}
     return subprocess.run(
         [sys.executable, "-m", "openheavy", *args],
         env=env,
@@ -100,7 +106,7 @@ def test_ask_with_the_tiny_model_end_to_end(fixture_corpus: Path) -> None:
 
 def test_ctrl_c_mid_run_keeps_the_trace_and_leaves_no_server(fixture_corpus: Path) -> None:
     before = llama_servers()
-    env = {**os.environ, "OPENHEAVY_DATA_DIR": str(fixture_corpus)}
+    env = {**os.environ, **SMALL, "OPENHEAVY_DATA_DIR": str(fixture_corpus)}
     process = subprocess.Popen(
         [
             sys.executable,
@@ -147,7 +153,7 @@ def test_ctrl_c_mid_run_keeps_the_trace_and_leaves_no_server(fixture_corpus: Pat
 
 @pytest.fixture
 def indexed_settings(tmp_path: Path) -> Settings:
-    settings = Settings(data_dir=tmp_path / "data")
+    settings = Settings(data_dir=tmp_path / "data", answer_max_chars=300, answer_max_tokens=128)
     index_paths([FIXTURES], "fixture", settings.index_dir)
     return settings
 

@@ -99,7 +99,7 @@ def output_token_bound(schema: JsonSchema) -> int:
             return max(chars(option) for option in node["anyOf"])
         kind = node.get("type")
         if "enum" in node and kind != "array":
-            return max((len(json.dumps(value)) for value in node["enum"]), default=4)
+            return max((len(str(value)) + 2 for value in node["enum"]), default=4)
         if kind == "string":
             return int(node.get("maxLength", 400)) + 2
         if kind in ("integer", "number"):
@@ -176,6 +176,7 @@ class ResearchAgent:
         temperature: float | None = 0.0,
         seed: int | None = None,
         tools: list[Tool] | None = None,
+        answer_max_chars: int = ANSWER_MAX_CHARS,
     ) -> None:
         if max_steps < 1:
             raise OpenHeavyError(f"max_steps must be at least 1, got {max_steps}")
@@ -188,6 +189,9 @@ class ResearchAgent:
         self.max_steps = max_steps
         self.budget = budget or Budget(max_tokens=10**9, max_seconds=float("inf"))
         self.max_tokens_per_call = max_tokens_per_call
+        # Constrained decoding stops a string at its maxLength: this bounds the answer's length and
+        # cost (a small model may otherwise repeat itself until the limit).
+        self.answer_max_chars = answer_max_chars
         self.temperature = temperature
         self.seed = seed
         self.tools: dict[str, Tool] = {t.name: t for t in (tools or [SearchTool(), OpenTool()])}
@@ -274,7 +278,7 @@ class ResearchAgent:
         return {
             "type": "object",
             "properties": {
-                "answer": {"type": "string", "minLength": 1, "maxLength": ANSWER_MAX_CHARS},
+                "answer": {"type": "string", "minLength": 1, "maxLength": self.answer_max_chars},
                 "cite": cite,
             },
             "required": ["answer", "cite"],

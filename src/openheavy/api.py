@@ -367,6 +367,7 @@ class Heavy:
                 budget=budget,
                 temperature=temperature,
                 seed=opts.seed,
+                answer_max_chars=s.answer_max_chars,
             )
             result = await agent.run(question)
             if result.error:
@@ -391,6 +392,7 @@ class Heavy:
             budget=budget,
             temperature=temperature,
             seed=opts.seed,
+            answer_max_chars=s.answer_max_chars,
         )
         if mode == "rank" or opts.heavy_rank:
             verifier = make_verifier(opts.verifier, model, opts.reference, seed=opts.seed)

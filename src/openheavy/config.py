@@ -78,7 +78,8 @@ class Settings(BaseSettings):
     max_steps: int = 6
     max_tokens: int = 60_000  # per run, prompt + completion
     max_seconds: float = 900.0  # per run
-    answer_max_tokens: int = 512
+    answer_max_tokens: int = 512  # unconstrained answers (direct, rank samples)
+    answer_max_chars: int = 1500  # an agent's answer; synthesis may use a third more
 
     @classmethod
     def settings_customise_sources(

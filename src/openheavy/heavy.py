@@ -14,7 +14,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from openheavy.agent import AgentResult, Budget, ResearchAgent, call_model, load_json_object
+from openheavy.agent import (
+    ANSWER_MAX_CHARS,
+    AgentResult,
+    Budget,
+    ResearchAgent,
+    call_model,
+    load_json_object,
+)
 from openheavy.errors import OpenHeavyError
 from openheavy.models.base import ChatModel
 from openheavy.prompts import render_prompt
@@ -102,6 +109,7 @@ class Orchestrator:
         max_tokens_per_call: int | None = None,
         temperature: float | None = 0.0,
         seed: int = 0,
+        answer_max_chars: int = ANSWER_MAX_CHARS,
     ) -> None:
         if max_agents < 1:
             raise OpenHeavyError(f"--max-agents must be at least 1, got {max_agents}")
@@ -117,6 +125,7 @@ class Orchestrator:
         self.max_steps = max_steps
         self.budget = budget or Budget(max_tokens=10**9, max_seconds=float("inf"))
         self.max_tokens_per_call = max_tokens_per_call
+        self.answer_max_chars = answer_max_chars
         self.temperature = temperature
         self.seed = seed
         self.usage = Usage()
@@ -215,6 +224,7 @@ class Orchestrator:
             max_tokens_per_call=self.max_tokens_per_call,
             temperature=temperature,
             seed=self.seed + index + 1,
+            answer_max_chars=self.answer_max_chars,
         )
 
     async def _run_agent(self, agent: ResearchAgent, question: str, task: str) -> AgentResult:
@@ -297,9 +307,10 @@ class Orchestrator:
         schema: JsonSchema = {
             "type": "object",
             "properties": {
-                "agreements": {"type": "string", "maxLength": 400},
-                "conflicts": {"type": "string", "maxLength": 400},
-                "answer": {"type": "string", "minLength": 1, "maxLength": 2000},
+                "agreements": {"type": "string", "maxLength": self.answer_max_chars // 4},
+                "conflicts": {"type": "string", "maxLength": self.answer_max_chars // 4},
+                # a merged list may be longer than any one agent's answer
+                "answer": {"type": "string", "minLength": 1, "maxLength": self.answer_max_chars * 4 // 3},
                 "cite": (
                     {"type": "array", "items": {"type": "integer", "enum": numbers}, "maxItems": 12}
                     if numbers
