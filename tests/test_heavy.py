@@ -207,3 +207,15 @@ async def test_heavy_rank_ranks_the_agents_trajectories_instead_of_synthesizing(
     assert ranked.best.evidence[0]["id"] == "shlex#1"
     assert "Evidence read:" in ranked.best.text and "shlex.split" in ranked.best.text
     assert not [e for e in sink.of("ModelCalled") if e.purpose == "synthesis"]
+
+
+async def test_a_simple_question_gets_at_most_two_agents_in_auto_mode() -> None:
+    def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
+        if role_of(messages) == "planner":
+            return json.dumps({"kind": "simple", "tasks": TASKS})
+        return scripted_team()(messages, schema)
+
+    orchestrator, _ = make(FunctionModel(respond))
+    result = await orchestrator.run("q")
+    assert result.plan.tasks == TASKS[:2]
+    assert len(result.agents) == 2

@@ -32,6 +32,7 @@ from openheavy.types import CitationDropped, Document, EventStream, JsonSchema, 
 from openheavy.verify import Sample, Verifier
 
 TASK_MAX_CHARS = 240
+SIMPLE_MAX_AGENTS = 2
 # Used when the planner's output is unusable: distinct angles on the same question.
 FALLBACK_ANGLES = [
     "Answer the question directly from the most relevant documents.",
@@ -182,6 +183,10 @@ class Orchestrator:
             if len(tasks) < low:
                 problem = f"the planner gave {len(tasks)} distinct sub-tasks, {low} needed"
             else:
+                if parsed.kind == "simple" and not self.agents:
+                    # The schema asks for "kind" before "tasks", so the model commits to it first;
+                    # a simple question gets at most two agents however many tasks were written.
+                    tasks = tasks[:SIMPLE_MAX_AGENTS]
                 plan = Plan(parsed.kind, tasks[:high], "fixed" if self.agents else "model")
         except (ValueError, ValidationError, OpenHeavyError) as exc:
             problem = f"{type(exc).__name__}: {exc}"
