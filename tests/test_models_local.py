@@ -216,7 +216,7 @@ def test_unknown_embedded_variant_lists_the_known_ones() -> None:
 FAKE_SERVER = """\
 #!{python}
 # A stand-in for llama-server: records its argv, then behaves as MODE says.
-import http.server, json, os, sys, time
+import http.server, json, os, sys, threading, time
 here = os.path.dirname(os.path.abspath(__file__))
 if "--help" in sys.argv:
     print({help!r})
@@ -243,6 +243,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(200 if ready else 503)
         self.end_headers()
         self.wfile.write(b'{{"status": "ok"}}')
+    def do_POST(self):
+        # "die-on-post": drop the connection at once, then exit a moment later, as a crashing
+        # server does: the client sees the broken connection before the process can be reaped.
+        threading.Thread(target=lambda: (time.sleep(0.4), os._exit(9)), daemon=True).start()
+        self.close_connection = True
 
 print("listening", flush=True)
 http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
@@ -580,6 +585,16 @@ async def test_a_server_that_died_is_reported_with_its_log(
     with pytest.raises(EmbeddedModelError, match=r"llama-server exited \(code -9\); last lines of .*\.log"):
         await model.complete([Message("user", "hi")], max_tokens=4)
     await model.aclose()
+
+
+async def test_a_dying_server_is_reported_even_before_it_can_be_reaped(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, max_retries=0)
+    async with make_server(tmp_path, fake_binary(tmp_path, mode="die-on-post")) as server:
+        model = EmbeddedModel(TINY, settings, server=server)
+        exited = r"llama-server exited \(code 9\); last lines of .*\.log"
+        with pytest.raises(EmbeddedModelError, match=exited):
+            await model.complete([Message("user", "hi")], max_tokens=4)
+        await model.aclose()
 
 
 @pytest.mark.embedded

@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 
 _HASH_BLOCK = 8 * 1024 * 1024
 _LOG_TAIL_LINES = 20
+_DEATH_GRACE_SECONDS = 2.0  # how long a failed request waits for a dying llama-server to be reaped
 _LOGS_KEPT = 5  # per model: enough to compare a failed start with the last good one
 
 
@@ -454,6 +455,18 @@ class LlamaServer:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    async def exited_within(self, seconds: float) -> bool:
+        """Whether the process has ended or ends within `seconds`.
+
+        A request can fail on a dropped connection a moment before the dying process can be reaped,
+        so callers that want to tell "server died" from "server is slow" give it this grace period."""
+        deadline = time.monotonic() + seconds
+        while self.running:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
     @property
     def returncode(self) -> int | None:
         """The exit code once the process has ended (on its own or by `stop`), else None."""
@@ -725,7 +738,7 @@ class EmbeddedModel:
             )
         except ModelUnreachableError as exc:
             server = self.server
-            if server is not None and not server.running:
+            if server is not None and await server.exited_within(_DEATH_GRACE_SECONDS):
                 raise EmbeddedModelError(
                     f"the embedded llama-server exited (code {server.returncode}); last lines of "
                     f"{server.log_path}:\n{server.log_tail()}"
