@@ -70,7 +70,7 @@ async def test_events_a_model_call_per_sample_and_a_note_per_score() -> None:
     first = next(c for c in calls if c.agent == "sample-0")
     assert first.messages == [
         {"role": "system", "content": load_prompt("rank_system").strip()},
-        {"role": "user", "content": "Question: What is 6*7?"},
+        {"role": "user", "content": sample_messages("What is 6*7?")[1].content},
     ]
     assert first.output == sampled("1")
     assert first.prompt_tokens > 0
@@ -87,10 +87,14 @@ async def test_events_a_model_call_per_sample_and_a_note_per_score() -> None:
     }
 
 
-def test_sample_prompt_asks_for_an_answer_line() -> None:
+def test_sample_prompt_puts_the_question_first_and_the_answer_line_last() -> None:
+    # Small models copy the most recent instruction: asking for the ANSWER line before the question made
+    # the 0.5B model write it first and skip its reasoning (GSM8K rank:1 0.07 against direct 0.23).
     messages = sample_messages("Why {braces}?")
-    assert "ANSWER:" in messages[0].content
-    assert messages[1] == Message("user", "Question: Why {braces}?")
+    assert messages[0].role == "system" and "ANSWER" not in messages[0].content
+    user = messages[1].content
+    assert user.startswith("Why {braces}?\n")
+    assert user.index("reasoning first") < user.index("ANSWER: <final answer>")
 
 
 async def test_a_failing_sample_is_excluded_and_reported() -> None:

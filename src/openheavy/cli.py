@@ -7,6 +7,7 @@ Ctrl-C exits with 130 after the run's trace is closed and the model server stopp
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -243,11 +244,23 @@ def eval_(
     report: Annotated[
         Path | None, typer.Option("--report", help="Only re-render the report of this results folder.")
     ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="Fan out over Ray: 'local' starts it here, 'auto' joins this machine's cluster, "
+            "or ray://HOST:PORT (needs the cluster extra).",
+        ),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="With --ray: worker processes, each with its own model.")
+    ] = 2,
 ) -> None:
     """Evaluate modes on a benchmark: accuracy against compute, resumable, with a report and plots."""
     from openheavy.evals import build_corpus, dataset_corpora, load_dataset, parse_modes, render_report
+    from openheavy.evals.cluster import RayRunner
     from openheavy.evals.harness import run_eval
-    from openheavy.evals.runner import HeavyRunner
+    from openheavy.evals.runner import HeavyRunner, make_heavy_runner
     from openheavy.models.registry import resolve_model
 
     if report is not None:
@@ -270,23 +283,36 @@ def eval_(
                 build_corpus(spec, settings.index_dir, progress=progress)
 
         async def evaluate() -> None:
-            chat = resolve_model(settings.model, settings, api_key=api_key)
-            runner = HeavyRunner(chat, settings, verifier=verifier, max_steps=max_steps)
+            runner: HeavyRunner | RayRunner
+            if ray is None:
+                local = make_heavy_runner(settings, api_key=api_key, verifier=verifier, max_steps=max_steps)
+                runner, judge_model, in_flight = local, local.model if judge else None, concurrency
+            else:
+                make = functools.partial(
+                    make_heavy_runner, settings, api_key=api_key, verifier=verifier, max_steps=max_steps
+                )
+                err.print(f"starting {workers} Ray workers ({'this machine' if ray == 'local' else ray}) …")
+                runner = RayRunner(make, workers=workers, address=None if ray == "local" else ray)
+                # Runs go to the workers; a judge, if asked for, runs here.
+                judge_model = resolve_model(settings.model, settings, api_key=api_key) if judge else None
+                in_flight = max(concurrency, workers)
             try:
                 await run_eval(
                     items,
                     mode_specs,
                     runner,
                     out_dir,
-                    concurrency=concurrency,
+                    concurrency=in_flight,
                     seed=seed,
-                    judge=chat if judge else None,
+                    judge=judge_model,
                     dataset=dataset,
                     retry_errors=retry_errors,
                     console=err,
                 )
             finally:
                 await runner.aclose()
+                if ray is not None and judge_model is not None:
+                    await judge_model.aclose()
 
         asyncio.run(evaluate())
     out.print(f"results: {out_dir / 'results.jsonl'} · report: {out_dir / 'report.md'}")

@@ -54,3 +54,14 @@ class HeavyRunner:
 
     async def aclose(self) -> None:
         await self.model.aclose()
+
+
+def make_heavy_runner(
+    settings: Settings, *, api_key: str | None = None, verifier: str = "vote", max_steps: int | None = None
+) -> HeavyRunner:
+    """A `HeavyRunner` with its own model resolved from `settings.model`. A module-level function, so
+    `functools.partial` of it can be shipped to Ray workers that each build their own."""
+    from openheavy.models.registry import resolve_model
+
+    model = resolve_model(settings.model, settings, api_key=api_key)
+    return HeavyRunner(model, settings, verifier=verifier, max_steps=max_steps)
