@@ -34,7 +34,9 @@ def sample_answers(trace_path: str) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("folder", type=Path, help="an `openheavy eval --out` folder")
     args = parser.parse_args()
 
@@ -44,7 +46,8 @@ def main() -> None:
         if row.mode_name != "rank" or metric is None or row.error or not row.trace_path:
             continue
         item = EvalItem(row.item_id, row.question, tuple(row.answers), row.kind)
-        right = [grade_answer(item, answer).metrics[metric] >= 1.0 for answer in sample_answers(row.trace_path)]
+        answers = sample_answers(row.trace_path)
+        right = [grade_answer(item, answer).metrics[metric] >= 1.0 for answer in answers]
         mode = stats[row.mode]
         mode["items"] += 1
         mode["samples"] += len(right)
