@@ -25,7 +25,8 @@ ALLOWED: dict[str, set[str]] = {
     "rank": BASE | {"models", "prompts", "verify"},
     "agent": BASE | {"models", "tools", "search", "prompts"},
     "direct": BASE | {"agent", "models", "prompts"},
-    "heavy": BASE | {"agent", "verify", "rank", "models", "tools", "search", "prompts"},
+    "slicing": set(),
+    "heavy": BASE | {"agent", "verify", "rank", "models", "tools", "search", "prompts", "slicing"},
 }
 SHELLS = {"api", "cli", "evals", "server", "audit", "__init__", "__main__"}
 

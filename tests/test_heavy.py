@@ -110,6 +110,43 @@ async def test_unusable_plan_falls_back_to_distinct_angles() -> None:
     assert sink.of("Note")[0].data["problem"]
 
 
+async def test_a_list_question_over_years_is_sliced_by_period_without_the_planner() -> None:
+    seen: list[str] = []
+
+    def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
+        role = role_of(messages)
+        assert role != "planner", "a period list question must not need a planner call"
+        if role == "synthesizer":
+            return json.dumps({"agreements": "", "conflicts": "", "answer": "PEPs: none", "cite": []})
+        seen.append(messages[1].content)
+        return action("answer", answer="none found", cite=[])
+
+    orchestrator, sink = make(FunctionModel(respond))  # auto: up to 4 agents
+    question = "List every PEP Jane Doe wrote from 2016 to 2020, with links."
+    result = await orchestrator.run(question)
+    assert result.plan.origin == "period" and result.plan.kind == "list"
+    assert [t.split(" only")[0] for t in result.plan.tasks] == [
+        "Cover 2016–2017",
+        "Cover the year 2018",
+        "Cover the year 2019",
+        "Cover the year 2020",
+    ]
+    assert len(result.agents) == 4
+    assert all(question in prompt for prompt in seen)  # every agent still sees the whole question
+    note = sink.of("Note")[0]
+    assert (note.topic, note.data["origin"]) == ("plan", "period")
+
+
+async def test_period_slicing_needs_a_list_question_and_enough_years() -> None:
+    not_a_list, _ = make(FunctionModel(scripted_team()))
+    assert (await not_a_list.plan("Who led Python from 2016 to 2020?")).origin == "model"
+    too_few_years, _ = make(FunctionModel(scripted_team()), agents=3)
+    assert (await too_few_years.plan("List every PEP from 2019 to 2020.")).origin == "fixed"
+    enough, _ = make(FunctionModel(scripted_team()), agents=2)
+    plan = await enough.plan("List every PEP from 2019 to 2022.")
+    assert plan.origin == "period" and len(plan.tasks) == 2
+
+
 async def test_agents_model_calls_interleave() -> None:
     model = FunctionModel(scripted_team(), latency=0.05)
     orchestrator, _ = make(model)

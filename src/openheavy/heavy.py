@@ -27,6 +27,7 @@ from openheavy.models.base import ChatModel
 from openheavy.prompts import render_prompt
 from openheavy.rank import RankResult, rank
 from openheavy.search.cache import CachedSearch
+from openheavy.slicing import LIST_CUE, find_period, period_slices
 from openheavy.tools.sources import SourceBook, cited_numbers, renumber_markers
 from openheavy.types import CitationDropped, Document, EventStream, JsonSchema, Message, Note, Usage
 from openheavy.verify import Sample, Verifier
@@ -60,7 +61,7 @@ class SynthesisOutput(BaseModel):
 class Plan:
     kind: str  # "simple", "multi-part", "list"
     tasks: list[str]
-    origin: str  # "model", "fixed", "fallback"
+    origin: str  # "model", "fixed" (model, agent count given), "period" (sliced by years), "fallback"
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,14 @@ class Orchestrator:
 
     # ------------------------------------------------------------------ plan
     async def plan(self, question: str) -> Plan:
-        """Decide how many agents to run and give each a distinct sub-task."""
+        """Decide how many agents to run and give each a distinct sub-task.
+
+        A list question over an explicit span of years is sliced by period without asking the model
+        (see `openheavy.slicing`); anything else goes to the planner model."""
+        sliced = self._period_plan(question)
+        if sliced is not None:
+            self._emit_plan(sliced, "")
+            return sliced
         low, high = (self.agents, self.agents) if self.agents else (1, self.max_agents)
         count_rule = (
             f"Write exactly {low} sub-tasks." if low == high else f"Write between {low} and {high} sub-tasks."
@@ -193,6 +201,21 @@ class Orchestrator:
         if plan is None:
             count = self.agents or min(2, self.max_agents)
             plan = Plan("simple", [question, *FALLBACK_ANGLES][:count], "fallback")
+        self._emit_plan(plan, problem)
+        return plan
+
+    def _period_plan(self, question: str) -> Plan | None:
+        """One agent per slice of years for a list question that names a span of years, or None.
+        With a fixed agent count the span must have at least that many years to slice."""
+        period = find_period(question)
+        if period is None or not LIST_CUE.search(question):
+            return None
+        tasks = period_slices(*period, self.agents or self.max_agents)
+        if len(tasks) < max(2, self.agents or 0):
+            return None
+        return Plan("list", tasks, "period")
+
+    def _emit_plan(self, plan: Plan, problem: str) -> None:
         self.stream.emit(
             Note(
                 run_id=self.run_id,
@@ -201,7 +224,6 @@ class Orchestrator:
                 data={"kind": plan.kind, "tasks": plan.tasks, "origin": plan.origin, "problem": problem},
             )
         )
-        return plan
 
     # -------------------------------------------------------------- research
     async def research(self, question: str, plan: Plan) -> list[AgentResult]:
