@@ -210,7 +210,7 @@ class Orchestrator:
         period = find_period(question)
         if period is None or not LIST_CUE.search(question):
             return None
-        tasks = period_slices(*period, self.agents or self.max_agents)
+        tasks = period_slices(question, period, self.agents or self.max_agents)
         if len(tasks) < max(2, self.agents or 0):
             return None
         return Plan("list", tasks, "period")
