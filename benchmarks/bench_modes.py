@@ -6,7 +6,8 @@ tokens in/out, wall seconds, searches, documents read, sources cited; for heavy 
 spent by the planner and the synthesis; for every mode the share of prompt tokens llama-server served
 from its prompt cache.
 
-    python benchmarks/bench_modes.py [--model local] [--out bench-modes.json]
+    python benchmarks/bench_modes.py [--model local] [--modes direct,single,heavy,rank]
+        [--out bench-modes.json]
 """
 
 from __future__ import annotations
@@ -38,14 +39,20 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--model", default="local")
     parser.add_argument("--corpus", default="pydocs")
+    parser.add_argument("--modes", default=",".join(m for m, _ in MODES), help="a subset, comma-separated")
     parser.add_argument("--out", type=Path, default=Path("bench-modes.json"))
     args = parser.parse_args()
+    chosen = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = sorted(set(chosen) - {m for m, _ in MODES})
+    if unknown or not chosen:
+        parser.error(f"unknown modes {unknown}; choose from {', '.join(m for m, _ in MODES)}")
+    modes = [(m, o) for m, o in MODES if m in chosen]
     settings = load_settings(model=args.model, corpus=args.corpus)
     rows = []
     started = time.perf_counter()
     async with Heavy(settings=settings) as heavy:
         for qi, question in enumerate(QUESTIONS, start=1):
-            for mode, options in MODES:
+            for mode, options in modes:
                 result = await heavy.arun(question, mode, **options)
                 f = result.figures
                 overhead = sum(
@@ -77,7 +84,7 @@ async def main() -> None:
                     flush=True,
                 )
     print(f"\n{'mode':<8}{'tokens in':>11}{'out':>8}{'wall s':>9}{'plan+synth':>12}{'cache hits':>12}")
-    for mode, _ in MODES:
+    for mode, _ in modes:
         mine = [r for r in rows if r["mode"] == mode]
         prompt = sum(r["prompt_tokens"] for r in mine) / len(mine)
         completion = sum(r["completion_tokens"] for r in mine) / len(mine)
