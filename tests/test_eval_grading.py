@@ -254,6 +254,17 @@ def test_grade_answer_dispatches_by_kind() -> None:
     assert failed_grade("wide", "boom").metrics == {"precision": 0, "recall": 0, "f1": 0, "exact_set": 0}
 
 
+def test_citation_markers_do_not_count_against_exact_answers() -> None:
+    qa = EvalItem("q", "?", ("Ashby",), "qa")
+    math = EvalItem("m", "?", ("160",), "math")
+    assert grade_answer(qa, "Ashby [1].").metrics == {"em": 1.0, "f1": 1.0}
+    assert grade_answer(qa, "The Ashby [1][3]").metrics["em"] == 1.0
+    assert grade_answer(math, "It takes 160 minutes [2].").metrics["correct"] == 1.0  # not 2
+    assert grade_answer(math, "It takes 160 minutes [2, 3]").metrics["correct"] == 1.0
+    # brackets that are not citation markers stay
+    assert grade_answer(qa, "Ashby [citation needed]").metrics["em"] == 0.0
+
+
 # ---------------------------------------------------------------- LLM judge
 
 

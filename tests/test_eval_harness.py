@@ -607,3 +607,14 @@ async def test_single_mode_plot_and_missing_matplotlib(
 def test_render_report_without_results_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="openheavy eval DATASET --out"):
         render_report(tmp_path)
+
+
+def test_wilson_interval_ends_exactly_at_zero_and_one() -> None:
+    from openheavy.evals.report import wilson_interval
+
+    # Without care, rounding gives 0.9999999999999999 here, just below the estimate of 1.0,
+    # and a negative error bar that matplotlib refuses.
+    assert wilson_interval(10, 10)[1] == 1.0
+    assert wilson_interval(0, 10)[0] == 0.0
+    low, high = wilson_interval(3, 10)
+    assert 0.0 < low < 0.3 < high < 1.0

@@ -220,7 +220,10 @@ def wilson_interval(successes: float, n: int, z: float = Z_95) -> tuple[float, f
     denominator = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denominator
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # At p = 0 or 1 the interval ends exactly there; rounding must not leave the estimate outside it.
+    low = 0.0 if successes <= 0 else max(0.0, centre - half)
+    high = 1.0 if successes >= n else min(1.0, centre + half)
+    return (low, high)
 
 
 def bootstrap_interval(
@@ -452,7 +455,8 @@ def _accuracy(mode: ModeSummary) -> MetricSummary | None:
 
 
 def _error_bars(metrics: Sequence[MetricSummary]) -> list[list[float]]:
-    return [[m.value - m.low for m in metrics], [m.high - m.value for m in metrics]]
+    # Never negative (matplotlib refuses that), even where rounding puts an estimate a hair outside.
+    return [[max(0.0, m.value - m.low) for m in metrics], [max(0.0, m.high - m.value) for m in metrics]]
 
 
 def write_plots(summary: EvalSummary, out_dir: Path) -> list[str]:
