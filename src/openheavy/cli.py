@@ -261,6 +261,7 @@ def eval_(
     from openheavy.evals.cluster import RayRunner
     from openheavy.evals.harness import run_eval
     from openheavy.evals.runner import HeavyRunner, make_heavy_runner
+    from openheavy.models.base import ChatModel
     from openheavy.models.registry import resolve_model
 
     if report is not None:
@@ -283,26 +284,26 @@ def eval_(
                 build_corpus(spec, settings.index_dir, progress=progress)
 
         async def evaluate() -> None:
+            make = functools.partial(
+                make_heavy_runner, settings, api_key=api_key, verifier=verifier, max_steps=max_steps
+            )
             runner: HeavyRunner | RayRunner
+            judge_model: ChatModel | None = None
             if ray is None:
-                local = make_heavy_runner(settings, api_key=api_key, verifier=verifier, max_steps=max_steps)
-                runner, judge_model, in_flight = local, local.model if judge else None, concurrency
+                runner = make()
+                judge_model = runner.model if judge else None  # the judge shares the one model
             else:
-                make = functools.partial(
-                    make_heavy_runner, settings, api_key=api_key, verifier=verifier, max_steps=max_steps
-                )
                 err.print(f"starting {workers} Ray workers ({'this machine' if ray == 'local' else ray}) …")
                 runner = RayRunner(make, workers=workers, address=None if ray == "local" else ray)
-                # Runs go to the workers; a judge, if asked for, runs here.
-                judge_model = resolve_model(settings.model, settings, api_key=api_key) if judge else None
-                in_flight = max(concurrency, workers)
+                if judge:  # runs go to the workers; the judge runs here, on a model of its own
+                    judge_model = resolve_model(settings.model, settings, api_key=api_key)
             try:
                 await run_eval(
                     items,
                     mode_specs,
                     runner,
                     out_dir,
-                    concurrency=in_flight,
+                    concurrency=concurrency if ray is None else max(concurrency, workers),
                     seed=seed,
                     judge=judge_model,
                     dataset=dataset,
@@ -311,7 +312,7 @@ def eval_(
                 )
             finally:
                 await runner.aclose()
-                if ray is not None and judge_model is not None:
+                if isinstance(runner, RayRunner) and judge_model is not None:
                     await judge_model.aclose()
 
         asyncio.run(evaluate())

@@ -60,8 +60,6 @@ class RayRunner:
         *,
         workers: int,
         address: str | None = None,
-        cpus_per_worker: float = 1.0,
-        init_options: dict[str, Any] | None = None,
     ) -> None:
         if workers < 1:
             raise ConfigError(f"--workers must be at least 1, not {workers}")
@@ -72,19 +70,14 @@ class RayRunner:
         self._ray = ray
         self._started_ray = not ray.is_initialized()
         if self._started_ray:
-            options = {"include_dashboard": False, "log_to_driver": False, **(init_options or {})}
             try:
-                ray.init(address=address, **options)
+                ray.init(address=address, include_dashboard=False, log_to_driver=False)
             except ConnectionError as exc:
                 raise ConfigError(f"no Ray cluster at {address!r}: {exc}") from exc
-        actor = ray.remote(num_cpus=cpus_per_worker)(_Worker)
+        actor = ray.remote(num_cpus=1)(_Worker)
         # Ray's handle types do not follow the methods through `remote`, so handles are kept untyped.
         self._workers: list[Any] = [actor.remote(make_runner) for _ in range(workers)]
         self._idle: asyncio.Queue[Any] | None = None
-
-    @property
-    def workers(self) -> int:
-        return len(self._workers)
 
     async def __call__(self, item: EvalItem, mode: ModeSpec, seed: int) -> RunOutcome:
         if self._idle is None:  # created on first use, inside the harness's event loop

@@ -23,6 +23,7 @@ from openheavy.errors import ConfigError, ModelOutputError
 from openheavy.evals.datasets import EvalItem, ItemKind
 from openheavy.models.base import ChatModel
 from openheavy.prompts import render_prompt
+from openheavy.tools.sources import renumber_markers
 from openheavy.types import Message
 
 EVAL_INSTALL_HINT = "pip install 'openheavy[eval]'"
@@ -60,25 +61,21 @@ class Grade:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
-# Citation markers as answers carry them: "[1]", "[2, 3]", "[1][4]".
-_CITATION_MARKER = re.compile(r"\s*\[\d+(?:\s*,\s*\d+)*\]")
-
-
-def strip_citation_markers(text: str) -> str:
-    """`text` without its numbered citation markers: "Ashby [1]." → "Ashby."."""
-    return _CITATION_MARKER.sub("", text)
-
-
 def grade_answer(item: EvalItem, prediction: str) -> Grade:
     """Grade `prediction` against the item's gold answers with the grader for its kind.
 
     Exact graders see the answer without its citation markers, so "Ashby [1]" matches "Ashby" and
     "160 [2]" reads as 160, not 2. Wide search keeps them: its sources are listed by number."""
     if item.kind == "qa":
-        return grade_qa(strip_citation_markers(prediction), item.answers)
+        return grade_qa(_without_markers(prediction), item.answers)
     if item.kind == "math":
-        return grade_math(strip_citation_markers(prediction), item.answers[0])
+        return grade_math(_without_markers(prediction), item.answers[0])
     return grade_wide(prediction, item.answers)
+
+
+def _without_markers(text: str) -> str:
+    """`text` without its citation markers ("Ashby [1]." → "Ashby."), by the engine's own marker rules."""
+    return renumber_markers(text, {})
 
 
 def failed_grade(kind: ItemKind, error: str) -> Grade:
