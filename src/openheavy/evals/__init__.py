@@ -31,7 +31,6 @@ from openheavy.evals.grading import (
 )
 from openheavy.evals.harness import (
     ModeSpec,
-    RunFigures,
     Runner,
     RunOutcome,
     outcome_from_result,
@@ -39,6 +38,7 @@ from openheavy.evals.harness import (
     run_eval,
 )
 from openheavy.evals.report import EvalSummary, MetricSummary, ModeSummary, render_report
+from openheavy.trace import RunFigures
 
 __all__ = [
     "DATASET_NAMES",

@@ -9,7 +9,6 @@ evaluation loses at most the runs in flight, and a rerun skips everything alread
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -53,6 +52,7 @@ from openheavy.evals.report import (
     write_meta,
 )
 from openheavy.models.base import ChatModel
+from openheavy.trace import RunFigures
 
 if TYPE_CHECKING:  # only for the annotation: importing the engine is not needed to evaluate
     from openheavy.api import RunResult
@@ -105,29 +105,6 @@ def parse_modes(text: str | Sequence[str]) -> list[ModeSpec]:
 
 
 @dataclass(frozen=True)
-class RunFigures:
-    """What a run cost and did; the report averages these per mode."""
-
-    searches: int = 0
-    documents_read: int = 0
-    sources_cited: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    wall_seconds: float = 0.0
-    agents: int = 0
-
-    @classmethod
-    def from_mapping(cls, figures: Mapping[str, Any]) -> RunFigures:
-        """Take the known figures from a mapping (such as `RunFinished.figures`), ignoring the rest."""
-        values: dict[str, Any] = {}
-        for name in (f.name for f in dataclasses.fields(cls)):
-            value = figures.get(name)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                values[name] = float(value) if name == "wall_seconds" else int(value)
-        return cls(**values)
-
-
-@dataclass(frozen=True)
 class RunOutcome:
     """What a runner returns for one (item, mode). `error` set means the run failed (graded wrong)."""
 
@@ -147,7 +124,7 @@ def outcome_from_result(result: RunResult) -> RunOutcome:
         citations=result.citations,
         run_id=result.run_id,
         trace_path=result.trace_path,
-        figures=RunFigures.from_mapping(result.figures.to_dict()),
+        figures=result.figures,
         error=result.error if result.status != "ok" else None,
         stop_reason=result.stop_reason,
     )
@@ -297,7 +274,7 @@ async def _evaluate(
         outcome = await runner(item, mode, seed)
     except Exception as exc:  # one failed run is a wrong answer, never a lost evaluation
         outcome = RunOutcome(answer="", error=f"{type(exc).__name__}: {exc}")
-    figures = dataclasses.asdict(outcome.figures)
+    figures = outcome.figures.per_item()
     if not outcome.figures.wall_seconds:  # a runner that does not time itself is timed here
         figures["wall_seconds"] = time.perf_counter() - started
 
@@ -328,7 +305,7 @@ async def _evaluate(
         citations=[dict(citation) for citation in outcome.citations],
         run_id=outcome.run_id,
         trace_path=str(outcome.trace_path) if outcome.trace_path is not None else None,
-        figures={name: float(value) for name, value in figures.items()},
+        figures=figures,
         error=outcome.error,
         stop_reason=outcome.stop_reason,
         metrics=dict(grade.metrics),

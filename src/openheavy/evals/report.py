@@ -24,6 +24,7 @@ import openheavy
 from openheavy.errors import ConfigError
 from openheavy.evals.datasets import ItemKind
 from openheavy.evals.grading import EVAL_INSTALL_HINT, KIND_METRICS, METRICS, PRIMARY_METRIC
+from openheavy.trace import RunFigures
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +34,6 @@ SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.md"
 TOKENS_PLOT = "accuracy_vs_tokens.png"
 N_PLOT = "accuracy_vs_n.png"
-
-#: Per-run figures the report averages, as the runner reports them.
-FIGURES: tuple[str, ...] = (
-    "searches",
-    "documents_read",
-    "sources_cited",
-    "prompt_tokens",
-    "completion_tokens",
-    "wall_seconds",
-    "agents",
-)
 
 Z_95 = 1.959963984540054
 BOOTSTRAP_RESAMPLES = 2000
@@ -193,7 +183,7 @@ class ModeSummary(BaseModel):
     judge: MetricSummary | None = None
     judge_errors: int = 0
     mean_tokens: float | None = None  # prompt + completion per question
-    means: dict[str, float] = Field(default_factory=dict)  # FIGURES averaged over finished items
+    means: dict[str, float] = Field(default_factory=dict)  # `RunFigures.PER_ITEM` averaged over finished items
 
 
 class EvalSummary(BaseModel):
@@ -280,7 +270,7 @@ def _summarize_mode(
     judged = [row.judge for row in done if row.judge is not None]
     verdicts = [float(j.correct) for j in judged if j.correct is not None]
     means = {
-        figure: sum(row.figures.get(figure, 0.0) for row in done) / len(done) for figure in FIGURES if done
+        figure: sum(row.figures.get(figure, 0.0) for row in done) / len(done) for figure in RunFigures.PER_ITEM if done
     }
     return ModeSummary(
         mode=mode.label,

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from openheavy.types import (
     AgentFinished,
@@ -82,9 +82,25 @@ class RunFigures:
     # Tokens by `ModelCalled.purpose` ("action", "plan", "synthesis", ...): heavy mode's overhead.
     by_purpose: dict[str, TokenFigures] = field(default_factory=dict)
 
+    # The run's totals an evaluation saves per answered item and averages per mode.
+    PER_ITEM: ClassVar[tuple[str, ...]] = (
+        "searches",
+        "documents_read",
+        "sources_cited",
+        "prompt_tokens",
+        "completion_tokens",
+        "wall_seconds",
+        "agents",
+    )
+
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    def per_item(self) -> dict[str, float]:
+        """The flat record an evaluation keeps for one answered item (`PER_ITEM`, as floats): the run's
+        totals without the per-agent and per-purpose breakdowns."""
+        return {name: float(getattr(self, name)) for name in self.PER_ITEM}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data (what `RunFinished.figures` and the run store hold)."""
