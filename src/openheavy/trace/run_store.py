@@ -8,7 +8,7 @@ import json
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from openheavy.errors import RunNotFoundError
+from openheavy.sqlite_migrations import USER_VERSION, Migration, migrate
 from openheavy.trace.metrics import RunFigures
 from openheavy.types import Event, EventSink, RunFinished, RunStarted
 
@@ -70,7 +71,7 @@ def _m001_runs(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX runs_started_at ON runs (started_at)")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m001_runs]
+MIGRATIONS: list[Migration] = [_m001_runs]
 """Schema migrations in order; `PRAGMA user_version` counts those applied. Only ever append."""
 
 
@@ -130,25 +131,13 @@ class RunStore:
 
     @staticmethod
     def _migrate(db: sqlite3.Connection) -> None:
-        if db.execute("PRAGMA user_version").fetchone()[0] >= len(MIGRATIONS):
-            return
-        db.execute("BEGIN IMMEDIATE")  # two processes starting at once must not both migrate
-        try:
-            version: int = db.execute("PRAGMA user_version").fetchone()[0]
-            for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
-                migration(db)
-                db.execute(f"PRAGMA user_version = {number}")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        migrate(db, MIGRATIONS, what="an openheavy run store")
 
     @property
     def schema_version(self) -> int:
         """How many migrations the database has applied."""
         with self._connect() as db:
-            version: int = db.execute("PRAGMA user_version").fetchone()[0]
-            return version
+            return USER_VERSION.read(db)
 
     def start(self, event: RunStarted, trace_path: Path | None) -> None:
         """Record a run that has just started."""
