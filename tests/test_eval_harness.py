@@ -32,7 +32,7 @@ from openheavy.evals import (
 )
 from openheavy.evals.datasets import DATA_DIR_ENV, resolve_data_dir
 from openheavy.evals.harness import item_seed
-from openheavy.evals.report import read_results
+from openheavy.evals.store import read_results
 from openheavy.trace import AgentFigures
 from openheavy.types import Completion, JsonSchema, Message
 
@@ -625,7 +625,7 @@ def test_render_report_without_results_says_what_to_do(tmp_path: Path) -> None:
 
 
 def test_wilson_interval_ends_exactly_at_zero_and_one() -> None:
-    from openheavy.evals.report import wilson_interval
+    from openheavy.evals.stats import wilson_interval
 
     # Without care, rounding gives 0.9999999999999999 here, just below the estimate of 1.0,
     # and a negative error bar that matplotlib refuses.

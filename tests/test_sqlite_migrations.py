@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from openheavy.errors import SchemaError
 import openheavy.search.local as search_local
+from openheavy.errors import SchemaError
 from openheavy.search.local import (
     SCHEMA_VERSION,
     IndexedDocument,
@@ -76,7 +76,7 @@ def test_a_newer_file_is_refused(conn: sqlite3.Connection) -> None:
 
 def test_another_applications_database_is_left_alone(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE orders (id INTEGER)")
-    with pytest.raises(SchemaError, match="db.sqlite is an SQLite database but not a test file"):
+    with pytest.raises(SchemaError, match=r"db\.sqlite is an SQLite database but not a test file"):
         migrate(conn, ["CREATE TABLE a (x INTEGER)"], what="a test file")
     assert tables(conn) == ["orders"] and user_version(conn) == 0
 
@@ -119,7 +119,9 @@ def test_an_index_written_before_the_shared_runner_opens_unchanged(tmp_path: Pat
         assert stats.schema_version == SCHEMA_VERSION == 1
         assert stats.created_at.isoformat() == "2026-01-02T03:04:05+00:00"
         index.replace_source(
-            "s", [IndexedDocument("d", "Dune", "", (Passage("Dune", "Spice must flow."),))], SourceFingerprint()
+            "s",
+            [IndexedDocument("d", "Dune", "", (Passage("Dune", "Spice must flow."),))],
+            SourceFingerprint(),
         )
         assert [hit.id for hit in index.search_sync("spice")] == ["d#0"]
     raw = sqlite3.connect(path)

@@ -37,7 +37,8 @@ from openheavy.evals.harness import (
     parse_modes,
     run_eval,
 )
-from openheavy.evals.report import EvalSummary, MetricSummary, ModeSummary, render_report
+from openheavy.evals.report import render_report
+from openheavy.evals.stats import EvalSummary, MetricSummary, ModeSummary
 from openheavy.trace import RunFigures
 
 __all__ = [

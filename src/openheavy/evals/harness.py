@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rich.console import Console
 from rich.progress import (
@@ -38,17 +38,18 @@ from openheavy.evals.grading import (
     judge_answer,
     parse_number,
 )
-from openheavy.evals.report import (
+from openheavy.evals.report import render_report
+from openheavy.evals.stats import EvalSummary
+from openheavy.evals.store import (
     RESULTS_FILE,
     EvalMeta,
-    EvalSummary,
     JudgeRecord,
     ModeRecord,
     ResultRecord,
+    ResultsWriter,
     latest_results,
     read_meta,
     read_results,
-    render_report,
     write_meta,
 )
 from openheavy.models.base import ChatModel
@@ -202,7 +203,7 @@ async def run_eval(
 
     semaphore = asyncio.Semaphore(concurrency)
     with (
-        _ResultsWriter(out_dir / RESULTS_FILE) as writer,
+        ResultsWriter(out_dir / RESULTS_FILE) as writer,
         _ProgressDisplay(
             total, total - len(pending), enabled=progress, console=console, label=dataset or "eval"
         ) as display,
@@ -312,38 +313,6 @@ async def _evaluate(
         grade_details=dict(grade.details),
         judge=verdict,
     )
-
-
-class _ResultsWriter:
-    """Appends result rows to `results.jsonl`, flushing each one as soon as it is written."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._file: IO[str] | None = None
-
-    def __enter__(self) -> _ResultsWriter:
-        # A crash mid-write can leave a last line without its newline; start on a fresh line so the
-        # next row is not glued onto the broken one.
-        needs_newline = False
-        if self.path.is_file() and self.path.stat().st_size:
-            with self.path.open("rb") as existing:
-                existing.seek(-1, 2)
-                needs_newline = existing.read(1) != b"\n"
-        self._file = self.path.open("a", encoding="utf-8")
-        if needs_newline:
-            self._file.write("\n")
-        return self
-
-    def write(self, record: ResultRecord) -> None:
-        assert self._file is not None, "write() outside the with block"
-        self._file.write(record.model_dump_json() + "\n")
-        self._file.flush()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._file is not None:
-            self._file.close()
 
 
 class _ProgressDisplay:

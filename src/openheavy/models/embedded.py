@@ -25,7 +25,6 @@ __all__ = ["EmbeddedModel"]
 _DEATH_GRACE_SECONDS = 2.0  # how long a failed request waits for a dying llama-server to be reaped
 
 
-
 class EmbeddedModel:
     """A `ChatModel` served by a llama-server that it starts on first use (or on `await start()`).
 

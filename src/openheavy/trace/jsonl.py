@@ -61,8 +61,6 @@ def trace_path(runs_dir: Path, run_id: str) -> Path:
     return runs_dir / f"{run_id}.jsonl"
 
 
-
-
 # One encoder for every line: `json.dumps` with options builds a new encoder per call, which showed up
 # in the engine benchmark. default=str: settings may hold paths; a trace line must never fail.
 _ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)

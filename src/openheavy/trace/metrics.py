@@ -27,7 +27,6 @@ __all__ = ["AgentFigures", "MetricsSink", "RunFigures", "TokenFigures"]
 _F = TypeVar("_F")
 
 
-
 @dataclass(frozen=True)
 class TokenFigures:
     """Model calls and their tokens."""
@@ -286,5 +285,3 @@ class MetricsSink(EventSink):
             per_agent={name: tally.agent_figures(now) for name, tally in self._agents.items()},
             by_purpose=dict(self._purposes),
         )
-
-

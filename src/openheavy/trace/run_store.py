@@ -40,12 +40,9 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
-
 def run_store_path(runs_dir: Path) -> Path:
     """Where the run store database lives under the runs directory (`Settings.runs_dir`)."""
     return runs_dir / "runs.db"
-
-
 
 
 def _m001_runs(db: sqlite3.Connection) -> None:
