@@ -103,14 +103,8 @@ def test_item_seed_is_stable_and_per_item() -> None:
 
 
 def test_an_items_figures_are_the_runs_flat_totals() -> None:
-    figures = RunFigures(
-        searches=3,
-        search_cache_hits=4,
-        wall_seconds=2,
-        agents=2,
-        model_calls=5,
-        per_agent={"agent-1": AgentFigures(searches=3)},
-    )
+    per_agent = {"agent-1": AgentFigures(searches=3)}
+    figures = RunFigures(searches=3, search_cache_hits=4, wall_seconds=2, agents=2, per_agent=per_agent)
     assert figures.per_item() == {
         "searches": 3.0,
         "documents_read": 0.0,
