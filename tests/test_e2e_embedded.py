@@ -19,7 +19,7 @@ import pytest
 from openheavy.api import Heavy
 from openheavy.config import Settings
 from openheavy.corpus import index_paths
-from openheavy.models.local import EmbeddedModel
+from openheavy.models.embedded import EmbeddedModel
 from openheavy.trace import RunStore, read_trace, run_store_path
 
 pytestmark = pytest.mark.embedded

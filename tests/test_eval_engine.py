@@ -16,8 +16,8 @@ from fakes import action, allowed_actions
 from openheavy.config import Settings
 from openheavy.errors import ConfigError
 from openheavy.evals import ModeSpec, build_corpus, dataset_corpora, load_dataset, parse_modes, run_eval
-from openheavy.evals.report import read_results
 from openheavy.evals.runner import HeavyRunner
+from openheavy.evals.store import read_results
 from openheavy.models.scripted import FunctionModel
 from openheavy.types import Message
 

@@ -32,7 +32,8 @@ from openheavy.evals import (
 )
 from openheavy.evals.datasets import DATA_DIR_ENV, resolve_data_dir
 from openheavy.evals.harness import item_seed
-from openheavy.evals.report import read_results
+from openheavy.evals.store import read_results
+from openheavy.trace import AgentFigures
 from openheavy.types import Completion, JsonSchema, Message
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eval"
@@ -101,9 +102,18 @@ def test_item_seed_is_stable_and_per_item() -> None:
     assert item_seed(0, "a") != item_seed(1, "a")
 
 
-def test_run_figures_from_mapping_keeps_known_numbers() -> None:
-    figures = RunFigures.from_mapping({"searches": 3, "wall_seconds": 2, "agents": True, "other": 1})
-    assert figures == RunFigures(searches=3, wall_seconds=2.0)
+def test_an_items_figures_are_the_runs_flat_totals() -> None:
+    per_agent = {"agent-1": AgentFigures(searches=3)}
+    figures = RunFigures(searches=3, search_cache_hits=4, wall_seconds=2, agents=2, per_agent=per_agent)
+    assert figures.per_item() == {
+        "searches": 3.0,
+        "documents_read": 0.0,
+        "sources_cited": 0.0,
+        "prompt_tokens": 0.0,
+        "completion_tokens": 0.0,
+        "wall_seconds": 2.0,
+        "agents": 2.0,
+    }
 
 
 # ---------------------------------------------------------------- datasets
@@ -243,7 +253,6 @@ def test_build_corpus_indexes_into_a_searchable_local_corpus(tmp_path: Path) -> 
 
 def test_outcome_from_a_core_run_result(tmp_path: Path) -> None:
     from openheavy.api import RunResult
-    from openheavy.trace import RunFigures as CoreFigures
 
     result = RunResult(
         run_id="r1",
@@ -252,7 +261,7 @@ def test_outcome_from_a_core_run_result(tmp_path: Path) -> None:
         status="ok",
         answer="Ashby",
         citations=[{"ref": 1, "url": "u"}],
-        figures=CoreFigures(searches=3, prompt_tokens=10, completion_tokens=5, wall_seconds=1.5, agents=2),
+        figures=RunFigures(searches=3, prompt_tokens=10, completion_tokens=5, wall_seconds=1.5, agents=2),
         trace_path=tmp_path / "r1.jsonl",
         stop_reason="budget:steps",
     )
@@ -610,7 +619,7 @@ def test_render_report_without_results_says_what_to_do(tmp_path: Path) -> None:
 
 
 def test_wilson_interval_ends_exactly_at_zero_and_one() -> None:
-    from openheavy.evals.report import wilson_interval
+    from openheavy.evals.stats import wilson_interval
 
     # Without care, rounding gives 0.9999999999999999 here, just below the estimate of 1.0,
     # and a negative error bar that matplotlib refuses.

@@ -117,13 +117,8 @@ def ask(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live view.")] = False,
 ) -> None:
     """Research QUESTION and print a cited answer with its figures."""
-    from openheavy.display import (
-        LiveDisplay,
-        render_agent_table,
-        render_answer,
-        render_ranking,
-        render_summary,
-    )
+    from openheavy.display.live import LiveDisplay
+    from openheavy.display.render import render_agent_table, render_answer, render_ranking, render_summary
 
     if mode not in MODES:
         _fail(f"unknown --mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -174,7 +169,7 @@ def compare(
     """Run several modes on one question and show the answers and their cost side by side."""
     from rich.table import Table
 
-    from openheavy.display import LiveDisplay
+    from openheavy.display.live import LiveDisplay
 
     chosen = [m.strip() for m in modes.split(",") if m.strip()]
     unknown = [m for m in chosen if m not in MODES]
@@ -362,7 +357,7 @@ def corpora() -> None:
 @app.command()
 def runs(limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20) -> None:
     """List past runs."""
-    from openheavy.display import render_runs
+    from openheavy.display.render import render_runs
     from openheavy.trace import RunStore, run_store_path
 
     settings = _settings()
@@ -376,7 +371,7 @@ def trace(
     run_id: Annotated[str, typer.Argument(help="A run id (or a unique prefix) from `openheavy runs`.")],
 ) -> None:
     """Print a run step by step: every prompt, output, search, document, token and second."""
-    from openheavy.display import render_trace
+    from openheavy.display.render import render_trace
     from openheavy.trace import RunStore, read_trace, run_store_path
 
     settings = _settings()

@@ -11,6 +11,10 @@ class ConfigError(OpenHeavyError):
     """Bad settings, flags or config file."""
 
 
+class SchemaError(OpenHeavyError):
+    """An SQLite file openheavy cannot migrate: written by a newer openheavy, or another application's."""
+
+
 class ModelError(OpenHeavyError):
     """A model backend failed."""
 

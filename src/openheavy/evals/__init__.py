@@ -31,14 +31,15 @@ from openheavy.evals.grading import (
 )
 from openheavy.evals.harness import (
     ModeSpec,
-    RunFigures,
     Runner,
     RunOutcome,
     outcome_from_result,
     parse_modes,
     run_eval,
 )
-from openheavy.evals.report import EvalSummary, MetricSummary, ModeSummary, render_report
+from openheavy.evals.report import render_report
+from openheavy.evals.stats import EvalSummary, MetricSummary, ModeSummary
+from openheavy.trace import RunFigures
 
 __all__ = [
     "DATASET_NAMES",

@@ -9,14 +9,13 @@ evaluation loses at most the runs in flight, and a rerun skips everything alread
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rich.console import Console
 from rich.progress import (
@@ -39,20 +38,22 @@ from openheavy.evals.grading import (
     judge_answer,
     parse_number,
 )
-from openheavy.evals.report import (
+from openheavy.evals.report import render_report
+from openheavy.evals.stats import EvalSummary
+from openheavy.evals.store import (
     RESULTS_FILE,
     EvalMeta,
-    EvalSummary,
     JudgeRecord,
     ModeRecord,
     ResultRecord,
+    ResultsWriter,
     latest_results,
     read_meta,
     read_results,
-    render_report,
     write_meta,
 )
 from openheavy.models.base import ChatModel
+from openheavy.trace import RunFigures
 
 if TYPE_CHECKING:  # only for the annotation: importing the engine is not needed to evaluate
     from openheavy.api import RunResult
@@ -105,29 +106,6 @@ def parse_modes(text: str | Sequence[str]) -> list[ModeSpec]:
 
 
 @dataclass(frozen=True)
-class RunFigures:
-    """What a run cost and did; the report averages these per mode."""
-
-    searches: int = 0
-    documents_read: int = 0
-    sources_cited: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    wall_seconds: float = 0.0
-    agents: int = 0
-
-    @classmethod
-    def from_mapping(cls, figures: Mapping[str, Any]) -> RunFigures:
-        """Take the known figures from a mapping (such as `RunFinished.figures`), ignoring the rest."""
-        values: dict[str, Any] = {}
-        for name in (f.name for f in dataclasses.fields(cls)):
-            value = figures.get(name)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                values[name] = float(value) if name == "wall_seconds" else int(value)
-        return cls(**values)
-
-
-@dataclass(frozen=True)
 class RunOutcome:
     """What a runner returns for one (item, mode). `error` set means the run failed (graded wrong)."""
 
@@ -147,7 +125,7 @@ def outcome_from_result(result: RunResult) -> RunOutcome:
         citations=result.citations,
         run_id=result.run_id,
         trace_path=result.trace_path,
-        figures=RunFigures.from_mapping(result.figures.to_dict()),
+        figures=result.figures,
         error=result.error if result.status != "ok" else None,
         stop_reason=result.stop_reason,
     )
@@ -225,7 +203,7 @@ async def run_eval(
 
     semaphore = asyncio.Semaphore(concurrency)
     with (
-        _ResultsWriter(out_dir / RESULTS_FILE) as writer,
+        ResultsWriter(out_dir / RESULTS_FILE) as writer,
         _ProgressDisplay(
             total, total - len(pending), enabled=progress, console=console, label=dataset or "eval"
         ) as display,
@@ -297,7 +275,7 @@ async def _evaluate(
         outcome = await runner(item, mode, seed)
     except Exception as exc:  # one failed run is a wrong answer, never a lost evaluation
         outcome = RunOutcome(answer="", error=f"{type(exc).__name__}: {exc}")
-    figures = dataclasses.asdict(outcome.figures)
+    figures = outcome.figures.per_item()
     if not outcome.figures.wall_seconds:  # a runner that does not time itself is timed here
         figures["wall_seconds"] = time.perf_counter() - started
 
@@ -328,45 +306,13 @@ async def _evaluate(
         citations=[dict(citation) for citation in outcome.citations],
         run_id=outcome.run_id,
         trace_path=str(outcome.trace_path) if outcome.trace_path is not None else None,
-        figures={name: float(value) for name, value in figures.items()},
+        figures=figures,
         error=outcome.error,
         stop_reason=outcome.stop_reason,
         metrics=dict(grade.metrics),
         grade_details=dict(grade.details),
         judge=verdict,
     )
-
-
-class _ResultsWriter:
-    """Appends result rows to `results.jsonl`, flushing each one as soon as it is written."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._file: IO[str] | None = None
-
-    def __enter__(self) -> _ResultsWriter:
-        # A crash mid-write can leave a last line without its newline; start on a fresh line so the
-        # next row is not glued onto the broken one.
-        needs_newline = False
-        if self.path.is_file() and self.path.stat().st_size:
-            with self.path.open("rb") as existing:
-                existing.seek(-1, 2)
-                needs_newline = existing.read(1) != b"\n"
-        self._file = self.path.open("a", encoding="utf-8")
-        if needs_newline:
-            self._file.write("\n")
-        return self
-
-    def write(self, record: ResultRecord) -> None:
-        assert self._file is not None, "write() outside the with block"
-        self._file.write(record.model_dump_json() + "\n")
-        self._file.flush()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._file is not None:
-            self._file.close()
 
 
 class _ProgressDisplay:

@@ -27,10 +27,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from openheavy.errors import CorpusError, DocumentNotFoundError, SearchError
+from openheavy.errors import CorpusError, DocumentNotFoundError, SchemaError, SearchError
+from openheavy.sqlite_migrations import Migration, migrate
 from openheavy.types import Document, Hit
-
-SCHEMA_VERSION = 1
 
 # Title matches count more than body matches: a passage titled "subprocess — ... › run()" is about
 # running subprocesses even when its body uses the word once. Measured with benchmarks/bench_index.py
@@ -48,7 +47,7 @@ MAX_QUERY_TERMS = 32
 SNIPPET_TOKENS = 48
 
 # Index `i` upgrades a file from schema version `i` to `i + 1`. Append, never edit.
-_MIGRATIONS: tuple[str, ...] = (
+_MIGRATIONS: tuple[Migration, ...] = (
     """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE sources (
@@ -82,6 +81,7 @@ _MIGRATIONS: tuple[str, ...] = (
     # The weights live in the index, so that `ORDER BY rank` uses them and keeps FTS5's fast top-k path.
     f"INSERT INTO chunks_fts (chunks_fts, rank) VALUES ('rank', 'bm25({TITLE_WEIGHT}, {BODY_WEIGHT})');",
 )
+SCHEMA_VERSION = len(_MIGRATIONS)
 
 # English function words. Dropping them keeps OR queries selective (see ARCHITECTURE: 130 ms -> 18 ms
 # on 100k passages) without losing the content words a question is about.
@@ -186,6 +186,27 @@ def _stamp(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE meta SET value = ? WHERE key = 'updated_at'", (_now(),))
 
 
+class _MetaVersion:
+    """An index keeps its schema version in its `meta` table, next to when it was created and changed."""
+
+    def read(self, conn: sqlite3.Connection) -> int:
+        has_meta = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ).fetchone()
+        if has_meta is None:
+            return 0
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    def write(self, conn: sqlite3.Connection, version: int) -> None:
+        now = _now()
+        conn.executemany(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
+            [("created_at", now), ("updated_at", now)],
+        )
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(version),))
+
+
 def _chunk_id(doc_id: str, n: int) -> str:
     return f"{doc_id}#{n}"
 
@@ -259,6 +280,9 @@ class LocalIndex:
         self._write_lock = threading.Lock()
         try:
             self._migrate()
+        except SchemaError as exc:
+            self._pool.close()
+            raise SearchError(str(exc)) from exc
         except sqlite3.DatabaseError as exc:
             self._pool.close()
             raise SearchError(
@@ -287,47 +311,7 @@ class LocalIndex:
         with self._write_lock, self._pool.connection() as conn:
             # WAL lets readers search while a writer replaces a source; it is a property of the file.
             conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                version = self._schema_version(conn)
-                if version == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-                    # Some other application's database: never add our tables to it.
-                    raise SearchError(
-                        f"{self.path} is an SQLite database but not an openheavy index — move it out of"
-                        " the index folder or choose another corpus name"
-                    )
-                if version > SCHEMA_VERSION:
-                    raise SearchError(
-                        f"{self.path} was written by a newer openheavy (schema {version}, this one knows"
-                        f" {SCHEMA_VERSION}) — upgrade openheavy or rebuild the index"
-                    )
-                for script in _MIGRATIONS[version:]:
-                    for statement in _statements(script):
-                        conn.execute(statement)
-                if version < SCHEMA_VERSION:
-                    now = _now()
-                    conn.executemany(
-                        "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
-                        [("created_at", now), ("updated_at", now)],
-                    )
-                    conn.execute(
-                        "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
-                        (str(SCHEMA_VERSION),),
-                    )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-
-    @staticmethod
-    def _schema_version(conn: sqlite3.Connection) -> int:
-        has_meta = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
-        ).fetchone()
-        if has_meta is None:
-            return 0
-        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        return int(row[0]) if row else 0
+            migrate(conn, _MIGRATIONS, what="an openheavy index", version=_MetaVersion())
 
     # ------------------------------------------------------------------ SearchBackend
 
@@ -559,17 +543,3 @@ class LocalIndex:
             f"document id {doc_id!r} from {source} is already indexed from {holder} — ids must be unique"
             " within a corpus; rename one, or index them into separate corpora (--name)"
         )
-
-
-def _statements(script: str) -> list[str]:
-    """Split a migration script into statements (`executescript` would commit our transaction)."""
-    statements: list[str] = []
-    pending = ""
-    for line in script.splitlines(keepends=True):
-        pending += line
-        if sqlite3.complete_statement(pending):
-            statements.append(pending.strip())
-            pending = ""
-    if pending.strip():
-        statements.append(pending.strip())
-    return statements
