@@ -15,6 +15,7 @@ ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "prompts": set(),
     "config": BASE,
+    "citations": BASE,
     "models": BASE | {"config", "models"},
     "search": BASE | {"search"},
     "corpus": BASE | {"search", "corpus"},
@@ -23,10 +24,10 @@ ALLOWED: dict[str, set[str]] = {
     "display": BASE | {"trace"},
     "verify": BASE | {"models", "prompts"},
     "rank": BASE | {"models", "prompts", "verify"},
-    "agent": BASE | {"models", "tools", "search", "prompts"},
+    "agent": BASE | {"models", "tools", "search", "prompts", "citations"},
     "direct": BASE | {"agent", "models", "prompts"},
     "slicing": set(),
-    "heavy": BASE | {"agent", "verify", "rank", "models", "tools", "search", "prompts", "slicing"},
+    "heavy": BASE | {"agent", "verify", "rank", "models", "search", "prompts", "slicing", "citations"},
 }
 SHELLS = {"api", "cli", "evals", "server", "audit", "__init__", "__main__"}
 

@@ -194,10 +194,10 @@ async def test_synthesis_may_cite_only_documents_some_agent_read() -> None:
     synthesis = {"agreements": "", "conflicts": "", "answer": "run [1], shlex [3], fake [7].", "cite": [7]}
     orchestrator, sink = make(FunctionModel(scripted_team(synthesis=synthesis)))
     result = await orchestrator.run("q")
-    assert [c["id"] for c in result.citations] == ["subprocess#1", "shlex#1"]
+    assert [c.id for c in result.citations] == ["subprocess#1", "shlex#1"]
     assert result.answer == "run [1], shlex [2], fake."
     assert [e.ref for e in sink.of("CitationDropped") if e.agent == "synthesizer"] == ["7"]
-    assert result.citations[0]["read_by"] == ["agent-1"]
+    assert result.citations[0].to_record()["read_by"] == ["agent-1"]
 
 
 async def test_synthesis_prompt_numbers_sources_run_wide() -> None:

@@ -15,18 +15,18 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from openheavy.citations import Citation, Source, resolve_citations
 from openheavy.errors import ModelOutputError, OpenHeavyError
 from openheavy.models.base import ChatModel
 from openheavy.prompts import render_prompt
 from openheavy.search.cache import CachedSearch
 from openheavy.tools.base import Tool, ToolContext
 from openheavy.tools.research import OpenTool, SearchTool
-from openheavy.tools.sources import Citation, SourceBook, cited_numbers, renumber_markers
+from openheavy.tools.sources import SourceBook
 from openheavy.types import (
     ActionParsed,
     AgentFinished,
     AgentStarted,
-    CitationDropped,
     Completion,
     EventStream,
     JsonSchema,
@@ -374,33 +374,20 @@ class ResearchAgent:
 
     def _resolve_citations(self, args: AnswerArgs) -> tuple[str, list[Citation]]:
         """Keep citations to opened documents only (drops are recorded) and renumber them 1..k."""
-        wanted = cited_numbers(args.answer) + args.cite
-        numbers: dict[int, int] = {}
-        citations: list[Citation] = []
-        for ref in wanted:
-            if ref in numbers:
-                continue
-            document = self.sources.opened.get(ref)
-            if document is None:
-                numbers[ref] = 0
-                reason = "seen in results but never opened" if ref in self.sources.seen else "never seen"
-                self.stream.emit(
-                    CitationDropped(run_id=self.run_id, agent=self.name, ref=str(ref), reason=reason)
-                )
-                continue
-            numbers[ref] = len(citations) + 1
-            citations.append(
-                Citation(
-                    number=numbers[ref],
-                    ref=ref,
-                    id=document.id,
-                    doc_id=document.doc_id,
-                    title=document.title,
-                    url=document.url,
-                )
-            )
+        opened = {ref: Source(ref, doc, (self.name,)) for ref, doc in self.sources.opened.items()}
 
-        return renumber_markers(args.answer, numbers), citations
+        def drop_reason(ref: int) -> str:
+            return "seen in results but never opened" if ref in self.sources.seen else "never seen"
+
+        return resolve_citations(
+            args.answer,
+            args.cite,
+            opened,
+            drop_reason=drop_reason,
+            stream=self.stream,
+            run_id=self.run_id,
+            agent=self.name,
+        )
 
 
 def _action_option(name: str, args_schema: JsonSchema) -> JsonSchema:

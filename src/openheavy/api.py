@@ -413,7 +413,7 @@ class Heavy:
             stream.emit(Note(run_id=run_id, topic="warning", data={"message": notes[-1]}))
         return _Outcome(
             heavy.answer,
-            heavy.citations,
+            [c.to_record() for c in heavy.citations],
             "answered",
             [_agent_summary(a) for a in heavy.agents],
             plan=_plan_record(heavy.plan),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -22,14 +22,14 @@ from openheavy.agent import (
     call_model,
     load_json_object,
 )
+from openheavy.citations import Citation, RunSources, resolve_citations
 from openheavy.errors import OpenHeavyError
 from openheavy.models.base import ChatModel
 from openheavy.prompts import render_prompt
 from openheavy.rank import RankResult, rank
 from openheavy.search.cache import CachedSearch
 from openheavy.slicing import LIST_CUE, find_period, period_slices
-from openheavy.tools.sources import SourceBook, cited_numbers, renumber_markers
-from openheavy.types import CitationDropped, Document, EventStream, JsonSchema, Message, Note, Usage
+from openheavy.types import EventStream, JsonSchema, Message, Note, Usage
 from openheavy.verify import Sample, Verifier
 
 TASK_MAX_CHARS = 240
@@ -65,22 +65,9 @@ class Plan:
 
 
 @dataclass(frozen=True)
-class Source:
-    """A passage some agent read, under its run-wide number."""
-
-    number: int
-    id: str
-    doc_id: str
-    title: str
-    url: str
-    text: str
-    read_by: list[str]
-
-
-@dataclass(frozen=True)
 class HeavyResult:
     answer: str
-    citations: list[dict[str, Any]]  # number, id, doc_id, title, url, read_by
+    citations: list[Citation]
     plan: Plan
     agents: list[AgentResult]
     agreements: str = ""
@@ -300,7 +287,7 @@ class Orchestrator:
     # ------------------------------------------------------------- synthesis
     async def synthesize(self, question: str, plan: Plan, results: list[AgentResult]) -> HeavyResult:
         """Compare the agents' notes and write one answer citing only passages they read."""
-        sources = collect_sources(results)
+        sources = RunSources.gather((r.agent, r.sources.opened.values()) for r in results)
         usable = [r for r in results if r.ok and r.answer.strip()]
         if not usable:
             failures = "; ".join(f"{r.agent}: {r.error}" for r in results if r.error)
@@ -309,28 +296,22 @@ class Orchestrator:
         if len(usable) == 1 and len(results) == 1:
             # One agent: its answer is the answer; comparing notes would only cost tokens.
             only = usable[0]
-            return HeavyResult(
-                only.answer,
-                [_citation_record(c.number, sources[c.id]) for c in only.citations],
-                plan,
-                results,
-                usage=self.usage,
-            )
-        by_id = {s.id: s for s in sources.values()}
+            return HeavyResult(only.answer, sources.adopt(only.citations), plan, results, usage=self.usage)
         notes = []
         for result in results:
             if not result.ok:
                 notes.append(f"## {result.agent} (task: {result.task})\nFAILED: {result.error}")
                 continue
-            notes.append(f"## {result.agent} (task: {result.task})\n{_to_global(result, by_id)}")
+            answer = sources.globalize(result.answer, result.citations)
+            notes.append(f"## {result.agent} (task: {result.task})\n{answer}")
         listing = (
             "\n".join(
-                f"[{s.number}] {s.title}" + (f" ({s.url})" if s.url else "") + f"\n    {_excerpt(s.text)}"
-                for s in sorted(by_id.values(), key=lambda s: s.number)
+                f"[{s.number}] {d.title}" + (f" ({d.url})" if d.url else "") + f"\n    {_excerpt(d.text)}"
+                for s, d in ((s, s.document) for s in sources.by_id.values())
             )
             or "(no documents were read)"
         )
-        numbers = sorted(s.number for s in by_id.values())
+        numbers = sorted(sources.by_number)
         schema: JsonSchema = {
             "type": "object",
             "properties": {
@@ -382,16 +363,24 @@ class Orchestrator:
             # Never lose the agents' work: fall back to the best-supported agent answer.
             best = max(usable, key=lambda r: len(r.citations))
             return HeavyResult(
-                _to_global(best, by_id),
-                [_citation_record(c.number, by_id[c.id]) for c in best.citations],
+                best.answer,
+                sources.adopt(best.citations),
                 plan,
                 results,
                 synthesis_error=error,
                 usage=self.usage,
             )
-        answer, citations = self._resolve(output, sources)
+        answer, citations = resolve_citations(
+            output.answer,
+            output.cite,
+            sources.by_number,
+            drop_reason=lambda _: "no agent read this document",
+            stream=self.stream,
+            run_id=self.run_id,
+            agent="synthesizer",
+        )
         if plan.kind == "list":
-            answer = _merge_list_sources(answer, citations, results, by_id)
+            answer, citations = _merge_list_sources(answer, citations, results, sources)
         return HeavyResult(
             answer,
             citations,
@@ -402,33 +391,6 @@ class Orchestrator:
             usage=self.usage,
         )
 
-    def _resolve(
-        self, output: SynthesisOutput, sources: dict[str, Source]
-    ) -> tuple[str, list[dict[str, Any]]]:
-        by_number = {s.number: s for s in sources.values()}
-        wanted = cited_numbers(output.answer) + output.cite
-        final: dict[int, int] = {}
-        citations: list[dict[str, Any]] = []
-        for number in wanted:
-            if number in final:
-                continue
-            source = by_number.get(number)
-            if source is None:
-                final[number] = 0
-                self.stream.emit(
-                    CitationDropped(
-                        run_id=self.run_id,
-                        agent="synthesizer",
-                        ref=str(number),
-                        reason="no agent read this document",
-                    )
-                )
-                continue
-            final[number] = len(citations) + 1
-            citations.append(_citation_record(final[number], source))
-
-        return renumber_markers(output.answer, final), citations
-
     def _charge(self, usage: Usage) -> None:
         self.usage = self.usage + usage
         self.budget.charge(usage)
@@ -437,9 +399,7 @@ class Orchestrator:
 def trajectory_sample(index: int, result: AgentResult) -> Sample:
     """An agent's trajectory as a rank sample: its answer plus the evidence it read, for the verifier."""
     evidence = "\n".join(
-        f"[{c.number}] {c.title}: {_excerpt(result.sources.opened[c.ref].text, 400)}"
-        for c in result.citations
-        if c.ref in result.sources.opened
+        f"[{c.number}] {c.title}: {_excerpt(c.source.document.text, 400)}" for c in result.citations
     )
     text = f"{result.answer}\n\nEvidence read:\n{evidence or '(none cited)'}"
     return Sample(
@@ -452,68 +412,22 @@ def trajectory_sample(index: int, result: AgentResult) -> Sample:
     )
 
 
-def collect_sources(results: list[AgentResult]) -> dict[str, Source]:
-    """Every passage any agent opened, numbered run-wide in agent order, with who read it."""
-    readers: dict[str, list[str]] = {}
-    documents: dict[str, Document] = {}
-    for result in results:
-        for document in result.sources.opened.values():
-            readers.setdefault(document.id, []).append(result.agent)
-            documents.setdefault(document.id, document)
-    sources = {}
-    for number, (doc_id, document) in enumerate(documents.items(), start=1):
-        sources[doc_id] = Source(
-            number,
-            document.id,
-            document.doc_id,
-            document.title,
-            document.url,
-            document.text,
-            readers[doc_id],
-        )
-    return sources
-
-
-def _to_global(result: AgentResult, by_id: dict[str, Source]) -> str:
-    """The agent's answer with its citation numbers rewritten to run-wide source numbers."""
-    local = {c.number: by_id[c.id].number for c in result.citations if c.id in by_id}
-    return renumber_markers(result.answer, local)
-
-
-def _citation_record(number: int, source: Source) -> dict[str, Any]:
-    return {
-        "number": number,
-        "id": source.id,
-        "doc_id": source.doc_id,
-        "title": source.title,
-        "url": source.url,
-        "read_by": source.read_by,
-    }
-
-
 def _merge_list_sources(
-    answer: str,
-    citations: list[dict[str, Any]],
-    results: list[AgentResult],
-    by_id: dict[str, Source],
-) -> str:
+    answer: str, citations: list[Citation], results: list[AgentResult], sources: RunSources
+) -> tuple[str, list[Citation]]:
     """For list questions, coverage matters: add every item an agent cited that synthesis left out."""
-    cited = {c["doc_id"] for c in citations}
-    missing: list[Source] = []
+    cited = {c.doc_id for c in citations}
+    added: list[Citation] = []
     for result in results:
         for citation in result.citations:
-            source = by_id.get(citation.id)
-            if source and source.doc_id not in cited:
-                cited.add(source.doc_id)
-                missing.append(source)
-    if not missing:
-        return answer
-    for source in missing:
-        citations.append(_citation_record(len(citations) + 1, source))
-    extra = "\n".join(
-        f"- {s.title} [{c['number']}]" for s, c in zip(missing, citations[-len(missing) :], strict=True)
-    )
-    return f"{answer}\n\nAlso found by the agents:\n{extra}"
+            source = sources.by_id.get(citation.id)
+            if source and source.document.doc_id not in cited:
+                cited.add(source.document.doc_id)
+                added.append(Citation(len(citations) + len(added) + 1, source))
+    if not added:
+        return answer, citations
+    extra = "\n".join(f"- {c.title} [{c.number}]" for c in added)
+    return f"{answer}\n\nAlso found by the agents:\n{extra}", [*citations, *added]
 
 
 def _excerpt(text: str, chars: int = 300) -> str:
@@ -532,4 +446,4 @@ def _distinct(tasks: list[str]) -> list[str]:
     return kept
 
 
-__all__ = ["HeavyResult", "Orchestrator", "Plan", "Source", "SourceBook", "collect_sources"]
+__all__ = ["HeavyResult", "Orchestrator", "Plan", "trajectory_sample"]
