@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fakes import PASSAGES, ListSink, MemorySearch, action, allowed_actions
-from openheavy.agent import Budget, ResearchAgent
+from openheavy.agent import Budget, ResearchAgent, StopReason
 from openheavy.models.scripted import ScriptedModel
 from openheavy.search.cache import CachedSearch
 from openheavy.types import EventStream
@@ -37,7 +37,7 @@ async def test_search_open_answer_cites_the_opened_document() -> None:
         ]
     )
     result = await agent.run("How do I run a subprocess with a timeout?")
-    assert result.stop_reason == "answered"
+    assert str(result.stop_reason) == "answered"
     assert result.answer == "Use subprocess.run with timeout and capture_output [1]."
     assert [(c.number, c.id) for c in result.citations] == [(1, "subprocess#1")]
     assert backend.searches == ["subprocess timeout"]
@@ -120,7 +120,7 @@ async def test_the_first_action_must_use_a_tool() -> None:
 async def test_twice_malformed_output_fails_clearly() -> None:
     agent, _, sink, _ = make_agent(['{"action": "dance"}', "still not json"])
     result = await agent.run("q")
-    assert result.stop_reason == "error"
+    assert str(result.stop_reason) == "error"
     assert result.error and "no valid action at step 1" in result.error
     assert sink.of("AgentFinished")[0].error == result.error
 
@@ -131,7 +131,7 @@ async def test_step_budget_forces_an_answer_and_says_so() -> None:
         max_steps=2,
     )
     result = await agent.run("q")
-    assert result.stop_reason == "budget:steps"
+    assert result.stop_reason == StopReason("budget", "steps")
     last_schema = model.calls[-1].json_schema
     assert "anyOf" not in last_schema and last_schema["properties"]["action"]["enum"] == ["answer"]
     assert "no actions left" in model.calls[-1].messages[-1].content
@@ -145,7 +145,7 @@ async def test_token_budget_shared_by_the_run_forces_an_answer() -> None:
         budget=budget,
     )
     result = await agent.run("q")
-    assert result.stop_reason == "budget:tokens"
+    assert result.stop_reason == StopReason("budget", "tokens")
     assert len(model.calls) == 2
 
 

@@ -28,6 +28,8 @@ ALLOWED: dict[str, set[str]] = {
     "direct": BASE | {"agent", "models", "prompts"},
     "slicing": set(),
     "heavy": BASE | {"agent", "verify", "rank", "models", "search", "prompts", "slicing", "citations"},
+    "modes": BASE
+    | {"config", "models", "search", "agent", "citations", "direct", "heavy", "rank", "verify", "modes"},
 }
 SHELLS = {"api", "cli", "evals", "server", "audit", "__init__", "__main__"}
 

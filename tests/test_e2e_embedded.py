@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from openheavy import RunOptions
 from openheavy.api import Heavy
 from openheavy.config import Settings
 from openheavy.corpus import index_paths
@@ -162,7 +163,7 @@ async def test_heavy_run_with_the_tiny_model(
     embedded_tiny: EmbeddedModel, indexed_settings: Settings
 ) -> None:
     heavy = Heavy(embedded_tiny, "fixture", settings=indexed_settings)
-    result = await heavy.arun(QUESTION, "heavy", agents=2, max_steps=2)
+    result = await heavy.arun(QUESTION, "heavy", RunOptions(agents=2, max_steps=2))
     assert result.status == "ok" and result.plan is not None
     assert len(result.agents) == 2
     assert result.figures.agents == 2
@@ -174,7 +175,7 @@ async def test_heavy_run_with_the_tiny_model(
 
 async def test_rank_run_with_the_tiny_model(embedded_tiny: EmbeddedModel, indexed_settings: Settings) -> None:
     heavy = Heavy(embedded_tiny, "fixture", settings=indexed_settings)
-    result = await heavy.arun("What is 2 + 3?", "rank", n=3, verifier="vote")
+    result = await heavy.arun("What is 2 + 3?", "rank", RunOptions(n=3, verifier="vote"))
     assert result.status == "ok"
     assert result.ranking is not None and 1 <= len(result.ranking) <= 3
     assert [r["rank"] for r in result.ranking] == list(range(1, len(result.ranking) + 1))

@@ -215,7 +215,7 @@ async def test_shared_token_budget_stops_all_agents() -> None:
     model = FunctionModel(scripted_team())
     orchestrator, _ = make(model, budget=budget)
     result = await orchestrator.run("q")
-    assert {a.stop_reason for a in result.agents} == {"budget:tokens"}
+    assert {str(a.stop_reason) for a in result.agents} == {"budget:tokens"}
     assert all(a.steps == 1 for a in result.agents)
 
 
@@ -235,12 +235,12 @@ async def test_heavy_rank_ranks_the_agents_trajectories_instead_of_synthesizing(
 
     model = FunctionModel(scripted_team(tasks=["find shlex", "find shlex", "find check_output"]))
     orchestrator, sink = make(model)
-    plan, ranked, agents = await orchestrator.rank_trajectories("q", VoteVerifier())
-    assert plan.tasks == ["find shlex", "find check_output"]  # the duplicate sub-task was dropped
-    assert len(agents) == 2
-    assert ranked.best.answer == "find shlex: see [1]"
-    assert ranked.best.evidence[0]["id"] == "shlex#1"
-    assert "Evidence read:" in ranked.best.text and "shlex.split" in ranked.best.text
+    ranking = await orchestrator.rank_trajectories("q", VoteVerifier())
+    assert ranking.plan.tasks == ["find shlex", "find check_output"]  # the duplicate sub-task was dropped
+    assert len(ranking.agents) == 2
+    assert ranking.ranked.best.answer == "find shlex: see [1]" and ranking.best.task == "find shlex"
+    assert ranking.ranked.best.evidence[0]["id"] == "shlex#1"
+    assert "Evidence read:" in ranking.ranked.best.text and "shlex.split" in ranking.ranked.best.text
     assert not [e for e in sink.of("ModelCalled") if e.purpose == "synthesis"]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -63,6 +63,10 @@ class Plan:
     tasks: list[str]
     origin: str  # "model", "fixed" (model, agent count given), "period" (sliced by years), "fallback"
 
+    def to_record(self) -> dict[str, Any]:
+        """The JSON form in run results."""
+        return {"kind": self.kind, "tasks": self.tasks, "origin": self.origin}
+
 
 @dataclass(frozen=True)
 class HeavyResult:
@@ -78,6 +82,19 @@ class HeavyResult:
     @property
     def failures(self) -> list[str]:
         return [f"{a.agent}: {a.error}" for a in self.agents if a.error]
+
+
+@dataclass(frozen=True)
+class RankedTrajectories:
+    """Research trajectories ranked by a verifier instead of synthesized."""
+
+    plan: Plan
+    ranked: RankResult
+    agents: list[AgentResult]  # one per sample, in sample order
+
+    @property
+    def best(self) -> AgentResult:
+        return self.agents[self.ranked.best.index]
 
 
 class Orchestrator:
@@ -246,9 +263,7 @@ class Orchestrator:
             return await agent.run(question, task)
         except Exception as exc:  # anything unexpected: keep the other agents' work
             message = f"{type(exc).__name__}: {exc}"
-            return AgentResult(
-                agent.name, task, "", [], "error", 0, agent.usage, agent.sources, error=message
-            )
+            return AgentResult.failure(agent.name, task, 0, agent.usage, agent.sources, message)
 
     # --------------------------------------------------------------- ranking
     async def rank_trajectories(
@@ -258,10 +273,10 @@ class Orchestrator:
         *,
         tasks: list[str] | None = None,
         temperature: float = 0.7,
-    ) -> tuple[Plan, RankResult, list[AgentResult]]:
+    ) -> RankedTrajectories:
         """Instead of synthesis: run one agent per task and return their whole trajectories ranked by
-        `verifier` (answer plus the evidence read). `tasks` defaults to the planner's sub-tasks; rank
-        mode with `--tools` passes the question N times, so the agents differ only by seed."""
+        `verifier` (answer plus the evidence read). `tasks` defaults to the planner's sub-tasks; the
+        rank-tools mode passes the question N times, so the agents differ only by seed."""
         plan = Plan("simple", tasks, "fixed") if tasks else await self.plan(question)
         results: dict[int, AgentResult] = {}
 
@@ -282,7 +297,7 @@ class Orchestrator:
             seed=self.seed,
             sampler=sampler,
         )
-        return plan, ranked, [results[i] for i in sorted(results)]
+        return RankedTrajectories(plan, ranked, [results[i] for i in sorted(results)])
 
     # ------------------------------------------------------------- synthesis
     async def synthesize(self, question: str, plan: Plan, results: list[AgentResult]) -> HeavyResult:
@@ -446,4 +461,4 @@ def _distinct(tasks: list[str]) -> list[str]:
     return kept
 
 
-__all__ = ["HeavyResult", "Orchestrator", "Plan", "trajectory_sample"]
+__all__ = ["HeavyResult", "Orchestrator", "Plan", "RankedTrajectories", "trajectory_sample"]
