@@ -33,7 +33,6 @@ SINGLE = [
 async def test_single_run_returns_a_cited_answer_with_figures_and_a_trace(settings: Settings) -> None:
     heavy = Heavy(ScriptedModel(SINGLE), MemorySearch(dict(PASSAGES)), settings=settings)
     result = await heavy.arun("How do I run a subprocess with a timeout?", "single")
-    assert result.status == "ok"
     assert result.citations[0]["id"] == "subprocess#1" and result.citations[0]["number"] == 1
     assert result.figures.searches == 1 and result.figures.documents_read == 1
     assert result.figures.sources_cited == 1 and result.figures.model_calls == 3

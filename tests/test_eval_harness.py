@@ -242,6 +242,7 @@ def test_build_corpus_indexes_into_a_searchable_local_corpus(tmp_path: Path) -> 
 
 
 def test_outcome_from_a_core_run_result(tmp_path: Path) -> None:
+    from openheavy.agent import StopReason
     from openheavy.api import RunResult
     from openheavy.trace import RunFigures as CoreFigures
 
@@ -249,12 +250,11 @@ def test_outcome_from_a_core_run_result(tmp_path: Path) -> None:
         run_id="r1",
         question="q",
         mode="heavy",
-        status="ok",
         answer="Ashby",
         citations=[{"ref": 1, "url": "u"}],
         figures=CoreFigures(searches=3, prompt_tokens=10, completion_tokens=5, wall_seconds=1.5, agents=2),
         trace_path=tmp_path / "r1.jsonl",
-        stop_reason="budget:steps",
+        stop_reason=StopReason("budget", "steps"),
     )
     outcome = outcome_from_result(result)
     assert outcome.answer == "Ashby" and outcome.run_id == "r1" and outcome.error is None

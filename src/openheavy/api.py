@@ -39,16 +39,17 @@ ProgressCallback = Callable[[int, int, str], None]
 
 @dataclass(frozen=True)
 class RunResult:
+    """A run that finished. A run that fails or is cancelled raises instead; its trace and its row in
+    the run store record the status and the error."""
+
     run_id: str
     question: str
     mode: str
-    status: str  # "ok", "cancelled", "failed"
     answer: str
     citations: list[dict[str, Any]]
     figures: RunFigures
     trace_path: Path
     stop_reason: StopReason = ANSWERED
-    error: str | None = None
     agents: list[dict[str, Any]] = field(default_factory=list)
     plan: dict[str, Any] | None = None
     ranking: list[dict[str, Any]] | None = None
@@ -60,13 +61,11 @@ class RunResult:
             "run_id": self.run_id,
             "question": self.question,
             "mode": self.mode,
-            "status": self.status,
             "answer": self.answer,
             "citations": self.citations,
             "figures": self.figures.to_dict(),
             "trace_path": str(self.trace_path),
             "stop_reason": str(self.stop_reason),
-            "error": self.error,
             "agents": self.agents,
             "plan": self.plan,
             "ranking": self.ranking,
@@ -272,7 +271,6 @@ class Heavy:
             run_id=run_id,
             question=question,
             mode=mode,
-            status="ok",
             answer=outcome.answer,
             citations=citations,
             figures=figures,

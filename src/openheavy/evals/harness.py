@@ -140,14 +140,14 @@ class RunOutcome:
 
 
 def outcome_from_result(result: RunResult) -> RunOutcome:
-    """The `RunOutcome` of a finished core run (`Heavy.arun`), for runners built on the library API."""
+    """The `RunOutcome` of a finished core run (`Heavy.arun`), for runners built on the library API.
+    A run that fails raises instead, and the harness records the exception as an errored result."""
     return RunOutcome(
         answer=result.answer,
         citations=result.citations,
         run_id=result.run_id,
         trace_path=result.trace_path,
         figures=RunFigures.from_mapping(result.figures.to_dict()),
-        error=result.error if result.status != "ok" else None,
         stop_reason=str(result.stop_reason),
     )
 
