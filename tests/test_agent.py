@@ -182,3 +182,24 @@ async def test_answer_length_bound_reaches_the_schema_and_max_tokens() -> None:
     assert final.json_schema["properties"]["answer"]["maxLength"] == 200
     # max_tokens covers the longest output the schema allows, and not much more
     assert 200 < (final.max_tokens or 0) < 400
+
+
+async def test_tool_observations_read_as_before_from_the_tool_templates() -> None:
+    from openheavy.tools.base import ToolContext
+    from openheavy.tools.research import OpenArgs, OpenTool, SearchArgs, SearchTool
+    from openheavy.tools.sources import SourceBook
+
+    search = CachedSearch(MemorySearch(dict(PASSAGES)))
+    ctx = ToolContext("run-1", "agent-1", 1, search, SourceBook(), EventStream([ListSink()]))
+    before = await OpenTool().call(OpenArgs(ref=3), ctx)
+    assert before.text == "There is no result [3]. Known results: none yet — search first."
+    found = await SearchTool().call(SearchArgs(query="shlex"), ctx)
+    assert found.text.splitlines()[:2] == ['Results for "shlex":', "[1] shlex — split"]
+    opened = await OpenTool().call(OpenArgs(ref=1), ctx)
+    assert opened.text.startswith("[1] shlex — split (file:shlex#1)\nshlex.split splits")
+    again = await SearchTool().call(SearchArgs(query="shlex split"), ctx)
+    assert again.text.splitlines()[1] == "[1] shlex — split (already read)"
+    unknown = await OpenTool().call(OpenArgs(ref=9), ctx)
+    assert unknown.text == "There is no result [9]. Known results: [1]."
+    nothing = await SearchTool().call(SearchArgs(query="zzzz"), ctx)
+    assert nothing.text == 'No results for "zzzz". Try other keywords, or answer if done.'

@@ -19,7 +19,7 @@ ALLOWED: dict[str, set[str]] = {
     "models": BASE | {"config", "models"},
     "search": BASE | {"search"},
     "corpus": BASE | {"search", "corpus"},
-    "tools": BASE | {"search", "tools"},
+    "tools": BASE | {"search", "tools", "prompts"},
     "trace": BASE,
     "display": BASE | {"trace"},
     "verify": BASE | {"models", "prompts"},

@@ -8,7 +8,7 @@ from typing import Any
 
 from fakes import PASSAGES, ListSink, MemorySearch, action, allowed_actions
 from openheavy.agent import Budget
-from openheavy.heavy import FALLBACK_ANGLES, Orchestrator
+from openheavy.heavy import Orchestrator, fallback_angles
 from openheavy.models.scripted import FunctionModel
 from openheavy.search.cache import CachedSearch
 from openheavy.types import EventStream, Message
@@ -106,7 +106,7 @@ async def test_unusable_plan_falls_back_to_distinct_angles() -> None:
     orchestrator, sink = make(FunctionModel(respond), agents=3)
     result = await orchestrator.run("What is shlex?")
     assert result.plan.origin == "fallback"
-    assert result.plan.tasks == ["What is shlex?", *FALLBACK_ANGLES[:2]]
+    assert result.plan.tasks == ["What is shlex?", *fallback_angles()[:2]]
     assert sink.of("Note")[0].data["problem"]
 
 

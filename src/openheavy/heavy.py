@@ -25,7 +25,7 @@ from openheavy.agent import (
 from openheavy.citations import Citation, RunSources, resolve_citations
 from openheavy.errors import OpenHeavyError
 from openheavy.models.base import ChatModel
-from openheavy.prompts import render_prompt
+from openheavy.prompts import load_prompt, render_prompt
 from openheavy.rank import RankResult, rank
 from openheavy.search.cache import CachedSearch
 from openheavy.slicing import LIST_CUE, find_period, period_slices
@@ -34,15 +34,12 @@ from openheavy.verify import Sample, Verifier
 
 TASK_MAX_CHARS = 240
 SIMPLE_MAX_AGENTS = 2
-# Used when the planner's output is unusable: distinct angles on the same question.
-FALLBACK_ANGLES = [
-    "Answer the question directly from the most relevant documents.",
-    "Look for the official definition or reference documentation that settles the question.",
-    "Look for examples, caveats and edge cases related to the question.",
-    "Check the answer using different search words than the obvious ones.",
-    "Look for related functions, alternatives or newer ways to do this.",
-    "Look for anything that contradicts the obvious answer.",
-]
+
+
+def fallback_angles() -> list[str]:
+    """Distinct angles on the same question, one per line of `plan_fallback_angles.txt`: the sub-tasks
+    used when the planner's output is unusable."""
+    return [line.strip() for line in load_prompt("plan_fallback_angles").splitlines() if line.strip()]
 
 
 class PlanOutput(BaseModel):
@@ -154,8 +151,10 @@ class Orchestrator:
             return sliced
         low, high = (self.agents, self.agents) if self.agents else (1, self.max_agents)
         count_rule = (
-            f"Write exactly {low} sub-tasks." if low == high else f"Write between {low} and {high} sub-tasks."
-        )
+            render_prompt("plan_count_exact", count=low)
+            if low == high
+            else render_prompt("plan_count_range", low=low, high=high)
+        ).strip()
         schema: JsonSchema = {
             "type": "object",
             "properties": {
@@ -204,7 +203,7 @@ class Orchestrator:
             problem = f"{type(exc).__name__}: {exc}"
         if plan is None:
             count = self.agents or min(2, self.max_agents)
-            plan = Plan("simple", [question, *FALLBACK_ANGLES][:count], "fallback")
+            plan = Plan("simple", [question, *fallback_angles()][:count], "fallback")
         self._emit_plan(plan, problem)
         return plan
 
@@ -306,25 +305,36 @@ class Orchestrator:
         usable = [r for r in results if r.ok and r.answer.strip()]
         if not usable:
             failures = "; ".join(f"{r.agent}: {r.error}" for r in results if r.error)
-            answer = "No agent produced an answer." + (f" Failures: {failures}" if failures else "")
-            return HeavyResult(answer, [], plan, results, usage=self.usage)
+            answer = (
+                render_prompt("heavy_no_answer_failures", failures=failures)
+                if failures
+                else render_prompt("heavy_no_answer")
+            )
+            return HeavyResult(answer.strip(), [], plan, results, usage=self.usage)
         if len(usable) == 1 and len(results) == 1:
             # One agent: its answer is the answer; comparing notes would only cost tokens.
             only = usable[0]
             return HeavyResult(only.answer, sources.adopt(only.citations), plan, results, usage=self.usage)
-        notes = []
-        for result in results:
-            if not result.ok:
-                notes.append(f"## {result.agent} (task: {result.task})\nFAILED: {result.error}")
-                continue
-            answer = sources.globalize(result.answer, result.citations)
-            notes.append(f"## {result.agent} (task: {result.task})\n{answer}")
+        notes = [
+            render_prompt(
+                "synthesis_note", agent=r.agent, task=r.task, answer=sources.globalize(r.answer, r.citations)
+            ).strip()
+            if r.ok
+            else render_prompt("synthesis_note_failed", agent=r.agent, task=r.task, error=r.error).strip()
+            for r in results
+        ]
         listing = (
             "\n".join(
-                f"[{s.number}] {d.title}" + (f" ({d.url})" if d.url else "") + f"\n    {_excerpt(d.text)}"
-                for s, d in ((s, s.document) for s in sources.by_id.values())
+                render_prompt(
+                    "synthesis_source",
+                    number=s.number,
+                    title=s.document.title,
+                    location=f" ({s.document.url})" if s.document.url else "",
+                    excerpt=_excerpt(s.document.text),
+                ).strip()
+                for s in sources.by_id.values()
             )
-            or "(no documents were read)"
+            or render_prompt("synthesis_no_sources").strip()
         )
         numbers = sorted(sources.by_number)
         schema: JsonSchema = {
@@ -416,7 +426,8 @@ def trajectory_sample(index: int, result: AgentResult) -> Sample:
     evidence = "\n".join(
         f"[{c.number}] {c.title}: {_excerpt(c.source.document.text, 400)}" for c in result.citations
     )
-    text = f"{result.answer}\n\nEvidence read:\n{evidence or '(none cited)'}"
+    evidence = evidence or render_prompt("heavy_trajectory_no_evidence").strip()
+    text = render_prompt("heavy_trajectory", answer=result.answer, evidence=evidence).strip()
     return Sample(
         index=index,
         text=text,
@@ -441,8 +452,8 @@ def _merge_list_sources(
                 added.append(Citation(len(citations) + len(added) + 1, source))
     if not added:
         return answer, citations
-    extra = "\n".join(f"- {c.title} [{c.number}]" for c in added)
-    return f"{answer}\n\nAlso found by the agents:\n{extra}", [*citations, *added]
+    items = "\n".join(f"- {c.title} [{c.number}]" for c in added)
+    return render_prompt("heavy_list_merge", answer=answer, items=items).strip(), [*citations, *added]
 
 
 def _excerpt(text: str, chars: int = 300) -> str:
