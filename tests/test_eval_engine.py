@@ -103,5 +103,11 @@ def test_math_items_are_refused_for_modes_that_need_a_corpus(tmp_path: Path) -> 
     runner = HeavyRunner(FunctionModel(respond), Settings(data_dir=tmp_path))
     item = load_dataset("gsm8k", FIXTURE_DATA, limit=1)[0]
     assert runner.options(item, ModeSpec("rank", 3), seed=5) == ("rank", RunOptions(seed=5, n=3))
+    searchable = load_dataset("hotpotqa", FIXTURE_DATA, limit=1)[0]
+    assert runner.options(searchable, ModeSpec("rank", 3), seed=5) == ("rank-tools", RunOptions(seed=5, n=3))
+    assert runner.options(searchable, ModeSpec("heavy", 2), seed=5) == (
+        "heavy",
+        RunOptions(seed=5, agents=2, max_agents=2),
+    )
     with pytest.raises(ConfigError, match="needs a corpus to search"):
         runner.options(item, ModeSpec("single"), seed=5)

@@ -87,6 +87,8 @@ def test_parse_modes() -> None:
     assert [m.label for m in modes] == ["direct", "single", "heavy:4", "rank:8"]
     assert modes[3] == ModeSpec("rank", 8)
     assert [m.label for m in parse_modes(["heavy", "rank"])] == ["heavy:4", "rank:8"]
+    # every mode of the registry, with the registry's default N
+    assert [m.label for m in parse_modes("heavy-rank,rank-tools:2")] == ["heavy-rank:4", "rank-tools:2"]
 
 
 @pytest.mark.parametrize("bad", ["turbo", "heavy:0", "rank:x", "direct:2", ""])

@@ -254,3 +254,72 @@ async def test_a_simple_question_gets_at_most_two_agents_in_auto_mode() -> None:
     result = await orchestrator.run("q")
     assert result.plan.tasks == TASKS[:2]
     assert len(result.agents) == 2
+
+
+async def test_invalid_synthesis_twice_falls_back_to_the_best_agents_answer(tmp_path: Any) -> None:
+    from openheavy.api import Heavy
+    from openheavy.config import Settings
+
+    def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
+        role = role_of(messages)
+        if role == "planner":
+            return json.dumps({"kind": "multi-part", "tasks": ["find subprocess.run", "find shlex"]})
+        if role == "synthesizer":
+            return "I compared the notes and they agree."  # no JSON, both times
+        turns = sum(m.role == "assistant" for m in messages)
+        if "find shlex" in messages[1].content:
+            # reads two passages, subprocess#2 first: its [1] and [2] are run-wide [2] and [3]
+            script = [
+                action("search", query="check_output shlex"),
+                action("open", ref=2),
+                action("open", ref=1),
+                action("answer", answer="check_output [2] and shlex.split [1]", cite=[2, 1]),
+            ]
+        else:
+            script = [
+                action("search", query="subprocess run"),
+                action("open", ref=1),
+                action("answer", answer="run [1]", cite=[1]),
+            ]
+        return script[turns]
+
+    sink = ListSink()
+    heavy = Heavy(FunctionModel(respond), MemorySearch(dict(PASSAGES)), settings=Settings(data_dir=tmp_path))
+    result = await heavy.arun("How do I run commands?", "heavy", sinks=[sink])
+    synthesis_calls = [e for e in sink.of("ModelCalled") if e.purpose == "synthesis"]
+    assert len(synthesis_calls) == 2  # asked again once after the invalid output
+    # the notes the synthesizer saw used run-wide numbers
+    assert "check_output [2] and shlex.split [3]" in synthesis_calls[0].messages[1]["content"]
+    # the answer is agent-2's (it cited the most), numbered 1..k, and its citations match those numbers
+    assert result.answer == "check_output [1] and shlex.split [2]"
+    assert [(c["number"], c["ref"], c["id"], c["read_by"]) for c in result.citations] == [
+        (1, 2, "subprocess#2", ["agent-2"]),
+        (2, 3, "shlex#1", ["agent-2"]),
+    ]
+    assert any(
+        n.startswith("synthesis failed, best agent answer used: invalid synthesis") for n in result.notes
+    )
+    assert [e.data["message"] for e in sink.of("Note") if e.topic == "warning"] == [result.notes[-1]]
+
+
+async def test_a_list_answer_gets_the_items_synthesis_left_out() -> None:
+    def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
+        role = role_of(messages)
+        if role == "planner":
+            return json.dumps({"kind": "list", "tasks": TASKS})
+        if role == "synthesizer":
+            return json.dumps(
+                {"agreements": "", "conflicts": "", "answer": "Commands: run [1].", "cite": [1]}
+            )
+        return scripted_team()(messages, schema)
+
+    orchestrator, _ = make(FunctionModel(respond))
+    result = await orchestrator.run("Which functions run commands?")
+    # run-wide: agent-1 read subprocess#1 [1], agent-2 subprocess#2 [2], agent-3 shlex#1 [3]. Synthesis
+    # cited only [1]; subprocess#2 is another passage of a cited document, so only shlex is added.
+    assert result.plan.kind == "list"
+    assert result.answer == "Commands: run [1].\n\nAlso found by the agents:\n- shlex — split [2]"
+    assert [(c.number, c.id, c.source.read_by) for c in result.citations] == [
+        (1, "subprocess#1", ("agent-1",)),
+        (2, "shlex#1", ("agent-3",)),
+    ]
