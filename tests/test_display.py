@@ -16,7 +16,7 @@ import pytest
 from rich.console import Console
 
 from fakes import MemorySearch, action
-from openheavy.api import Heavy
+from openheavy.api import Heavy, RunOptions
 from openheavy.config import Settings
 from openheavy.display.live import LiveDisplay, describe_event
 from openheavy.display.render import render_answer, render_runs, render_summary, render_trace
@@ -92,7 +92,7 @@ def collect(
 
     async def run() -> list[Event]:
         heavy = Heavy(model, MemorySearch(dict(PASSAGES)), settings=settings)
-        return [event async for event in heavy.stream(question, mode, **options)]
+        return [event async for event in heavy.stream(question, mode, RunOptions(**options))]
 
     return asyncio.run(run())
 

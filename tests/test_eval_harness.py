@@ -88,6 +88,8 @@ def test_parse_modes() -> None:
     assert [m.label for m in modes] == ["direct", "single", "heavy:4", "rank:8"]
     assert modes[3] == ModeSpec("rank", 8)
     assert [m.label for m in parse_modes(["heavy", "rank"])] == ["heavy:4", "rank:8"]
+    # every mode of the registry, with the registry's default N
+    assert [m.label for m in parse_modes("heavy-rank,rank-tools:2")] == ["heavy-rank:4", "rank-tools:2"]
 
 
 @pytest.mark.parametrize("bad", ["turbo", "heavy:0", "rank:x", "direct:2", ""])
@@ -252,18 +254,18 @@ def test_build_corpus_indexes_into_a_searchable_local_corpus(tmp_path: Path) -> 
 
 
 def test_outcome_from_a_core_run_result(tmp_path: Path) -> None:
+    from openheavy.agent import StopReason
     from openheavy.api import RunResult
 
     result = RunResult(
         run_id="r1",
         question="q",
         mode="heavy",
-        status="ok",
         answer="Ashby",
         citations=[{"ref": 1, "url": "u"}],
         figures=RunFigures(searches=3, prompt_tokens=10, completion_tokens=5, wall_seconds=1.5, agents=2),
         trace_path=tmp_path / "r1.jsonl",
-        stop_reason="budget:steps",
+        stop_reason=StopReason("budget", "steps"),
     )
     outcome = outcome_from_result(result)
     assert outcome.answer == "Ashby" and outcome.run_id == "r1" and outcome.error is None

@@ -8,7 +8,7 @@ from typing import Any
 
 from fakes import PASSAGES, ListSink, MemorySearch, action, allowed_actions
 from openheavy.agent import Budget
-from openheavy.heavy import FALLBACK_ANGLES, Orchestrator
+from openheavy.heavy import Orchestrator, fallback_angles
 from openheavy.models.scripted import FunctionModel
 from openheavy.search.cache import CachedSearch
 from openheavy.types import EventStream, Message
@@ -106,7 +106,7 @@ async def test_unusable_plan_falls_back_to_distinct_angles() -> None:
     orchestrator, sink = make(FunctionModel(respond), agents=3)
     result = await orchestrator.run("What is shlex?")
     assert result.plan.origin == "fallback"
-    assert result.plan.tasks == ["What is shlex?", *FALLBACK_ANGLES[:2]]
+    assert result.plan.tasks == ["What is shlex?", *fallback_angles()[:2]]
     assert sink.of("Note")[0].data["problem"]
 
 
@@ -194,10 +194,10 @@ async def test_synthesis_may_cite_only_documents_some_agent_read() -> None:
     synthesis = {"agreements": "", "conflicts": "", "answer": "run [1], shlex [3], fake [7].", "cite": [7]}
     orchestrator, sink = make(FunctionModel(scripted_team(synthesis=synthesis)))
     result = await orchestrator.run("q")
-    assert [c["id"] for c in result.citations] == ["subprocess#1", "shlex#1"]
+    assert [c.id for c in result.citations] == ["subprocess#1", "shlex#1"]
     assert result.answer == "run [1], shlex [2], fake."
     assert [e.ref for e in sink.of("CitationDropped") if e.agent == "synthesizer"] == ["7"]
-    assert result.citations[0]["read_by"] == ["agent-1"]
+    assert result.citations[0].to_record()["read_by"] == ["agent-1"]
 
 
 async def test_synthesis_prompt_numbers_sources_run_wide() -> None:
@@ -215,7 +215,7 @@ async def test_shared_token_budget_stops_all_agents() -> None:
     model = FunctionModel(scripted_team())
     orchestrator, _ = make(model, budget=budget)
     result = await orchestrator.run("q")
-    assert {a.stop_reason for a in result.agents} == {"budget:tokens"}
+    assert {str(a.stop_reason) for a in result.agents} == {"budget:tokens"}
     assert all(a.steps == 1 for a in result.agents)
 
 
@@ -235,12 +235,12 @@ async def test_heavy_rank_ranks_the_agents_trajectories_instead_of_synthesizing(
 
     model = FunctionModel(scripted_team(tasks=["find shlex", "find shlex", "find check_output"]))
     orchestrator, sink = make(model)
-    plan, ranked, agents = await orchestrator.rank_trajectories("q", VoteVerifier())
-    assert plan.tasks == ["find shlex", "find check_output"]  # the duplicate sub-task was dropped
-    assert len(agents) == 2
-    assert ranked.best.answer == "find shlex: see [1]"
-    assert ranked.best.evidence[0]["id"] == "shlex#1"
-    assert "Evidence read:" in ranked.best.text and "shlex.split" in ranked.best.text
+    ranking = await orchestrator.rank_trajectories("q", VoteVerifier())
+    assert ranking.plan.tasks == ["find shlex", "find check_output"]  # the duplicate sub-task was dropped
+    assert len(ranking.agents) == 2
+    assert ranking.ranked.best.answer == "find shlex: see [1]" and ranking.best.task == "find shlex"
+    assert ranking.ranked.best.evidence[0]["id"] == "shlex#1"
+    assert "Evidence read:" in ranking.ranked.best.text and "shlex.split" in ranking.ranked.best.text
     assert not [e for e in sink.of("ModelCalled") if e.purpose == "synthesis"]
 
 
@@ -254,3 +254,72 @@ async def test_a_simple_question_gets_at_most_two_agents_in_auto_mode() -> None:
     result = await orchestrator.run("q")
     assert result.plan.tasks == TASKS[:2]
     assert len(result.agents) == 2
+
+
+async def test_invalid_synthesis_twice_falls_back_to_the_best_agents_answer(tmp_path: Any) -> None:
+    from openheavy.api import Heavy
+    from openheavy.config import Settings
+
+    def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
+        role = role_of(messages)
+        if role == "planner":
+            return json.dumps({"kind": "multi-part", "tasks": ["find subprocess.run", "find shlex"]})
+        if role == "synthesizer":
+            return "I compared the notes and they agree."  # no JSON, both times
+        turns = sum(m.role == "assistant" for m in messages)
+        if "find shlex" in messages[1].content:
+            # reads two passages, subprocess#2 first: its [1] and [2] are run-wide [2] and [3]
+            script = [
+                action("search", query="check_output shlex"),
+                action("open", ref=2),
+                action("open", ref=1),
+                action("answer", answer="check_output [2] and shlex.split [1]", cite=[2, 1]),
+            ]
+        else:
+            script = [
+                action("search", query="subprocess run"),
+                action("open", ref=1),
+                action("answer", answer="run [1]", cite=[1]),
+            ]
+        return script[turns]
+
+    sink = ListSink()
+    heavy = Heavy(FunctionModel(respond), MemorySearch(dict(PASSAGES)), settings=Settings(data_dir=tmp_path))
+    result = await heavy.arun("How do I run commands?", "heavy", sinks=[sink])
+    synthesis_calls = [e for e in sink.of("ModelCalled") if e.purpose == "synthesis"]
+    assert len(synthesis_calls) == 2  # asked again once after the invalid output
+    # the notes the synthesizer saw used run-wide numbers
+    assert "check_output [2] and shlex.split [3]" in synthesis_calls[0].messages[1]["content"]
+    # the answer is agent-2's (it cited the most), numbered 1..k, and its citations match those numbers
+    assert result.answer == "check_output [1] and shlex.split [2]"
+    assert [(c["number"], c["ref"], c["id"], c["read_by"]) for c in result.citations] == [
+        (1, 2, "subprocess#2", ["agent-2"]),
+        (2, 3, "shlex#1", ["agent-2"]),
+    ]
+    assert any(
+        n.startswith("synthesis failed, best agent answer used: invalid synthesis") for n in result.notes
+    )
+    assert [e.data["message"] for e in sink.of("Note") if e.topic == "warning"] == [result.notes[-1]]
+
+
+async def test_a_list_answer_gets_the_items_synthesis_left_out() -> None:
+    def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
+        role = role_of(messages)
+        if role == "planner":
+            return json.dumps({"kind": "list", "tasks": TASKS})
+        if role == "synthesizer":
+            return json.dumps(
+                {"agreements": "", "conflicts": "", "answer": "Commands: run [1].", "cite": [1]}
+            )
+        return scripted_team()(messages, schema)
+
+    orchestrator, _ = make(FunctionModel(respond))
+    result = await orchestrator.run("Which functions run commands?")
+    # run-wide: agent-1 read subprocess#1 [1], agent-2 subprocess#2 [2], agent-3 shlex#1 [3]. Synthesis
+    # cited only [1]; subprocess#2 is another passage of a cited document, so only shlex is added.
+    assert result.plan.kind == "list"
+    assert result.answer == "Commands: run [1].\n\nAlso found by the agents:\n- shlex — split [2]"
+    assert [(c.number, c.id, c.source.read_by) for c in result.citations] == [
+        (1, "subprocess#1", ("agent-1",)),
+        (2, "shlex#1", ("agent-3",)),
+    ]

@@ -11,22 +11,22 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from openheavy.citations import Citation, Source, resolve_citations
 from openheavy.errors import ModelOutputError, OpenHeavyError
 from openheavy.models.base import ChatModel
 from openheavy.prompts import render_prompt
 from openheavy.search.cache import CachedSearch
 from openheavy.tools.base import Tool, ToolContext
 from openheavy.tools.research import OpenTool, SearchTool
-from openheavy.tools.sources import Citation, SourceBook, cited_numbers, renumber_markers
+from openheavy.tools.sources import SourceBook
 from openheavy.types import (
     ActionParsed,
     AgentFinished,
     AgentStarted,
-    CitationDropped,
     Completion,
     EventStream,
     JsonSchema,
@@ -38,6 +38,25 @@ from openheavy.types import (
 
 ANSWER_MAX_CHARS = 1500
 MAX_CITES = 8
+
+BudgetName = Literal["steps", "tokens", "time"]
+
+
+@dataclass(frozen=True)
+class StopReason:
+    """Why an agent stopped: it answered, a budget ran out (`budget` says which), or it failed.
+
+    `str()` gives the form traces and JSON results carry: "answered", "budget:tokens", "error"."""
+
+    kind: Literal["answered", "budget", "error"]
+    budget: BudgetName | None = None
+
+    def __str__(self) -> str:
+        return f"budget:{self.budget}" if self.kind == "budget" else self.kind
+
+
+ANSWERED = StopReason("answered")
+FAILED = StopReason("error")
 
 
 @dataclass
@@ -52,7 +71,7 @@ class Budget:
     def charge(self, usage: Usage) -> None:
         self.used = self.used + usage
 
-    def exhausted(self) -> str | None:
+    def exhausted(self) -> BudgetName | None:
         """`"tokens"` or `"time"` once that budget is spent, else None."""
         if self.used.total >= self.max_tokens:
             return "tokens"
@@ -79,7 +98,7 @@ class AgentResult:
     task: str
     answer: str
     citations: list[Citation]
-    stop_reason: str  # "answered", "budget:steps", "budget:tokens", "budget:time", "error"
+    stop_reason: StopReason
     steps: int
     usage: Usage
     sources: SourceBook
@@ -88,6 +107,26 @@ class AgentResult:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @classmethod
+    def failure(
+        cls, agent: str, task: str, steps: int, usage: Usage, sources: SourceBook, error: str
+    ) -> AgentResult:
+        """The result of an agent that failed: no answer, what it spent and read, and the error."""
+        return cls(agent, task, "", [], FAILED, steps, usage, sources, error=error)
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON form in run results: answer, citations, how it stopped and what it read."""
+        return {
+            "agent": self.agent,
+            "task": self.task,
+            "answer": self.answer,
+            "citations": [c.to_record() for c in self.citations],
+            "stop_reason": str(self.stop_reason),
+            "steps": self.steps,
+            "documents_read": [d.id for d in self.sources.opened.values()],
+            "error": self.error,
+        }
 
 
 def output_token_bound(schema: JsonSchema) -> int:
@@ -219,7 +258,7 @@ class ResearchAgent:
                 action = await self.step(step, final=final)
                 if action.name == "answer":
                     assert isinstance(action.args, AnswerArgs)
-                    reason = f"budget:{spent or 'steps'}" if final else "answered"
+                    reason = StopReason("budget", spent or "steps") if final else ANSWERED
                     return self._finish(task or question, action.args, reason, step)
         except OpenHeavyError as exc:
             return self._fail(task or question, step, exc)
@@ -343,7 +382,7 @@ class ResearchAgent:
             raise ValueError(f"bad arguments for {name}: {problems}") from exc
 
     # ------------------------------------------------------------ results
-    def _finish(self, task: str, args: AnswerArgs, stop_reason: str, steps: int) -> AgentResult:
+    def _finish(self, task: str, args: AnswerArgs, stop_reason: StopReason, steps: int) -> AgentResult:
         answer, citations = self._resolve_citations(args)
         self.stream.emit(
             AgentFinished(
@@ -351,7 +390,7 @@ class ResearchAgent:
                 agent=self.name,
                 answer=answer,
                 citations=[c.to_record() for c in citations],
-                stop_reason=stop_reason,
+                stop_reason=str(stop_reason),
                 steps=steps,
             )
         )
@@ -365,42 +404,29 @@ class ResearchAgent:
                 agent=self.name,
                 answer="",
                 citations=[],
-                stop_reason="error",
+                stop_reason=str(FAILED),
                 error=message,
                 steps=steps,
             )
         )
-        return AgentResult(self.name, task, "", [], "error", steps, self.usage, self.sources, error=message)
+        return AgentResult.failure(self.name, task, steps, self.usage, self.sources, message)
 
     def _resolve_citations(self, args: AnswerArgs) -> tuple[str, list[Citation]]:
         """Keep citations to opened documents only (drops are recorded) and renumber them 1..k."""
-        wanted = cited_numbers(args.answer) + args.cite
-        numbers: dict[int, int] = {}
-        citations: list[Citation] = []
-        for ref in wanted:
-            if ref in numbers:
-                continue
-            document = self.sources.opened.get(ref)
-            if document is None:
-                numbers[ref] = 0
-                reason = "seen in results but never opened" if ref in self.sources.seen else "never seen"
-                self.stream.emit(
-                    CitationDropped(run_id=self.run_id, agent=self.name, ref=str(ref), reason=reason)
-                )
-                continue
-            numbers[ref] = len(citations) + 1
-            citations.append(
-                Citation(
-                    number=numbers[ref],
-                    ref=ref,
-                    id=document.id,
-                    doc_id=document.doc_id,
-                    title=document.title,
-                    url=document.url,
-                )
-            )
+        opened = {ref: Source(ref, doc, (self.name,)) for ref, doc in self.sources.opened.items()}
 
-        return renumber_markers(args.answer, numbers), citations
+        def drop_reason(ref: int) -> str:
+            return "seen in results but never opened" if ref in self.sources.seen else "never seen"
+
+        return resolve_citations(
+            args.answer,
+            args.cite,
+            opened,
+            drop_reason=drop_reason,
+            stream=self.stream,
+            run_id=self.run_id,
+            agent=self.name,
+        )
 
 
 def _action_option(name: str, args_schema: JsonSchema) -> JsonSchema:

@@ -19,9 +19,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from openheavy.api import MODES, Heavy, RunResult
+from openheavy.api import Heavy, RunResult
 from openheavy.config import Settings, load_settings
 from openheavy.errors import OpenHeavyError
+from openheavy.modes import MODES, RunOptions
 from openheavy.prompts import list_prompts, load_prompt
 
 app = typer.Typer(
@@ -99,7 +100,7 @@ def _parse_agents(value: str) -> int | None:
 @app.command()
 def ask(
     question: Annotated[str, typer.Argument(help="The question to research.")],
-    mode: Annotated[str, typer.Option(help="direct | single | heavy | rank")] = "single",
+    mode: Annotated[str, typer.Option(help=" | ".join(MODES))] = "single",
     model: Annotated[
         str | None, typer.Option(help="local | local:fast | local:tiny | http://host:port/v1 | PROFILE")
     ] = None,
@@ -108,10 +109,8 @@ def ask(
     max_steps: Annotated[int | None, typer.Option(min=1, help="Actions per agent.")] = None,
     agents: Annotated[str, typer.Option(help="heavy: 'auto' or a number of agents.")] = "auto",
     max_agents: Annotated[int, typer.Option(min=1, help="heavy: most agents the planner may use.")] = 4,
-    rank: Annotated[bool, typer.Option("--rank", help="heavy: rank trajectories, no synthesis.")] = False,
     n: Annotated[int, typer.Option(min=1, help="rank: number of samples.")] = 4,
     verifier: Annotated[str, typer.Option(help="rank: vote | judge | check:NAME | reward:URL")] = "vote",
-    tools: Annotated[bool, typer.Option("--tools", help="rank: each sample is a research agent.")] = False,
     seed: Annotated[int, typer.Option(help="Base seed.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON result, nothing else.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live view.")] = False,
@@ -123,20 +122,14 @@ def ask(
     if mode not in MODES:
         _fail(f"unknown --mode {mode!r}; choose one of {', '.join(MODES)}")
     settings = _settings(model=model, corpus=corpus, api_key=api_key)
-    options: dict[str, Any] = {
-        "max_steps": max_steps,
-        "agents": _parse_agents(agents),
-        "max_agents": max_agents,
-        "heavy_rank": rank,
-        "n": n,
-        "verifier": verifier,
-        "tools": tools,
-        "seed": seed,
-    }
+    agent_count = _parse_agents(agents)
     with _errors(), _progress(enabled=not as_json) as progress:
+        options = RunOptions(
+            max_steps=max_steps, agents=agent_count, max_agents=max_agents, n=n, verifier=verifier, seed=seed
+        )
         heavy = Heavy(settings=settings, api_key=api_key, progress=progress)
         sinks = [] if (as_json or quiet) else [LiveDisplay(err)]
-        result: RunResult = heavy.run(question, mode, sinks=sinks, **options)
+        result: RunResult = heavy.run(question, mode, options, sinks=sinks)
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n")
         return
@@ -184,9 +177,8 @@ def compare(
                 if not as_json:
                     err.rule(f"[bold]{mode}")
                 sinks = [] if as_json else [LiveDisplay(err)]
-                results.append(
-                    await heavy.arun(question, mode, sinks=sinks, max_steps=max_steps, n=n, verifier=verifier)
-                )
+                options = RunOptions(max_steps=max_steps, n=n, verifier=verifier)
+                results.append(await heavy.arun(question, mode, options, sinks=sinks))
         return results
 
     with _errors(), _progress(enabled=not as_json) as progress:
@@ -271,8 +263,11 @@ def eval_(
     with _errors():
         items = load_dataset(dataset, data_dir, limit=limit)
         mode_specs = parse_modes(modes)
-        if any(m.name in ("single", "heavy") for m in mode_specs) and any(i.corpus is None for i in items):
-            _fail(f"{dataset} has nothing to search: single and heavy need a corpus; use direct and rank:N")
+        searching = [m.label for m in mode_specs if MODES[m.name].uses_corpus]
+        if searching and any(i.corpus is None for i in items):
+            _fail(
+                f"{dataset} has nothing to search, and {', '.join(searching)} search: use direct and rank:N"
+            )
         for spec in dataset_corpora(items):
             with _progress() as progress:
                 err.print(f"indexing corpus {spec.name} …")

@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 from openheavy.errors import ConfigError, ModelError
 from openheavy.models.base import ChatModel
@@ -31,6 +32,16 @@ class Ranked:
     score: float
     reason: str
     rank: int
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON form in run results."""
+        return {
+            "rank": self.rank,
+            "sample": self.sample.index,
+            "score": self.score,
+            "reason": self.reason,
+            "answer": self.sample.answer,
+        }
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,11 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from openheavy.citations import renumber_markers
 from openheavy.errors import ConfigError, ModelOutputError
 from openheavy.evals.datasets import EvalItem, ItemKind
 from openheavy.models.base import ChatModel
 from openheavy.prompts import render_prompt
-from openheavy.tools.sources import renumber_markers
 from openheavy.types import Message
 
 EVAL_INSTALL_HINT = "pip install 'openheavy[eval]'"

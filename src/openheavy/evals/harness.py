@@ -53,19 +53,17 @@ from openheavy.evals.store import (
     write_meta,
 )
 from openheavy.models.base import ChatModel
+from openheavy.modes import MODES
 from openheavy.trace import RunFigures
 
 if TYPE_CHECKING:  # only for the annotation: importing the engine is not needed to evaluate
     from openheavy.api import RunResult
 
-#: Mode names and the N each takes when none is given ("heavy" = "heavy:4").
-MODE_DEFAULT_N: dict[str, int | None] = {"direct": None, "single": None, "heavy": 4, "rank": 8}
-
 
 @dataclass(frozen=True)
 class ModeSpec:
-    """How to answer: `direct` (model only), `single` (one research agent), `heavy:N` (N agents and
-    a synthesis) or `rank:N` (N samples ranked by a verifier)."""
+    """How to answer: a mode of `openheavy.modes.MODES`, with its N where it takes one (`heavy:N`: N
+    agents and a synthesis, `rank:N`: N samples ranked by a verifier; alone, the mode's default N)."""
 
     name: str
     n: int = 1
@@ -73,18 +71,19 @@ class ModeSpec:
     @property
     def label(self) -> str:
         """The canonical text form, as given on the command line and saved in results."""
-        return self.name if MODE_DEFAULT_N[self.name] is None else f"{self.name}:{self.n}"
+        return self.name if MODES[self.name].default_n is None else f"{self.name}:{self.n}"
 
     def __str__(self) -> str:
         return self.label
 
     @classmethod
     def parse(cls, text: str) -> ModeSpec:
-        """Parse `direct`, `single`, `heavy[:N]` or `rank[:N]`. Raises `ConfigError` with what is valid."""
+        """Parse `NAME` or `NAME:N` (`direct`, `heavy:4`, ...). Raises `ConfigError` with what is valid."""
         name, _, count = text.strip().lower().partition(":")
-        if name not in MODE_DEFAULT_N:
-            raise ConfigError(f"unknown mode {text!r} — use direct, single, heavy:N or rank:N")
-        default = MODE_DEFAULT_N[name]
+        if name not in MODES:
+            valid = ", ".join(m.name if m.default_n is None else f"{m.name}:N" for m in MODES.values())
+            raise ConfigError(f"unknown mode {text!r} — use {valid}")
+        default = MODES[name].default_n
         if default is None:
             if count:
                 raise ConfigError(f"mode {name} takes no N (got {text!r})")
@@ -119,15 +118,15 @@ class RunOutcome:
 
 
 def outcome_from_result(result: RunResult) -> RunOutcome:
-    """The `RunOutcome` of a finished core run (`Heavy.arun`), for runners built on the library API."""
+    """The `RunOutcome` of a finished core run (`Heavy.arun`), for runners built on the library API.
+    A run that fails raises instead, and the harness records the exception as an errored result."""
     return RunOutcome(
         answer=result.answer,
         citations=result.citations,
         run_id=result.run_id,
         trace_path=result.trace_path,
         figures=result.figures,
-        error=result.error if result.status != "ok" else None,
-        stop_reason=result.stop_reason,
+        stop_reason=str(result.stop_reason),
     )
 
 
