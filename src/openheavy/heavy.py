@@ -19,11 +19,11 @@ from openheavy.agent import (
     AgentResult,
     Budget,
     ResearchAgent,
-    call_model,
     load_json_object,
 )
 from openheavy.errors import OpenHeavyError
 from openheavy.models.base import ChatModel
+from openheavy.models.recording import RecordingModel
 from openheavy.prompts import render_prompt
 from openheavy.rank import RankResult, rank
 from openheavy.search.cache import CachedSearch
@@ -118,6 +118,7 @@ class Orchestrator:
         if agents is not None and agents < 1:
             raise OpenHeavyError(f"--agents must be 'auto' or at least 1, got {agents}")
         self.model = model
+        self.recorder = RecordingModel(model, stream=stream, run_id=run_id)
         self.search = search
         self.stream = stream
         self.run_id = run_id
@@ -173,14 +174,9 @@ class Orchestrator:
         plan: Plan | None = None
         problem = ""
         try:
-            completion = await call_model(
-                self.model,
+            planner = self.recorder.labelled(agent="planner", purpose="plan")
+            completion = await planner.complete(
                 messages,
-                stream=self.stream,
-                run_id=self.run_id,
-                agent="planner",
-                step=0,
-                purpose="plan",
                 json_schema=schema,
                 temperature=self.temperature,
                 seed=self.seed,
@@ -358,14 +354,9 @@ class Orchestrator:
         output: SynthesisOutput | None = None
         for attempt in (1, 2):
             try:
-                completion = await call_model(
-                    self.model,
+                synthesizer = self.recorder.labelled(agent="synthesizer", step=attempt, purpose="synthesis")
+                completion = await synthesizer.complete(
                     messages,
-                    stream=self.stream,
-                    run_id=self.run_id,
-                    agent="synthesizer",
-                    step=attempt,
-                    purpose="synthesis",
                     json_schema=schema,
                     temperature=self.temperature,
                     seed=self.seed,

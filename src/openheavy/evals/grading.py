@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from openheavy.errors import ConfigError, ModelOutputError
 from openheavy.evals.datasets import EvalItem, ItemKind
 from openheavy.models.base import ChatModel
+from openheavy.models.recording import RecordingModel
 from openheavy.prompts import render_prompt
 from openheavy.tools.sources import renumber_markers
 from openheavy.types import Message
@@ -431,8 +432,11 @@ async def judge_answer(
     prompt = render_prompt(
         "eval_judge", question=question, gold=" | ".join(answers), candidate=prediction.strip()
     )
-    completion = await model.complete(
-        [Message("user", prompt)], json_schema=JUDGE_SCHEMA, max_tokens=200, temperature=0.0, seed=seed
+    # No stream: the eval judge runs outside any run. The wrapper still bounds the reply by the schema
+    # (a fixed lower limit could cut the verdict off inside its reason).
+    judge = RecordingModel(model, stream=None, run_id="")
+    completion = await judge.complete(
+        [Message("user", prompt)], json_schema=JUDGE_SCHEMA, temperature=0.0, seed=seed
     )
     text = completion.text.strip()
     # Backends without constrained output may wrap the JSON in prose or a code fence.
