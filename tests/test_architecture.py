@@ -9,11 +9,13 @@ import openheavy
 
 PACKAGE = Path(openheavy.__file__).parent
 
-BASE = {"types", "errors"}
+# Leaves every layer may use: data, errors, and pure functions over model output that import nothing.
+BASE = {"types", "errors", "json_output"}
 ALLOWED: dict[str, set[str]] = {
     "types": set(),
     "errors": set(),
     "prompts": set(),
+    "json_output": set(),
     "config": BASE,
     "models": BASE | {"config", "models"},
     "search": BASE | {"search"},

@@ -8,14 +8,13 @@ model once; a second failure raises `ModelOutputError`.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
 from openheavy.errors import ModelOutputError, OpenHeavyError
+from openheavy.json_output import first_json_object
 from openheavy.models.base import ChatModel
 from openheavy.models.recording import CallLabel, RecordingModel
 from openheavy.prompts import render_prompt
@@ -254,7 +253,7 @@ class ResearchAgent:
         )
 
     def _parse(self, text: str, final: bool) -> Action:
-        payload = load_json_object(text)
+        payload = first_json_object(text)
         name = payload.pop("action", None)
         allowed = self.allowed_actions(final)
         if name not in allowed:
@@ -337,18 +336,3 @@ def _action_option(name: str, args_schema: JsonSchema) -> JsonSchema:
         "required": ["action", *args_schema["required"]],
         "additionalProperties": False,
     }
-
-
-def load_json_object(text: str) -> dict[str, Any]:
-    """The first JSON object in `text` (models sometimes wrap it in a code block or prose)."""
-    stripped = text.strip()
-    start = stripped.find("{")
-    if start < 0:
-        raise ValueError("no JSON object found")
-    try:
-        value, _ = json.JSONDecoder().raw_decode(stripped[start:])
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"invalid JSON ({exc.msg} at char {exc.pos})") from exc
-    if not isinstance(value, dict):
-        raise ValueError("the JSON must be an object")
-    return value

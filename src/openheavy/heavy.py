@@ -19,9 +19,9 @@ from openheavy.agent import (
     AgentResult,
     Budget,
     ResearchAgent,
-    load_json_object,
 )
 from openheavy.errors import OpenHeavyError
+from openheavy.json_output import first_json_object
 from openheavy.models.base import ChatModel
 from openheavy.models.recording import RecordingModel
 from openheavy.prompts import render_prompt
@@ -182,7 +182,7 @@ class Orchestrator:
                 seed=self.seed,
             )
             self._charge(completion.usage)
-            parsed = PlanOutput.model_validate(load_json_object(completion.text))
+            parsed = PlanOutput.model_validate(first_json_object(completion.text))
             tasks = _distinct([t.strip()[:TASK_MAX_CHARS] for t in parsed.tasks if t.strip()])
             if len(tasks) < low:
                 problem = f"the planner gave {len(tasks)} distinct sub-tasks, {low} needed"
@@ -362,7 +362,7 @@ class Orchestrator:
                     seed=self.seed,
                 )
                 self._charge(completion.usage)
-                output = SynthesisOutput.model_validate(load_json_object(completion.text))
+                output = SynthesisOutput.model_validate(first_json_object(completion.text))
                 break
             except (ValueError, ValidationError) as exc:
                 error = f"invalid synthesis output: {exc}"

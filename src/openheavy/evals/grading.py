@@ -6,7 +6,6 @@ is a model with its own errors and must never be mixed into the exact numbers.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import string
@@ -21,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from openheavy.errors import ConfigError, ModelOutputError
 from openheavy.evals.datasets import EvalItem, ItemKind
+from openheavy.json_output import first_json_object
 from openheavy.models.base import ChatModel
 from openheavy.models.recording import RecordingModel
 from openheavy.prompts import render_prompt
@@ -439,9 +439,7 @@ async def judge_answer(
         [Message("user", prompt)], json_schema=JUDGE_SCHEMA, temperature=0.0, seed=seed
     )
     text = completion.text.strip()
-    # Backends without constrained output may wrap the JSON in prose or a code fence.
-    start, end = text.find("{"), text.rfind("}")
     try:
-        return JudgeVerdict.model_validate(json.loads(text[start : end + 1]))
+        return JudgeVerdict.model_validate(first_json_object(text))
     except (ValueError, ValidationError) as exc:
         raise ModelOutputError(f"judge reply is not a verdict: {text[:200]!r}") from exc

@@ -13,6 +13,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ValidationError, field_validator
 
 from openheavy.errors import ConfigError, ModelError, ModelOutputError
+from openheavy.json_output import first_json_object
 from openheavy.models.base import ChatModel
 from openheavy.models.recording import CallLabel, RecordingModel
 from openheavy.prompts import load_prompt
@@ -70,18 +71,6 @@ class _PairVerdict(BaseModel):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.strip().upper() if isinstance(value, str) else value
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    """The JSON object in a model's reply. Lenient about code fences and chatter around it, because
-    backends without constrained output wrap JSON in prose."""
-    start, end = text.find("{"), text.rfind("}")
-    if start < 0 or end <= start:
-        raise ValueError("no JSON object in the reply")
-    value = json.loads(text[start : end + 1])
-    if not isinstance(value, dict):
-        raise ValueError("the reply is not a JSON object")
-    return value
 
 
 def _clip(text: str, limit: int) -> str:
@@ -159,7 +148,7 @@ class JudgeVerifier:
             )
             self._usage += completion.usage
             try:
-                return parse(_json_object(completion.text))
+                return parse(first_json_object(completion.text))
             except (ValueError, ValidationError) as exc:
                 error = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
                 retry = _fill(load_prompt("judge_retry").strip(), error=error)
