@@ -14,7 +14,7 @@ BASE = {"types", "errors", "json_output"}
 ALLOWED: dict[str, set[str]] = {
     "types": set(),
     "errors": set(),
-    "prompts": set(),
+    "prompts": {"errors"},
     "json_output": set(),
     "config": BASE,
     "models": BASE | {"config", "models"},

@@ -210,6 +210,16 @@ async def test_synthesis_prompt_numbers_sources_run_wide() -> None:
     assert "find shlex: see [3]" in prompt
 
 
+async def test_a_question_naming_placeholders_gets_no_notes_pasted_into_it() -> None:
+    question = "Where do {notes} and {sources} come from in {question}?"
+    orchestrator, sink = make(FunctionModel(scripted_team()))
+    await orchestrator.run(question)
+    prompt = next(e for e in sink.of("ModelCalled") if e.purpose == "synthesis").messages[1]["content"]
+    assert question in prompt
+    assert prompt.count("## agent-1") == 1  # the notes once, where the template puts them
+    assert prompt.count("[1] subprocess — run") == 1  # the source listing once
+
+
 async def test_shared_token_budget_stops_all_agents() -> None:
     budget = Budget(max_tokens=1, max_seconds=1e9)
     model = FunctionModel(scripted_team())

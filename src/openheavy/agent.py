@@ -174,8 +174,12 @@ class ResearchAgent:
         ctx = ToolContext(self.run_id, self.name, step, self.search, self.sources, self.stream)
         observation = await tool.call(action.args, ctx)
         last = step + 1 == self.max_steps or self.budget.exhausted() is not None
-        template = "agent_final" if last else "agent_observation"
-        text = render_prompt(template, observation=observation.text, step=step, max_steps=self.max_steps)
+        if last:
+            text = render_prompt("agent_final", observation=observation.text)
+        else:
+            text = render_prompt(
+                "agent_observation", observation=observation.text, step=step, max_steps=self.max_steps
+            )
         self.messages += [Message("assistant", action.raw), Message("user", text)]
         return action
 

@@ -11,6 +11,10 @@ class ConfigError(OpenHeavyError):
     """Bad settings, flags or config file."""
 
 
+class PromptTemplateError(OpenHeavyError):
+    """A prompt template and the values given for it do not match: a bug, never the user's doing."""
+
+
 class ModelError(OpenHeavyError):
     """A model backend failed."""
 

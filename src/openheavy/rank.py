@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from openheavy.errors import ConfigError, ModelError
 from openheavy.models.base import ChatModel
 from openheavy.models.recording import CallLabel, RecordingModel
-from openheavy.prompts import load_prompt
+from openheavy.prompts import fill_template, load_prompt
 from openheavy.types import EventStream, Message, Note, Usage
 from openheavy.verify import Sample, Verifier, extract_answer
 
@@ -53,7 +53,7 @@ def sample_messages(question: str) -> list[Message]:
     """The prompt every sample gets: identical for all N, so a prefix cache serves it once."""
     return [
         Message("system", load_prompt("rank_system").strip()),
-        Message("user", load_prompt("rank_question").strip().replace("{question}", question)),
+        Message("user", fill_template(load_prompt("rank_question").strip(), question=question)),
     ]
 
 

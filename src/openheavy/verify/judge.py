@@ -6,7 +6,6 @@ import asyncio
 import itertools
 import json
 import random
-import re
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeVar
 
@@ -16,17 +15,11 @@ from openheavy.errors import ConfigError, ModelError, ModelOutputError
 from openheavy.json_output import first_json_object
 from openheavy.models.base import ChatModel
 from openheavy.models.recording import CallLabel, RecordingModel
-from openheavy.prompts import load_prompt
+from openheavy.prompts import fill_template, load_prompt
 from openheavy.types import EventStream, JsonSchema, Message, Usage
 from openheavy.verify.base import Sample, Score, normalize_answer
 
 T = TypeVar("T")
-
-
-def _fill(template: str, **values: str) -> str:
-    """Put values into a prompt template's {placeholders} in one pass, so a `{...}` inside a value (LaTeX,
-    JSON) is never itself substituted; other braces in the template stay as written."""
-    return re.sub(r"\{(\w+)\}", lambda m: values.get(m[1], m[0]), template)
 
 
 # `reason` comes before the verdict on purpose: constrained decoding emits properties in schema order, so
@@ -151,7 +144,7 @@ class JudgeVerifier:
                 return parse(first_json_object(completion.text))
             except (ValueError, ValidationError) as exc:
                 error = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-                retry = _fill(load_prompt("judge_retry").strip(), error=error)
+                retry = fill_template(load_prompt("judge_retry").strip(), error=error)
                 messages = [*messages, Message("assistant", completion.text), Message("user", retry)]
         raise ModelOutputError(
             f"the judge's reply did not match its JSON schema, even after a retry: {error}"
@@ -160,7 +153,7 @@ class JudgeVerifier:
     async def _pointwise(
         self, question: str, sample: Sample, model: RecordingModel
     ) -> tuple[int | None, str]:
-        user = _fill(
+        user = fill_template(
             load_prompt("judge_pointwise").strip(),
             question=question,
             work=_clip(sample.text, self.max_chars),
@@ -178,7 +171,7 @@ class JudgeVerifier:
         self, question: str, first: Sample, second: Sample, model: RecordingModel
     ) -> int | None:
         """Index of the winner, `first` shown as A; None if the call failed."""
-        user = _fill(
+        user = fill_template(
             load_prompt("judge_pairwise").strip(),
             question=question,
             work_a=_clip(first.text, self.max_chars // 2),
