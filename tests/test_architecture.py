@@ -10,12 +10,13 @@ import openheavy
 PACKAGE = Path(openheavy.__file__).parent
 
 # Leaves every layer may use: data, errors, and pure functions over model output that import nothing.
-BASE = {"types", "errors", "json_output"}
+BASE = {"types", "errors", "json_output", "normalize"}
 ALLOWED: dict[str, set[str]] = {
     "types": set(),
     "errors": set(),
     "prompts": {"errors"},
     "json_output": set(),
+    "normalize": set(),
     "config": BASE,
     "models": BASE | {"config", "models"},
     "search": BASE | {"search"},

@@ -67,7 +67,6 @@ def test_public_api_is_pinned() -> None:
             "grade_wide",
             "judge_answer",
             "load_dataset",
-            "normalize_answer",
             "normalize_url",
             "outcome_from_result",
             "parse_modes",

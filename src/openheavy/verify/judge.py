@@ -15,9 +15,10 @@ from openheavy.errors import ConfigError, ModelError, ModelOutputError
 from openheavy.json_output import first_json_object
 from openheavy.models.base import ChatModel
 from openheavy.models.recording import CallLabel, RecordingModel
+from openheavy.normalize import normalize_answer
 from openheavy.prompts import fill_template, load_prompt
 from openheavy.types import EventStream, JsonSchema, Message, Usage
-from openheavy.verify.base import Sample, Score, normalize_answer
+from openheavy.verify.base import Sample, Score
 
 T = TypeVar("T")
 
