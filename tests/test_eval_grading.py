@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 
 import pytest
 
@@ -21,7 +20,7 @@ from openheavy.evals.grading import (
     normalize_url,
     token_f1,
 )
-from openheavy.types import Completion, JsonSchema, Message
+from openheavy.models.scripted import ScriptedModel, Unconstrained
 
 # ---------------------------------------------------------------- QA
 
@@ -215,37 +214,13 @@ def test_citation_markers_do_not_count_against_exact_answers() -> None:
 # ---------------------------------------------------------------- LLM judge
 
 
-class ReplyModel:
-    """A ChatModel that returns fixed replies and records the requests."""
-
-    name = "reply"
-
-    def __init__(self, *replies: str) -> None:
-        self.replies = list(replies)
-        self.requests: list[tuple[list[Message], JsonSchema | None]] = []
-
-    async def complete(
-        self,
-        messages: Sequence[Message],
-        *,
-        json_schema: JsonSchema | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
-    ) -> Completion:
-        self.requests.append((list(messages), json_schema))
-        return Completion(self.replies.pop(0))
-
-    async def aclose(self) -> None:
-        return None
-
-
 async def test_judge_parses_the_verdict_and_sends_the_schema() -> None:
-    model = ReplyModel('```json\n{"correct": true, "reason": "same team"}\n```')
+    # a backend without constrained output wraps the verdict in a code fence
+    model = ScriptedModel([Unconstrained('```json\n{"correct": true, "reason": "same team"}\n```')])
     verdict = await judge_answer(model, "Who won?", ["Los Angeles Dodgers", "Dodgers"], "The Dodgers")
     assert verdict.correct is True
     assert verdict.reason == "same team"
-    messages, schema = model.requests[0]
+    messages, schema = model.calls[0].messages, model.calls[0].json_schema
     assert schema is not None and schema["required"] == ["correct", "reason"]
     assert "Los Angeles Dodgers | Dodgers" in messages[0].content
     assert "The Dodgers" in messages[0].content
@@ -253,4 +228,4 @@ async def test_judge_parses_the_verdict_and_sends_the_schema() -> None:
 
 async def test_judge_rejects_a_non_verdict() -> None:
     with pytest.raises(ModelOutputError, match="not a verdict"):
-        await judge_answer(ReplyModel("I think so"), "q", ["a"], "a")
+        await judge_answer(ScriptedModel([Unconstrained("I think so")]), "q", ["a"], "a")

@@ -15,7 +15,7 @@ import pytest
 
 from fakes import ListSink
 from openheavy.errors import ConfigError, ModelError, ModelOutputError, ModelUnreachableError
-from openheavy.models.scripted import FunctionModel, ScriptedModel
+from openheavy.models.scripted import FunctionModel, ScriptedModel, Unconstrained
 from openheavy.prompts import load_prompt
 from openheavy.types import EventStream, JsonSchema, Message, ModelCalled, Usage
 from openheavy.verify import (
@@ -194,7 +194,8 @@ async def test_judge_pointwise_for_two_answers() -> None:
 
 
 async def test_judge_retries_once_after_invalid_output() -> None:
-    model = ScriptedModel(["I'd say 9!", "```json\n" + point(9) + "\n```"])
+    # a backend without constrained output: prose, then the object in a code fence
+    model = ScriptedModel([Unconstrained("I'd say 9!"), Unconstrained("```json\n" + point(9) + "\n```")])
     scores = await JudgeVerifier(model).score("q", samples("42"))
     assert scores[0].score == 0.9
     retry = model.calls[1].messages
@@ -204,7 +205,9 @@ async def test_judge_retries_once_after_invalid_output() -> None:
 
 
 async def test_judge_failure_on_one_answer_scores_it_zero() -> None:
-    model = ScriptedModel([point(7), json.dumps({"score": 11, "reason": "x"}), "still not json"])
+    model = ScriptedModel(
+        [point(7), Unconstrained(json.dumps({"score": 11, "reason": "x"})), Unconstrained("still not json")]
+    )
     scores = by_index(await JudgeVerifier(model).score("q", samples("42", "41")))
     assert scores[0].score == 0.7
     assert scores[1].score == 0.0
