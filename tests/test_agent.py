@@ -6,7 +6,7 @@ import pytest
 
 from fakes import PASSAGES, ListSink, MemorySearch, action, allowed_actions
 from openheavy.agent import Budget, ResearchAgent, StopReason
-from openheavy.models.scripted import ScriptedModel
+from openheavy.models.scripted import ScriptedModel, Unconstrained
 from openheavy.search.cache import CachedSearch
 from openheavy.types import EventStream
 
@@ -76,7 +76,8 @@ async def test_citations_to_unread_documents_are_dropped_and_recorded() -> None:
         [
             action("search", query="subprocess"),
             action("open", ref=2),
-            action("answer", answer="run [1] or check_output [2] or magic [9].", cite=[1, 2, 9]),
+            # the schema limits `cite` to opened documents; markers in the text can name any number
+            action("answer", answer="run [1] or check_output [2] or magic [9].", cite=[2]),
         ]
     )
     result = await agent.run("q")
@@ -90,7 +91,7 @@ async def test_citations_to_unread_documents_are_dropped_and_recorded() -> None:
 async def test_malformed_output_is_shown_back_once_then_accepted() -> None:
     agent, model, sink, _ = make_agent(
         [
-            "Sure! I will search.",
+            Unconstrained("Sure! I will search."),  # a backend without constrained output
             action("search", query="zebra"),
             action("answer", answer="I found nothing.", cite=[]),
         ]
@@ -107,7 +108,8 @@ async def test_malformed_output_is_shown_back_once_then_accepted() -> None:
 async def test_the_first_action_must_use_a_tool() -> None:
     agent, _model, sink, _ = make_agent(
         [
-            action("answer", answer="From memory!", cite=[]),
+            # the schema allows only tools at step 1; a backend that does not enforce it can still answer
+            Unconstrained(action("answer", answer="From memory!", cite=[])),
             action("search", query="shlex"),
             action("answer", answer="shlex.split", cite=[]),
         ]
@@ -118,7 +120,7 @@ async def test_the_first_action_must_use_a_tool() -> None:
 
 
 async def test_twice_malformed_output_fails_clearly() -> None:
-    agent, _, sink, _ = make_agent(['{"action": "dance"}', "still not json"])
+    agent, _, sink, _ = make_agent([Unconstrained('{"action": "dance"}'), Unconstrained("still not json")])
     result = await agent.run("q")
     assert str(result.stop_reason) == "error"
     assert result.error and "no valid action at step 1" in result.error

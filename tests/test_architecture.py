@@ -9,11 +9,14 @@ import openheavy
 
 PACKAGE = Path(openheavy.__file__).parent
 
-BASE = {"types", "errors"}
+# Leaves every layer may use: data, errors, and pure functions over model output that import nothing.
+BASE = {"types", "errors", "json_output", "normalize"}
 ALLOWED: dict[str, set[str]] = {
     "types": set(),
     "errors": set(),
-    "prompts": set(),
+    "prompts": {"errors"},
+    "json_output": set(),
+    "normalize": set(),
     "config": BASE,
     "citations": BASE,
     "models": BASE | {"config", "models"},

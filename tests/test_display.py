@@ -20,7 +20,7 @@ from openheavy.api import Heavy, RunOptions
 from openheavy.config import Settings
 from openheavy.display.live import LiveDisplay, describe_event
 from openheavy.display.render import render_answer, render_runs, render_summary, render_trace
-from openheavy.models.scripted import FunctionModel, ScriptedModel
+from openheavy.models.scripted import FunctionModel, ScriptedModel, Unconstrained
 from openheavy.trace import (
     JsonlTraceSink,
     MetricsSink,
@@ -60,7 +60,7 @@ PASSAGES = {
 }
 
 SINGLE = [
-    "search for subprocess timeout",  # not JSON: rejected, and the agent is asked again
+    Unconstrained("search for subprocess timeout"),  # not JSON: rejected, and the agent is asked again
     action("search", query="subprocess timeout"),
     action("open", ref=1),
     # [5] was never seen: the engine drops it and says so

@@ -33,8 +33,9 @@ from openheavy.evals import (
 from openheavy.evals.datasets import DATA_DIR_ENV, resolve_data_dir
 from openheavy.evals.harness import item_seed
 from openheavy.evals.store import read_results
+from openheavy.models.scripted import FunctionModel, Reply, Unconstrained
 from openheavy.trace import AgentFigures
-from openheavy.types import Completion, JsonSchema, Message
+from openheavy.types import JsonSchema, Message
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eval"
 FIXTURE_DATA = FIXTURES / "data"
@@ -68,7 +69,6 @@ def test_public_api_is_pinned() -> None:
             "grade_wide",
             "judge_answer",
             "load_dataset",
-            "normalize_answer",
             "normalize_url",
             "outcome_from_result",
             "parse_modes",
@@ -547,33 +547,20 @@ async def test_math_and_wide_items_through_the_harness(tmp_path: Path) -> None:
     assert metrics["exact_set"].value == pytest.approx(1 / 2)
 
 
-class VerdictModel:
-    """A judge model: correct iff the candidate answer contains "Ashby"; fails on "yes"."""
-
-    name = "judge"
-
-    async def complete(
-        self,
-        messages: Sequence[Message],
-        *,
-        json_schema: JsonSchema | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
-    ) -> Completion:
-        candidate = messages[0].content.split("Candidate answer:")[1]
-        if "yes" in candidate.lower():
-            return Completion("not json")
-        return Completion(json.dumps({"correct": "Ashby" in candidate, "reason": "checked"}))
-
-    async def aclose(self) -> None:
-        return None
+def verdict(messages: Sequence[Message], json_schema: JsonSchema | None) -> Reply:
+    """A judge: correct iff the candidate answer contains "Ashby"; a reply that is no verdict on "yes"."""
+    candidate = messages[0].content.split("Candidate answer:")[1]
+    if "yes" in candidate.lower():
+        return Unconstrained("not json")
+    return json.dumps({"correct": "Ashby" in candidate, "reason": "checked"})
 
 
 async def test_judge_is_reported_apart_from_exact_grades(tmp_path: Path) -> None:
     items = load_dataset("hotpotqa", FIXTURE_DATA)
     out = tmp_path / "out"
-    summary = await run_eval(items, MODES, FakeRunner(tmp_path), out, progress=False, judge=VerdictModel())
+    summary = await run_eval(
+        items, MODES, FakeRunner(tmp_path), out, progress=False, judge=FunctionModel(verdict, name="judge")
+    )
     rank = next(m for m in summary.modes if m.mode == "rank:4")
     assert rank.judge is not None
     # rank:4 answers: "The Ashby." (judged correct), "yes" (judge fails), "3000" (judged wrong)

@@ -9,7 +9,7 @@ from typing import Any
 from fakes import PASSAGES, ListSink, MemorySearch, action, allowed_actions
 from openheavy.agent import Budget
 from openheavy.heavy import Orchestrator, fallback_angles
-from openheavy.models.scripted import FunctionModel
+from openheavy.models.scripted import FunctionModel, Reply, Unconstrained
 from openheavy.search.cache import CachedSearch
 from openheavy.types import EventStream, Message
 
@@ -45,9 +45,11 @@ def scripted_team(
         if role == "planner":
             return json.dumps({"kind": "multi-part", "tasks": tasks})
         if role == "synthesizer":
+            readable = schema["properties"]["cite"]["items"].get("enum", []) if schema else []
+            cite = [1] if 1 in readable else []  # the schema allows only documents some agent read
             return json.dumps(
                 synthesis
-                or {"agreements": "all agree", "conflicts": "none", "answer": "Use run [1].", "cite": [1]}
+                or {"agreements": "all agree", "conflicts": "none", "answer": "Use run [1].", "cite": cite}
             )
         task = task_of(messages)
         if task == fail_task:
@@ -96,17 +98,20 @@ async def test_fixed_agent_count_is_asked_of_the_planner() -> None:
 
 
 async def test_unusable_plan_falls_back_to_distinct_angles() -> None:
-    def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
+    def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> Reply:
         if role_of(messages) == "planner":
-            return "I think we need agents."
+            return Unconstrained("I think we need agents.")
         if role_of(messages) == "synthesizer":
             return json.dumps({"agreements": "", "conflicts": "", "answer": "x", "cite": []})
+        if not any(m.role == "assistant" for m in messages):  # the first action must use a tool
+            return action("search", query="shlex")
         return action("answer", answer="nothing", cite=[])
 
     orchestrator, sink = make(FunctionModel(respond), agents=3)
     result = await orchestrator.run("What is shlex?")
     assert result.plan.origin == "fallback"
     assert result.plan.tasks == ["What is shlex?", *fallback_angles()[:2]]
+    assert all(a.ok for a in result.agents)
     assert sink.of("Note")[0].data["problem"]
 
 
@@ -119,6 +124,8 @@ async def test_a_list_question_over_years_is_sliced_by_period_without_the_planne
         if role == "synthesizer":
             return json.dumps({"agreements": "", "conflicts": "", "answer": "PEPs: none", "cite": []})
         seen.append(messages[1].content)
+        if not any(m.role == "assistant" for m in messages):  # the first action must use a tool
+            return action("search", query="PEP")
         return action("answer", answer="none found", cite=[])
 
     orchestrator, sink = make(FunctionModel(respond))  # auto: up to 4 agents
@@ -129,7 +136,7 @@ async def test_a_list_question_over_years_is_sliced_by_period_without_the_planne
         f"List every PEP Jane Doe wrote {years}, with links."
         for years in ("from 2016 to 2017", "in 2018", "in 2019", "in 2020")
     ]
-    assert len(result.agents) == 4
+    assert len(result.agents) == 4 and all(a.ok for a in result.agents)
     assert all(question in prompt for prompt in seen)  # every agent still sees the whole question
     note = sink.of("Note")[0]
     assert (note.topic, note.data["origin"]) == ("plan", "period")
@@ -191,7 +198,8 @@ async def test_shared_cache_fetches_each_query_and_document_once() -> None:
 
 
 async def test_synthesis_may_cite_only_documents_some_agent_read() -> None:
-    synthesis = {"agreements": "", "conflicts": "", "answer": "run [1], shlex [3], fake [7].", "cite": [7]}
+    # `cite` is held to the documents read by the schema; markers in the text can name any number
+    synthesis = {"agreements": "", "conflicts": "", "answer": "run [1], shlex [3], fake [7].", "cite": []}
     orchestrator, sink = make(FunctionModel(scripted_team(synthesis=synthesis)))
     result = await orchestrator.run("q")
     assert [c.id for c in result.citations] == ["subprocess#1", "shlex#1"]
@@ -208,6 +216,16 @@ async def test_synthesis_prompt_numbers_sources_run_wide() -> None:
     assert "find subprocess.run: see [1]" in prompt
     assert "find check_output: see [2]" in prompt
     assert "find shlex: see [3]" in prompt
+
+
+async def test_a_question_naming_placeholders_gets_no_notes_pasted_into_it() -> None:
+    question = "Where do {notes} and {sources} come from in {question}?"
+    orchestrator, sink = make(FunctionModel(scripted_team()))
+    await orchestrator.run(question)
+    prompt = next(e for e in sink.of("ModelCalled") if e.purpose == "synthesis").messages[1]["content"]
+    assert question in prompt
+    assert prompt.count("## agent-1") == 1  # the notes once, where the template puts them
+    assert prompt.count("[1] subprocess — run") == 1  # the source listing once
 
 
 async def test_shared_token_budget_stops_all_agents() -> None:
@@ -265,7 +283,7 @@ async def test_invalid_synthesis_twice_falls_back_to_the_best_agents_answer(tmp_
         if role == "planner":
             return json.dumps({"kind": "multi-part", "tasks": ["find subprocess.run", "find shlex"]})
         if role == "synthesizer":
-            return "I compared the notes and they agree."  # no JSON, both times
+            return Unconstrained("I compared the notes and they agree.")  # no JSON, both times
         turns = sum(m.role == "assistant" for m in messages)
         if "find shlex" in messages[1].content:
             # reads two passages, subprocess#2 first: its [1] and [2] are run-wide [2] and [3]

@@ -8,7 +8,6 @@ model once; a second failure raises `ModelOutputError`.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -17,7 +16,9 @@ from pydantic import BaseModel, Field, ValidationError
 
 from openheavy.citations import Citation, Source, resolve_citations
 from openheavy.errors import ModelOutputError, OpenHeavyError
+from openheavy.json_output import first_json_object
 from openheavy.models.base import ChatModel
+from openheavy.models.recording import CallLabel, RecordingModel
 from openheavy.prompts import render_prompt
 from openheavy.search.cache import CachedSearch
 from openheavy.tools.base import Tool, ToolContext
@@ -27,11 +28,9 @@ from openheavy.types import (
     ActionParsed,
     AgentFinished,
     AgentStarted,
-    Completion,
     EventStream,
     JsonSchema,
     Message,
-    ModelCalled,
     OutputRejected,
     Usage,
 )
@@ -129,74 +128,6 @@ class AgentResult:
         }
 
 
-def output_token_bound(schema: JsonSchema) -> int:
-    """An upper bound on the tokens of any JSON value `schema` allows (a token is at least one
-    character; unbounded strings count 400 characters), plus room for the whitespace a grammar permits."""
-
-    def chars(node: JsonSchema) -> int:
-        if "anyOf" in node:
-            return max(chars(option) for option in node["anyOf"])
-        kind = node.get("type")
-        if "enum" in node and kind != "array":
-            return max((len(str(value)) + 2 for value in node["enum"]), default=4)
-        if kind == "string":
-            return int(node.get("maxLength", 400)) + 2
-        if kind in ("integer", "number"):
-            return 20
-        if kind == "boolean":
-            return 5
-        if kind == "array":
-            return 2 + int(node.get("maxItems", 16)) * (chars(node.get("items", {})) + 2)
-        if kind == "object":
-            properties = node.get("properties", {})
-            return 2 + sum(len(key) + 4 + chars(value) for key, value in properties.items())
-        return 400
-
-    return int(chars(schema) * 1.1) + 32
-
-
-async def call_model(
-    model: ChatModel,
-    messages: list[Message],
-    *,
-    stream: EventStream,
-    run_id: str,
-    agent: str,
-    step: int,
-    purpose: str,
-    json_schema: JsonSchema | None = None,
-    max_tokens: int | None = None,
-    temperature: float | None = None,
-    seed: int | None = None,
-) -> Completion:
-    """One model call, recorded in full (prompt, schema, output, tokens, seconds) on the event stream.
-
-    With a schema and no `max_tokens`, the limit is the longest output the schema allows: constrained
-    decoding can run on inside a string until `max_tokens`, and a cut-off JSON string is lost output.
-    """
-    if json_schema is not None and max_tokens is None:
-        max_tokens = output_token_bound(json_schema)
-    completion = await model.complete(
-        messages, json_schema=json_schema, max_tokens=max_tokens, temperature=temperature, seed=seed
-    )
-    stream.emit(
-        ModelCalled(
-            run_id=run_id,
-            agent=agent,
-            step=step,
-            purpose=purpose,
-            messages=[{"role": m.role, "content": m.content} for m in messages],
-            json_schema=json_schema,
-            output=completion.text,
-            prompt_tokens=completion.usage.prompt_tokens,
-            completion_tokens=completion.usage.completion_tokens,
-            cached_tokens=completion.usage.cached_tokens,
-            seconds=completion.seconds,
-        )
-    )
-    return completion
-
-
 class ResearchAgent:
     """A tool-using agent that researches one (sub-)question and answers with citations."""
 
@@ -219,7 +150,7 @@ class ResearchAgent:
     ) -> None:
         if max_steps < 1:
             raise OpenHeavyError(f"max_steps must be at least 1, got {max_steps}")
-        self.model = model
+        self.model = RecordingModel(model, stream=stream, run_id=run_id, label=CallLabel(agent=name))
         self.search = search
         self.stream = stream
         self.run_id = run_id
@@ -283,8 +214,12 @@ class ResearchAgent:
         ctx = ToolContext(self.run_id, self.name, step, self.search, self.sources, self.stream)
         observation = await tool.call(action.args, ctx)
         last = step + 1 == self.max_steps or self.budget.exhausted() is not None
-        template = "agent_final" if last else "agent_observation"
-        text = render_prompt(template, observation=observation.text, step=step, max_steps=self.max_steps)
+        if last:
+            text = render_prompt("agent_final", observation=observation.text)
+        else:
+            text = render_prompt(
+                "agent_observation", observation=observation.text, step=step, max_steps=self.max_steps
+            )
         self.messages += [Message("assistant", action.raw), Message("user", text)]
         return action
 
@@ -328,14 +263,9 @@ class ResearchAgent:
         messages = list(self.messages)
         error = ""
         for attempt in (1, 2):
-            completion = await call_model(
-                self.model,
+            model = self.model.labelled(step=step, purpose="answer" if final else "action")
+            completion = await model.complete(
                 messages,
-                stream=self.stream,
-                run_id=self.run_id,
-                agent=self.name,
-                step=step,
-                purpose="answer" if final else "action",
                 json_schema=schema,
                 max_tokens=self.max_tokens_per_call,
                 temperature=self.temperature,
@@ -367,7 +297,7 @@ class ResearchAgent:
         )
 
     def _parse(self, text: str, final: bool) -> Action:
-        payload = load_json_object(text)
+        payload = first_json_object(text)
         name = payload.pop("action", None)
         allowed = self.allowed_actions(final)
         if name not in allowed:
@@ -437,18 +367,3 @@ def _action_option(name: str, args_schema: JsonSchema) -> JsonSchema:
         "required": ["action", *args_schema["required"]],
         "additionalProperties": False,
     }
-
-
-def load_json_object(text: str) -> dict[str, Any]:
-    """The first JSON object in `text` (models sometimes wrap it in a code block or prose)."""
-    stripped = text.strip()
-    start = stripped.find("{")
-    if start < 0:
-        raise ValueError("no JSON object found")
-    try:
-        value, _ = json.JSONDecoder().raw_decode(stripped[start:])
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"invalid JSON ({exc.msg} at char {exc.pos})") from exc
-    if not isinstance(value, dict):
-        raise ValueError("the JSON must be an object")
-    return value

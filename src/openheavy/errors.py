@@ -15,6 +15,10 @@ class SchemaError(OpenHeavyError):
     """An SQLite file openheavy cannot migrate: written by a newer openheavy, or another application's."""
 
 
+class PromptTemplateError(OpenHeavyError):
+    """A prompt template and the values given for it do not match: a bug, never the user's doing."""
+
+
 class ModelError(OpenHeavyError):
     """A model backend failed."""
 

@@ -19,12 +19,12 @@ from openheavy.agent import (
     AgentResult,
     Budget,
     ResearchAgent,
-    call_model,
-    load_json_object,
 )
 from openheavy.citations import Citation, RunSources, resolve_citations
 from openheavy.errors import OpenHeavyError
+from openheavy.json_output import first_json_object
 from openheavy.models.base import ChatModel
+from openheavy.models.recording import RecordingModel
 from openheavy.prompts import load_prompt, render_prompt
 from openheavy.rank import RankResult, rank
 from openheavy.search.cache import CachedSearch
@@ -119,6 +119,7 @@ class Orchestrator:
         if agents is not None and agents < 1:
             raise OpenHeavyError(f"--agents must be 'auto' or at least 1, got {agents}")
         self.model = model
+        self.recorder = RecordingModel(model, stream=stream, run_id=run_id)
         self.search = search
         self.stream = stream
         self.run_id = run_id
@@ -176,20 +177,15 @@ class Orchestrator:
         plan: Plan | None = None
         problem = ""
         try:
-            completion = await call_model(
-                self.model,
+            planner = self.recorder.labelled(agent="planner", purpose="plan")
+            completion = await planner.complete(
                 messages,
-                stream=self.stream,
-                run_id=self.run_id,
-                agent="planner",
-                step=0,
-                purpose="plan",
                 json_schema=schema,
                 temperature=self.temperature,
                 seed=self.seed,
             )
             self._charge(completion.usage)
-            parsed = PlanOutput.model_validate(load_json_object(completion.text))
+            parsed = PlanOutput.model_validate(first_json_object(completion.text))
             tasks = _distinct([t.strip()[:TASK_MAX_CHARS] for t in parsed.tasks if t.strip()])
             if len(tasks) < low:
                 problem = f"the planner gave {len(tasks)} distinct sub-tasks, {low} needed"
@@ -364,20 +360,15 @@ class Orchestrator:
         output: SynthesisOutput | None = None
         for attempt in (1, 2):
             try:
-                completion = await call_model(
-                    self.model,
+                synthesizer = self.recorder.labelled(agent="synthesizer", step=attempt, purpose="synthesis")
+                completion = await synthesizer.complete(
                     messages,
-                    stream=self.stream,
-                    run_id=self.run_id,
-                    agent="synthesizer",
-                    step=attempt,
-                    purpose="synthesis",
                     json_schema=schema,
                     temperature=self.temperature,
                     seed=self.seed,
                 )
                 self._charge(completion.usage)
-                output = SynthesisOutput.model_validate(load_json_object(completion.text))
+                output = SynthesisOutput.model_validate(first_json_object(completion.text))
                 break
             except (ValueError, ValidationError) as exc:
                 error = f"invalid synthesis output: {exc}"

@@ -25,7 +25,6 @@ from openheavy.evals.grading import (
     grade_qa,
     grade_wide,
     judge_answer,
-    normalize_answer,
     normalize_url,
     token_f1,
 )
@@ -66,7 +65,6 @@ __all__ = [
     "grade_wide",
     "judge_answer",
     "load_dataset",
-    "normalize_answer",
     "normalize_url",
     "outcome_from_result",
     "parse_modes",

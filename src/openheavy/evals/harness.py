@@ -36,7 +36,6 @@ from openheavy.evals.grading import (
     failed_grade,
     grade_answer,
     judge_answer,
-    parse_number,
 )
 from openheavy.evals.report import render_report
 from openheavy.evals.stats import EvalSummary
@@ -54,6 +53,7 @@ from openheavy.evals.store import (
 )
 from openheavy.models.base import ChatModel
 from openheavy.modes import MODES
+from openheavy.normalize import plain_number
 from openheavy.trace import RunFigures
 
 if TYPE_CHECKING:  # only for the annotation: importing the engine is not needed to evaluate
@@ -160,7 +160,7 @@ def item_seed(seed: int, item_id: str) -> int:
 def check_graders(items: Iterable[EvalItem]) -> None:
     """Fail before any run if grading these items needs an extra that is not installed."""
     needs_math_verify = any(
-        item.kind == "math" and parse_number(item.answers[0]) is None for item in items if item.answers
+        item.kind == "math" and plain_number(item.answers[0]) is None for item in items if item.answers
     )
     if needs_math_verify:
         try:
