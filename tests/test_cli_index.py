@@ -1,0 +1,109 @@
+"""The `index`, `corpora` and `ask --corpus` commands with bad files and damaged indexes: warnings and
+one-line errors that say what to do, never a traceback."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner, Result
+
+from fakes import damage_sqlite_page
+from openheavy import cli
+
+FIXTURES = Path(__file__).parent / "fixtures" / "corpus"
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("OPENHEAVY_DATA_DIR", str(tmp_path / "data"))
+    # Wide consoles, so that no message is wrapped.
+    monkeypatch.setattr(cli, "out", Console(width=400))
+    monkeypatch.setattr(cli, "err", Console(stderr=True, width=400))
+    return tmp_path / "data"
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(cli.app, list(args))
+
+
+def test_index_skips_bad_files_with_warnings_and_counts_them(data_dir: Path, tmp_path: Path) -> None:
+    docs = tmp_path / "notes"
+    shutil.copytree(FIXTURES, docs)
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4\nnot really")
+    (docs / "program.md").write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)))
+    (docs / "old.txt").write_bytes("Café crème brûlée, served at the théâtre.\n".encode("latin-1"))
+    result = invoke("index", str(docs), "--name", "notes")
+    assert result.exit_code == 0, result.output
+    assert result.exception is None
+    assert f"warning: skipped cannot read PDF {docs / 'broken.pdf'}: " in result.stderr
+    assert (
+        f"warning: skipped cannot index {docs / 'program.md'}: it looks like a binary file" in result.stderr
+    )
+    assert f"warning: {docs / 'old.txt'}: not UTF-8, read as cp1252 (detected)" in result.stderr
+    assert "corpus notes: 8 documents, " in result.stdout
+    assert "7 files indexed, 0 unchanged, 0 removed, 2 skipped · " in result.stdout
+
+
+def test_index_of_an_empty_folder_fails_and_registers_nothing(data_dir: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = invoke("index", str(empty), "--name", "hollow")
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.stderr.strip().splitlines() == [
+        f"error: nothing indexed: no supported files (.htm .html .jsonl .markdown .md .pdf .rst .txt) in"
+        f" {empty} — corpus 'hollow' was not created"
+    ]
+    listing = invoke("corpora")
+    assert listing.exit_code == 0
+    assert "no corpora yet" in listing.stdout
+
+
+def damage_header(index: Path) -> None:
+    with index.open("r+b") as file:
+        file.write(b"\xa5" * 100)
+
+
+def test_corpora_lists_a_damaged_index_with_its_fix_beside_the_others(data_dir: Path, tmp_path: Path) -> None:
+    for name in ("good", "header", "page"):
+        assert invoke("index", str(FIXTURES), "--name", name).exit_code == 0
+    header, page = data_dir / "indexes" / "header.sqlite", data_dir / "indexes" / "page.sqlite"
+    damage_header(header)
+    damage_sqlite_page(page, "sqlite_autoindex_sources_1")  # read when counting: this crashed `corpora`
+    result = invoke("corpora")
+    assert result.exit_code == 0, result.output
+    assert result.exception is None
+    rows = {line.split("│")[1].strip(): line for line in result.stdout.splitlines() if line.count("│") > 2}
+    assert set(rows) == {"good", "header", "page"}
+    assert rows["good"].split("│")[2].strip() == "7"
+    assert "unusable" in rows["header"] and "unusable" in rows["page"]
+    warnings = result.stderr.strip().splitlines()
+    assert warnings[0] == (
+        f"warning: corpus 'header' is damaged (file is not a database) — move it aside (mv {header}"
+        f" {header}.damaged) and rebuild it: openheavy index PATH --name header"
+    )
+    assert warnings[1].startswith("warning: corpus 'page' is damaged (")
+    assert warnings[1].endswith(
+        f" — move it aside (mv {page} {page}.damaged) and rebuild it: openheavy index PATH --name page"
+    )
+    assert len(warnings) == 2
+
+
+def test_ask_on_a_damaged_corpus_is_a_one_line_error_with_the_fix(data_dir: Path) -> None:
+    assert invoke("index", str(FIXTURES / "guide.md"), "--name", "broken").exit_code == 0
+    broken = data_dir / "indexes" / "broken.sqlite"
+    damage_sqlite_page(broken, "sqlite_autoindex_sources_1")
+    # Nothing listens on port 9: the corpus is opened, and refused, before any model call.
+    result = invoke("ask", "--corpus", "broken", "--model", "http://127.0.0.1:9/v1", "--quiet", "What?")
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert errors[0].startswith("error: corpus 'broken' is damaged (")
+    assert errors[0].endswith(
+        f" — move it aside (mv {broken} {broken}.damaged) and rebuild it: openheavy index PATH --name broken"
+    )
