@@ -38,9 +38,9 @@ def test_index_skips_bad_files_with_warnings_and_counts_them(data_dir: Path, tmp
     result = invoke("index", str(docs), "--name", "notes")
     assert result.exit_code == 0, result.output
     assert result.exception is None
-    assert f"warning: skipped cannot read PDF {docs / 'broken.pdf'}: " in result.stderr
+    assert f"warning: skipped: cannot read PDF {docs / 'broken.pdf'}: " in result.stderr
     assert (
-        f"warning: skipped cannot index {docs / 'program.md'}: it looks like a binary file" in result.stderr
+        f"warning: skipped: cannot index {docs / 'program.md'}: it looks like a binary file" in result.stderr
     )
     assert f"warning: {docs / 'old.txt'}: not UTF-8, read as cp1252 (detected)" in result.stderr
     assert "corpus notes: 8 documents, " in result.stdout

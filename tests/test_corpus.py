@@ -340,7 +340,7 @@ def test_a_malformed_file_is_skipped_with_its_name_and_the_rest_indexed(
     reasons = {s.path.name: s.reason for s in report.skipped}
     assert re.search(r"records\.jsonl:1: missing title, text", reasons["records.jsonl"])
     assert re.search(r"cannot read PDF .*broken\.pdf: .* — is the file complete\?", reasons["broken.pdf"])
-    assert warnings == [f"skipped {reasons['broken.pdf']}", f"skipped {reasons['records.jsonl']}"]
+    assert warnings == [f"skipped: {reasons['broken.pdf']}", f"skipped: {reasons['records.jsonl']}"]
     with open_corpus("notes", tmp_path) as index:
         assert index.search_sync("tomatoes watered")[0].doc_id == "notes/guide.md"
 
@@ -501,9 +501,9 @@ def test_a_run_where_every_file_is_skipped_creates_no_corpus(tmp_path: Path) -> 
         f"nothing indexed: all 2 files in {folder} were skipped (see the warnings)"
         " — corpus 'bad' was not created"
     )
-    assert [w.split(":")[0] for w in warnings] == [
-        "skipped cannot read PDF " + str(folder / "a.pdf"),
-        f"skipped cannot index {folder / 'b.md'}",
+    assert [w.split(":")[1] for w in warnings] == [
+        f" cannot read PDF {folder / 'a.pdf'}",
+        f" cannot index {folder / 'b.md'}",
     ]
     assert list_corpora(tmp_path / "indexes") == []
 

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from openheavy.corpus import pydocs
@@ -152,10 +152,10 @@ def index_paths(
     def skip(file: Path, reason: str) -> None:
         skipped.append(SkippedFile(file, reason))
         if warn is not None:
-            warn(f"skipped {reason}")
+            warn(f"skipped: {reason}")
 
     def unlistable(exc: OSError) -> None:
-        folder = Path(exc.filename) if exc.filename else Path("?")
+        folder = Path(exc.filename or "(a folder)")
         skip(folder, f"{folder}: cannot list this folder ({exc.strerror or exc}) — check its permissions")
 
     files: dict[Path, Path] = {}  # file -> the root it was found under
@@ -260,8 +260,10 @@ class _LazyIndex:
             return
         # Created by this run, yet empty (its first write failed or was interrupted): remove it, as
         # if the run had never started. An index that existed before is never removed.
-        empty = self._created and self._index.stats().sources == 0
-        self._index.close()
+        try:
+            empty = self._created and self._index.stats().sources == 0
+        finally:
+            self._index.close()
         if empty:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{self.path}{suffix}").unlink(missing_ok=True)
@@ -411,7 +413,7 @@ def list_corpora(index_dir: Path) -> list[CorpusInfo]:
                 stats = index.stats()
         except SearchError as exc:
             try:
-                modified = datetime.fromtimestamp(path.stat().st_mtime).astimezone()
+                modified = datetime.fromtimestamp(path.stat().st_mtime, UTC)
             except OSError:
                 continue  # removed meanwhile
             corpora.append(CorpusInfo(path.stem, path, 0, 0, modified, problem=str(exc)))
