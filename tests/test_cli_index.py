@@ -3,7 +3,10 @@ one-line errors that say what to do, never a traceback."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,6 +48,28 @@ def test_index_skips_bad_files_with_warnings_and_counts_them(data_dir: Path, tmp
     assert f"warning: {docs / 'old.txt'}: not UTF-8, read as cp1252 (detected)" in result.stderr
     assert "corpus notes: 8 documents, " in result.stdout
     assert "7 files indexed, 0 unchanged, 0 removed, 2 skipped · " in result.stdout
+
+
+def test_the_terminal_shows_warnings_only(tmp_path: Path) -> None:
+    """A real process, where nothing captures logging: the PDF library's own complaints about a broken
+    file stay out of the terminal; the warning that names the file says enough."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4\nnot really")
+    (docs / "fine.md").write_text("# Fine\n\nA good file.\n")
+    env = {**os.environ, "OPENHEAVY_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "400"}
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    run = subprocess.run(
+        [sys.executable, "-m", "openheavy", "index", str(docs), "--name", "docs"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    (line,) = [line for line in run.stderr.splitlines() if line.strip()]
+    assert line.startswith(f"warning: skipped: cannot read PDF {docs / 'broken.pdf'}: ")
+    assert line.endswith(" — is the file complete?")
 
 
 def test_index_of_an_empty_folder_fails_and_registers_nothing(data_dir: Path, tmp_path: Path) -> None:

@@ -420,8 +420,8 @@ LATIN1 = "Café crème brûlée à la française: the façade of the théâtre w
     ("data", "encoding", "text"),
     [
         (LATIN1.encode("latin-1"), "cp1252", LATIN1),  # short: cp1250 would fit as well, and be wrong
-        # cp1250 has these very bytes at the same places: either reads the text right.
-        ("“Smart quotes” — and a euro sign: 5 €.\n".encode("cp1252"), "cp1250", None),
+        # cp1250 reads these bytes the same, and is named first; cp1252 is the one to name.
+        ("“Smart quotes” — and a euro sign: 5 €.\n".encode("cp1252"), "cp1252", None),
         ("Привет, как дела? Это тестовый текст на русском языке.\n".encode("cp1251"), "cp1251", None),
         ("Grüße aus München\r\n".encode("utf-16"), "utf-16", "Grüße aus München\n"),
         ("\ufeffplain UTF-8 with a BOM\n".encode(), "utf-8", "plain UTF-8 with a BOM\n"),

@@ -286,7 +286,8 @@ def _nothing_indexed(
     if found == 0:
         problem = f"no supported files ({' '.join(supported_suffixes())}) in {where}"
     elif readable == 0:
-        problem = f"all {found} files in {where} were skipped (see the warnings)"
+        skipped = "the file in" if found == 1 else f"all {found} files in"
+        problem = f"{skipped} {where} {'was' if found == 1 else 'were'} skipped (see the warnings)"
     else:
         problem = f"the files in {where} hold no text to search"
     return f"nothing indexed: {problem} — {outcome}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import re
 import warnings
@@ -34,6 +35,10 @@ class SourceDoc:
     format: TextFormat = "text"
     encoding: str = "utf-8"  # what its file was decoded with; another one was detected, not declared
 
+
+# pypdf logs the defects of a broken PDF before it raises; the error that names the file says enough, and
+# with no logging configured Python would print those lines bare on stderr.
+logging.getLogger("pypdf").addHandler(logging.NullHandler())
 
 # Directories that hold tooling, caches or dependencies, never a user's documents.
 SKIPPED_DIRS = frozenset({"node_modules", "__pycache__", "site-packages"})
@@ -153,9 +158,18 @@ def detect_encoding(data: bytes) -> str | None:
     # Short Western text fits several single-byte code pages equally well ("Café" is the same bytes in
     # cp1250, cp1252 and cp1257) and charset-normalizer then picks one in name order. Windows-1252, the
     # superset of Latin-1, is by far the most common of them (and what browsers assume for unlabelled
-    # legacy pages), so it wins a tie.
+    # legacy pages), so it wins a tie, and is named when it reads the bytes as the winner does.
     tied = {m.encoding for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)}
-    return "cp1252" if "cp1252" in tied else str(best.encoding)
+    if "cp1252" in tied or _reads_as(data, "cp1252", str(best)):
+        return "cp1252"
+    return str(best.encoding)
+
+
+def _reads_as(data: bytes, encoding: str, text: str) -> bool:
+    try:
+        return data.decode(encoding) == text
+    except UnicodeDecodeError:
+        return False
 
 
 def _first_heading(text: str, fmt: TextFormat) -> str:
