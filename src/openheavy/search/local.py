@@ -532,7 +532,8 @@ class LocalIndex:
                 rows = conn.execute("PRAGMA quick_check(5)").fetchall()
             except sqlite3.DatabaseError as exc:
                 return [str(exc)]
-        problems = [" ".join(str(row[0]).split()) for row in rows]  # one line each
+        # One line each, without the "*** in database main ***" header SQLite puts before the first.
+        problems = [" ".join(str(row[0]).replace("*** in database main ***", "").split()) for row in rows]
         return [] if problems == ["ok"] else problems
 
     def stats(self) -> IndexStats:
