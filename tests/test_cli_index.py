@@ -15,6 +15,7 @@ from typer.testing import CliRunner, Result
 
 from fakes import damage_sqlite_page
 from openheavy import cli
+from openheavy.corpus import SourceDoc, catalog
 
 FIXTURES = Path(__file__).parent / "fixtures" / "corpus"
 
@@ -132,3 +133,30 @@ def test_ask_on_a_damaged_corpus_is_a_one_line_error_with_the_fix(data_dir: Path
     assert errors[0].endswith(
         f" — move it aside (mv {broken} {broken}.damaged) and rebuild it: openheavy index PATH --name broken"
     )
+
+
+def test_ctrl_c_while_indexing_says_what_was_kept(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name in ("a", "b"):
+        (docs / f"{name}.md").write_text(f"# {name}\n\nText of {name}.\n")
+    real_read_file = catalog.read_file
+
+    def interrupt_at_b(path: Path, data: bytes, doc_id: str) -> list[SourceDoc]:
+        if path.name == "b.md":
+            raise KeyboardInterrupt
+        return real_read_file(path, data, doc_id)
+
+    monkeypatch.setattr(catalog, "read_file", interrupt_at_b)
+    result = invoke("index", str(docs), "--name", "docs")
+    assert result.exit_code == 130
+    assert (
+        result.stderr.strip()
+        == "cancelled: files indexed so far stay indexed; run the command again to finish."
+    )
+    monkeypatch.setattr(catalog, "read_file", real_read_file)
+    again = invoke("index", str(docs), "--name", "docs")
+    assert again.exit_code == 0, again.output
+    assert "1 files indexed, 1 unchanged" in again.stdout

@@ -337,7 +337,13 @@ def index(
 
     settings = _settings()
     with _errors(), _progress() as progress:
-        report = index_paths(list(paths), name, settings.index_dir, progress=progress, warn=warn)
+        try:
+            report = index_paths(list(paths), name, settings.index_dir, progress=progress, warn=warn)
+        except KeyboardInterrupt:
+            err.print(
+                "[yellow]cancelled[/]: files indexed so far stay indexed; run the command again to finish."
+            )
+            raise typer.Exit(130) from None
     skipped = f", {len(report.skipped)} skipped" if report.skipped else ""
     out.print(
         f"corpus [bold]{name}[/]: {report.documents:,} documents, {report.chunks:,} chunks · "
