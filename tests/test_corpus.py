@@ -465,6 +465,17 @@ def test_non_utf8_jsonl_is_refused_with_its_line_and_a_fix(tmp_path: Path) -> No
     )
 
 
+def test_the_conversion_command_for_jsonl_names_the_encoding_as_iconv_does(tmp_path: Path) -> None:
+    path = tmp_path / "ru.jsonl"
+    text = (
+        "Это тестовый текст на русском языке. Москва - столица России, а Волга - самая длинная река Европы."
+    )
+    record = {"id": "r", "title": "Привет", "text": text}
+    path.write_bytes(json.dumps(record, ensure_ascii=False).encode("koi8_r") + b"\n")
+    with pytest.raises(CorpusError, match=r"\(it looks like koi8_r\) .* iconv -f koi8-r -t UTF-8 ru\.jsonl"):
+        read_file(path, path.read_bytes(), "ru.jsonl")
+
+
 def test_an_empty_folder_is_an_error_and_creates_no_corpus(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     (empty / "sub").mkdir(parents=True)
