@@ -17,6 +17,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from openheavy.api import Heavy, RunResult
@@ -314,16 +315,30 @@ def index(
     paths: Annotated[list[Path], typer.Argument(help="Folders or files (.md .rst .txt .html .pdf .jsonl).")],
     name: Annotated[str, typer.Option("--name", "-n", help="Name of the corpus.")],
 ) -> None:
-    """Index files into a named local corpus (re-indexing skips unchanged files)."""
+    """Index files into a named local corpus (re-indexing skips unchanged files).
+
+    A file that cannot be read or parsed is skipped with a warning; the run fails (exit 1) only when
+    nothing could be indexed, and then creates no corpus.
+    """
     from openheavy.corpus.catalog import index_paths
+
+    def warn(message: str) -> None:
+        err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
 
     settings = _settings()
     with _errors(), _progress() as progress:
-        report = index_paths(list(paths), name, settings.index_dir, progress=progress)
+        try:
+            report = index_paths(list(paths), name, settings.index_dir, progress=progress, warn=warn)
+        except KeyboardInterrupt:
+            err.print(
+                "[yellow]cancelled[/]: files indexed so far stay indexed; run the command again to finish."
+            )
+            raise typer.Exit(130) from None
+    skipped = f", {len(report.skipped)} skipped" if report.skipped else ""
     out.print(
         f"corpus [bold]{name}[/]: {report.documents:,} documents, {report.chunks:,} chunks · "
         f"{report.files_indexed} files indexed, {report.files_unchanged} unchanged, "
-        f"{report.files_removed} removed · {report.seconds:.1f} s",
+        f"{report.files_removed} removed{skipped} · {report.seconds:.1f} s",
         highlight=False,
     )
 
@@ -343,10 +358,16 @@ def corpora() -> None:
         return
     table = Table("name", "documents", "chunks", "updated", "path")
     for info in found:
-        table.add_row(
-            info.name, f"{info.documents:,}", f"{info.chunks:,}", str(info.updated_at), str(info.path)
-        )
+        if info.problem is not None:
+            table.add_row(info.name, "[red]unusable[/]", "", str(info.updated_at), str(info.path))
+        else:
+            table.add_row(
+                info.name, f"{info.documents:,}", f"{info.chunks:,}", str(info.updated_at), str(info.path)
+            )
     out.print(table)
+    for info in found:
+        if info.problem is not None:
+            err.print(f"[yellow]warning:[/] {escape(info.problem)}", highlight=False)
 
 
 @app.command()

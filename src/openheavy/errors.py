@@ -47,6 +47,10 @@ class EmptyIndexError(SearchError):
     """The index exists but holds no documents."""
 
 
+class DamagedIndexError(SearchError):
+    """An index file SQLite cannot read whole: damaged, truncated, or not a database at all."""
+
+
 class DocumentNotFoundError(SearchError):
     """A document id that the index does not hold."""
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from openheavy.errors import CorpusError, DocumentNotFoundError, SchemaError, SearchError
+from openheavy.errors import CorpusError, DamagedIndexError, DocumentNotFoundError, SchemaError, SearchError
 from openheavy.sqlite_migrations import Migration, migrate
 from openheavy.types import Document, Hit
 
@@ -96,6 +96,9 @@ _STOPWORD_TEXT = """
     whom why will with won would wouldn you your yours yourself yourselves
 """
 STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+
+# SQLite's primary result codes for a damaged file: SQLITE_CORRUPT and SQLITE_NOTADB.
+_DAMAGE_CODES = frozenset({11, 26})
 
 _WORD = re.compile(r"\w+")
 _CHUNK_ID = re.compile(r"(?P<doc>.+)#(?P<n>\d+)", re.DOTALL)
@@ -285,7 +288,7 @@ class LocalIndex:
             raise SearchError(str(exc)) from exc
         except sqlite3.DatabaseError as exc:
             self._pool.close()
-            raise SearchError(
+            raise DamagedIndexError(
                 f"{self.path} is not a usable openheavy index ({exc}) — delete it and index again"
             ) from exc
         except BaseException:
@@ -343,7 +346,7 @@ class LocalIndex:
             try:
                 rows = conn.execute(sql, (expression, k)).fetchall()
             except sqlite3.Error as exc:
-                raise SearchError(f"search in corpus {self.name!r} failed: {exc}") from exc
+                raise self._read_error("search", exc) from exc
         return [
             Hit(
                 id=_chunk_id(doc_id, n),
@@ -361,9 +364,12 @@ class LocalIndex:
         """Blocking `open`."""
         with self._pool.connection() as conn:
             found = _CHUNK_ID.fullmatch(id)
-            row = self._passage(conn, found["doc"], int(found["n"])) if found else None
-            if row is None:
-                row = self._passage(conn, id, 0)
+            try:
+                row = self._passage(conn, found["doc"], int(found["n"])) if found else None
+                if row is None:
+                    row = self._passage(conn, id, 0)
+            except sqlite3.Error as exc:
+                raise self._read_error(f"opening {id!r}", exc) from exc
         if row is None:
             raise DocumentNotFoundError(
                 f"no passage {id!r} in corpus {self.name!r} — open an id from a search result"
@@ -371,6 +377,15 @@ class LocalIndex:
             )
         doc_id, n, url, title, text = row
         return Document(id=_chunk_id(doc_id, n), doc_id=doc_id, title=title, url=url, text=text)
+
+    def _read_error(self, action: str, exc: sqlite3.Error) -> SearchError:
+        """A search-time SQLite error as ours: damage found mid-run says how to rebuild."""
+        if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF in _DAMAGE_CODES:
+            return DamagedIndexError(
+                f"{action} in corpus {self.name!r} failed: {self.path} is damaged ({exc}) — move it aside"
+                f" and rebuild it: openheavy index PATH --name {self.name}"
+            )
+        return SearchError(f"{action} in corpus {self.name!r} failed: {exc}")
 
     @staticmethod
     def _passage(conn: sqlite3.Connection, doc_id: str, n: int) -> tuple[str, int, str, str, str] | None:
@@ -489,6 +504,21 @@ class LocalIndex:
             conn.execute("DELETE FROM sources WHERE source = ?", (source,))
             _stamp(conn)
         return removed
+
+    def integrity_problems(self) -> list[str]:
+        """What SQLite's quick check finds wrong with the file (a few at most); [] when it is sound.
+
+        `PRAGMA quick_check` reads every page once and checks the b-tree structure, without the slower
+        cross-checks of `integrity_check`; benchmarks/bench_index.py measures it.
+        """
+        with self._pool.connection() as conn:
+            try:
+                rows = conn.execute("PRAGMA quick_check(5)").fetchall()
+            except sqlite3.DatabaseError as exc:
+                return [str(exc)]
+        # One line each, without the "*** in database main ***" header SQLite puts before the first.
+        problems = [" ".join(str(row[0]).replace("*** in database main ***", "").split()) for row in rows]
+        return [] if problems == ["ok"] else problems
 
     def stats(self) -> IndexStats:
         """How many documents, chunks and sources the index holds, and when it was built and changed."""
