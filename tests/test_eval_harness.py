@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -109,6 +110,7 @@ def test_an_items_figures_are_the_runs_flat_totals() -> None:
     figures = RunFigures(searches=3, search_cache_hits=4, wall_seconds=2, agents=2, per_agent=per_agent)
     assert figures.per_item() == {
         "searches": 3.0,
+        "distinct_queries": 0.0,
         "documents_read": 0.0,
         "sources_cited": 0.0,
         "prompt_tokens": 0.0,
@@ -335,6 +337,7 @@ class FakeRunner:
                 trace_path=self.trace_dir / f"{run_id}.jsonl",
                 figures=RunFigures(
                     searches=mode.n,
+                    distinct_queries=mode.n,
                     documents_read=2 * mode.n,
                     sources_cited=1,
                     prompt_tokens=tokens - 50,
@@ -376,6 +379,8 @@ async def test_run_eval_end_to_end(tmp_path: Path) -> None:
     assert by_mode["rank:4"].mean_tokens == 1600
     # means are over every finished item; the errored run reported no figures (searches 0)
     assert by_mode["heavy:2"].means["searches"] == pytest.approx(4 / 3)
+    # the report's distinct queries are the median over items, which one failed run does not drag down
+    assert by_mode["heavy:2"].medians["distinct_queries"] == 2
     # Wilson interval for 1/3 with n=3
     em = by_mode["direct"].metrics["em"]
     assert em.method == "wilson"
@@ -393,6 +398,9 @@ async def test_run_eval_end_to_end(tmp_path: Path) -> None:
     report = (out / "report.md").read_text()
     assert "| `rank:4` | 3/3 | 0 | 1.000 [" in report
     assert "| `direct` | 3/3 | 0 | 0.333 [0.061, 0.792]" in report
+    assert "| distinct queries (median) |" in report
+    # heavy:2's mean searches, median distinct queries, mean documents read
+    assert re.search(r"\| `heavy:2` \|.*\| 1\.3 \| 2\.0 \| 2\.7 \|", report)
     assert "error: TimeoutError: model server timed out" in report
     assert "[run-hp-1-rank](../traces/run-hp-1-rank.jsonl)" in report
     assert "Wilson" in report and "bootstrap" in report

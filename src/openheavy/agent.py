@@ -21,6 +21,7 @@ from openheavy.models.base import ChatModel
 from openheavy.models.recording import CallLabel, RecordingModel
 from openheavy.prompts import render_prompt
 from openheavy.search.cache import CachedSearch
+from openheavy.search.queries import QueryLog
 from openheavy.tools.base import Tool, ToolContext
 from openheavy.tools.research import OpenTool, SearchTool
 from openheavy.tools.sources import SourceBook
@@ -147,6 +148,7 @@ class ResearchAgent:
         seed: int | None = None,
         tools: list[Tool] | None = None,
         answer_max_chars: int = ANSWER_MAX_CHARS,
+        queries: QueryLog | None = None,
     ) -> None:
         if max_steps < 1:
             raise OpenHeavyError(f"max_steps must be at least 1, got {max_steps}")
@@ -166,6 +168,8 @@ class ResearchAgent:
         self.seed = seed
         self.tools: dict[str, Tool] = {t.name: t for t in (tools or [SearchTool(), OpenTool()])}
         self.sources = SourceBook()
+        # Shared by a team of agents so that none runs another's search again; else the agent's own.
+        self.queries = queries if queries is not None else QueryLog()
         self._searched = False
         self.messages: list[Message] = []
         self.usage = Usage()
@@ -211,7 +215,7 @@ class ResearchAgent:
             return action
         tool = self.tools[action.name]
         self._searched = True
-        ctx = ToolContext(self.run_id, self.name, step, self.search, self.sources, self.stream)
+        ctx = ToolContext(self.run_id, self.name, step, self.search, self.sources, self.stream, self.queries)
         observation = await tool.call(action.args, ctx)
         last = step + 1 == self.max_steps or self.budget.exhausted() is not None
         if last:

@@ -28,6 +28,7 @@ from openheavy.models.recording import RecordingModel
 from openheavy.prompts import load_prompt, render_prompt
 from openheavy.rank import RankResult, rank
 from openheavy.search.cache import CachedSearch
+from openheavy.search.queries import QueryLog
 from openheavy.slicing import LIST_CUE, find_period, period_slices
 from openheavy.types import EventStream, JsonSchema, Message, Note, Usage
 from openheavy.verify import Sample, Verifier
@@ -226,8 +227,10 @@ class Orchestrator:
 
     # -------------------------------------------------------------- research
     async def research(self, question: str, plan: Plan) -> list[AgentResult]:
-        """Run one agent per sub-task, all at once. Failures are returned, never raised."""
-        agents = [self._agent(i, self.temperature) for i in range(len(plan.tasks))]
+        """Run one agent per sub-task, all at once. Failures are returned, never raised. The agents share
+        one query log: none runs a search another already ran (it gets the next page instead)."""
+        team = QueryLog()
+        agents = [self._agent(i, self.temperature, team) for i in range(len(plan.tasks))]
         tasks: list[asyncio.Task[AgentResult]] = []
         async with asyncio.TaskGroup() as group:
             for agent, task in zip(agents, plan.tasks, strict=True):
@@ -237,7 +240,7 @@ class Orchestrator:
             self.usage = self.usage + result.usage
         return results
 
-    def _agent(self, index: int, temperature: float | None) -> ResearchAgent:
+    def _agent(self, index: int, temperature: float | None, queries: QueryLog | None = None) -> ResearchAgent:
         return ResearchAgent(
             self.model,
             self.search,
@@ -251,6 +254,7 @@ class Orchestrator:
             temperature=temperature,
             seed=self.seed + index + 1,
             answer_max_chars=self.answer_max_chars,
+            queries=queries,
         )
 
     async def _run_agent(self, agent: ResearchAgent, question: str, task: str) -> AgentResult:
@@ -276,6 +280,8 @@ class Orchestrator:
         results: dict[int, AgentResult] = {}
 
         async def sampler(index: int) -> Sample:
+            # Each trajectory is judged on its own evidence, so each agent keeps its own query log:
+            # sharing one would hide the best results of a common query from all but the first agent.
             agent = self._agent(index, temperature)
             result = await self._run_agent(agent, question, plan.tasks[index])
             results[index] = result

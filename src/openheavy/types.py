@@ -142,6 +142,21 @@ class SearchDone(Event):
     hits: list[dict[str, Any]]  # Hit records, with the reference number shown to the model
     seconds: float
     cached: bool = False
+    page: int = 1  # results (page - 1) * k + 1 to page * k
+    query_key: str = ""  # what the query asks for (`search.terms.query_key`): equal keys, same search
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchRepeated(Event):
+    """A search the agent's team had already run (same `query_key` and page). It is not run again: the
+    first page of that query nobody had run (`page`) runs instead, or nothing when none is left (0)."""
+
+    step: int
+    query: str
+    query_key: str
+    asked_page: int
+    page: int
+    repeat_of: list[str]  # the agents that had run this query
 
 
 @dataclass(frozen=True, kw_only=True)

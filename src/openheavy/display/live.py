@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from openheavy.display.formatting import compact_json, duration, one_line, plural, tokens_in_out
-from openheavy.display.render import render_summary
+from openheavy.display.render import render_summary, repeat_outcome
 from openheavy.trace import MetricsSink, RunFigures
 from openheavy.types import (
     ActionParsed,
@@ -33,6 +33,7 @@ from openheavy.types import (
     RunFinished,
     RunStarted,
     SearchDone,
+    SearchRepeated,
 )
 
 __all__ = ["LiveDisplay", "describe_event"]
@@ -71,7 +72,10 @@ def describe_event(event: Event) -> str | None:
         case SearchDone():
             cached = " (cached)" if event.cached else ""
             hits = plural(len(event.hits), "hit")
-            return f'{who} search "{one_line(event.query)}" → {hits}{cached}'
+            page = f" page {event.page}" if event.page > 1 else ""
+            return f'{who} search "{one_line(event.query)}"{page} → {hits}{cached}'
+        case SearchRepeated():
+            return f'{who} search "{one_line(event.query)}" {repeat_outcome(event)}'
         case DocumentOpened():
             cached = " (cached)" if event.cached else ""
             title = one_line(str(event.doc.get("title", "")), 80)
@@ -219,6 +223,8 @@ class LiveDisplay(EventSink):
             case SearchDone():
                 view.last_query = f'"{one_line(event.query, 60)}" → {plural(len(event.hits), "hit")}'
                 view.status = f"step {step + 1} · thinking"
+            case SearchRepeated():
+                view.last_query = f'"{one_line(event.query, 60)}" {repeat_outcome(event)}'
             case DocumentOpened():
                 view.last_document = f"[{event.ref}] {one_line(str(event.doc.get('title', '')), 50)}"
                 view.status = f"step {step + 1} · thinking"

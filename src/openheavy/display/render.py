@@ -28,6 +28,7 @@ from openheavy.types import (
     RunFinished,
     RunStarted,
     SearchDone,
+    SearchRepeated,
 )
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "render_runs",
     "render_summary",
     "render_trace",
+    "repeat_outcome",
 ]
 
 
@@ -57,6 +59,14 @@ def render_summary(figures: RunFigures, run_id: str) -> str:
     if run_id:
         parts.append(f"run {run_id}")
     return " · ".join(parts)
+
+
+def repeat_outcome(event: SearchRepeated) -> str:
+    """What became of a repeated search, e.g. "repeats agent-1's search: page 2 instead"."""
+    who = ", ".join(event.repeat_of) or "the team"
+    if event.page:
+        return f"repeats {who}'s search: page {event.page} instead of {event.asked_page}"
+    return f"repeats {who}'s search: not run, all its results were shown"
 
 
 def render_answer(answer: str, citations: Sequence[dict[str, Any]], console: Console) -> None:
@@ -227,7 +237,8 @@ class _TracePrinter:
             case SearchDone():
                 cached = " · cached" if event.cached else ""
                 seconds = duration(event.seconds)
-                line = f'search "{event.query}" → {len(event.hits)} hits · {seconds}{cached}'
+                page = f" page {event.page}" if event.page > 1 else ""
+                line = f'search "{event.query}"{page} → {len(event.hits)} hits · {seconds}{cached}'
                 out.print(Text(line, style="bold"))
                 if event.hits:
                     table = Table(show_edge=False, pad_edge=False)
@@ -246,6 +257,8 @@ class _TracePrinter:
                             Text(one_line(str(hit.get("snippet", "")), 10_000)),
                         )
                     out.print(table)
+            case SearchRepeated():
+                out.print(Text(f'search "{event.query}" {repeat_outcome(event)}', style="yellow"))
             case DocumentOpened():
                 cached = " · cached" if event.cached else ""
                 where = event.doc.get("url") or event.doc.get("doc_id") or ""
@@ -315,16 +328,19 @@ class _TracePrinter:
 
 
 def render_agent_table(figures: RunFigures, console: Console) -> None:
-    """A table of per-agent figures (planner and synthesizer included) with the run's totals."""
+    """A table of per-agent figures (planner and synthesizer included) with the run's totals. "queries"
+    counts distinct searches: the total is the run's, not the sum (agents may share a query's pages)."""
     if not figures.per_agent:
         return
     table = Table(title="per agent", show_edge=False, pad_edge=False)
-    for column in ("agent", "searches", "cache hits", "docs read", "cited", "calls", "tokens", "time"):
+    columns = ("agent", "searches", "queries", "cache hits", "docs read", "cited", "calls", "tokens", "time")
+    for column in columns:
         table.add_column(column, justify="left" if column == "agent" else "right")
     for name, agent in figures.per_agent.items():
         table.add_row(
             name,
             str(agent.searches),
+            str(agent.distinct_queries),
             str(agent.search_cache_hits + agent.document_cache_hits),
             str(agent.documents_read),
             str(agent.sources_cited),
@@ -335,6 +351,7 @@ def render_agent_table(figures: RunFigures, console: Console) -> None:
     table.add_row(
         "total",
         str(figures.searches),
+        str(figures.distinct_queries),
         str(figures.search_cache_hits + figures.document_cache_hits),
         str(figures.documents_read),
         str(figures.sources_cited),

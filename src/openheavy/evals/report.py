@@ -102,6 +102,7 @@ def render_markdown(
         "mean tokens",
         "mean wall s",
         "searches",
+        "distinct queries (median)",
         "docs read",
         "cited",
     ]
@@ -115,6 +116,7 @@ def render_markdown(
             _fmt(mode.mean_tokens, 0),
             _fmt(mode.means.get("wall_seconds"), 1),
             _fmt(mode.means.get("searches"), 1),
+            _fmt(mode.medians.get("distinct_queries"), 1),
             _fmt(mode.means.get("documents_read"), 1),
             _fmt(mode.means.get("sources_cited"), 1),
         ]

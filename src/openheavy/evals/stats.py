@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -59,6 +60,7 @@ class ModeSummary(BaseModel):
     means: dict[str, float] = Field(
         default_factory=dict
     )  # `RunFigures.PER_ITEM` averaged over finished items
+    medians: dict[str, float] = Field(default_factory=dict)  # the same figures' medians
 
 
 class EvalSummary(BaseModel):
@@ -149,6 +151,11 @@ def _summarize_mode(
         for figure in RunFigures.PER_ITEM
         if done
     }
+    medians = {
+        figure: statistics.median(row.figures.get(figure, 0.0) for row in done)
+        for figure in RunFigures.PER_ITEM
+        if done
+    }
     return ModeSummary(
         mode=mode.label,
         name=mode.name,
@@ -162,4 +169,5 @@ def _summarize_mode(
         judge_errors=sum(j.error is not None for j in judged),
         mean_tokens=means["prompt_tokens"] + means["completion_tokens"] if done else None,
         means=means,
+        medians=medians,
     )

@@ -26,6 +26,7 @@ from openheavy.types import (
     RunFinished,
     RunStarted,
     SearchDone,
+    SearchRepeated,
 )
 
 __all__ = [
@@ -45,6 +46,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ModelCalled,
         ActionParsed,
         OutputRejected,
+        SearchRepeated,
         SearchDone,
         DocumentOpened,
         CitationDropped,

@@ -20,6 +20,7 @@ from openheavy.types import (
     RunFinished,
     RunStarted,
     SearchDone,
+    SearchRepeated,
 )
 
 __all__ = ["AgentFigures", "MetricsSink", "RunFigures", "TokenFigures"]
@@ -47,6 +48,8 @@ class AgentFigures:
 
     searches: int = 0
     search_cache_hits: int = 0
+    distinct_queries: int = 0  # different searches (by `SearchDone.query_key`), any page
+    repeated_queries: int = 0  # searches the team had already run, moved to a new page or not run
     documents_read: int = 0  # unique documents opened
     document_cache_hits: int = 0
     sources_cited: int = 0  # unique documents cited
@@ -64,10 +67,13 @@ class AgentFigures:
 
 @dataclass(frozen=True)
 class RunFigures:
-    """The figures of a run, computed by `MetricsSink` from the run's events."""
+    """The figures of a run, computed by `MetricsSink` from the run's events. `distinct_queries` and
+    `documents_read` (distinct passages opened) measure how widely a run's agents explored."""
 
     searches: int = 0
     search_cache_hits: int = 0
+    distinct_queries: int = 0
+    repeated_queries: int = 0
     documents_read: int = 0
     document_cache_hits: int = 0
     sources_cited: int = 0
@@ -84,6 +90,7 @@ class RunFigures:
     # The run's totals an evaluation saves per answered item and averages per mode.
     PER_ITEM: ClassVar[tuple[str, ...]] = (
         "searches",
+        "distinct_queries",
         "documents_read",
         "sources_cited",
         "prompt_tokens",
@@ -132,6 +139,8 @@ class _Tally:
 
     searches: int = 0
     search_cache_hits: int = 0
+    query_keys: set[str] = field(default_factory=set)
+    repeated_queries: int = 0
     documents: set[str] = field(default_factory=set)
     document_cache_hits: int = 0
     cited: set[str] = field(default_factory=set)
@@ -164,6 +173,8 @@ class _Tally:
         return AgentFigures(
             searches=self.searches,
             search_cache_hits=self.search_cache_hits,
+            distinct_queries=len(self.query_keys),
+            repeated_queries=self.repeated_queries,
             documents_read=len(self.documents),
             document_cache_hits=self.document_cache_hits,
             sources_cited=len(self.cited),
@@ -242,11 +253,17 @@ class MetricsSink(EventSink):
                     cached_tokens=before.cached_tokens + event.cached_tokens,
                 )
             case SearchDone():
+                # Traces written before query keys were recorded: the query as written, casefolded.
+                key = event.query_key or " ".join(event.query.casefold().split())
                 for tally in tallies:
+                    tally.query_keys.add(key)
                     if event.cached:
                         tally.search_cache_hits += 1
                     else:
                         tally.searches += 1
+            case SearchRepeated():
+                for tally in tallies:
+                    tally.repeated_queries += 1
             case DocumentOpened():
                 doc_key = str(event.doc.get("id") or event.doc.get("doc_id") or event.ref)
                 for tally in tallies:
@@ -273,6 +290,8 @@ class MetricsSink(EventSink):
         return RunFigures(
             searches=run.searches,
             search_cache_hits=run.search_cache_hits,
+            distinct_queries=len(run.query_keys),
+            repeated_queries=run.repeated_queries,
             documents_read=len(run.documents),
             document_cache_hits=run.document_cache_hits,
             sources_cited=len(cited),
