@@ -56,8 +56,9 @@ class ListSink(EventSink):
         return [e for e in self.events if e.kind == kind]
 
 
-def action(name: str, **args: Any) -> str:
-    return json.dumps({"action": name, **args})
+def action(name: str, *, missing: str = "", **args: Any) -> str:
+    """An agent action as a constrained decoder writes it: "missing" first, then the action and its args."""
+    return json.dumps({"missing": missing, "action": name, **args})
 
 
 PASSAGES = {

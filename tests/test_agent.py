@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from fakes import PASSAGES, ListSink, MemorySearch, action, allowed_actions
-from openheavy.agent import Budget, ResearchAgent, StopReason
+from openheavy.agent import MISSING_MAX_CHARS, Budget, ResearchAgent, StopReason
+from openheavy.models.recording import output_token_bound
 from openheavy.models.scripted import ScriptedModel, Unconstrained
 from openheavy.search.cache import CachedSearch
 from openheavy.types import EventStream
@@ -92,12 +93,13 @@ async def test_malformed_output_is_shown_back_once_then_accepted() -> None:
     agent, model, sink, _ = make_agent(
         [
             Unconstrained("Sure! I will search."),  # a backend without constrained output
-            action("search", query="zebra"),
-            action("answer", answer="I found nothing.", cite=[]),
+            action("search", query="shlex"),
+            action("open", ref=1),
+            action("answer", answer="shlex splits [1].", cite=[1]),
         ]
     )
     result = await agent.run("q")
-    assert result.answer == "I found nothing."
+    assert result.answer == "shlex splits [1]."
     rejected = sink.of("OutputRejected")
     assert len(rejected) == 1 and "no JSON object" in rejected[0].error
     assert "not a valid action" in model.calls[1].messages[-1].content
@@ -111,12 +113,13 @@ async def test_the_first_action_must_use_a_tool() -> None:
             # the schema allows only tools at step 1; a backend that does not enforce it can still answer
             Unconstrained(action("answer", answer="From memory!", cite=[])),
             action("search", query="shlex"),
-            action("answer", answer="shlex.split", cite=[]),
+            action("open", ref=1),
+            action("answer", answer="shlex.split [1]", cite=[1]),
         ]
     )
     result = await agent.run("q")
     assert sink.of("OutputRejected")[0].error == "\"action\" must be one of ['search'], got 'answer'"
-    assert result.answer == "shlex.split" and result.steps == 2
+    assert result.answer == "shlex.split [1]" and result.steps == 3
 
 
 async def test_twice_malformed_output_fails_clearly() -> None:
@@ -155,13 +158,18 @@ async def test_a_search_that_finds_nothing_yields_an_answer_without_citations() 
     agent, model, sink, _ = make_agent(
         [
             action("search", query="quantum chromodynamics"),
+            # sent back once: nothing was read, so the agent is told to search with other words
+            action("answer", answer="The documents do not cover this.", cite=[]),
+            action("search", query="QCD quarks"),
             action("answer", answer="The documents do not cover this [1].", cite=[]),
         ]
     )
     result = await agent.run("What is QCD?")
     assert "No results" in model.calls[1].messages[-1].content
+    assert "your searches found nothing to read" in model.calls[2].messages[-1].content
     assert result.citations == [] and result.answer == "The documents do not cover this."
     assert sink.of("SearchDone")[0].hits == []
+    assert [e.reason for e in sink.of("AnswerRejected")] == ["nothing_read"]
 
 
 async def test_invalid_max_steps_is_rejected() -> None:
@@ -183,7 +191,8 @@ async def test_answer_length_bound_reaches_the_schema_and_max_tokens() -> None:
     final = model.calls[-1]
     assert final.json_schema["properties"]["answer"]["maxLength"] == 200
     # max_tokens covers the longest output the schema allows, and not much more
-    assert 200 < (final.max_tokens or 0) < 400
+    assert final.max_tokens == output_token_bound(final.json_schema)
+    assert 200 + MISSING_MAX_CHARS < final.max_tokens < 2 * (200 + MISSING_MAX_CHARS)
 
 
 async def test_tool_observations_read_as_before_from_the_tool_templates() -> None:

@@ -340,7 +340,7 @@ def test_trace_shows_prompts_outputs_searches_documents_and_answer(
     assert 'search "subprocess timeout" → 2 hits' in text
     assert "subprocess — check_output" in text and "returns its output" in text  # the hits
     assert f"{MARKUP} is raised when the timeout expires." in text  # text shown to the model, as written
-    assert '{"action": "open", "ref": 1}' in text  # a model output
+    assert '"action": "open", "ref": 1}' in text  # a model output
     step_2 = [call for call in calls if call.agent == "agent-1" and call.step == 2]
     prompt = sum(call.prompt_tokens for call in step_2)
     completion = sum(call.completion_tokens for call in step_2)

@@ -4,17 +4,24 @@
 what the agent may do right now), run the tool, show the observation. It ends when the model answers or
 a budget runs out, in which case the last call may only answer. Malformed output is shown back to the
 model once; a second failure raises `ModelOutputError`.
+
+Every action starts with `missing`: what the agent still has to find out, written before it picks the
+action, so that it commits to what it lacks (for a multi-hop question: the bridge entity it has just
+read about). An answer is sent back once, with what to do instead, while it says something is missing,
+when nothing has been read, or when it cites nothing that was read; never at the last step, and never
+when no step would be left to act on it.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from openheavy.citations import Citation, Source, resolve_citations
+from openheavy.citations import Citation, Source, cited_numbers, resolve_citations
 from openheavy.errors import ModelOutputError, OpenHeavyError
 from openheavy.json_output import first_json_object
 from openheavy.models.base import ChatModel
@@ -29,6 +36,7 @@ from openheavy.types import (
     ActionParsed,
     AgentFinished,
     AgentStarted,
+    AnswerRejected,
     EventStream,
     JsonSchema,
     Message,
@@ -38,6 +46,11 @@ from openheavy.types import (
 
 ANSWER_MAX_CHARS = 1500
 MAX_CITES = 8
+MISSING_MAX_CHARS = 120
+# What small models write for "nothing is missing" although the prompt asks for "".
+_NOTHING = frozenset(
+    {"", "none", "nothing", "n a", "na", "no", "nil", "nothing missing", "nothing is missing"}
+)
 
 BudgetName = Literal["steps", "tokens", "time"]
 
@@ -90,6 +103,12 @@ class Action:
     name: str  # a tool name or "answer"
     args: BaseModel
     raw: str
+    missing: str = ""  # what the agent said it still had to find out
+
+    @property
+    def states_missing(self) -> bool:
+        """Whether `missing` names something (rather than being empty or saying "none")."""
+        return " ".join(re.sub(r"[^\w\s]", " ", self.missing.casefold()).split()) not in _NOTHING
 
 
 @dataclass(frozen=True)
@@ -103,6 +122,7 @@ class AgentResult:
     usage: Usage
     sources: SourceBook
     error: str | None = None
+    missing: str = ""  # what the agent said was still missing when it answered ("" when nothing)
 
     @property
     def ok(self) -> bool:
@@ -126,6 +146,7 @@ class AgentResult:
             "steps": self.steps,
             "documents_read": [d.id for d in self.sources.opened.values()],
             "error": self.error,
+            "missing": self.missing,
         }
 
 
@@ -171,6 +192,7 @@ class ResearchAgent:
         # Shared by a team of agents so that none runs another's search again; else the agent's own.
         self.queries = queries if queries is not None else QueryLog()
         self._searched = False
+        self._rejected: set[str] = set()  # reasons an answer was already sent back for (once each)
         self.messages: list[Message] = []
         self.usage = Usage()
 
@@ -193,8 +215,12 @@ class ResearchAgent:
                 action = await self.step(step, final=final)
                 if action.name == "answer":
                     assert isinstance(action.args, AnswerArgs)
+                    problem = None if final else self._answer_problem(action, step)
+                    if problem is not None:
+                        self._send_back(step, action, *problem)
+                        continue
                     reason = StopReason("budget", spent or "steps") if final else ANSWERED
-                    return self._finish(task or question, action.args, reason, step)
+                    return self._finish(task or question, action, reason, step)
         except OpenHeavyError as exc:
             return self._fail(task or question, step, exc)
         raise AssertionError("unreachable: the last step can only answer")  # pragma: no cover
@@ -209,6 +235,7 @@ class ResearchAgent:
                 step=step,
                 action=action.name,
                 args=action.args.model_dump(),
+                missing=action.missing,
             )
         )
         if action.name == "answer":
@@ -235,6 +262,41 @@ class ResearchAgent:
             return ["answer"]
         tools = [name for name, tool in self.tools.items() if tool.available(self.sources)]
         return [*tools, "answer"] if self._searched or not tools else tools
+
+    def _answer_problem(self, action: Action, step: int) -> tuple[str, str] | None:
+        """Why an answer is not ready (`(reason, what to do)`), or None. Each reason sends an answer back
+        once, and only when a step that can act on it is left (the last step may only answer)."""
+        if step + 1 >= self.max_steps or self.budget.exhausted() is not None:
+            return None
+        assert isinstance(action.args, AnswerArgs)
+        opened = self.sources.opened
+        problems: list[tuple[str, str]] = []
+        if not opened:
+            unread = ", ".join(f"[{ref}]" for ref in self.sources.unopened_refs())
+            message = (
+                render_prompt("agent_reject_unread", refs=unread)
+                if unread
+                else render_prompt("agent_reject_unsearched")
+            )
+            problems.append(("nothing_read", message))
+        if action.states_missing:
+            problems.append(
+                ("missing", render_prompt("agent_reject_missing", missing=action.missing.strip()))
+            )
+        if opened and not (set(action.args.cite) | set(cited_numbers(action.args.answer))) & opened.keys():
+            read = ", ".join(f"[{ref}]" for ref in opened)
+            problems.append(("uncited", render_prompt("agent_reject_uncited", refs=read)))
+        fresh = [(reason, message.strip()) for reason, message in problems if reason not in self._rejected]
+        return fresh[0] if fresh else None
+
+    def _send_back(self, step: int, action: Action, reason: str, message: str) -> None:
+        """Reject an answer once: record why and show the model what to do instead. The step is spent."""
+        self._rejected.add(reason)
+        self.stream.emit(
+            AnswerRejected(run_id=self.run_id, agent=self.name, step=step, reason=reason, message=message)
+        )
+        text = render_prompt("agent_answer_rejected", problem=message, step=step, max_steps=self.max_steps)
+        self.messages += [Message("assistant", action.raw), Message("user", text)]
 
     def action_schema(self, final: bool) -> JsonSchema:
         """The JSON schema of the actions allowed now."""
@@ -303,21 +365,24 @@ class ResearchAgent:
     def _parse(self, text: str, final: bool) -> Action:
         payload = first_json_object(text)
         name = payload.pop("action", None)
+        missing = payload.pop("missing", "")
         allowed = self.allowed_actions(final)
         if name not in allowed:
             raise ValueError(f'"action" must be one of {allowed}, got {name!r}')
         try:
+            missing = str(missing or "")[:MISSING_MAX_CHARS]
             if name == "answer":
-                return Action("answer", AnswerArgs.model_validate(payload), text)
+                return Action("answer", AnswerArgs.model_validate(payload), text, missing)
             tool = self.tools[name]
-            return Action(name, tool.Args.model_validate(payload), text)
+            return Action(name, tool.Args.model_validate(payload), text, missing)
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise ValueError(f"bad arguments for {name}: {problems}") from exc
 
     # ------------------------------------------------------------ results
-    def _finish(self, task: str, args: AnswerArgs, stop_reason: StopReason, steps: int) -> AgentResult:
-        answer, citations = self._resolve_citations(args)
+    def _finish(self, task: str, action: Action, stop_reason: StopReason, steps: int) -> AgentResult:
+        assert isinstance(action.args, AnswerArgs)
+        answer, citations = self._resolve_citations(action.args)
         self.stream.emit(
             AgentFinished(
                 run_id=self.run_id,
@@ -328,7 +393,10 @@ class ResearchAgent:
                 steps=steps,
             )
         )
-        return AgentResult(self.name, task, answer, citations, stop_reason, steps, self.usage, self.sources)
+        missing = action.missing.strip() if action.states_missing else ""
+        return AgentResult(
+            self.name, task, answer, citations, stop_reason, steps, self.usage, self.sources, missing=missing
+        )
 
     def _fail(self, task: str, steps: int, exc: Exception) -> AgentResult:
         message = f"{type(exc).__name__}: {exc}"
@@ -364,10 +432,15 @@ class ResearchAgent:
 
 
 def _action_option(name: str, args_schema: JsonSchema) -> JsonSchema:
-    properties = {"action": {"type": "string", "enum": [name]}, **args_schema["properties"]}
+    # "missing" comes first: the model says what it lacks before it picks what to do about it.
+    properties = {
+        "missing": {"type": "string", "maxLength": MISSING_MAX_CHARS},
+        "action": {"type": "string", "enum": [name]},
+        **args_schema["properties"],
+    }
     return {
         "type": "object",
         "properties": properties,
-        "required": ["action", *args_schema["required"]],
+        "required": ["missing", "action", *args_schema["required"]],
         "additionalProperties": False,
     }

@@ -126,6 +126,17 @@ class ActionParsed(Event):
     step: int
     action: str
     args: dict[str, Any]
+    missing: str = ""  # what the agent said it still had to find out, before choosing this action
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnswerRejected(Event):
+    """An answer sent back once, with what to do instead: it said something was still missing
+    (`reason` "missing"), nothing had been read ("nothing_read"), or it cited nothing read ("uncited")."""
+
+    step: int
+    reason: str
+    message: str  # what the agent was told
 
 
 @dataclass(frozen=True, kw_only=True)

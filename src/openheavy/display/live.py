@@ -23,6 +23,7 @@ from openheavy.types import (
     ActionParsed,
     AgentFinished,
     AgentStarted,
+    AnswerRejected,
     CitationDropped,
     DocumentOpened,
     Event,
@@ -48,6 +49,10 @@ def _step_prefix(event: Event) -> str:
     return f" step {step}" if isinstance(step, int) and step > 0 else ""
 
 
+def _missing(event: ActionParsed) -> str:
+    return f' · missing: "{one_line(event.missing, 80)}"' if event.missing.strip() else ""
+
+
 def describe_event(event: Event) -> str | None:
     """One plain line for `event` (no markup, no control codes), or None for an event that another
     line already covers, e.g. `[agent-1] step 2 search "subprocess timeout" → 5 hits`."""
@@ -66,9 +71,11 @@ def describe_event(event: Event) -> str | None:
         case ActionParsed():
             if event.action in _ACTIONS_WITH_OWN_EVENT:
                 return None
-            return f"{who} {event.action} {one_line(compact_json(event.args))}"
+            return f"{who} {event.action} {one_line(compact_json(event.args))}{_missing(event)}"
         case OutputRejected():
             return f"{who} output rejected: {one_line(event.error)}"
+        case AnswerRejected():
+            return f"{who} answer sent back ({event.reason}): {one_line(event.message)}"
         case SearchDone():
             cached = " (cached)" if event.cached else ""
             hits = plural(len(event.hits), "hit")
@@ -110,6 +117,7 @@ class _AgentView:
     status: str = "starting"
     last_query: str = ""
     last_document: str = ""
+    missing: str = ""  # what the agent said it still had to find out, at its last action
     started: bool = False  # saw AgentStarted
     done: bool = False
     failed: bool = False
@@ -218,8 +226,11 @@ class LiveDisplay(EventSink):
                 view.status = f"step {step} · {event.purpose}" if step else event.purpose
             case ActionParsed():
                 view.status = f"step {step} · {event.action}"
+                view.missing = event.missing
             case OutputRejected():
                 view.status = f"step {step} · output rejected, asking again"
+            case AnswerRejected():
+                view.status = f"step {step} · answer sent back: {event.reason}"
             case SearchDone():
                 view.last_query = f'"{one_line(event.query, 60)}" → {plural(len(event.hits), "hit")}'
                 view.status = f"step {step + 1} · thinking"
@@ -291,6 +302,8 @@ class LiveDisplay(EventSink):
         else:
             view.spinner.update(text=Text(view.status))
             table.add_row("now", view.spinner)
+        if view.missing and not view.done:
+            table.add_row("missing", Text(one_line(view.missing, 120)))
         if view.last_query:
             table.add_row("query", Text(view.last_query))
         if agent is not None and (agent.documents_read or view.last_document):

@@ -19,6 +19,7 @@ from openheavy.types import (
     ActionParsed,
     AgentFinished,
     AgentStarted,
+    AnswerRejected,
     CitationDropped,
     DocumentOpened,
     Event,
@@ -231,9 +232,13 @@ class _TracePrinter:
                 out.print(Panel(Text(event.output), title="model output", title_align="left", style="bold"))
             case ActionParsed():
                 out.print(Text.assemble(("action ", "bold"), event.action, " ", compact_json(event.args)))
+                if event.missing.strip():
+                    out.print(Text.assemble(("missing ", "bold"), event.missing))
             case OutputRejected():
                 # The rejected output itself is the model output printed just above.
                 out.print(Text(f"output rejected: {event.error}", style="red"))
+            case AnswerRejected():
+                out.print(Text(f"answer sent back ({event.reason}): {event.message}", style="yellow"))
             case SearchDone():
                 cached = " · cached" if event.cached else ""
                 seconds = duration(event.seconds)

@@ -13,6 +13,7 @@ from typing import Any, ClassVar, TypeVar
 from openheavy.types import (
     AgentFinished,
     AgentStarted,
+    AnswerRejected,
     DocumentOpened,
     Event,
     EventSink,
@@ -53,6 +54,7 @@ class AgentFigures:
     documents_read: int = 0  # unique documents opened
     document_cache_hits: int = 0
     sources_cited: int = 0  # unique documents cited
+    answers_rejected: int = 0  # answers sent back once (something missing, nothing read or cited)
     model_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -77,6 +79,7 @@ class RunFigures:
     documents_read: int = 0
     document_cache_hits: int = 0
     sources_cited: int = 0
+    answers_rejected: int = 0
     model_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -144,6 +147,7 @@ class _Tally:
     documents: set[str] = field(default_factory=set)
     document_cache_hits: int = 0
     cited: set[str] = field(default_factory=set)
+    answers_rejected: int = 0
     model_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -178,6 +182,7 @@ class _Tally:
             documents_read=len(self.documents),
             document_cache_hits=self.document_cache_hits,
             sources_cited=len(self.cited),
+            answers_rejected=self.answers_rejected,
             model_calls=self.model_calls,
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens,
@@ -264,6 +269,9 @@ class MetricsSink(EventSink):
             case SearchRepeated():
                 for tally in tallies:
                     tally.repeated_queries += 1
+            case AnswerRejected():
+                for tally in tallies:
+                    tally.answers_rejected += 1
             case DocumentOpened():
                 doc_key = str(event.doc.get("id") or event.doc.get("doc_id") or event.ref)
                 for tally in tallies:
@@ -295,6 +303,7 @@ class MetricsSink(EventSink):
             documents_read=len(run.documents),
             document_cache_hits=run.document_cache_hits,
             sources_cited=len(cited),
+            answers_rejected=run.answers_rejected,
             model_calls=run.model_calls,
             prompt_tokens=run.prompt_tokens,
             completion_tokens=run.completion_tokens,
