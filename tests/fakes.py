@@ -57,7 +57,10 @@ class ListSink(EventSink):
 
 
 def action(name: str, *, missing: str = "", **args: Any) -> str:
-    """An agent action as a constrained decoder writes it: "missing" first, then the action and its args."""
+    """An agent action as a constrained decoder writes it: "missing" first, then the action and its args.
+    An answer without a `short` one gets the start of its text (which then leads the answer already)."""
+    if name == "answer" and "short" not in args:
+        args = {"short": str(args.get("answer", ""))[:80] or "-", **args}
     return json.dumps({"missing": missing, "action": name, **args})
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fakes import PASSAGES, ListSink, MemorySearch, action, allowed_actions
-from openheavy.agent import MISSING_MAX_CHARS, Budget, ResearchAgent, StopReason
+from openheavy.agent import MISSING_MAX_CHARS, SHORT_MAX_CHARS, Budget, ResearchAgent, StopReason
 from openheavy.models.recording import output_token_bound
 from openheavy.models.scripted import ScriptedModel, Unconstrained
 from openheavy.search.cache import CachedSearch
@@ -189,10 +189,14 @@ async def test_answer_length_bound_reaches_the_schema_and_max_tokens() -> None:
     )
     await agent.run("q")
     final = model.calls[-1]
-    assert final.json_schema["properties"]["answer"]["maxLength"] == 200
+    # The prompt asks for the length (in words); the schema's bound is only a safety net above it,
+    # because the grammar would stop the text there mid-word.
+    assert "in at most 33 words" in final.messages[0].content
+    assert final.json_schema["properties"]["answer"]["maxLength"] == 300
     # max_tokens covers the longest output the schema allows, and not much more
     assert final.max_tokens == output_token_bound(final.json_schema)
-    assert 200 + MISSING_MAX_CHARS < final.max_tokens < 2 * (200 + MISSING_MAX_CHARS)
+    bound = 300 + SHORT_MAX_CHARS + MISSING_MAX_CHARS
+    assert bound < final.max_tokens < 2 * bound
 
 
 async def test_tool_observations_read_as_before_from_the_tool_templates() -> None:

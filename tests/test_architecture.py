@@ -19,6 +19,7 @@ ALLOWED: dict[str, set[str]] = {
     "normalize": set(),
     "config": BASE,
     "citations": BASE,
+    "answer_text": BASE | {"citations"},
     "models": BASE | {"config", "models"},
     "sqlite_migrations": BASE,
     "search": BASE | {"search", "sqlite_migrations"},
@@ -27,11 +28,12 @@ ALLOWED: dict[str, set[str]] = {
     "trace": BASE | {"sqlite_migrations"},
     "display": BASE | {"trace"},
     "verify": BASE | {"models", "prompts"},
-    "rank": BASE | {"models", "prompts", "verify"},
-    "agent": BASE | {"models", "tools", "search", "prompts", "citations"},
-    "direct": BASE | {"agent", "models", "prompts"},
+    "rank": BASE | {"models", "prompts", "verify", "answer_text"},
+    "agent": BASE | {"models", "tools", "search", "prompts", "citations", "answer_text"},
+    "direct": BASE | {"agent", "models", "prompts", "answer_text"},
     "slicing": set(),
-    "heavy": BASE | {"agent", "verify", "rank", "models", "search", "prompts", "slicing", "citations"},
+    "heavy": BASE
+    | {"agent", "verify", "rank", "models", "search", "prompts", "slicing", "citations", "answer_text"},
     "modes": BASE
     | {"config", "models", "search", "agent", "citations", "direct", "heavy", "rank", "verify", "modes"},
 }

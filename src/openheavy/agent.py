@@ -21,7 +21,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from openheavy.citations import Citation, Source, cited_numbers, resolve_citations
+from openheavy.answer_text import attach_markers, lead_with, repair_free_text
+from openheavy.citations import Citation, Source, cited_numbers, renumber_markers, resolve_citations
 from openheavy.errors import ModelOutputError, OpenHeavyError
 from openheavy.json_output import first_json_object
 from openheavy.models.base import ChatModel
@@ -36,6 +37,7 @@ from openheavy.types import (
     ActionParsed,
     AgentFinished,
     AgentStarted,
+    AnswerEdited,
     AnswerRejected,
     EventStream,
     JsonSchema,
@@ -47,6 +49,12 @@ from openheavy.types import (
 ANSWER_MAX_CHARS = 1500
 MAX_CITES = 8
 MISSING_MAX_CHARS = 120
+SHORT_MAX_CHARS = 80
+# The prompt asks for at most `answer_max_chars` (as words); the schema's maxLength is only a safety net
+# this much larger, because the grammar stops a string there mid-word. Text that reaches it is ended at
+# its last sentence in code.
+ANSWER_HARD_LIMIT_FACTOR = 1.5
+CHARS_PER_WORD = 6
 # What small models write for "nothing is missing" although the prompt asks for "".
 _NOTHING = frozenset(
     {"", "none", "nothing", "n a", "na", "no", "nil", "nothing missing", "nothing is missing"}
@@ -94,7 +102,8 @@ class Budget:
 
 
 class AnswerArgs(BaseModel):
-    answer: str = Field(min_length=1)
+    short: str = ""  # the bare answer: a name, yes or no, a number
+    answer: str = Field(min_length=1)  # the answer in full, with [n] markers
     cite: list[int] = Field(default_factory=list)
 
 
@@ -123,6 +132,7 @@ class AgentResult:
     sources: SourceBook
     error: str | None = None
     missing: str = ""  # what the agent said was still missing when it answered ("" when nothing)
+    short_answer: str = ""  # the bare answer (a name, yes/no, a number), for votes and graders
 
     @property
     def ok(self) -> bool:
@@ -147,6 +157,7 @@ class AgentResult:
             "documents_read": [d.id for d in self.sources.opened.values()],
             "error": self.error,
             "missing": self.missing,
+            "short_answer": self.short_answer,
         }
 
 
@@ -182,9 +193,9 @@ class ResearchAgent:
         self.max_steps = max_steps
         self.budget = budget or Budget(max_tokens=10**9, max_seconds=float("inf"))
         self.max_tokens_per_call = max_tokens_per_call
-        # Constrained decoding stops a string at its maxLength: this bounds the answer's length and
-        # cost (a small model may otherwise repeat itself until the limit).
+        # The length the prompt asks for; the schema allows `answer_hard_chars` (see the factor's note).
         self.answer_max_chars = answer_max_chars
+        self.answer_hard_chars = int(answer_max_chars * ANSWER_HARD_LIMIT_FACTOR)
         self.temperature = temperature
         self.seed = seed
         self.tools: dict[str, Tool] = {t.name: t for t in (tools or [SearchTool(), OpenTool()])}
@@ -202,7 +213,12 @@ class ResearchAgent:
         self.stream.emit(AgentStarted(run_id=self.run_id, agent=self.name, task=task or question))
         # Shared prefix first (system, question), the agent's own sub-task last: prompt caches in
         # llama.cpp / vLLM then serve the common part once for all agents of a run.
-        system = render_prompt("agent_system", corpus=self.corpus, max_steps=self.max_steps)
+        system = render_prompt(
+            "agent_system",
+            corpus=self.corpus,
+            max_steps=self.max_steps,
+            answer_words=max(20, self.answer_max_chars // CHARS_PER_WORD),
+        )
         user = render_prompt("agent_question", question=question)
         if task and task.strip() != question.strip():
             user += "\n" + render_prompt("agent_subtask", task=task)
@@ -318,10 +334,11 @@ class ResearchAgent:
         return {
             "type": "object",
             "properties": {
-                "answer": {"type": "string", "minLength": 1, "maxLength": self.answer_max_chars},
+                "short": {"type": "string", "minLength": 1, "maxLength": SHORT_MAX_CHARS},
+                "answer": {"type": "string", "minLength": 1, "maxLength": self.answer_hard_chars},
                 "cite": cite,
             },
-            "required": ["answer", "cite"],
+            "required": ["short", "answer", "cite"],
         }
 
     async def _next_action(self, step: int, final: bool) -> Action:
@@ -382,7 +399,9 @@ class ResearchAgent:
     # ------------------------------------------------------------ results
     def _finish(self, task: str, action: Action, stop_reason: StopReason, steps: int) -> AgentResult:
         assert isinstance(action.args, AnswerArgs)
-        answer, citations = self._resolve_citations(action.args)
+        short = " ".join(renumber_markers(action.args.short, {}).split())
+        text = self._written_answer(action.args, short, steps)
+        answer, citations = self._resolve_citations(text, action.args.cite)
         self.stream.emit(
             AgentFinished(
                 run_id=self.run_id,
@@ -391,12 +410,49 @@ class ResearchAgent:
                 citations=[c.to_record() for c in citations],
                 stop_reason=str(stop_reason),
                 steps=steps,
+                short_answer=short,
             )
         )
         missing = action.missing.strip() if action.states_missing else ""
         return AgentResult(
-            self.name, task, answer, citations, stop_reason, steps, self.usage, self.sources, missing=missing
+            self.name,
+            task,
+            answer,
+            citations,
+            stop_reason,
+            steps,
+            self.usage,
+            self.sources,
+            missing=missing,
+            short_answer=short,
         )
+
+    def _written_answer(self, args: AnswerArgs, short: str, step: int) -> str:
+        """The answer's text, repaired where needed (each repair recorded as an `AnswerEdited` event):
+        a degenerate repetition cut; text that the cut or the schema's length bound left unfinished
+        ended at its last sentence; markers for cited sources the text never marks; short answer first."""
+        original = args.answer
+        text, edits = repair_free_text(original, cut_off=len(original) >= self.answer_hard_chars)
+        opened = self.sources.opened
+        titles = {ref: opened[ref].title for ref in dict.fromkeys(args.cite) if ref in opened}
+        text, marked = attach_markers(text, titles)
+        if marked is not None:
+            edits.append(marked)
+        text, led = lead_with(short, text)
+        if led is not None:
+            edits.append(led)
+        if edits:
+            self.stream.emit(
+                AnswerEdited(
+                    run_id=self.run_id,
+                    agent=self.name,
+                    step=step,
+                    edits=[edit.to_record() for edit in edits],
+                    original=original,
+                    text=text,
+                )
+            )
+        return text
 
     def _fail(self, task: str, steps: int, exc: Exception) -> AgentResult:
         message = f"{type(exc).__name__}: {exc}"
@@ -413,7 +469,7 @@ class ResearchAgent:
         )
         return AgentResult.failure(self.name, task, steps, self.usage, self.sources, message)
 
-    def _resolve_citations(self, args: AnswerArgs) -> tuple[str, list[Citation]]:
+    def _resolve_citations(self, text: str, cite: list[int]) -> tuple[str, list[Citation]]:
         """Keep citations to opened documents only (drops are recorded) and renumber them 1..k."""
         opened = {ref: Source(ref, doc, (self.name,)) for ref, doc in self.sources.opened.items()}
 
@@ -421,8 +477,8 @@ class ResearchAgent:
             return "seen in results but never opened" if ref in self.sources.seen else "never seen"
 
         return resolve_citations(
-            args.answer,
-            args.cite,
+            text,
+            cite,
             opened,
             drop_reason=drop_reason,
             stream=self.stream,

@@ -26,6 +26,13 @@ from pydantic_settings import (
 
 from openheavy.errors import ConfigError
 
+DRY_SAMPLING: dict[str, float | int | str] = {
+    "dry_multiplier": 0.8,
+    "dry_base": 1.75,
+    "dry_allowed_length": 8,
+    "dry_penalty_last_n": 256,
+}
+
 
 def config_file_path() -> Path:
     explicit = os.environ.get("OPENHEAVY_CONFIG")
@@ -44,6 +51,9 @@ class ModelProfile(BaseModel):
     # How structured actions are requested: JSON-schema constrained output (vLLM, llama.cpp, OpenAI),
     # plain JSON mode, or nothing (the prompt alone asks for JSON, and the parser retries once).
     structured: Literal["json_schema", "json_object", "none"] = "json_schema"
+    # Extra sampling parameters sent with every request, for servers that accept them (opt in): e.g.
+    # llama.cpp's DRY anti-repetition {dry_multiplier = 0.8, dry_base = 1.75, dry_allowed_length = 8}.
+    sampling: dict[str, float | int | str] = Field(default_factory=dict)
 
     def resolved_api_key(self) -> str | None:
         if self.api_key:
@@ -68,6 +78,11 @@ class Settings(BaseSettings):
     llama_slots: int = 4
     llama_ctx_per_slot: int = 8192
     llama_start_timeout: float = 180.0
+    # Sent with every request to the embedded llama-server. DRY penalizes extending a sequence of more
+    # than `dry_allowed_length` tokens that already occurred in the last `dry_penalty_last_n` (prompt
+    # included): greedy decoding by small models otherwise loops on one sentence. The allowed length is
+    # high so that names and code copied from a document are not pushed off course.
+    llama_sampling: dict[str, float | int | str] = Field(default_factory=lambda: dict(DRY_SAMPLING))
 
     # Model requests
     request_timeout: float = 600.0

@@ -187,12 +187,24 @@ class CitationDropped(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class AnswerEdited(Event):
+    """An answer's text repaired in code before it was kept: a degenerate repetition cut, text ended at
+    its last sentence, citation markers added, the short answer put first. `edits` says which and why."""
+
+    step: int
+    edits: list[dict[str, Any]]  # {"kind", "detail", "removed_chars"}
+    original: str  # the text as the model wrote it
+    text: str  # the text kept
+
+
+@dataclass(frozen=True, kw_only=True)
 class AgentFinished(Event):
     answer: str
     citations: list[dict[str, Any]]
     stop_reason: str  # "answered", "budget:steps", "budget:tokens", "budget:time", "error"
     error: str | None = None
     steps: int = 0
+    short_answer: str = ""  # the bare answer (a name, yes/no, a number), for votes and graders
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -17,12 +17,13 @@ from rich.table import Table
 from rich.text import Text
 
 from openheavy.display.formatting import compact_json, duration, one_line, plural, tokens_in_out
-from openheavy.display.render import render_summary, repeat_outcome
+from openheavy.display.render import describe_edits, render_summary, repeat_outcome
 from openheavy.trace import MetricsSink, RunFigures
 from openheavy.types import (
     ActionParsed,
     AgentFinished,
     AgentStarted,
+    AnswerEdited,
     AnswerRejected,
     CitationDropped,
     DocumentOpened,
@@ -76,6 +77,8 @@ def describe_event(event: Event) -> str | None:
             return f"{who} output rejected: {one_line(event.error)}"
         case AnswerRejected():
             return f"{who} answer sent back ({event.reason}): {one_line(event.message)}"
+        case AnswerEdited():
+            return f"{who} answer edited: {describe_edits(event)}"
         case SearchDone():
             cached = " (cached)" if event.cached else ""
             hits = plural(len(event.hits), "hit")

@@ -19,6 +19,7 @@ from openheavy.types import (
     ActionParsed,
     AgentFinished,
     AgentStarted,
+    AnswerEdited,
     AnswerRejected,
     CitationDropped,
     DocumentOpened,
@@ -33,6 +34,7 @@ from openheavy.types import (
 )
 
 __all__ = [
+    "describe_edits",
     "render_agent_table",
     "render_answer",
     "render_ranking",
@@ -60,6 +62,15 @@ def render_summary(figures: RunFigures, run_id: str) -> str:
     if run_id:
         parts.append(f"run {run_id}")
     return " · ".join(parts)
+
+
+def describe_edits(event: AnswerEdited) -> str:
+    """The repairs of an answer, e.g. "repetition_cut (-912 chars), markers_added"."""
+    parts = []
+    for edit in event.edits:
+        removed = edit.get("removed_chars") or 0
+        parts.append(f"{edit.get('kind')} (-{removed:,} chars)" if removed else str(edit.get("kind")))
+    return ", ".join(parts)
 
 
 def repeat_outcome(event: SearchRepeated) -> str:
@@ -239,6 +250,10 @@ class _TracePrinter:
                 out.print(Text(f"output rejected: {event.error}", style="red"))
             case AnswerRejected():
                 out.print(Text(f"answer sent back ({event.reason}): {event.message}", style="yellow"))
+            case AnswerEdited():
+                out.print(Text(f"answer edited: {describe_edits(event)}", style="yellow"))
+                for edit in event.edits:
+                    out.print(Text(f"  {edit.get('kind')}: {edit.get('detail')}"))
             case SearchDone():
                 cached = " · cached" if event.cached else ""
                 seconds = duration(event.seconds)

@@ -115,6 +115,7 @@ class RunOutcome:
     figures: RunFigures = field(default_factory=RunFigures)
     error: str | None = None
     stop_reason: str = ""  # as the core reports it: "answered", "budget:steps", ...
+    short_answer: str = ""  # the bare answer the full one leads with, when the mode gives one
 
 
 def outcome_from_result(result: RunResult) -> RunOutcome:
@@ -127,6 +128,7 @@ def outcome_from_result(result: RunResult) -> RunOutcome:
         trace_path=result.trace_path,
         figures=result.figures,
         stop_reason=str(result.stop_reason),
+        short_answer=result.short_answer,
     )
 
 

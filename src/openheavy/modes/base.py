@@ -128,6 +128,7 @@ class Outcome:
     plan: Plan | None = None
     ranking: list[Ranked] | None = None
     notes: list[str] = field(default_factory=list)
+    short_answer: str = ""  # the bare answer (a name, yes/no, a number) when the mode has one
 
 
 class Mode(ABC):
@@ -161,4 +162,7 @@ def budget_notes(agents: list[AgentResult]) -> list[str]:
 def ranked_outcome(ranked: RankResult, agents: list[AgentResult], citations: list[Citation]) -> Outcome:
     """The best of a ranking as the answer, with the whole ranking and what failed."""
     notes = [f"sample {f.index} failed: {f.error}" for f in ranked.failed] + budget_notes(agents)
-    return Outcome(ranked.best.answer, citations, agents=agents, ranking=ranked.ranking, notes=notes)
+    best = agents[ranked.best.index].short_answer if ranked.best.index < len(agents) else ""
+    return Outcome(
+        ranked.best.answer, citations, agents=agents, ranking=ranked.ranking, notes=notes, short_answer=best
+    )

@@ -13,6 +13,7 @@ from typing import Any, ClassVar, TypeVar
 from openheavy.types import (
     AgentFinished,
     AgentStarted,
+    AnswerEdited,
     AnswerRejected,
     DocumentOpened,
     Event,
@@ -89,6 +90,8 @@ class RunFigures:
     per_agent: dict[str, AgentFigures] = field(default_factory=dict)
     # Tokens by `ModelCalled.purpose` ("action", "plan", "synthesis", ...): heavy mode's overhead.
     by_purpose: dict[str, TokenFigures] = field(default_factory=dict)
+    # Repairs of answers in code by `AnswerEdited` kind ("repetition_cut", "sentence_end", ...).
+    answer_edits: dict[str, int] = field(default_factory=dict)
 
     # The run's totals an evaluation saves per answered item and averages per mode.
     PER_ITEM: ClassVar[tuple[str, ...]] = (
@@ -209,6 +212,7 @@ class MetricsSink(EventSink):
         self._agents: dict[str, _Tally] = {}
         self._started_agents: list[str] = []
         self._purposes: dict[str, TokenFigures] = {}
+        self._edits: dict[str, int] = {}
         self._final_citations: list[dict[str, Any]] | None = None
 
     def _agent(self, name: str) -> _Tally:
@@ -272,6 +276,10 @@ class MetricsSink(EventSink):
             case AnswerRejected():
                 for tally in tallies:
                     tally.answers_rejected += 1
+            case AnswerEdited():
+                for edit in event.edits:
+                    kind = str(edit.get("kind", ""))
+                    self._edits[kind] = self._edits.get(kind, 0) + 1
             case DocumentOpened():
                 doc_key = str(event.doc.get("id") or event.doc.get("doc_id") or event.ref)
                 for tally in tallies:
@@ -312,4 +320,5 @@ class MetricsSink(EventSink):
             agents=len(self._started_agents),
             per_agent={name: tally.agent_figures(now) for name, tally in self._agents.items()},
             by_purpose=dict(self._purposes),
+            answer_edits=dict(self._edits),
         )
