@@ -624,3 +624,28 @@ def test_wilson_interval_ends_exactly_at_zero_and_one() -> None:
     assert wilson_interval(0, 10)[0] == 0.0
     low, high = wilson_interval(3, 10)
     assert 0.0 < low < 0.3 < high < 1.0
+
+
+async def test_the_report_counts_answers_that_end_mid_sentence_or_repeat_themselves(tmp_path: Path) -> None:
+    looped = "It is Ashby, the town by the lake. " * 3
+    forms = {
+        "hp-1": "Ashby [1].",
+        "hp-2": "It is yes because the lake was formed by a glacier that",
+        "hp-3": looped,
+    }
+
+    async def runner(item: EvalItem, mode: ModeSpec, seed: int) -> RunOutcome:
+        return RunOutcome(answer=forms[item.id], short_answer=forms[item.id][:5])
+
+    items = load_dataset("hotpotqa", FIXTURE_DATA)
+    out = tmp_path / "out"
+    summary = await run_eval(
+        items, [ModeSpec("direct")], runner, out, seed=1, dataset="hotpotqa", console=quiet()
+    )
+    assert summary.modes[0].form_problems == {"ends mid-sentence": 1, "repeats itself": 1}
+    rows = {row.item_id: row for row in read_results(out)}
+    assert rows["hp-2"].form_problems == ["ends mid-sentence"] and rows["hp-1"].form_problems == []
+    assert rows["hp-1"].short_answer == "Ashby"
+    report = (out / "report.md").read_text()
+    assert "| ends mid-sentence | repeats itself |" in report
+    assert re.search(r"\| `direct` \|.*\| 1 \| 1 \|$", report, flags=re.M)

@@ -28,6 +28,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from openheavy.answer_text import answer_problems
 from openheavy.errors import ConfigError
 from openheavy.evals.datasets import EvalItem
 from openheavy.evals.grading import (
@@ -304,6 +305,7 @@ async def _evaluate(
         question=item.question,
         answers=list(item.answers),
         answer=outcome.answer,
+        short_answer=outcome.short_answer,
         citations=[dict(citation) for citation in outcome.citations],
         run_id=outcome.run_id,
         trace_path=str(outcome.trace_path) if outcome.trace_path is not None else None,
@@ -312,6 +314,7 @@ async def _evaluate(
         stop_reason=outcome.stop_reason,
         metrics=dict(grade.metrics),
         grade_details=dict(grade.details),
+        form_problems=answer_problems(outcome.answer) if outcome.error is None else [],
         judge=verdict,
     )
 

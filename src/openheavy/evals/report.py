@@ -105,6 +105,8 @@ def render_markdown(
         "distinct queries (median)",
         "docs read",
         "cited",
+        "ends mid-sentence",
+        "repeats itself",
     ]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for mode in summary.modes:
@@ -119,6 +121,8 @@ def render_markdown(
             _fmt(mode.medians.get("distinct_queries"), 1),
             _fmt(mode.means.get("documents_read"), 1),
             _fmt(mode.means.get("sources_cited"), 1),
+            str(mode.form_problems.get("ends mid-sentence", 0)),
+            str(mode.form_problems.get("repeats itself", 0)),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", CI_NOTE, ""]

@@ -61,6 +61,7 @@ class ModeSummary(BaseModel):
         default_factory=dict
     )  # `RunFigures.PER_ITEM` averaged over finished items
     medians: dict[str, float] = Field(default_factory=dict)  # the same figures' medians
+    form_problems: dict[str, int] = Field(default_factory=dict)  # answers per problem ("repeats itself")
 
 
 class EvalSummary(BaseModel):
@@ -156,6 +157,7 @@ def _summarize_mode(
         for figure in RunFigures.PER_ITEM
         if done
     }
+    form_problems = Counter(problem for row in done for problem in row.form_problems)
     return ModeSummary(
         mode=mode.label,
         name=mode.name,
@@ -170,4 +172,5 @@ def _summarize_mode(
         mean_tokens=means["prompt_tokens"] + means["completion_tokens"] if done else None,
         means=means,
         medians=medians,
+        form_problems=dict(form_problems),
     )
