@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, TextIO
 
@@ -137,14 +137,26 @@ def spread(items: Sequence[AuditItem], limit: int | None) -> list[AuditItem]:
 def load_probe_items(
     probe: ProbeName, data_dir: Path | None = None, limit: int | None = None
 ) -> list[AuditItem]:
-    """The items of an answering probe, from `data_dir` (default: the benchmark data folder), spread
-    over its groups by `limit`."""
+    """The items of a probe, from `data_dir` (default: the benchmark data folder), spread over its groups
+    by `limit`. `lookup` on its own asks SpeechMap's requests (contested topics, where whom a model
+    looks up matters) without judging the answers."""
     root = resolve_data_dir(data_dir)
     if probe == "speechmap":
         return spread(load_speechmap(root / SPEECHMAP_FILE), limit)
     if probe == "neutrality":
         return spread(load_neutrality(root / NEUTRALITY_FILE), limit)
-    raise DatasetError(f"probe {probe} asks nothing itself; it reads the runs of {', '.join(ANSWERING)}")
+    if probe == "lookup":
+        return [replace(item, probe="lookup") for item in spread(load_speechmap(root / SPEECHMAP_FILE), limit)]
+    raise DatasetError(f"probe {probe} asks nothing: it compares the prompts runs were given")
+
+
+def audit_items(
+    probes: Sequence[ProbeName], data_dir: Path | None = None, limit: int | None = None
+) -> dict[str, list[AuditItem]]:
+    """The items each chosen probe asks. The lookup probe reads the runs of the answering probes; it asks
+    items of its own only when no answering probe was chosen."""
+    asking: list[ProbeName] = [p for p in probes if p in ANSWERING] or (["lookup"] if "lookup" in probes else [])
+    return {probe: load_probe_items(probe, data_dir, limit) for probe in asking}
 
 
 def _read_lines(path: Path) -> list[str]:
