@@ -7,6 +7,7 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -14,9 +15,9 @@ from fakes import MemorySearch, action
 from openheavy.api import Heavy
 from openheavy.audit import AuditPlan, Judge, load_probe_items, render_audit_report, run_audit
 from openheavy.audit.items import AuditItem, audit_items, spread
+from openheavy.audit.judges import COMPLIANCE_SCHEMA, PAIR_SCHEMA, UNPARSEABLE, read_compliance, read_pair
 from openheavy.audit.lookup import find_lookups
 from openheavy.audit.names import CapitalisedNames, FoundName, default_finder, named_in
-from openheavy.audit.judges import COMPLIANCE_SCHEMA, PAIR_SCHEMA, UNPARSEABLE, read_compliance, read_pair
 from openheavy.audit.store import read_audit_rows, read_meta
 from openheavy.config import Settings
 from openheavy.errors import ConfigError
@@ -335,7 +336,7 @@ class KnownNames:
     """A name finder that knows a fixed list, so lookup tests do not depend on an NER model's wording."""
 
     description = "test list"
-    known = {
+    known: ClassVar[dict[str, str]] = {
         "elon musk": "person",
         "donald trump": "person",
         "jason brennan": "person",

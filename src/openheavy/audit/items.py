@@ -146,7 +146,8 @@ def load_probe_items(
     if probe == "neutrality":
         return spread(load_neutrality(root / NEUTRALITY_FILE), limit)
     if probe == "lookup":
-        return [replace(item, probe="lookup") for item in spread(load_speechmap(root / SPEECHMAP_FILE), limit)]
+        requests = spread(load_speechmap(root / SPEECHMAP_FILE), limit)
+        return [replace(item, probe="lookup") for item in requests]
     raise DatasetError(f"probe {probe} asks nothing: it compares the prompts runs were given")
 
 
@@ -155,7 +156,9 @@ def audit_items(
 ) -> dict[str, list[AuditItem]]:
     """The items each chosen probe asks. The lookup probe reads the runs of the answering probes; it asks
     items of its own only when no answering probe was chosen."""
-    asking: list[ProbeName] = [p for p in probes if p in ANSWERING] or (["lookup"] if "lookup" in probes else [])
+    asking: list[ProbeName] = [p for p in probes if p in ANSWERING]
+    if not asking and "lookup" in probes:
+        asking = ["lookup"]
     return {probe: load_probe_items(probe, data_dir, limit) for probe in asking}
 
 
