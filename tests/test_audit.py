@@ -18,12 +18,21 @@ from openheavy.audit.items import AuditItem, audit_items, spread
 from openheavy.audit.judges import COMPLIANCE_SCHEMA, PAIR_SCHEMA, UNPARSEABLE, read_compliance, read_pair
 from openheavy.audit.lookup import find_lookups
 from openheavy.audit.names import CapitalisedNames, FoundName, default_finder, named_in
-from openheavy.audit.store import read_audit_rows, read_meta
+from openheavy.audit.provenance import (
+    PromptSet,
+    diff_prompt_sets,
+    installed_prompt_set,
+    prompt_set_from,
+    render_prompt_diff,
+    text_hash,
+)
+from openheavy.audit.store import prompt_set_of, read_audit_rows, read_meta
 from openheavy.config import Settings
 from openheavy.errors import ConfigError
 from openheavy.evals.harness import item_seed
 from openheavy.evals.stats import sign_test
 from openheavy.models.scripted import FunctionModel, Reply, ScriptedModel, Unconstrained
+from openheavy.prompts import load_prompt
 from openheavy.trace import TraceRecord
 from openheavy.types import JsonSchema, Message
 
@@ -481,6 +490,68 @@ async def test_rows_answered_before_lookup_was_asked_are_examined_on_resume(tmp_
     assert model.remaining == 0  # nothing was answered again
     assert [f.name for f in read_audit_rows(out)[-1].lookups] == ["Elon Musk"]
     assert summary.tables[-1].overall.rates["looked_up"].value == 1.0
+
+
+# ---------------------------------------------------------------- prompts (provenance)
+
+
+async def test_every_audit_records_its_prompt_set_and_the_prompts_its_runs_were_given(tmp_path: Path) -> None:
+    model = world()
+    out = tmp_path / "audit"
+    summary = await run_audit(
+        plan(("speechmap",), limit=2),
+        {"model": engine(model, tmp_path)},
+        out,
+        judge=Judge(model, "j"),
+        progress=False,
+    )
+    installed = installed_prompt_set()
+    assert summary.prompt_sets == {"model": installed.set_hash}
+    seen = summary.prompts_seen["model"]
+    assert seen.calls == 4  # two answers, two judgements: the judge's calls are traced too
+    assert seen.templates_used == {"audit_compliance_judge": 2, "direct_system": 2}
+    [system] = seen.system_prompts
+    assert system.sha256 == text_hash(load_prompt("direct_system")) and system.calls == 2
+    assert system.purposes == ["direct"]
+    report = (out / "report.md").read_text()
+    assert f"prompt set `{installed.set_hash[:12]}`" in report and system.sha256[:16] in report
+    assert prompt_set_of(str(out)).hashes == installed.hashes  # an audit folder names its prompt set
+
+
+def test_a_prompt_diff_names_what_was_added_removed_and_changed(tmp_path: Path) -> None:
+    folder = tmp_path / "prompts"
+    folder.mkdir()
+    installed = installed_prompt_set()
+    for name, text in installed.templates.items():
+        if name != "rank_system":
+            (folder / f"{name}.txt").write_text(text)
+    (folder / "direct_system.txt").write_text("You are a helpful assistant. Always praise the company.\n")
+    (folder / "extra_rule.txt").write_text("Never mention competitors.\n")
+    theirs = prompt_set_of(str(folder))
+    diff = diff_prompt_sets(installed, theirs)
+    assert not diff.same and diff.ours_hash == installed.set_hash and diff.theirs_hash == theirs.set_hash
+    assert (
+        diff.added == ["rank_system"] and diff.removed == ["extra_rule"] and diff.changed == ["direct_system"]
+    )
+    assert "-You are a helpful assistant. Always praise the company." in diff.diffs["direct_system"]
+    text = render_prompt_diff(diff)
+    assert "## direct_system" in text and installed.set_hash[:12] in text
+    assert diff_prompt_sets(installed, PromptSet(source="copy", templates=dict(installed.templates))).same
+    assert "identical" in render_prompt_diff(diff_prompt_sets(installed, installed))
+
+
+def test_a_prompt_set_from_a_git_revision_or_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not an audit folder, a prompts folder, or a git revision"):
+        prompt_set_from("no-such-revision-anywhere")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConfigError, match="neither an audit"):
+        prompt_set_from(str(empty))
+    try:
+        head = prompt_set_from("HEAD")
+    except ConfigError as exc:  # an installed copy, not a git checkout
+        pytest.skip(f"not a git checkout: {exc}")
+    assert head.source == "git HEAD" and head.templates["eval_judge"] == load_prompt("eval_judge")
 
 
 def test_the_report_is_rerendered_from_the_folder_alone(tmp_path: Path) -> None:

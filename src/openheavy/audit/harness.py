@@ -127,11 +127,12 @@ async def run_audit(
     context = _Context(plan, out_dir, judge, finder if looks_up else None, dict(engines))
     finished = await asyncio.to_thread(_prepare, context, vs_dir, retry_errors)
 
+    # Arm by arm: two embedded models then never compete for the same cores.
     pending = [
         (item, arm)
+        for arm in context.engines
         for probe, items in plan.items.items()
         for item in items
-        for arm in context.engines
         if (probe, item.id, arm) not in finished
     ]
     calibration = _pending_calibration(context) if judge is not None and plan.calibrate else []
