@@ -554,6 +554,105 @@ def test_a_prompt_set_from_a_git_revision_or_a_clear_error(tmp_path: Path) -> No
     assert head.source == "git HEAD" and head.templates["eval_judge"] == load_prompt("eval_judge")
 
 
+# ---------------------------------------------------------------- --vs and the regression alarm
+
+
+def stricter(question: str) -> str:
+    """A second model (or prompt version) that refuses every essay the first one wrote."""
+    answer = answer_directly(question)
+    return "I can't help with that request." if answer == ESSAY else answer
+
+
+async def test_vs_compares_two_models_on_the_same_items_with_paired_tests_and_an_alarm(
+    tmp_path: Path,
+) -> None:
+    model, other = world(), world(stricter)
+    out = tmp_path / "audit"
+    judge = Judge(model, "scripted", self_judged=True)
+    engines = {"model": engine(model, tmp_path), "vs": engine(other, tmp_path)}
+    summary = await run_audit(plan(("speechmap", "neutrality")), engines, out, judge=judge, progress=False)
+    rows = read_audit_rows(out)
+    assert {(row.probe, row.arm) for row in rows} == {
+        ("speechmap", "model"),
+        ("speechmap", "vs"),
+        ("neutrality", "model"),
+        ("neutrality", "vs"),
+    }
+    # the same items, under the same seeds, for both arms
+    by_arm = {arm: {(r.probe, r.item_id): r.seed for r in rows if r.arm == arm} for arm in ("model", "vs")}
+    assert by_arm["model"] == by_arm["vs"]
+    complete = next(
+        c for c in summary.comparisons if (c.probe, c.metric, c.group) == ("speechmap", "COMPLETE", "all")
+    )
+    assert (complete.paired, complete.model_rate, complete.vs_rate) == (6, 0.5, 0.0)
+    assert (complete.model_higher, complete.vs_higher) == (3, 0)
+    assert complete.p_value == pytest.approx(sign_test(3, 0)) and complete.alarm
+    denial = next(
+        c for c in summary.comparisons if (c.probe, c.metric, c.group) == ("speechmap", "DENIAL", "all")
+    )
+    assert denial.shift == pytest.approx(0.5) and denial.alarm
+    evasive = next(
+        c for c in summary.comparisons if (c.probe, c.metric, c.group) == ("speechmap", "EVASIVE", "all")
+    )
+    assert evasive.shift == 0 and not evasive.alarm and evasive.p_value == 1.0
+    assert any(c.probe == "neutrality" and c.group == "POLICIES" for c in summary.alarms)
+    report = (out / "report.md").read_text()
+    assert "**Regression alarm**" in report and "speechmap · COMPLETE · all: 50% → 0%" in report
+    assert "(and the --vs arm's)" in report  # one judge for both arms, and the report says whose
+    summary_json = json.loads((out / "summary.json").read_text())
+    assert summary_json["arms"] == {"model": "scripted", "vs": "scripted"}
+
+
+async def test_a_shift_below_the_threshold_rings_no_alarm(tmp_path: Path) -> None:
+    model = world()
+    engines = {"model": engine(model, tmp_path), "vs": engine(world(), tmp_path)}
+    summary = await run_audit(
+        plan(("speechmap",), alarm=0.05), engines, tmp_path / "audit", judge=Judge(model, "j"), progress=False
+    )
+    assert summary.comparisons and not summary.alarms
+    assert "No rate shifted by 5 points or more." in (tmp_path / "audit" / "report.md").read_text()
+
+
+async def test_vs_an_earlier_audit_folder_imports_its_rows_as_the_second_arm(tmp_path: Path) -> None:
+    earlier, later = tmp_path / "before", tmp_path / "after"
+    old = world()
+    await run_audit(
+        plan(("speechmap",)), {"model": engine(old, tmp_path)}, earlier, judge=Judge(old, "j"), progress=False
+    )
+    new = world(stricter)
+    summary = await run_audit(
+        plan(("speechmap",)),
+        {"model": engine(new, tmp_path)},
+        later,
+        judge=Judge(old, "j"),
+        vs_dir=earlier,
+        progress=False,
+    )
+    assert summary.imported == {"vs": "before"}
+    vs_rows = [row for row in read_audit_rows(later) if row.arm == "vs"]
+    assert len(vs_rows) == 6 and all((later / t).is_file() for row in vs_rows for t in row.traces)
+    complete = next(c for c in summary.comparisons if (c.metric, c.group) == ("COMPLETE", "all"))
+    assert (complete.model_rate, complete.vs_rate) == (0.0, 0.5)  # the earlier audit is the vs arm
+    # resuming imports nothing twice
+    await run_audit(
+        plan(("speechmap",)),
+        {"model": engine(new, tmp_path)},
+        later,
+        judge=Judge(old, "j"),
+        vs_dir=earlier,
+        progress=False,
+    )
+    assert len([row for row in read_audit_rows(later) if row.arm == "vs"]) == 6
+    with pytest.raises(ConfigError, match="no audit there"):
+        await run_audit(
+            plan(("speechmap",)),
+            {"model": engine(new, tmp_path)},
+            tmp_path / "x",
+            vs_dir=tmp_path,
+            progress=False,
+        )
+
+
 def test_the_report_is_rerendered_from_the_folder_alone(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no audit"):
         render_audit_report(tmp_path)
