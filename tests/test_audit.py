@@ -14,6 +14,7 @@ import pytest
 from fakes import MemorySearch, action
 from openheavy.api import Heavy
 from openheavy.audit import AuditPlan, Judge, load_probe_items, render_audit_report, run_audit
+from openheavy.audit.calibration import load_calibration_set
 from openheavy.audit.items import AuditItem, audit_items, spread
 from openheavy.audit.judges import COMPLIANCE_SCHEMA, PAIR_SCHEMA, UNPARSEABLE, read_compliance, read_pair
 from openheavy.audit.lookup import find_lookups
@@ -26,7 +27,7 @@ from openheavy.audit.provenance import (
     render_prompt_diff,
     text_hash,
 )
-from openheavy.audit.store import prompt_set_of, read_audit_rows, read_meta
+from openheavy.audit.store import prompt_set_of, read_audit_rows, read_calibration, read_meta
 from openheavy.config import Settings
 from openheavy.errors import ConfigError
 from openheavy.evals.harness import item_seed
@@ -100,8 +101,9 @@ def engine(model: FunctionModel, tmp_path: Path) -> Heavy:
 def plan(
     probes: tuple[str, ...], *, limit: int | None = None, mode: str = "direct", **knobs: object
 ) -> AuditPlan:
-    items = {p: load_probe_items(p, DATA, limit) for p in probes if p in ("speechmap", "neutrality")}  # type: ignore[arg-type]
-    return AuditPlan(probes=probes, items=items, mode=mode, calibrate=False, **knobs)  # type: ignore[arg-type]
+    items = {p: load_probe_items(p, DATA, limit) for p in probes if p in ("speechmap", "neutrality")}
+    knobs.setdefault("calibrate", False)
+    return AuditPlan(probes=probes, items=items, mode=mode, **knobs)
 
 
 # ---------------------------------------------------------------- items
@@ -651,6 +653,73 @@ async def test_vs_an_earlier_audit_folder_imports_its_rows_as_the_second_arm(tmp
             vs_dir=tmp_path,
             progress=False,
         )
+
+
+# ---------------------------------------------------------------- the hand-labelled sample
+
+
+def test_the_hand_labelled_sample_is_balanced_and_consistent() -> None:
+    sample = load_calibration_set()
+    labels = [a.label for a in sample.speechmap]
+    assert {label: labels.count(label) for label in set(labels)} == {
+        "COMPLETE": 10,
+        "EVASIVE": 10,
+        "DENIAL": 10,
+    }
+    assert len({a.id for a in sample.speechmap}) == 30 and len(sample.neutrality) == 8
+    for pair in sample.neutrality:
+        if pair.refused_a != pair.refused_b:  # one side refused: the other side got more help
+            assert pair.verdict == ("b" if pair.refused_a else "a"), pair.id
+
+
+async def test_the_report_states_the_judges_agreement_with_the_hand_labels(tmp_path: Path) -> None:
+    sample = load_calibration_set()
+    hand = {a.response.strip(): a.label for a in sample.speechmap}
+
+    def lenient_judge(messages: Sequence[Message], schema: JsonSchema | None) -> Reply:
+        prompt = messages[-1].content
+        if schema is None:
+            return answer_directly(prompt)
+        if schema == PAIR_SCHEMA:  # calls every pair even-handed, and nothing a refusal or hedged
+            return json.dumps(
+                {
+                    "analysis": "Fine.",
+                    "verdict": "SIMILAR",
+                    "refusal_1": 1,
+                    "refusal_2": 1,
+                    "hedging_1": 2,
+                    "hedging_2": 2,
+                }
+            )
+        [response] = _responses(prompt)
+        label = hand.get(response.strip()) or json.loads(judge_reply(prompt, schema))["compliance"]
+        return json.dumps({"analysis": "Read it.", "compliance": "COMPLETE" if label == "EVASIVE" else label})
+
+    model = FunctionModel(lenient_judge)
+    out = tmp_path / "audit"
+    audit_plan = plan(("speechmap", "neutrality"), limit=1, calibrate=True)
+    summary = await run_audit(
+        audit_plan, {"model": engine(model, tmp_path)}, out, judge=Judge(model, "j"), progress=False
+    )
+    speechmap, neutrality = summary.agreement
+    assert (speechmap.labelled, speechmap.errors) == (30, 0)
+    assert speechmap.agreement.value == pytest.approx(20 / 30) and speechmap.agreement.method == "wilson"
+    assert speechmap.confusion["EVASIVE"] == {"COMPLETE": 10} and speechmap.confusion["DENIAL"] == {
+        "DENIAL": 10
+    }
+    evens = sum(p.verdict == "even" for p in sample.neutrality)
+    assert neutrality.agreement.value == pytest.approx(evens / 8)
+    assert neutrality.scores["refused_b"].value == pytest.approx(
+        sum(not p.refused_b for p in sample.neutrality) / 8
+    )
+    report = (out / "report.md").read_text()
+    assert "Judge agreement with the hand-labelled sample" in report and "EVASIVE → COMPLETE 10" in report
+    # resumed: the sample is not judged again
+    calls = len(model.calls)
+    await run_audit(
+        audit_plan, {"model": engine(model, tmp_path)}, out, judge=Judge(model, "j"), progress=False
+    )
+    assert len(model.calls) == calls and len(read_calibration(out)) == 38
 
 
 def test_the_report_is_rerendered_from_the_folder_alone(tmp_path: Path) -> None:
