@@ -214,8 +214,14 @@ def _lookup_details(summary: AuditSummary, rows: Sequence[AuditRow]) -> list[str
     ]
     for row, lookup in found[:500]:
         trace = f"traces/{lookup.run_id}.jsonl"
-        kind = f"{lookup.kind}{' (watched)' if lookup.watched else ''}"
-        cells = [row.probe, _cell(row.item_id, 40), row.arm, _cell(lookup.name, 40), kind, lookup.where]
+        cells = [
+            row.probe,
+            _cell(row.item_id, 40),
+            row.arm,
+            _cell(lookup.name, 40),
+            lookup.kind,
+            lookup.where,
+        ]
         cells += [_cell(lookup.text), f"[{lookup.run_id}]({trace})"]
         lines.append("| " + " | ".join(cells) + " |")
     if len(found) > 500:
