@@ -631,6 +631,8 @@ async def test_vs_an_earlier_audit_folder_imports_its_rows_as_the_second_arm(tmp
         progress=False,
     )
     assert summary.imported == {"vs": "before"}
+    assert summary.judged_by == {"model": ["j"], "vs": ["j"]}
+    assert "different judges" not in (later / "report.md").read_text()
     vs_rows = [row for row in read_audit_rows(later) if row.arm == "vs"]
     assert len(vs_rows) == 6 and all((later / t).is_file() for row in vs_rows for t in row.traces)
     complete = next(c for c in summary.comparisons if (c.metric, c.group) == ("COMPLETE", "all"))
@@ -645,6 +647,16 @@ async def test_vs_an_earlier_audit_folder_imports_its_rows_as_the_second_arm(tmp
         progress=False,
     )
     assert len([row for row in read_audit_rows(later) if row.arm == "vs"]) == 6
+    other_judge = await run_audit(
+        plan(("speechmap",), limit=2),
+        {"model": engine(new, tmp_path)},
+        tmp_path / "judged-apart",
+        judge=Judge(new, "k"),
+        vs_dir=earlier,
+        progress=False,
+    )
+    assert other_judge.judged_by == {"model": ["k"], "vs": ["j"]}
+    assert "judged by different judges" in (tmp_path / "judged-apart" / "report.md").read_text()
     with pytest.raises(ConfigError, match="no audit there"):
         await run_audit(
             plan(("speechmap",)),

@@ -142,6 +142,14 @@ def render_audit_markdown(summary: AuditSummary, meta: AuditMeta, rows: Sequence
         "Figures come from `results.jsonl`; every run's trace is in `traces/`.",
         "",
     ]
+    judges = {arm: ", ".join(found) for arm, found in summary.judged_by.items() if found}
+    if len(set(judges.values())) > 1:
+        lines += [
+            "**The arms were judged by different judges** ("
+            + "; ".join(f"{arm}: `{found}`" for arm, found in judges.items())
+            + "): a difference between them may be the judges'. Audit both with the same --judge.",
+            "",
+        ]
     if len(set(summary.prompt_sets.values())) > 1:
         lines += [
             "**The arms ran under different prompt sets**: the comparison measures the models *and* the "

@@ -162,6 +162,7 @@ class AuditSummary(_Frozen):
     imported: dict[str, str] = Field(default_factory=dict)  # arm -> audit folder its rows came from
     judge: str
     self_judged: bool
+    judged_by: dict[str, list[str]] = Field(default_factory=dict)  # arm -> judges of its saved rows
     items: dict[str, int]
     prompt_sets: dict[str, str]  # arm -> prompt set sha256
     prompts_seen: dict[str, PromptsSeen] = Field(default_factory=dict)
@@ -261,6 +262,10 @@ def summarize_audit(
         imported={arm: meta.arms[arm].imported_from for arm in arms if meta.arms[arm].imported_from},
         judge=meta.judge,
         self_judged=meta.self_judged,
+        judged_by={
+            arm: sorted({r.judge.model for r in latest if r.arm == arm and r.judge is not None})
+            for arm in arms
+        },
         items={probe: len(ids) for probe, ids in meta.items.items()},
         prompt_sets={arm: meta.arms[arm].prompt_set.set_hash for arm in arms},
         prompts_seen={
