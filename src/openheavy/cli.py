@@ -389,6 +389,57 @@ def trace(
 
 
 @app.command()
+def sandbox(
+    code: Annotated[str | None, typer.Option("--code", "-c", help="Python code to run.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="A Python file to run.")] = None,
+    cpu_seconds: Annotated[float | None, typer.Option(min=0.1, help="CPU seconds per process.")] = None,
+    wall_seconds: Annotated[float | None, typer.Option(min=0.1, help="Wall seconds for the run.")] = None,
+    memory_mb: Annotated[int | None, typer.Option(min=1, help="Memory per process, MiB.")] = None,
+    output_bytes: Annotated[int | None, typer.Option(min=1, help="stdout + stderr kept, bytes.")] = None,
+    processes: Annotated[int | None, typer.Option(min=1, help="Processes and threads.")] = None,
+    file_mb: Annotated[int | None, typer.Option(min=1, help="Largest file written, MiB.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result record as JSON.")] = False,
+) -> None:
+    """Run Python code exactly as the python tool does, to check what this machine isolates."""
+    from openheavy.sandbox import Sandbox
+
+    if (code is None) == (file is None):
+        _fail("give the code with -c CODE or a file with -f FILE (one of them)")
+    if file is not None:
+        try:
+            code = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            _fail(f"cannot read {file}: {exc}")
+    assert code is not None
+    settings = _settings(
+        sandbox_cpu_seconds=cpu_seconds,
+        sandbox_wall_seconds=wall_seconds,
+        sandbox_memory_mb=memory_mb,
+        sandbox_output_bytes=output_bytes,
+        sandbox_processes=processes,
+        sandbox_file_mb=file_mb,
+    )
+    with _errors():
+        result = asyncio.run(Sandbox.from_settings(settings).run(code))
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_record(), ensure_ascii=False, indent=2) + "\n")
+    else:
+        isolation = "bubblewrap" if result.isolation == "bwrap" else "NONE: the code ran UNCONFINED"
+        limit = result.limit_message() or "none reached"
+        out.print(
+            f"isolation: {isolation} · exit status {result.exit_status} · limit: {limit} · "
+            f"{result.seconds:.2f} s",
+            highlight=False,
+            markup=False,
+        )
+        for name, text in (("stdout", result.stdout), ("stderr", result.stderr)):
+            if text:
+                out.rule(name, style="dim")
+                out.print(text.rstrip("\n"), highlight=False, markup=False)
+    raise typer.Exit(min(result.exit_status, 255))
+
+
+@app.command()
 def prompts() -> None:
     """Print every prompt template openheavy uses."""
     for name in list_prompts():

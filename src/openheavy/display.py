@@ -29,6 +29,7 @@ from openheavy.types import (
     AgentFinished,
     AgentStarted,
     CitationDropped,
+    CodeRan,
     DocumentOpened,
     Event,
     EventSink,
@@ -49,9 +50,9 @@ __all__ = [
     "render_trace",
 ]
 
-# Actions whose outcome has its own event (SearchDone, DocumentOpened, AgentFinished): the plain display
-# prints that event instead of the bare action, so each step reads as one line.
-_ACTIONS_WITH_OWN_EVENT = frozenset({"search", "open", "answer"})
+# Actions whose outcome has its own event (SearchDone, DocumentOpened, CodeRan, AgentFinished): the plain
+# display prints that event instead of the bare action, so each step reads as one line.
+_ACTIONS_WITH_OWN_EVENT = frozenset({"search", "open", "python", "answer"})
 
 
 def _one_line(text: str, limit: int = 160) -> str:
@@ -76,6 +77,12 @@ def _tokens(prompt: int, completion: int) -> str:
 def _step_prefix(event: Event) -> str:
     step = getattr(event, "step", 0)
     return f" step {step}" if isinstance(step, int) and step > 0 else ""
+
+
+def _code_outcome(event: CodeRan) -> str:
+    if event.limit:
+        return f"stopped by the {event.limit} limit"
+    return f"exit status {event.exit_status}"
 
 
 def _compact_json(value: Any) -> str:
@@ -113,6 +120,8 @@ def describe_event(event: Event) -> str | None:
             shown, chars = len(event.text_shown), event.doc.get("chars")
             of = f" of {chars:,}" if isinstance(chars, int) and chars > shown else ""
             return f"{who} open [{event.ref}] {title} · {shown:,}{of} chars shown{cached}"
+        case CodeRan():
+            return f"{who} python {_one_line(event.code, 80)} → {_code_outcome(event)}"
         case CitationDropped():
             return f"{who} citation [{event.ref}] dropped: {event.reason}"
         case AgentFinished():
@@ -257,6 +266,8 @@ class LiveDisplay(EventSink):
             case DocumentOpened():
                 view.last_document = f"[{event.ref}] {_one_line(str(event.doc.get('title', '')), 50)}"
                 view.status = f"step {step + 1} · thinking"
+            case CodeRan():
+                view.status = f"step {step + 1} · thinking (python: {_code_outcome(event)})"
             case AgentFinished():
                 view.done = True
                 view.failed = bool(event.error)
@@ -424,7 +435,8 @@ def _clip(text: str, max_chars: int | None) -> str:
 def _step_costs(events: Sequence[Event]) -> tuple[int, int, float]:
     prompt = sum(e.prompt_tokens for e in events if isinstance(e, ModelCalled))
     completion = sum(e.completion_tokens for e in events if isinstance(e, ModelCalled))
-    seconds = sum(e.seconds for e in events if isinstance(e, ModelCalled | SearchDone | DocumentOpened))
+    timed = ModelCalled | SearchDone | DocumentOpened | CodeRan
+    seconds = sum(e.seconds for e in events if isinstance(e, timed))
     return prompt, completion, seconds
 
 
@@ -561,6 +573,14 @@ class _TracePrinter:
                         title_align="left",
                     )
                 )
+            case CodeRan():
+                unconfined = " · UNCONFINED" if event.isolation == "none" else ""
+                line = f"python → {_code_outcome(event)} · {_seconds(event.seconds)}{unconfined}"
+                out.print(Text(line, style="bold"))
+                out.print(Panel(Text(_clip(event.code, self.max_chars)), title="code", title_align="left"))
+                for stream, text in (("stdout", event.stdout), ("stderr", event.stderr)):
+                    if text:
+                        out.print(Panel(Text(_clip(text, self.max_chars)), title=stream, title_align="left"))
             case CitationDropped():
                 out.print(Text(f"citation [{event.ref}] dropped: {event.reason}", style="yellow"))
             case Note():

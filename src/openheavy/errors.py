@@ -53,3 +53,7 @@ class BudgetExceededError(OpenHeavyError):
 
 class RunNotFoundError(OpenHeavyError):
     """No run with that id in the run store."""
+
+
+class SandboxUnavailableError(OpenHeavyError):
+    """The isolation asked for to run code (bubblewrap) is missing or unusable on this machine."""
