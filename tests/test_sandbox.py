@@ -25,7 +25,9 @@ from openheavy.config import Settings
 from openheavy.errors import ConfigError, SandboxUnavailableError
 from openheavy.sandbox import CodeResult, Sandbox, SandboxLimits
 
-SMALL = SandboxLimits(cpu_seconds=1, wall_seconds=10, memory_mb=256, output_bytes=2000, processes=8, file_mb=1)
+SMALL = SandboxLimits(
+    cpu_seconds=1, wall_seconds=10, memory_mb=256, output_bytes=2000, processes=8, file_mb=1
+)
 
 
 def limits(**changes: float) -> SandboxLimits:
@@ -100,7 +102,10 @@ def test_runs_are_independent_when_concurrent() -> None:
     sandbox = Sandbox(SMALL)
 
     async def three() -> list[CodeResult]:
-        codes = [f"import time; time.sleep(0.2); open('me', 'w').write('{n}'); print(open('me').read())" for n in range(3)]
+        codes = [
+            f"import time; time.sleep(0.2); open('me', 'w').write('{n}'); print(open('me').read())"
+            for n in range(3)
+        ]
         return await asyncio.gather(*(sandbox.run(code) for code in codes))
 
     assert [r.stdout for r in asyncio.run(three())] == ["0\n", "1\n", "2\n"]
@@ -156,7 +161,11 @@ def test_a_fork_bomb_is_bounded_by_the_process_limit_and_the_run_ends() -> None:
 
 @pytest.mark.usefixtures("bwrap_ready")
 def test_threads_count_against_the_process_limit() -> None:
-    code = "import threading, time\nfor _ in range(32):\n    threading.Thread(target=time.sleep, args=(5,), daemon=True).start()"
+    code = (
+        "import threading, time\n"
+        "for _ in range(32):\n"
+        "    threading.Thread(target=time.sleep, args=(5,), daemon=True).start()"
+    )
     # Memory for 32 thread stacks, so that only the process limit can stop them.
     result = run(code, limits(processes=8, memory_mb=2048))
     assert result.limit == "processes"
@@ -165,7 +174,9 @@ def test_threads_count_against_the_process_limit() -> None:
 
 @pytest.mark.usefixtures("bwrap_ready")
 def test_output_beyond_the_limit_is_truncated_marked_and_stops_the_run() -> None:
-    result = run("print('a' * 500)\nwhile True:\n    print('b' * 1000)", limits(output_bytes=2000, cpu_seconds=10))
+    result = run(
+        "print('a' * 500)\nwhile True:\n    print('b' * 1000)", limits(output_bytes=2000, cpu_seconds=10)
+    )
     assert result.limit == "output"
     kept, marker = result.stdout.rsplit("\n[", 1)
     assert len(kept.encode()) <= 2000
@@ -217,8 +228,9 @@ for path in {paths!r}:
 def test_writes_outside_the_scratch_directory_are_refused(open_dir: Path) -> None:
     outside = [str(open_dir / "escaped.txt"), "/usr/escaped.txt", "/escaped.txt", "/dev/shm/escaped.txt"]
     result = run(WRITE_CODE.format(paths=outside))
-    assert result.stdout.splitlines() == [f"refused {path} " + result.stdout.splitlines()[i].split()[-1]
-                                          for i, path in enumerate(outside)]
+    assert result.stdout.splitlines() == [
+        f"refused {path} " + result.stdout.splitlines()[i].split()[-1] for i, path in enumerate(outside)
+    ]
     assert "wrote" not in result.stdout
     assert not (open_dir / "escaped.txt").exists()
     assert not Path("/usr/escaped.txt").exists()
@@ -234,7 +246,9 @@ def test_the_callers_files_and_environment_are_not_visible(open_dir: Path) -> No
     secret.chmod(stat.S_IRUSR | stat.S_IWUSR | stat.S_IROTH)
     os.environ["OPENHEAVY_TEST_SECRET"] = "hunter2"
     try:
-        result = run(f"import os\nprint(os.path.exists({str(secret)!r}), os.environ.get('OPENHEAVY_TEST_SECRET'))")
+        result = run(
+            f"import os\nprint(os.path.exists({str(secret)!r}), os.environ.get('OPENHEAVY_TEST_SECRET'))"
+        )
     finally:
         del os.environ["OPENHEAVY_TEST_SECRET"]
     assert result.stdout == "False None\n"
@@ -274,6 +288,15 @@ def test_unconfined_is_explicit_and_reported() -> None:
         Sandbox(SMALL, isolation="off")  # type: ignore[arg-type]
 
 
+def test_unconfined_the_run_ends_with_the_code_and_its_children_are_killed() -> None:
+    code = "import os, time\npid = os.fork()\nif pid == 0:\n    time.sleep(30)\nprint(pid)"
+    result = run(code, limits(wall_seconds=20), isolation="none")
+    assert result.limit is None and result.exit_status == 0
+    child = Path(f"/proc/{int(result.stdout)}/status")
+    state = child.read_text().split("State:")[1].split()[0] if child.exists() else "gone"
+    assert state in ("Z", "gone")  # killed (a zombie until its new parent reaps it)
+
+
 def test_limits_are_validated() -> None:
     with pytest.raises(ConfigError, match="wall_seconds"):
         limits(wall_seconds=0)
@@ -293,7 +316,9 @@ def test_settings_name_the_sandbox(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
 
 # ------------------------------------------------------------------ command line
 @pytest.mark.usefixtures("bwrap_ready")
-def test_the_sandbox_command_runs_code_as_the_tool_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_sandbox_command_runs_code_as_the_tool_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OPENHEAVY_CONFIG", str(tmp_path / "none.toml"))
     result = CliRunner().invoke(app, ["sandbox", "-c", "print(6 * 7)"])
     assert result.exit_code == 0, result.output

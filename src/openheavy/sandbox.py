@@ -71,7 +71,8 @@ _OPT_OUT_HINT = (
 # as `__main__`, and turns the two limits that surface as exceptions into exit statuses.
 _BOOTSTRAP = """\
 import json, linecache, os, resource, sys, traceback
-for _name, _value in json.loads(sys.argv[1]).items():
+_setup = json.loads(sys.argv[1])
+for _name, _value in _setup["rlimits"].items():
     resource.setrlimit(getattr(resource, _name), tuple(_value))
 _code = sys.stdin.read()
 _null = os.open(os.devnull, os.O_RDONLY)
@@ -87,11 +88,11 @@ except BaseException as _exc:
     _tb = _exc.__traceback__.tb_next if _exc.__traceback__ else None
     traceback.print_exception(type(_exc), _exc, _tb)
     if isinstance(_exc, MemoryError):
-        sys.exit(%(memory)d)
+        sys.exit(_setup["memory_exit"])
     if isinstance(_exc, BlockingIOError) or "can't start new thread" in str(_exc):
-        sys.exit(%(processes)d)
+        sys.exit(_setup["processes_exit"])
     sys.exit(1)
-""" % {"memory": MEMORY_EXIT, "processes": PROCESSES_EXIT}
+"""
 
 
 @dataclass(frozen=True)
@@ -200,7 +201,8 @@ class Sandbox:
             raise ConfigError(f'sandbox isolation must be "bwrap" or "none", got {isolation!r}')
         self.limits = limits
         self.isolation: Isolation = isolation
-        self.python = Path(python) if python else None
+        # A bare name ("python3") is looked up on PATH now: the sandbox has a PATH of its own.
+        self.python = Path(shutil.which(python) or python) if python else None
         self.bwrap = str(bwrap) if bwrap else None
         self._launch: _Launch | None = None
         self._lock = threading.Lock()
@@ -237,8 +239,8 @@ class Sandbox:
             launch = _Launch((), str(python), None)
             self._probe(launch, f"the interpreter {python}")
             return launch
-        bwrap = self.bwrap or shutil.which("bwrap")
-        if bwrap is None or not os.access(bwrap, os.X_OK):
+        bwrap = shutil.which(self.bwrap or "bwrap")
+        if bwrap is None:
             where = f"{self.bwrap} is not an executable" if self.bwrap else "bwrap is not on PATH"
             raise SandboxUnavailableError(
                 f"the python tool needs bubblewrap to isolate code, and {where}: {_INSTALL_HINT}; "
@@ -298,12 +300,14 @@ class Sandbox:
     async def run(self, code: str) -> CodeResult:
         """Run `code` as a script and return what happened. Raises only `SandboxUnavailableError`;
         errors of the code itself are in the result."""
-        launch = self._launch or await asyncio.to_thread(self._ensure_launch)
+        launch = self._launch if self._launch is not None else await asyncio.to_thread(self._ensure_launch)
         limits = self.limits
         started = time.monotonic()
         with _scratch_dir(launch.run_as) as scratch:
             command, cwd, env = _command(launch, scratch, limits, self.isolation)
-            process = await asyncio.create_subprocess_exec(
+            loop = asyncio.get_running_loop()
+            transport, protocol = await loop.subprocess_exec(
+                lambda: _ExitAwareProtocol(loop),
                 *command,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
@@ -313,40 +317,15 @@ class Sandbox:
                 start_new_session=True,  # its own process group, so one kill ends it all
                 **_credentials(launch.run_as),
             )
-            output = _Output(limits.output_bytes)
-            assert process.stdin and process.stdout and process.stderr
-            feeding = asyncio.create_task(_feed(process.stdin, code))
-            readers = asyncio.gather(
-                output.drain(process.stdout, output.stdout), output.drain(process.stderr, output.stderr)
-            )
-            exited = asyncio.create_task(process.wait())
-            overflowed = asyncio.create_task(output.overflow.wait())
-            limit: Limit | None = None
+            process = asyncio.subprocess.Process(transport, protocol, loop)
             try:
-                done, _ = await asyncio.wait(
-                    {exited, overflowed}, timeout=limits.wall_seconds, return_when=asyncio.FIRST_COMPLETED
-                )
-                if exited not in done:
-                    limit = "output" if output.overflow.is_set() else "wall"
-                    _kill_group(process.pid)
-                await exited
-                if self.isolation == "none":
-                    _kill_group(process.pid)  # what it left behind in its group (bwrap's pid namespace
-                    # takes everything down with it)
-                with contextlib.suppress(TimeoutError):
-                    # Bounded: a process that left the group could hold the pipes open.
-                    await asyncio.wait_for(asyncio.shield(readers), timeout=2.0)
+                output, limit = await self._watch(process, protocol.exited, code)
             finally:
-                if process.returncode is None:
+                if process.returncode is None:  # cancelled: the run must not outlive its caller
                     _kill_group(process.pid)
-                for task in (feeding, overflowed):
-                    task.cancel()
-                readers.cancel()
-                await asyncio.gather(feeding, overflowed, readers, exited, return_exceptions=True)
+                transport.close()  # the pipes too, even if a process that escaped the group holds them
         returncode = process.returncode if process.returncode is not None else -signal.SIGKILL
         exit_status = 128 - returncode if returncode < 0 else returncode
-        if limit is None and output.overflow.is_set():
-            limit = "output"
         return CodeResult(
             code=code,
             stdout=output.text(output.stdout),
@@ -357,6 +336,43 @@ class Sandbox:
             isolation=self.isolation,
             limits=limits,
         )
+
+    async def _watch(
+        self, process: asyncio.subprocess.Process, exit_seen: asyncio.Event, code: str
+    ) -> tuple[_Output, Limit | None]:
+        """Feed the code, keep the output, and kill the process group at the wall or output limit.
+        Returns the output and the limit that this side enforced, if any."""
+        assert process.stdin and process.stdout and process.stderr
+        output = _Output(self.limits.output_bytes)
+        feeding = asyncio.create_task(_feed(process.stdin, code))
+        readers = asyncio.gather(
+            output.drain(process.stdout, output.stdout), output.drain(process.stderr, output.stderr)
+        )
+        exited = asyncio.create_task(exit_seen.wait())
+        overflowed = asyncio.create_task(output.overflow.wait())
+        limit: Limit | None = None
+        try:
+            done, _ = await asyncio.wait(
+                {exited, overflowed}, timeout=self.limits.wall_seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+            if exited not in done:
+                limit = "output" if output.overflow.is_set() else "wall"
+                _kill_group(process.pid)
+            await exited
+            if self.isolation == "none":
+                # What it left running in its group; in bwrap, the pid namespace took everything down.
+                _kill_group(process.pid)
+            with contextlib.suppress(TimeoutError):
+                # Bounded: a process that left the group (unconfined) could hold the pipes open.
+                await asyncio.wait_for(asyncio.shield(readers), timeout=2.0)
+        finally:
+            for task in (feeding, exited, overflowed):
+                task.cancel()
+            readers.cancel()
+            await asyncio.gather(feeding, exited, overflowed, readers, return_exceptions=True)
+        if output.overflow.is_set():
+            limit = limit or "output"
+        return output, limit
 
 
 # ------------------------------------------------------------------ commands
@@ -406,7 +422,12 @@ def _command(
     launch: _Launch, scratch: Path, limits: SandboxLimits, isolation: Isolation
 ) -> tuple[list[str], str, dict[str, str]]:
     """The full command line, working directory and environment for one run."""
-    python = [launch.python, *_PYTHON_FLAGS, json.dumps(limits.rlimits(isolation))]
+    setup = {
+        "rlimits": limits.rlimits(isolation),
+        "memory_exit": MEMORY_EXIT,
+        "processes_exit": PROCESSES_EXIT,
+    }
+    python = [launch.python, *_PYTHON_FLAGS, json.dumps(setup)]
     if isolation == "none":
         return python, str(scratch), _environment(str(scratch))
     # The scratch directory is the one writable bind; then the rest is made read-only.
@@ -517,6 +538,19 @@ class _Output:
         if kept.truncated:
             text += f"\n[… output truncated: the limit is {self.max_bytes} bytes for stdout and stderr]"
         return text
+
+
+class _ExitAwareProtocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """Sets `exited` as soon as the process exits. `Process.wait()` before Python 3.12 also waits for
+    the pipes to close, which children left running (unconfined) would hold open until the wall limit."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=2**16, loop=loop)
+        self.exited = asyncio.Event()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        self.exited.set()
 
 
 async def _feed(stdin: asyncio.StreamWriter, code: str) -> None:
