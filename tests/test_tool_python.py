@@ -111,7 +111,7 @@ async def test_a_limit_hit_is_told_to_the_model_and_recorded(sandbox: Sandbox) -
     [ran] = sink.of("CodeRan")
     assert ran.limit == "cpu"
     shown = model.calls[1].messages[-1].content
-    assert "The code was stopped: CPU time limit (2 s) reached" in shown
+    assert "The code was stopped: CPU time limit (1 s) reached" in shown
     assert "stopped by the cpu limit" in (describe_event(ran) or "")
 
 
