@@ -23,7 +23,7 @@ from openheavy.trace import JsonlTraceSink, read_trace
 from openheavy.types import CodeRan, EventStream
 
 LIMITS = SandboxLimits(
-    cpu_seconds=2, wall_seconds=10, memory_mb=256, output_bytes=2000, processes=8, file_mb=1
+    cpu_seconds=1, wall_seconds=10, memory_mb=256, output_bytes=2000, processes=8, file_mb=1
 )
 
 
