@@ -66,7 +66,7 @@ async def test_an_agent_computes_with_python_and_the_trace_keeps_the_code(
     )
     result = await agent.run("What is the sum of the squares of 1 to 10?")
     trace.close()
-    assert result.stop_reason == "answered" and result.answer == "The sum of squares is 385."
+    assert str(result.stop_reason) == "answered" and result.answer == "The sum of squares is 385."
 
     # The first action may be python: it is offered with the other tools, its code length bounded.
     first_schema = model.calls[0].json_schema
@@ -123,7 +123,7 @@ async def test_the_tool_refuses_when_the_sandbox_is_unavailable(tmp_path: Path) 
     sink = ListSink()
     agent, _ = make_agent([action("python", code=f"open({str(marker)!r}, 'w').write('x')")], tool, [sink])
     result = await agent.run("Run it")
-    assert result.stop_reason == "error"
+    assert str(result.stop_reason) == "error"
     assert result.error is not None and "apt-get install bubblewrap" in result.error
     assert not sink.of("CodeRan") and not marker.exists()
 
