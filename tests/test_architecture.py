@@ -32,9 +32,11 @@ ALLOWED: dict[str, set[str]] = {
     "agent": BASE | {"models", "tools", "search", "prompts", "citations"},
     "direct": BASE | {"agent", "models", "prompts"},
     "slicing": set(),
-    "heavy": BASE | {"agent", "verify", "rank", "models", "search", "prompts", "slicing", "citations"},
+    "heavy": BASE
+    | {"agent", "verify", "rank", "models", "search", "tools", "prompts", "slicing", "citations"},
     "modes": BASE
-    | {"config", "models", "search", "agent", "citations", "direct", "heavy", "rank", "verify", "modes"},
+    | {"config", "models", "search", "tools", "sandbox", "agent", "citations", "direct", "heavy", "rank"}
+    | {"verify", "modes"},
 }
 SHELLS = {"api", "cli", "evals", "server", "audit", "__init__", "__main__"}
 

@@ -25,6 +25,7 @@ from openheavy.config import Settings, load_settings
 from openheavy.errors import OpenHeavyError
 from openheavy.modes import MODES, RunOptions
 from openheavy.prompts import list_prompts, load_prompt
+from openheavy.tools.catalog import DEFAULT_TOOLS, TOOL_NAMES
 
 app = typer.Typer(
     help="openheavy: parallel tool-using research agents, ranked generation and verifiers, in the open.",
@@ -98,6 +99,32 @@ def _parse_agents(value: str) -> int | None:
     return count
 
 
+def _parse_tools(value: str | None) -> tuple[str, ...] | None:
+    """`--tools a,b` as names (checked by `RunOptions`), or None when not given."""
+    return None if value is None else tuple(name.strip() for name in value.split(",") if name.strip())
+
+
+def _check_tools(tools: tuple[str, ...] | None, settings: Settings) -> None:
+    """Build the tools once now, so that a machine that cannot run one (no bubblewrap for python)
+    fails before any model call rather than after the first modes have run."""
+    from openheavy.sandbox import Sandbox
+    from openheavy.tools.catalog import build_tools
+
+    if tools is not None:
+        build_tools(tools, Sandbox.from_settings(settings))
+
+
+ToolsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--tools",
+        help="The agents' tools, comma-separated: "
+        + "; ".join(f"{name}: {what}" for name, what in TOOL_NAMES.items())
+        + ". Default search; e.g. search,python, or python alone for questions with nothing to look up.",
+    ),
+]
+
+
 @app.command()
 def ask(
     question: Annotated[str, typer.Argument(help="The question to research.")],
@@ -113,6 +140,7 @@ def ask(
     n: Annotated[int, typer.Option(min=1, help="rank: number of samples.")] = 4,
     verifier: Annotated[str, typer.Option(help="rank: vote | judge | check:NAME | reward:URL")] = "vote",
     seed: Annotated[int, typer.Option(help="Base seed.")] = 0,
+    tools: ToolsOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON result, nothing else.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live view.")] = False,
 ) -> None:
@@ -126,7 +154,13 @@ def ask(
     agent_count = _parse_agents(agents)
     with _errors(), _progress(enabled=not as_json) as progress:
         options = RunOptions(
-            max_steps=max_steps, agents=agent_count, max_agents=max_agents, n=n, verifier=verifier, seed=seed
+            max_steps=max_steps,
+            agents=agent_count,
+            max_agents=max_agents,
+            n=n,
+            verifier=verifier,
+            seed=seed,
+            tools=_parse_tools(tools),
         )
         heavy = Heavy(settings=settings, api_key=api_key, progress=progress)
         sinks = [] if (as_json or quiet) else [LiveDisplay(err)]
@@ -158,9 +192,11 @@ def compare(
     max_steps: Annotated[int | None, typer.Option(min=1, help="Actions per agent.")] = None,
     n: Annotated[int, typer.Option(min=1, help="rank: number of samples.")] = 4,
     verifier: Annotated[str, typer.Option(help="rank: vote | judge | check:NAME | reward:URL")] = "vote",
+    tools: ToolsOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
-    """Run several modes on one question and show the answers and their cost side by side."""
+    """Run several modes on one question and show the answers and their cost side by side. --tools
+    applies to the modes that run agents."""
     from rich.table import Table
 
     from openheavy.display.live import LiveDisplay
@@ -170,6 +206,7 @@ def compare(
     if unknown or not chosen:
         _fail(f"unknown mode(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(MODES)}")
     settings = _settings(model=model, corpus=corpus, api_key=api_key)
+    agent_tools = _parse_tools(tools)
 
     async def run_all(heavy: Heavy) -> list[RunResult]:
         results = []
@@ -178,11 +215,15 @@ def compare(
                 if not as_json:
                     err.rule(f"[bold]{mode}")
                 sinks = [] if as_json else [LiveDisplay(err)]
-                options = RunOptions(max_steps=max_steps, n=n, verifier=verifier)
+                mode_tools = agent_tools if MODES[mode].runs_agents else None
+                options = RunOptions(max_steps=max_steps, n=n, verifier=verifier, tools=mode_tools)
                 results.append(await heavy.arun(question, mode, options, sinks=sinks))
         return results
 
     with _errors(), _progress(enabled=not as_json) as progress:
+        RunOptions(tools=agent_tools)
+        if any(MODES[mode].runs_agents for mode in chosen):
+            _check_tools(agent_tools, settings)
         results = asyncio.run(run_all(Heavy(settings=settings, api_key=api_key, progress=progress)))
     if as_json:
         sys.stdout.write(json.dumps([r.to_dict() for r in results], ensure_ascii=False, indent=2) + "\n")
@@ -227,6 +268,7 @@ def eval_(
     ] = None,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Actions per agent.")] = None,
     verifier: Annotated[str, typer.Option(help="rank: vote | judge | check:NAME | reward:URL")] = "vote",
+    tools: ToolsOption = None,
     judge: Annotated[bool, typer.Option("--judge", help="Also grade with an LLM judge (the model).")] = False,
     retry_errors: Annotated[bool, typer.Option("--retry-errors", help="Rerun items that errored.")] = False,
     report: Annotated[
@@ -244,11 +286,14 @@ def eval_(
         int, typer.Option(min=1, help="With --ray: worker processes, each with its own model.")
     ] = 2,
 ) -> None:
-    """Evaluate modes on a benchmark: accuracy against compute, resumable, with a report and plots."""
+    """Evaluate modes on a benchmark: accuracy against compute, resumable, with a report and plots.
+
+    --tools applies to the modes that run agents; on an item with nothing to search (math) they keep
+    only the tools that need no corpus (python)."""
     from openheavy.evals import build_corpus, dataset_corpora, load_dataset, parse_modes, render_report
     from openheavy.evals.cluster import RayRunner
     from openheavy.evals.harness import run_eval
-    from openheavy.evals.runner import HeavyRunner, make_heavy_runner
+    from openheavy.evals.runner import HeavyRunner, item_tools, make_heavy_runner
     from openheavy.models.base import ChatModel
     from openheavy.models.registry import resolve_model
 
@@ -264,11 +309,16 @@ def eval_(
     with _errors():
         items = load_dataset(dataset, data_dir, limit=limit)
         mode_specs = parse_modes(modes)
-        searching = [m.label for m in mode_specs if MODES[m.name].uses_corpus]
-        if searching and any(i.corpus is None for i in items):
+        agent_tools = _parse_tools(tools)
+        RunOptions(tools=agent_tools)
+        with_agents = [m.label for m in mode_specs if MODES[m.name].runs_agents]
+        if with_agents and any(not item_tools(agent_tools, i) for i in items):
             _fail(
-                f"{dataset} has nothing to search, and {', '.join(searching)} search: use direct and rank:N"
+                f"{dataset} has nothing to search, and {', '.join(with_agents)} search: use direct and "
+                "rank:N, or give the agents a tool that needs no corpus (--tools python)"
             )
+        if with_agents:
+            _check_tools(agent_tools, settings)
         for spec in dataset_corpora(items):
             with _progress() as progress:
                 err.print(f"indexing corpus {spec.name} …")
@@ -276,7 +326,12 @@ def eval_(
 
         async def evaluate() -> None:
             make = functools.partial(
-                make_heavy_runner, settings, api_key=api_key, verifier=verifier, max_steps=max_steps
+                make_heavy_runner,
+                settings,
+                api_key=api_key,
+                verifier=verifier,
+                max_steps=max_steps,
+                tools=agent_tools,
             )
             runner: HeavyRunner | RayRunner
             judge_model: ChatModel | None = None
@@ -300,6 +355,7 @@ def eval_(
                     dataset=dataset,
                     retry_errors=retry_errors,
                     console=err,
+                    tools=agent_tools or DEFAULT_TOOLS,
                 )
             finally:
                 await runner.aclose()
