@@ -140,7 +140,7 @@ class RunContext:
             "n": self.options.n,
             "verifier": self.options.verifier,
             "seed": self.options.seed,
-            "tools": list(self.options.tool_names),
+            "tools": list(self.options.tool_names) if self.tools else [],  # none in a mode without agents
         }
 
 
