@@ -35,7 +35,7 @@ ALLOWED: dict[str, set[str]] = {
     "heavy": BASE
     | {"agent", "verify", "rank", "models", "search", "tools", "prompts", "slicing", "citations"},
     "modes": BASE
-    | {"config", "models", "search", "tools", "sandbox", "agent", "citations", "direct", "heavy", "rank"}
+    | {"config", "models", "search", "tools", "agent", "citations", "direct", "heavy", "rank"}
     | {"verify", "modes"},
 }
 SHELLS = {"api", "cli", "evals", "server", "audit", "__init__", "__main__"}

@@ -230,3 +230,17 @@ async def test_a_run_without_agents_records_no_tools(settings: Settings) -> None
     result = await heavy.arun("What is 6 * 7?", "direct")
     [started] = records(result.trace_path, "RunStarted")
     assert started["settings"]["tools"] == [] and started["corpus"] == ""
+
+
+def test_eval_of_math_with_agent_modes_points_at_the_python_tool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENHEAVY_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("OPENHEAVY_DATA_DIR", str(tmp_path / "data"))
+    command = ["eval", "gsm8k", "--data-dir", str(FIXTURE_DATA), "--modes", "direct,single"]
+    command += ["--model", "http://127.0.0.1:9/v1", "--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(app, command, terminal_width=400)
+    said = " ".join(result.output.split())  # the error console wraps long lines
+    assert result.exit_code == 1 and "or give the agents a tool that needs no corpus (--tools python)" in said
+    result = CliRunner().invoke(app, [*command, "--tools", "python,web"], terminal_width=400)
+    assert result.exit_code == 1 and "unknown tool(s) 'web'" in result.output

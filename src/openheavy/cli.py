@@ -105,8 +105,8 @@ def _parse_tools(value: str | None) -> tuple[str, ...] | None:
 
 
 def _check_tools(tools: tuple[str, ...] | None, settings: Settings) -> None:
-    """Build the tools once now, so that a machine that cannot run one (no bubblewrap for python)
-    fails before any model call rather than after the first modes have run."""
+    """Build the tools once now: a bad name, or a tool this machine cannot run (no bubblewrap for
+    python), fails before any model call rather than after the first modes or items have run."""
     from openheavy.sandbox import Sandbox
     from openheavy.tools.catalog import build_tools
 
@@ -221,9 +221,7 @@ def compare(
         return results
 
     with _errors(), _progress(enabled=not as_json) as progress:
-        RunOptions(tools=agent_tools)
-        if any(MODES[mode].runs_agents for mode in chosen):
-            _check_tools(agent_tools, settings)
+        _check_tools(agent_tools, settings)
         results = asyncio.run(run_all(Heavy(settings=settings, api_key=api_key, progress=progress)))
     if as_json:
         sys.stdout.write(json.dumps([r.to_dict() for r in results], ensure_ascii=False, indent=2) + "\n")
@@ -310,15 +308,13 @@ def eval_(
         items = load_dataset(dataset, data_dir, limit=limit)
         mode_specs = parse_modes(modes)
         agent_tools = _parse_tools(tools)
-        RunOptions(tools=agent_tools)
+        _check_tools(agent_tools, settings)
         with_agents = [m.label for m in mode_specs if MODES[m.name].runs_agents]
         if with_agents and any(not item_tools(agent_tools, i) for i in items):
             _fail(
                 f"{dataset} has nothing to search, and {', '.join(with_agents)} search: use direct and "
                 "rank:N, or give the agents a tool that needs no corpus (--tools python)"
             )
-        if with_agents:
-            _check_tools(agent_tools, settings)
         for spec in dataset_corpora(items):
             with _progress() as progress:
                 err.print(f"indexing corpus {spec.name} …")
