@@ -8,6 +8,7 @@ one number. Only passages the agent opened may be cited.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from openheavy.types import Document, Hit
@@ -65,6 +66,12 @@ _MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 def cited_numbers(text: str) -> list[int]:
     """The numbers of all citation markers in `text`, in order."""
     return [int(n) for match in _MARKER.finditer(text) for n in match.group(1).split(",")]
+
+
+def replace_markers(text: str, render: Callable[[list[int]], str]) -> str:
+    """Replace every citation marker (`[3]`, `[1, 4]`) with `render(numbers)`: how the server writes
+    markers as markdown footnotes or as links."""
+    return _MARKER.sub(lambda match: render([int(n) for n in match.group(1).split(",")]), text)
 
 
 def renumber_markers(text: str, mapping: dict[int, int]) -> str:
