@@ -32,6 +32,7 @@ class Team:
 
     latency: float = 0.0
     hang: bool = False  # agent calls never return (until cancelled)
+    fail: bool = False  # every call raises, as a backend that is down
     tasks: list[str] = field(default_factory=lambda: ["find subprocess.run", "find check_output"])
     cancelled: threading.Event = field(default_factory=threading.Event)  # a hung call was cancelled
     calls: int = 0
@@ -42,6 +43,8 @@ def research_model(team: Team) -> FunctionModel:
 
     async def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
         team.calls += 1
+        if team.fail:
+            raise RuntimeError("backend exploded")
         system = messages[0].content
         if "planner" in system:
             return json.dumps({"kind": "multi-part", "tasks": team.tasks})
@@ -82,17 +85,17 @@ class LiveServer:
         team: Team | None = None,
         *,
         config: ServerConfig | None = None,
+        settings: Settings | None = None,
         host: str = "127.0.0.1",
     ) -> None:
         self.team = team or Team()
-        self.settings = Settings(data_dir=data_dir)
+        self.settings = settings or Settings(data_dir=data_dir)
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.bind((host, 0))
         self.port = self._sock.getsockname()[1]
         self.config = config or ServerConfig(port=self.port)
-        self.app = create_app(
-            self.config, self.settings, model=research_model(self.team), corpus=memory_corpus()
-        )
+        self.model = research_model(self.team)
+        self.app = create_app(self.config, self.settings, model=self.model, corpus=memory_corpus())
         self.server = uvicorn.Server(
             uvicorn.Config(
                 self.app, log_level="warning", ws="none", lifespan="on", timeout_graceful_shutdown=2
