@@ -14,7 +14,7 @@ import pytest
 from openheavy.config import ModelProfile, Settings
 from openheavy.server.config import ServerConfig
 from openheavy.trace import RunStore, run_store_path
-from server_support import AGENT_ANSWER, ANSWER, LiveServer, Team, wait_until
+from server_support import AGENT_ANSWER, ANSWER, LiveServer, Team
 
 QUESTION = "How do I run a subprocess with a timeout and capture its output?"
 
