@@ -33,6 +33,8 @@ class Team:
     latency: float = 0.0
     hang: bool = False  # agent calls never return (until cancelled)
     fail: bool = False  # every call raises, as a backend that is down
+    # When given, the synthesizer waits for it: the run stays live until the test lets it finish.
+    gate: threading.Event | None = None
     tasks: list[str] = field(default_factory=lambda: ["find subprocess.run", "find check_output"])
     cancelled: threading.Event = field(default_factory=threading.Event)  # a hung call was cancelled
     calls: int = 0
@@ -49,6 +51,9 @@ def research_model(team: Team) -> FunctionModel:
         if "planner" in system:
             return json.dumps({"kind": "multi-part", "tasks": team.tasks})
         if "lead researcher" in system:
+            gate = team.gate
+            while gate is not None and not await asyncio.to_thread(gate.wait, 0.05):
+                pass  # short waits, so a test that fails before opening the gate still ends
             return json.dumps({"agreements": "all agree", "conflicts": "none", "answer": ANSWER, "cite": [1]})
         if system.startswith("You are a helpful assistant"):
             return DIRECT_ANSWER

@@ -25,7 +25,6 @@ from openheavy.server.security import SESSION_COOKIE, key_matches, session_token
 from openheavy.server.sse import PING, SSE_HEADERS, sse_message, with_pings
 from openheavy.server.state import ServerState, state_of
 from openheavy.trace import RunFigures, RunRow, TraceRecord
-from openheavy.types import RunFinished
 
 __all__ = ["PAGE_HEADERS", "router"]
 
@@ -42,7 +41,7 @@ PAGE_HEADERS = {
         "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # "no-referrer" makes Chromium send `Origin: null` on posts
 }
 
 
@@ -225,11 +224,11 @@ async def _live_lines(state: ServerState, run_id: str) -> Any:
             if event is None:
                 yield PING
                 continue
-            if isinstance(event, RunFinished):
+            if not event.agent:  # the run's own events: its status shows at the top of the page
                 continue
             text = describe_event(event)
             if text:
-                yield sse_message({"agent": event.agent or "run", "kind": event.kind, "text": text}, "line")
+                yield sse_message({"agent": event.agent, "kind": event.kind, "text": text}, "line")
         await live.wait()
         status = (
             live.finished.status
