@@ -4,6 +4,7 @@ raw HTTP where the wire format itself is the point. Every run uses the scripted 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -236,3 +237,13 @@ def test_runs_endpoint_refuses_unknown_and_partial_ids(server: LiveServer) -> No
     for unknown in (row.run_id[:8], "nope"):
         response = httpx2.get(f"{server.url}/v1/runs/{unknown}", timeout=10)
         assert response.status_code == 404 and "no run" in response.json()["error"]["message"]
+
+
+def test_the_readme_openai_example_runs(server: LiveServer, capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    (example,) = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "base_url=" in b]
+    exec(compile(example.replace("http://127.0.0.1:8000", server.url), "README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    assert ANSWER.replace("[1]", "[^1]") in printed  # the heavy answer with its footnote
+    assert 'search "subprocess timeout"' in printed and AGENT_ANSWER.replace("[1]", "[^1]") in printed
+    assert len(store_of(server).list()) == 2
