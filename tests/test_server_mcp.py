@@ -3,6 +3,8 @@ over stdio from a real `python -m openheavy mcp` subprocess."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -21,7 +23,8 @@ from openheavy.cli import app
 from openheavy.config import Settings
 from openheavy.corpus.catalog import index_paths
 from openheavy.server.config import ServerConfig
-from server_support import ANSWER, DIRECT_ANSWER, LiveServer, Team
+from openheavy.trace import RunStore, run_store_path
+from server_support import ANSWER, DIRECT_ANSWER, LiveServer, Team, wait_until
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 QUESTION = "How do I run a subprocess with a timeout?"
@@ -184,3 +187,20 @@ def test_stdout_of_openheavy_mcp_carries_protocol_messages_only(tmp_path: Path, 
     assert all(m.get("jsonrpc") == "2.0" for m in messages)  # ... and JSON-RPC
     answer = next(m for m in messages if m.get("id") == 2)
     assert answer["result"]["structuredContent"]["answer"] == DIRECT_ANSWER
+
+
+async def test_cancelling_a_research_call_cancels_its_run(tmp_path: Path) -> None:
+    team = Team(hang=True)
+    with LiveServer(tmp_path / "data", team) as server:
+        store = RunStore(run_store_path(server.settings.runs_dir))
+        async with Client(server.url + "/mcp") as client:
+            call = asyncio.create_task(client.call_tool("research", {"question": "q?", "mode": "single"}))
+            await asyncio.to_thread(wait_until, lambda: team.calls > 0, 10.0, "the agent's first model call")
+            assert [row.status for row in store.list()] == ["running"]
+            call.cancel()  # the client sends notifications/cancelled
+            with contextlib.suppress(asyncio.CancelledError):
+                await call
+            await asyncio.to_thread(wait_until, team.cancelled.is_set, 10.0, "the model call to be cancelled")
+            await asyncio.to_thread(
+                wait_until, lambda: [r.status for r in store.list()] == ["cancelled"], 10.0, "a cancelled run"
+            )

@@ -417,7 +417,11 @@ def serve(
         )
         where = f"http://{host}:{port}"
         key = "Bearer key required" if config.api_key else "no key (loopback only)"
-        err.print(f"openheavy serving {where}/v1 (OpenAI API), {where}/mcp (MCP), {where}/ (runs) · {key}")
+        err.print(
+            f"openheavy serving {where}/v1 (OpenAI API), {where}/mcp (MCP), {where}/ (runs) · {key}",
+            markup=False,
+            highlight=False,
+        )
         run_server(config, settings)
 
 
