@@ -3,6 +3,11 @@ the Host and Origin checks, the browser login, and no markup from traces reachin
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +21,9 @@ from openheavy.errors import ConfigError
 from openheavy.server.citations import answer_html, answer_markdown, link_target
 from openheavy.server.config import KEY_ENV, ServerConfig, is_loopback, load_server_key
 from openheavy.server.security import SESSION_COOKIE, session_token
-from server_support import LiveServer
+from server_support import DIRECT_ANSWER, LiveServer, wait_until
+
+SRC = Path(__file__).resolve().parents[1] / "src"
 
 KEY = "s3cret-key-for-tests"
 CHAT = {"model": "direct", "messages": [{"role": "user", "content": "hi?"}]}
@@ -141,3 +148,46 @@ def test_only_web_urls_become_links() -> None:
     html = str(answer_html("<b>x</b> [1, 2] [7]", citations))
     assert html.startswith("&lt;b&gt;x&lt;/b&gt;")
     assert '[<a class="cite" href="#cite-1">1</a>, <a class="cite" href="#cite-2">2</a>] [7]' in html
+
+
+def test_openheavy_serve_end_to_end_with_a_key_file(tmp_path: Path) -> None:
+    """The real command in a subprocess: key from a file, 401 without it, an answer with it, and a clean
+    stop on Ctrl-C. Its model is a scripted openheavy server, reached as any OpenAI-compatible endpoint."""
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY + "\n")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENHEAVY_")}
+    env |= {
+        "OPENHEAVY_DATA_DIR": str(tmp_path / "served"),
+        "OPENHEAVY_CONFIG": "/dev/null",
+        "PYTHONPATH": str(SRC),
+    }
+    with LiveServer(tmp_path / "backend") as backend:
+        command = [sys.executable, "-m", "openheavy", "serve", "--port", str(port)]
+        command += ["--model", f"{backend.url}/v1#direct", "--api-key-file", str(key_file)]
+        with subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True) as served:
+            url = f"http://127.0.0.1:{port}"
+            try:
+                wait_until(lambda: _answers(url + "/v1/models"), timeout=60, what="openheavy serve to listen")
+                assert httpx2.get(url + "/v1/models", timeout=10).status_code == 401
+                client = openai.OpenAI(base_url=url + "/v1", api_key=KEY, max_retries=0, timeout=60)
+                assert [m.id for m in client.models.list().data] == ["heavy", "rank", "single", "direct"]
+                reply = client.chat.completions.create(
+                    model="direct", messages=[{"role": "user", "content": "hi?"}]
+                )
+                assert reply.choices[0].message.content == DIRECT_ANSWER
+            finally:
+                served.send_signal(signal.SIGINT)
+                _, stderr = served.communicate(timeout=30)
+    assert served.returncode == 0, stderr
+    assert f"openheavy serving http://127.0.0.1:{port}/v1" in stderr and KEY not in stderr
+
+
+def _answers(url: str) -> bool:
+    try:
+        httpx2.get(url, timeout=1)
+    except httpx2.TransportError:
+        return False
+    return True
