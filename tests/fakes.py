@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
+from contextlib import closing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from openheavy.errors import DocumentNotFoundError
@@ -76,3 +79,14 @@ def allowed_actions(schema: dict[str, Any] | None) -> list[str]:
     if schema is None:
         return []
     return [option["properties"]["action"]["enum"][0] for option in schema.get("anyOf", [schema])]
+
+
+def damage_sqlite_page(path: Path, btree: str) -> None:
+    """Overwrite the root page of one b-tree (a table or an index, by name) of an SQLite file with
+    garbage, as a bad disk sector would."""
+    with closing(sqlite3.connect(path)) as conn:
+        (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (btree,)).fetchone()
+        (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+    with path.open("r+b") as file:
+        file.seek((root - 1) * page_size)
+        file.write(b"\xa5" * page_size)

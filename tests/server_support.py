@@ -40,6 +40,13 @@ class Team:
     calls: int = 0
 
 
+def planned_tasks(tasks: list[str], schema: dict[str, Any] | None) -> list[str]:
+    """`tasks`, cut or extended to the count the plan's schema asks for (`agents=N` fixes it)."""
+    bounds = (schema or {}).get("properties", {}).get("tasks", {})
+    count = max(bounds.get("minItems", 1), min(len(tasks), bounds.get("maxItems", len(tasks))))
+    return [tasks[i % len(tasks)] + (f" (angle {i + 1})" if i >= len(tasks) else "") for i in range(count)]
+
+
 def research_model(team: Team) -> FunctionModel:
     """A `FunctionModel` that plays every role of a run: planner, agents, synthesizer, direct, rank."""
 
@@ -49,7 +56,7 @@ def research_model(team: Team) -> FunctionModel:
             raise RuntimeError("backend exploded")
         system = messages[0].content
         if "planner" in system:
-            return json.dumps({"kind": "multi-part", "tasks": team.tasks})
+            return json.dumps({"kind": "multi-part", "tasks": planned_tasks(team.tasks, schema)})
         if "lead researcher" in system:
             gate = team.gate
             while gate is not None and not await asyncio.to_thread(gate.wait, 0.05):

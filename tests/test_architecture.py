@@ -9,24 +9,31 @@ import openheavy
 
 PACKAGE = Path(openheavy.__file__).parent
 
-BASE = {"types", "errors"}
+# Leaves every layer may use: data, errors, and pure functions over model output that import nothing.
+BASE = {"types", "errors", "json_output", "normalize"}
 ALLOWED: dict[str, set[str]] = {
     "types": set(),
     "errors": set(),
-    "prompts": set(),
+    "prompts": {"errors"},
+    "json_output": set(),
+    "normalize": set(),
     "config": BASE,
+    "citations": BASE,
     "models": BASE | {"config", "models"},
-    "search": BASE | {"search"},
+    "sqlite_migrations": BASE,
+    "search": BASE | {"search", "sqlite_migrations"},
     "corpus": BASE | {"search", "corpus"},
-    "tools": BASE | {"search", "tools"},
-    "trace": BASE,
+    "tools": BASE | {"search", "tools", "prompts"},
+    "trace": BASE | {"sqlite_migrations"},
     "display": BASE | {"trace"},
     "verify": BASE | {"models", "prompts"},
     "rank": BASE | {"models", "prompts", "verify"},
-    "agent": BASE | {"models", "tools", "search", "prompts"},
+    "agent": BASE | {"models", "tools", "search", "prompts", "citations"},
     "direct": BASE | {"agent", "models", "prompts"},
     "slicing": set(),
-    "heavy": BASE | {"agent", "verify", "rank", "models", "tools", "search", "prompts", "slicing"},
+    "heavy": BASE | {"agent", "verify", "rank", "models", "search", "prompts", "slicing", "citations"},
+    "modes": BASE
+    | {"config", "models", "search", "agent", "citations", "direct", "heavy", "rank", "verify", "modes"},
 }
 SHELLS = {"api", "cli", "evals", "server", "audit", "__init__", "__main__"}
 

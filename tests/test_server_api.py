@@ -13,6 +13,7 @@ import openai
 import pytest
 
 from openheavy.config import ModelProfile, Settings
+from openheavy.modes import MODES
 from openheavy.server.config import ServerConfig
 from openheavy.trace import RunStore, run_store_path
 from server_support import AGENT_ANSWER, ANSWER, LiveServer, Team
@@ -62,6 +63,29 @@ def test_heavy_answer_with_footnotes_usage_and_the_run_it_came_from(server: Live
     assert kinds[0] == "RunStarted" and kinds[-1] == "RunFinished"
     prompts = [r for r in record["trace"] if r["kind"] == "ModelCalled"]
     assert all(p["messages"][0]["role"] == "system" for p in prompts)  # whole prompts, not prefix-shared
+
+
+@pytest.mark.parametrize(("mode", "extra"), [("rank-tools", {"n": 3}), ("heavy-rank", {"agents": 3})])
+def test_ranked_modes_are_models_and_take_their_options(
+    server: LiveServer, mode: str, extra: dict[str, int]
+) -> None:
+    response = client_for(server).chat.completions.create(
+        model=mode, messages=[{"role": "user", "content": QUESTION}], extra_body=extra | {"verifier": "vote"}
+    )
+    # the best research agent's answer, ranked rather than synthesized
+    assert (response.choices[0].message.content or "").startswith(AGENT_ANSWER.replace("[1]", "[^1]"))
+    (row,) = store_of(server).list()
+    assert row.mode == mode and row.status == "ok" and row.figures["agents"] == 3
+    assert "lead researcher" not in str([call.messages[0].content for call in server.model.calls])
+
+
+def test_the_old_rank_flags_are_refused_by_name(server: LiveServer) -> None:
+    with pytest.raises(openai.UnprocessableEntityError, match="rank_with_tools"):
+        client_for(server).chat.completions.create(
+            model="rank",
+            messages=[{"role": "user", "content": QUESTION}],
+            extra_body={"rank_with_tools": True},
+        )
 
 
 def test_streaming_sends_progress_as_reasoning_then_the_answer_then_usage(server: LiveServer) -> None:
@@ -133,8 +157,9 @@ def test_models_lists_every_mode_on_every_backend(tmp_path: Path) -> None:
     )
     with LiveServer(tmp_path / "data", settings=settings) as server:
         ids = [m.id for m in client_for(server).models.list().data]
-    assert ids[:4] == ["heavy", "rank", "single", "direct"]
-    assert {"heavy:vllm", "rank:vllm", "single:vllm", "direct:vllm"} <= set(ids)
+    assert ids[:6] == ["heavy", "direct", "single", "heavy-rank", "rank", "rank-tools"]
+    assert set(ids[:6]) == set(MODES)  # every mode in the engine's registry is served
+    assert ids[6:] == [f"{mode}:vllm" for mode in ids[:6]]
 
 
 @pytest.mark.parametrize(

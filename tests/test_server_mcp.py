@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from openheavy.cli import app
 from openheavy.config import Settings
 from openheavy.corpus.catalog import index_paths
+from openheavy.modes import MODES
 from openheavy.server.config import ServerConfig
 from openheavy.trace import RunStore, run_store_path
 from server_support import ANSWER, DIRECT_ANSWER, LiveServer, Team, wait_until
@@ -42,8 +43,10 @@ async def test_research_search_and_get_run_over_http_with_progress(tmp_path: Pat
             progress.append((done, message))
 
         async with Client(server.url + "/mcp") as client:
-            tools = {tool.name for tool in (await client.list_tools()).tools}
-            assert tools == {"research", "search", "get_run"}
+            tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+            assert set(tools) == {"research", "search", "get_run"}
+            # the mode argument offers every mode in the engine's registry
+            assert set(tools["research"].input_schema["properties"]["mode"]["enum"]) == set(MODES)
             result = await client.call_tool(
                 "research",
                 {"question": QUESTION, "mode": "heavy", "agents": 2},
@@ -69,6 +72,11 @@ async def test_research_search_and_get_run_over_http_with_progress(tmp_path: Pat
                 "research", {"question": QUESTION, "mode": "single", "corpus": "nope"}
             )
             assert refused.is_error and "no corpus named 'nope'" in text_of(refused)
+            misnamed = await client.call_tool("research", {"question": QUESTION, "mode": "rank_tools"})
+            assert misnamed.is_error and "unknown mode 'rank_tools'" in text_of(misnamed)
+            ranked = await client.call_tool("research", {"question": QUESTION, "mode": "rank-tools", "n": 2})
+            assert not ranked.is_error, text_of(ranked)
+            assert ranked.structured_content["mode"] == "rank-tools"
             unknown = await client.call_tool("get_run", {"id": "no-such-run"})
             assert unknown.is_error and "no run" in text_of(unknown)
     # progress: one notification per step of the run, counting up, saying what happened

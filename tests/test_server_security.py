@@ -173,7 +173,7 @@ def test_openheavy_serve_end_to_end_with_a_key_file(tmp_path: Path) -> None:
                 wait_until(lambda: _answers(url + "/v1/models"), timeout=60, what="openheavy serve to listen")
                 assert httpx2.get(url + "/v1/models", timeout=10).status_code == 401
                 client = openai.OpenAI(base_url=url + "/v1", api_key=KEY, max_retries=0, timeout=60)
-                assert [m.id for m in client.models.list().data] == ["heavy", "rank", "single", "direct"]
+                assert [m.id for m in client.models.list().data][:2] == ["heavy", "direct"]
                 reply = client.chat.completions.create(
                     model="direct", messages=[{"role": "user", "content": "hi?"}]
                 )

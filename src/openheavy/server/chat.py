@@ -1,6 +1,6 @@
 """The OpenAI-compatible API: `POST /v1/chat/completions`, `GET /v1/models`, `GET /v1/runs/{id}`.
 
-The `model` field picks the mode (`heavy`, `rank`, `single`, `direct`) and optionally a backend
+The `model` field picks the mode (a name in `openheavy.modes.MODES`) and optionally a backend
 (`heavy:PROFILE`); openheavy's run options ride in the body next to the standard fields (the `openai`
 SDK's `extra_body`). The last user message is the question; earlier turns go with it as context.
 The answer's `[n]` markers become markdown footnotes; an `openheavy` field carries the run id, figures

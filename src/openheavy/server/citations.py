@@ -12,7 +12,7 @@ from urllib.parse import quote, urlsplit
 
 from markupsafe import Markup
 
-from openheavy.tools.sources import replace_markers
+from openheavy.citations import replace_markers
 
 __all__ = ["answer_html", "answer_markdown", "link_target"]
 

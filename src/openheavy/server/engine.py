@@ -18,8 +18,9 @@ from openheavy.config import Settings
 from openheavy.corpus.catalog import validate_name
 from openheavy.models.base import ChatModel
 from openheavy.models.registry import resolve_model
+from openheavy.modes import MODES, RunOptions
 from openheavy.search.base import SearchBackend
-from openheavy.server.options import MODE_NAMES, ResearchOptions, ResearchRequest, uses_corpus
+from openheavy.server.options import MODE_NAMES, ResearchOptions, ResearchRequest
 from openheavy.types import Event, Hit
 
 __all__ = ["EnginePool", "ServedModel", "search_passages", "start_run"]
@@ -29,25 +30,24 @@ def start_run(heavy: Heavy, question: str, mode: str, options: ResearchOptions) 
     """The run's events as they happen: `RunStarted` first, `RunFinished` last, then the run's error
     (if it failed) is raised. Closing the iterator early cancels the run, which the run store records
     as cancelled."""
-    return heavy.stream(question, mode, **_engine_options(options))
+    return heavy.stream(question, mode, _run_options(options))
 
 
-def _engine_options(options: ResearchOptions) -> dict[str, Any]:
-    """`ResearchOptions` as the engine's run options (`openheavy.api.RunOptions` fields)."""
+def _run_options(options: ResearchOptions) -> RunOptions:
+    """`ResearchOptions` as the engine's `RunOptions`; an option the client left out keeps the engine's
+    default."""
     values: dict[str, Any] = {
         "agents": options.agents,
         "max_agents": options.max_agents,
         "n": options.n,
         "verifier": options.verifier,
-        "tools": options.rank_with_tools,
-        "heavy_rank": options.rank_trajectories,
         "max_steps": options.max_steps,
         "max_tokens": options.budget_tokens,
         "max_seconds": options.budget_seconds,
         "seed": options.seed,
         "temperature": options.temperature,
     }
-    return {name: value for name, value in values.items() if value is not None}
+    return RunOptions(**{name: value for name, value in values.items() if value is not None})
 
 
 async def search_passages(heavy: Heavy, query: str, k: int) -> list[Hit]:
@@ -133,7 +133,7 @@ class EnginePool:
             if heavy is None:
                 heavy = Heavy(self._model(backend), corpus, settings=self.settings)
                 self._engines[key] = heavy
-        if uses_corpus(request.mode, request.options):
+        if MODES[request.mode].uses_corpus:
             await asyncio.to_thread(heavy.search_backend)
         return heavy
 

@@ -30,7 +30,7 @@ from openheavy.server.engine import EnginePool, search_passages
 from openheavy.server.options import (
     MAX_AGENTS,
     MAX_SAMPLES,
-    Mode,
+    ModeName,
     ResearchOptions,
     ResearchRequest,
     ServedVerifier,
@@ -46,8 +46,9 @@ log = logging.getLogger(__name__)
 INSTRUCTIONS = (
     "openheavy researches questions with several tool-using agents over a document corpus and returns a "
     "concise answer whose [n] markers cite the passages the agents read. Use `research` for a question "
-    "(mode heavy: planner + parallel agents + synthesis; single: one agent; rank: best of n samples; "
-    "direct: the model alone), `search` to look passages up yourself, and `get_run` to read a run's "
+    "(mode heavy: planner + parallel agents + synthesis; heavy-rank: the same agents' answers ranked; "
+    "single: one agent; rank: best of n samples; rank-tools: best of n research agents; direct: the "
+    "model alone), `search` to look passages up yourself, and `get_run` to read a run's "
     "record and trace."
 )
 
@@ -87,9 +88,13 @@ def build_mcp_server(state: ServerState) -> MCPServer[Any]:
     async def research(
         question: Annotated[str, Field(min_length=1, description="The question to research.")],
         ctx: Context,
-        mode: Mode = "heavy",
-        agents: Annotated[int | None, Field(ge=1, le=MAX_AGENTS, description="heavy: agents")] = None,
-        n: Annotated[int | None, Field(ge=1, le=MAX_SAMPLES, description="rank: samples")] = None,
+        mode: ModeName = "heavy",
+        agents: Annotated[
+            int | None, Field(ge=1, le=MAX_AGENTS, description="heavy, heavy-rank: agents")
+        ] = None,
+        n: Annotated[
+            int | None, Field(ge=1, le=MAX_SAMPLES, description="rank: samples; rank-tools: agents")
+        ] = None,
         verifier: ServedVerifier | None = None,
         corpus: Annotated[str | None, Field(max_length=64, description="Corpus to search.")] = None,
     ) -> ResearchAnswer:

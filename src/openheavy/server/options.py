@@ -9,14 +9,25 @@ must be refused, not run.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, cast, get_args
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from openheavy.errors import ConfigError
+from openheavy.modes import MODES
 
-Mode = Literal["heavy", "rank", "single", "direct"]
-MODE_NAMES: tuple[str, ...] = get_args(Mode)
+# The modes a client may pick: every mode in the engine's registry, the most useful first.
+MODE_NAMES: tuple[str, ...] = ("heavy", *(name for name in MODES if name != "heavy"))
+
+
+def _served_mode(name: str) -> str:
+    if name not in MODES:
+        raise ValueError(f"unknown mode {name!r}; choose one of {', '.join(MODE_NAMES)}")
+    return name
+
+
+# A mode name as a tool argument: validated against the registry, listed as an enum in the JSON schema.
+ModeName = Annotated[str, Field(json_schema_extra={"enum": list(MODE_NAMES)}), AfterValidator(_served_mode)]
 
 # Verifiers a remote client may choose. `check:py:...` imports and runs code named in the request and
 # `reward:URL` makes the server call any URL, so neither is offered over the network.
@@ -31,15 +42,16 @@ class ResearchOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    agents: int | None = Field(None, ge=1, le=MAX_AGENTS, description="heavy: agents (default: planner)")
-    max_agents: int | None = Field(
-        None, ge=1, le=MAX_AGENTS, description="heavy: most agents the planner uses"
+    agents: int | None = Field(
+        None, ge=1, le=MAX_AGENTS, description="heavy, heavy-rank: agents (default: planner)"
     )
-    n: int | None = Field(None, ge=1, le=MAX_SAMPLES, description="rank: samples")
-    verifier: ServedVerifier | None = Field(None, description="rank: how samples are scored")
-    # Not `tools`: that is the OpenAI field for client tools, which openheavy refuses.
-    rank_with_tools: bool | None = Field(None, description="rank: each sample is a research agent")
-    rank_trajectories: bool | None = Field(None, description="heavy: rank the agents' answers, no synthesis")
+    max_agents: int | None = Field(
+        None, ge=1, le=MAX_AGENTS, description="heavy, heavy-rank: most agents the planner uses"
+    )
+    n: int | None = Field(None, ge=1, le=MAX_SAMPLES, description="rank: samples; rank-tools: agents")
+    verifier: ServedVerifier | None = Field(
+        None, description="rank, rank-tools, heavy-rank: how answers are scored"
+    )
     corpus: str | None = Field(None, min_length=1, max_length=64, description="corpus to search")
     max_steps: int | None = Field(None, ge=1, le=50, description="actions per agent")
     budget_tokens: int | None = Field(None, ge=1, le=10_000_000, description="whole-run token budget")
@@ -53,23 +65,18 @@ class ResearchOptions(BaseModel):
 OPTION_NAMES: tuple[str, ...] = tuple(ResearchOptions.model_fields)
 
 
-def uses_corpus(mode: str, options: ResearchOptions) -> bool:
-    """Whether a run in `mode` searches a corpus (so the corpus must exist before it starts)."""
-    return mode in ("single", "heavy") or (mode == "rank" and bool(options.rank_with_tools))
-
-
 @dataclass(frozen=True)
 class ResearchRequest:
     """One question to run: the question text, the mode, the backend (`""` = the server's default) and
     the options."""
 
     question: str
-    mode: Mode
+    mode: str  # a name in `openheavy.modes.MODES`
     backend: str = ""
     options: ResearchOptions = field(default_factory=ResearchOptions)
 
 
-def parse_model_field(model: str, backends: list[str]) -> tuple[Mode, str]:
+def parse_model_field(model: str, backends: list[str]) -> tuple[str, str]:
     """`heavy` → (heavy, default backend); `heavy:PROFILE` → (heavy, PROFILE). Raises `ConfigError`
     naming what is served."""
     mode, _, backend = model.strip().partition(":")
@@ -81,4 +88,4 @@ def parse_model_field(model: str, backends: list[str]) -> tuple[Mode, str]:
             f"model {model!r} is not served — use a mode as the model: {served}{extra}"
             " (GET /v1/models lists them)"
         )
-    return cast(Mode, mode), backend
+    return mode, backend

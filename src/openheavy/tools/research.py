@@ -1,4 +1,6 @@
-"""The research tools: `search` the corpus and `open` a result to read it."""
+"""The research tools: `search` the corpus and `open` a result to read it.
+
+What the model reads back (the observations) is written in the `tool_*` prompt templates."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import time
 
 from pydantic import BaseModel, Field
 
+from openheavy.prompts import render_prompt
 from openheavy.tools.base import Observation, ToolContext
 from openheavy.tools.sources import SourceBook
 from openheavy.types import DocumentOpened, Hit, JsonSchema, SearchDone
@@ -59,13 +62,19 @@ class SearchTool:
             )
         )
         if not hits:
-            return Observation(f'No results for "{args.query}". Try other keywords, or answer if done.')
-        lines = [f'Results for "{args.query}":']
-        for ref, hit in zip(refs, hits, strict=True):
-            opened = " (already read)" if ref in ctx.sources.opened else ""
-            snippet = " ".join(hit.snippet.split())[: self.snippet_chars]
-            lines.append(f"[{ref}] {hit.title}{opened}\n    {snippet}")
-        return Observation("\n".join(lines))
+            return Observation(render_prompt("tool_search_empty", query=args.query).strip())
+        lines = [
+            render_prompt(
+                "tool_search_hit_read" if ref in ctx.sources.opened else "tool_search_hit",
+                ref=ref,
+                title=hit.title,
+                snippet=" ".join(hit.snippet.split())[: self.snippet_chars],
+            ).strip()
+            for ref, hit in zip(refs, hits, strict=True)
+        ]
+        return Observation(
+            render_prompt("tool_search_results", query=args.query, results="\n".join(lines)).strip()
+        )
 
 
 class OpenTool:
@@ -93,8 +102,10 @@ class OpenTool:
         assert isinstance(args, OpenArgs)
         hit = ctx.sources.seen.get(args.ref)
         if hit is None:
-            known = ", ".join(f"[{r}]" for r in ctx.sources.seen) or "none yet — search first"
-            return Observation(f"There is no result [{args.ref}]. Known results: {known}.")
+            if not ctx.sources.seen:
+                return Observation(render_prompt("tool_open_before_search", ref=args.ref).strip())
+            known = ", ".join(f"[{r}]" for r in ctx.sources.seen)
+            return Observation(render_prompt("tool_open_unknown", ref=args.ref, known=known).strip())
         started = time.perf_counter()
         document, cached = await ctx.search.open(hit.id)
         ctx.sources.mark_opened(args.ref, document)
@@ -119,7 +130,10 @@ class OpenTool:
             )
         )
         location = f" ({document.url})" if document.url else ""
-        return Observation(f"[{args.ref}] {document.title}{location}\n{shown}")
+        observation = render_prompt(
+            "tool_open_document", ref=args.ref, title=document.title, location=location, text=shown
+        )
+        return Observation(observation.strip())
 
 
 def _hit_record(ref: int, hit: Hit) -> dict[str, object]:
