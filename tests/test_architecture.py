@@ -16,8 +16,11 @@ ALLOWED: dict[str, set[str]] = {
     "prompts": set(),
     "config": BASE,
     "models": BASE | {"config", "models"},
-    "search": BASE | {"search"},
-    "corpus": BASE | {"search", "corpus"},
+    "pdf": set(),
+    "net": BASE | {"net", "pdf"},
+    # web backends read their keys and the allow-list from the settings, and pages through net
+    "search": BASE | {"search", "net", "config"},
+    "corpus": BASE | {"search", "corpus", "pdf"},
     "tools": BASE | {"search", "tools"},
     "trace": BASE,
     "display": BASE | {"trace"},

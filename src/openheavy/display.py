@@ -32,9 +32,11 @@ from openheavy.types import (
     DocumentOpened,
     Event,
     EventSink,
+    FetchRefused,
     ModelCalled,
     Note,
     OutputRejected,
+    PageUnreadable,
     RunFinished,
     RunStarted,
     SearchDone,
@@ -113,6 +115,14 @@ def describe_event(event: Event) -> str | None:
             shown, chars = len(event.text_shown), event.doc.get("chars")
             of = f" of {chars:,}" if isinstance(chars, int) and chars > shown else ""
             return f"{who} open [{event.ref}] {title} · {shown:,}{of} chars shown{cached}"
+        case FetchRefused():
+            via = f" (redirected from {event.chain[-1]})" if event.chain else ""
+            where = f"{event.url}{via}"
+            return (
+                f"{who} open [{event.ref}] refused: {where} leads to {event.address}, a {event.why} address"
+            )
+        case PageUnreadable():
+            return f"{who} open [{event.ref}] unreadable ({event.reason}): {_one_line(event.message)}"
         case CitationDropped():
             return f"{who} citation [{event.ref}] dropped: {event.reason}"
         case AgentFinished():
@@ -256,6 +266,10 @@ class LiveDisplay(EventSink):
                 view.status = f"step {step + 1} · thinking"
             case DocumentOpened():
                 view.last_document = f"[{event.ref}] {_one_line(str(event.doc.get('title', '')), 50)}"
+                view.status = f"step {step + 1} · thinking"
+            case FetchRefused() | PageUnreadable():
+                what = "refused" if isinstance(event, FetchRefused) else f"unreadable ({event.reason})"
+                view.last_document = f"[{event.ref}] {what}"
                 view.status = f"step {step + 1} · thinking"
             case AgentFinished():
                 view.done = True
@@ -560,6 +574,19 @@ class _TracePrinter:
                         title="text shown to the model",
                         title_align="left",
                     )
+                )
+            case FetchRefused():
+                chain = "".join(f"{url} → " for url in event.chain)
+                out.print(
+                    Text(
+                        f"open [{event.ref}] refused by the SSRF guard: {chain}{event.url} — {event.host} is"
+                        f" {event.address}, a {event.why} address",
+                        style="red",
+                    )
+                )
+            case PageUnreadable():
+                out.print(
+                    Text(f"open [{event.ref}] unreadable ({event.reason}): {event.message}", style="yellow")
                 )
             case CitationDropped():
                 out.print(Text(f"citation [{event.ref}] dropped: {event.reason}", style="yellow"))

@@ -6,11 +6,9 @@ structure the chunker needs (headings) and drops what a reader would not see (ma
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -18,6 +16,7 @@ from pathlib import Path
 
 from openheavy.corpus.chunking import TextFormat, split_sections
 from openheavy.errors import CorpusError
+from openheavy.pdf import read_pdf
 
 
 @dataclass(frozen=True)
@@ -215,30 +214,17 @@ def _read_html(path: Path, data: bytes, doc_id: str) -> list[SourceDoc]:
 
 
 def _read_pdf(path: Path, data: bytes, doc_id: str) -> list[SourceDoc]:
-    from pypdf import PdfReader  # pypdf takes a moment to import; only PDFs need it
-
     try:
-        # pypdf warns about the many small defects of real-world PDFs that it recovers from; they are
-        # not the user's problem and must not become errors where warnings are errors.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            reader = PdfReader(io.BytesIO(data))
-            if reader.is_encrypted and not reader.decrypt(""):
-                raise CorpusError(f"cannot index {path}: the PDF is encrypted — save a decrypted copy")
-            pages = [page.extract_text() or "" for page in reader.pages]
-            metadata_title = reader.metadata.title if reader.metadata else None
-    except CorpusError:
-        raise
-    except Exception as exc:  # pypdf raises many types for malformed files
-        raise CorpusError(f"cannot read PDF {path}: {exc} — is the file complete?") from exc
+        pdf = read_pdf(data)
+    except ValueError as exc:
+        raise CorpusError(f"cannot read PDF {path}: {exc}") from exc
     # Each page becomes a section, so a hit says which page it is on.
     parts: list[str] = []
-    for number, page in enumerate(pages, start=1):
-        body = _escape_markdown_headings(page.replace("\r\n", "\n").replace("\r", "\n").strip())
+    for number, page in enumerate(pdf.pages, start=1):
+        body = _escape_markdown_headings(page.strip())
         if body:
             parts.append(f"# Page {number}\n\n{body}")
-    title = str(metadata_title).strip() if metadata_title else ""
-    return [SourceDoc(doc_id, title or path.name, "\n\n".join(parts), str(path), "markdown")]
+    return [SourceDoc(doc_id, pdf.title or path.name, "\n\n".join(parts), str(path), "markdown")]
 
 
 def _escape_markdown_headings(text: str) -> str:

@@ -6,9 +6,10 @@ import time
 
 from pydantic import BaseModel, Field
 
+from openheavy.errors import AddressRefusedError, FetchError
 from openheavy.tools.base import Observation, ToolContext
 from openheavy.tools.sources import SourceBook
-from openheavy.types import DocumentOpened, Hit, JsonSchema, SearchDone
+from openheavy.types import DocumentOpened, FetchRefused, Hit, JsonSchema, PageUnreadable, SearchDone
 
 QUERY_MAX_CHARS = 120
 
@@ -63,8 +64,9 @@ class SearchTool:
         lines = [f'Results for "{args.query}":']
         for ref, hit in zip(refs, hits, strict=True):
             opened = " (already read)" if ref in ctx.sources.opened else ""
+            source = f" ({hit.source})" if hit.source else ""
             snippet = " ".join(hit.snippet.split())[: self.snippet_chars]
-            lines.append(f"[{ref}] {hit.title}{opened}\n    {snippet}")
+            lines.append(f"[{ref}] {hit.title}{source}{opened}\n    {snippet}")
         return Observation("\n".join(lines))
 
 
@@ -96,7 +98,12 @@ class OpenTool:
             known = ", ".join(f"[{r}]" for r in ctx.sources.seen) or "none yet — search first"
             return Observation(f"There is no result [{args.ref}]. Known results: {known}.")
         started = time.perf_counter()
-        document, cached = await ctx.search.open(hit.id)
+        try:
+            document, cached = await ctx.search.open(hit.id)
+        except FetchError as exc:
+            # A refused or unreadable web page is an observation, not the agent's end: it can't be
+            # cited, and the agent reads something else.
+            return _unreadable(args.ref, exc, ctx)
         ctx.sources.mark_opened(args.ref, document)
         text = document.text.strip()
         shown = text if len(text) <= self.max_chars else text[: self.max_chars] + " […]"
@@ -122,6 +129,40 @@ class OpenTool:
         return Observation(f"[{args.ref}] {document.title}{location}\n{shown}")
 
 
+def _unreadable(ref: int, exc: FetchError, ctx: ToolContext) -> Observation:
+    ctx.sources.mark_unreadable(ref, str(exc))
+    if isinstance(exc, AddressRefusedError):
+        ctx.stream.emit(
+            FetchRefused(
+                run_id=ctx.run_id,
+                agent=ctx.agent,
+                step=ctx.step,
+                ref=ref,
+                url=exc.url,
+                host=exc.host,
+                port=exc.port,
+                address=exc.address,
+                why=exc.why,
+                chain=list(exc.chain),
+            )
+        )
+        why = f"the link leads to a {exc.why} address, which openheavy does not connect to"
+    else:
+        ctx.stream.emit(
+            PageUnreadable(
+                run_id=ctx.run_id,
+                agent=ctx.agent,
+                step=ctx.step,
+                ref=ref,
+                url=exc.url,
+                reason=exc.reason,
+                message=str(exc),
+            )
+        )
+        why = f"{exc.reason or 'error'}: {exc}"
+    return Observation(f"[{ref}] could not be read ({why}). It can't be cited; open another result.")
+
+
 def _hit_record(ref: int, hit: Hit) -> dict[str, object]:
     return {
         "ref": ref,
@@ -131,4 +172,5 @@ def _hit_record(ref: int, hit: Hit) -> dict[str, object]:
         "url": hit.url,
         "snippet": hit.snippet,
         "score": hit.score,
+        "source": hit.source,
     }

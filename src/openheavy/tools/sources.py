@@ -37,6 +37,7 @@ class Citation:
 class SourceBook:
     seen: dict[int, Hit] = field(default_factory=dict)
     opened: dict[int, Document] = field(default_factory=dict)
+    unreadable: dict[int, str] = field(default_factory=dict)  # ref -> why (refused, anti-bot wall, ...)
     _ref_by_id: dict[str, int] = field(default_factory=dict)
 
     def register(self, hits: list[Hit]) -> list[int]:
@@ -54,8 +55,12 @@ class SourceBook:
     def mark_opened(self, ref: int, document: Document) -> None:
         self.opened[ref] = document
 
+    def mark_unreadable(self, ref: int, why: str) -> None:
+        """Record that `ref` could not be read: it is not offered to `open` again and can't be cited."""
+        self.unreadable[ref] = why
+
     def unopened_refs(self) -> list[int]:
-        return [ref for ref in self.seen if ref not in self.opened]
+        return [ref for ref in self.seen if ref not in self.opened and ref not in self.unreadable]
 
 
 # "[3]" or "[1, 4]" in answer text
