@@ -23,6 +23,7 @@ from openheavy.api import MODES, Heavy, RunResult
 from openheavy.config import Settings, load_settings
 from openheavy.errors import OpenHeavyError
 from openheavy.prompts import list_prompts, load_prompt
+from openheavy.search.base import SearchBackend, close_search
 
 app = typer.Typer(
     help="openheavy: parallel tool-using research agents, ranked generation and verifiers, in the open.",
@@ -105,6 +106,22 @@ def ask(
     ] = None,
     api_key: Annotated[str | None, typer.Option(help="API key for a remote model (or env).")] = None,
     corpus: Annotated[str | None, typer.Option(help="Corpus to search (default pydocs).")] = None,
+    search: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--search",
+            help="Search backends instead of --corpus: local:NAME, searxng:URL, ddgs, brave, tavily "
+            "(comma list or repeated; several are searched at once).",
+        ),
+    ] = None,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-host",
+            help="HOST[:PORT] that web access may reach although it is loopback or private, e.g. a local "
+            "SearXNG (comma list or repeated; adds to the config's allow_hosts).",
+        ),
+    ] = None,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Actions per agent.")] = None,
     agents: Annotated[str, typer.Option(help="heavy: 'auto' or a number of agents.")] = "auto",
     max_agents: Annotated[int, typer.Option(min=1, help="heavy: most agents the planner may use.")] = 4,
@@ -139,9 +156,14 @@ def ask(
         "seed": seed,
     }
     with _errors(), _progress(enabled=not as_json) as progress:
-        heavy = Heavy(settings=settings, api_key=api_key, progress=progress)
+        backend = _search_backend(settings, search, corpus, allow_host or [], progress)
+        heavy = Heavy(corpus=backend, settings=settings, api_key=api_key, progress=progress)
         sinks = [] if (as_json or quiet) else [LiveDisplay(err)]
-        result: RunResult = heavy.run(question, mode, sinks=sinks, **options)
+        result: RunResult = (
+            heavy.run(question, mode, sinks=sinks, **options)
+            if backend is None
+            else asyncio.run(_run_closing(heavy, backend, question, mode, sinks, options))
+        )
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n")
         return
@@ -153,6 +175,44 @@ def ask(
     for note in result.notes:
         out.print(f"[yellow]note:[/] {note}", highlight=False)
     out.print(render_summary(result.figures, result.run_id), style="dim", highlight=False)
+
+
+def _search_backend(
+    settings: Settings,
+    search: list[str] | None,
+    corpus: str | None,
+    allow_hosts: list[str],
+    progress: Callable[[int, int, str], None],
+) -> SearchBackend | None:
+    """The backends `--search` (or the config's `search`) names, with `--corpus NAME` as one more
+    (`local:NAME`); None when neither is given: Heavy opens the corpus itself, as before."""
+    specs = list(search or [])
+    if not specs and corpus is None and settings.search:
+        specs = [settings.search]
+    if not specs:
+        return None
+    if corpus is not None:
+        specs.insert(0, f"local:{corpus}")
+    from openheavy.corpus.catalog import open_corpus
+    from openheavy.search.registry import open_search
+
+    return open_search(
+        specs,
+        settings,
+        allow_hosts=allow_hosts,
+        open_local=lambda name: open_corpus(name, settings.index_dir, progress=progress),
+    )
+
+
+async def _run_closing(
+    heavy: Heavy, backend: SearchBackend, question: str, mode: str, sinks: list[Any], options: dict[str, Any]
+) -> RunResult:
+    """One run over a backend the CLI opened (Heavy closes only what it opened itself)."""
+    try:
+        return await heavy.arun(question, mode, sinks=sinks, **options)
+    finally:
+        await heavy.aclose()
+        await close_search(backend)
 
 
 @app.command()
