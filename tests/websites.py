@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -46,13 +45,18 @@ class LoopbackServer:
         outer = self
         self.stopping = threading.Event()
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # method, path, headers
+        self.bodies: list[bytes] = []
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                outer.requests.append(("GET", self.path, dict(self.headers.items())))
+                outer.requests.append((self.command, self.path, dict(self.headers.items())))
                 # The client may stop reading (what the byte cap does): not an error here.
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     outer.respond(self)
+
+            def do_POST(self) -> None:
+                outer.bodies.append(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+                self.do_GET()
 
             def log_message(self, format: str, *args: Any) -> None:
                 return None
@@ -189,6 +193,18 @@ class FakeSearxng(LoopbackServer):
             send(handler, 200, json.dumps(answer).encode(), "application/json")
 
 
+class JsonApi(LoopbackServer):
+    """A search API stand-in (Brave, Tavily): `answer(handler)` gives (status, JSON body)."""
+
+    def __init__(self, answer: Callable[[BaseHTTPRequestHandler], tuple[int, Any]]) -> None:
+        super().__init__()
+        self.answer = answer
+
+    def respond(self, handler: BaseHTTPRequestHandler) -> None:
+        status, body = self.answer(handler)
+        send(handler, status, json.dumps(body).encode(), "application/json")
+
+
 @contextmanager
 def serving(server: LoopbackServer) -> Iterator[Any]:
     server.start()
@@ -196,13 +212,3 @@ def serving(server: LoopbackServer) -> Iterator[Any]:
         yield server
     finally:
         server.stop()
-
-
-def wait_for(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
-    """Poll `condition` until true or `seconds` pass (for counters a server thread updates)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()

@@ -47,7 +47,9 @@ class DuckDuckGoSearch(WebBackend):
         backoff = self.session.backoff
         retrying = AsyncRetrying(
             stop=stop_after_attempt(backoff.attempts),
-            wait=wait_exponential_jitter(initial=max(backoff.base, self.min_interval), max=backoff.ceiling),
+            wait=wait_exponential_jitter(
+                multiplier=max(backoff.base, self.min_interval), max=backoff.ceiling
+            ),
             retry=retry_if_exception(self._transient),
             reraise=True,
         )

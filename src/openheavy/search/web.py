@@ -166,7 +166,7 @@ class WebSession:
 
     def _wait(self, state: RetryCallState) -> float:
         backoff = wait_exponential_jitter(
-            initial=self.backoff.base, max=self.backoff.ceiling, jitter=self.backoff.base
+            multiplier=self.backoff.base, max=self.backoff.ceiling, jitter=self.backoff.base
         )(state)
         exc = state.outcome.exception() if state.outcome is not None else None
         asked = exc.retry_after if isinstance(exc, _Transient) else None
