@@ -3,6 +3,9 @@
 Best effort: `ddgs` reads DuckDuckGo's HTML result pages, which is unofficial and rate limited. Calls
 are spaced out (`min_interval`), retried with backoff when DuckDuckGo says "too many requests", and a
 clear `SearchError` says so when it keeps refusing. For dependable search, run a SearXNG or use an API.
+
+`ddgs` makes its own requests, to DuckDuckGo only (`DDGS_BACKEND`), not through the SSRF guard; the pages
+it finds are opened through the guard like any other result.
 """
 
 from __future__ import annotations
