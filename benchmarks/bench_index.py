@@ -1,4 +1,5 @@
-"""Local search benchmark: index build time, query latency and a retrieval sanity check.
+"""Local search benchmark: index build time, query latency, a retrieval sanity check, and the cost of
+the integrity check (`PRAGMA quick_check`) every open of a corpus runs.
 
 Corpora:
   (a) pydocs   — the default corpus, built from scratch (rendering the module docs included);
@@ -95,6 +96,7 @@ class CorpusFigures:
     queries: int
     query_p50_ms: float
     query_p95_ms: float
+    quick_check_ms: float
     quality_metric: str
     quality: float
     notes: dict[str, Any] = field(default_factory=dict)
@@ -123,6 +125,17 @@ def timed_searches(
     return latencies, results
 
 
+def timed_quick_check(index: LocalIndex, repeat: int) -> float:
+    """The median time (ms) of the integrity check that opening a corpus runs."""
+    times = []
+    for _ in range(max(repeat, 1)):
+        started = time.perf_counter()
+        problems = index.integrity_problems()
+        times.append((time.perf_counter() - started) * 1000)
+        assert not problems, problems
+    return statistics.median(times)
+
+
 def bench_pydocs(index_dir: Path, k: int, repeat: int) -> CorpusFigures:
     started = time.perf_counter()
     with open_corpus("pydocs", index_dir) as index:
@@ -130,6 +143,7 @@ def bench_pydocs(index_dir: Path, k: int, repeat: int) -> CorpusFigures:
         stats = index.stats()
         queries = [question for question, _ in PYTHON_QUESTIONS]
         latencies, results = timed_searches(index, queries, k, repeat)
+        quick_check_ms = timed_quick_check(index, repeat)
     misses = [
         question
         for (question, module), doc_ids in zip(PYTHON_QUESTIONS, results, strict=True)
@@ -144,6 +158,7 @@ def bench_pydocs(index_dir: Path, k: int, repeat: int) -> CorpusFigures:
         queries=len(latencies),
         query_p50_ms=statistics.median(latencies),
         query_p95_ms=percentile(latencies, 0.95),
+        quick_check_ms=quick_check_ms,
         quality_metric=f"expected module in top {k}",
         quality=1 - len(misses) / len(PYTHON_QUESTIONS),
         notes={"misses": misses},
@@ -174,6 +189,7 @@ def bench_hotpotqa(path: Path, index_dir: Path, k: int, repeat: int, n_questions
     questions = questions[:n_questions]
     with open_corpus("hotpotqa", index_dir) as index:
         latencies, results = timed_searches(index, [q for q, _ in questions], k, repeat)
+        quick_check_ms = timed_quick_check(index, repeat)
     found = sum(
         len(supporting & set(doc_ids)) for (_, supporting), doc_ids in zip(questions, results, strict=True)
     )
@@ -190,6 +206,7 @@ def bench_hotpotqa(path: Path, index_dir: Path, k: int, repeat: int, n_questions
         queries=len(latencies),
         query_p50_ms=statistics.median(latencies),
         query_p95_ms=percentile(latencies, 0.95),
+        quick_check_ms=quick_check_ms,
         quality_metric=f"supporting-paragraph recall@{k}",
         quality=found / total if total else 0.0,
         notes={"all_supporting_in_top_k": both / len(questions), "source": str(path)},
@@ -219,13 +236,15 @@ def main() -> None:
             print(f"skipping hotpotqa: no file at {args.hotpotqa}", file=sys.stderr)
 
     header = f"{'corpus':10} {'build s':>8} {'docs':>6} {'chunks':>7} {'MiB':>6} {'p50 ms':>7} {'p95 ms':>7}"
+    header += f" {'check ms':>8}"
     header += "  quality"
     print(header)
     print("-" * len(header))
     for f in figures:
         print(
             f"{f.corpus:10} {f.build_seconds:8.1f} {f.documents:6d} {f.chunks:7d} {f.index_mib:6.1f}"
-            f" {f.query_p50_ms:7.2f} {f.query_p95_ms:7.2f}  {f.quality:.2f} ({f.quality_metric})"
+            f" {f.query_p50_ms:7.2f} {f.query_p95_ms:7.2f} {f.quick_check_ms:8.1f}"
+            f"  {f.quality:.2f} ({f.quality_metric})"
         )
     result = {
         "machine": {

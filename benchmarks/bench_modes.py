@@ -17,21 +17,21 @@ import asyncio
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 from openheavy.api import Heavy
 from openheavy.config import load_settings
+from openheavy.modes import RunOptions
 
 QUESTIONS = [
     "How do I run a subprocess with a timeout and capture its output?",
     "How can I parse command-line options with optional and positional arguments?",
     "What is the difference between a shallow copy and a deep copy?",
 ]
-MODES: list[tuple[str, dict[str, Any]]] = [
-    ("direct", {}),
-    ("single", {}),
-    ("heavy", {"max_agents": 4}),
-    ("rank", {"n": 4, "verifier": "vote"}),
+MODES: list[tuple[str, RunOptions]] = [
+    ("direct", RunOptions()),
+    ("single", RunOptions()),
+    ("heavy", RunOptions(max_agents=4)),
+    ("rank", RunOptions(n=4, verifier="vote")),
 ]
 
 
@@ -53,7 +53,7 @@ async def main() -> None:
     async with Heavy(settings=settings) as heavy:
         for qi, question in enumerate(QUESTIONS, start=1):
             for mode, options in modes:
-                result = await heavy.arun(question, mode, **options)
+                result = await heavy.arun(question, mode, options)
                 f = result.figures
                 overhead = sum(
                     p.total_tokens for name, p in f.by_purpose.items() if name in ("plan", "synthesis")

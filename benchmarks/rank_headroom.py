@@ -17,7 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from openheavy.evals import EvalItem, grade_answer
-from openheavy.evals.report import read_results
+from openheavy.evals.store import read_results
 
 PRIMARY = {"math": "correct", "qa": "em"}
 

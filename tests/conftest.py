@@ -12,13 +12,9 @@ import pytest
 
 from openheavy.config import Settings
 from openheavy.errors import EmbeddedModelError
-from openheavy.models.local import (
-    EMBEDDED_MODELS,
-    EmbeddedModel,
-    LlamaServer,
-    ensure_weights,
-    find_llama_server,
-)
+from openheavy.models.embedded import EmbeddedModel
+from openheavy.models.llama_server import LlamaServer, find_llama_server
+from openheavy.models.weights import EMBEDDED_MODELS, ensure_weights
 
 TINY = EMBEDDED_MODELS["local:tiny"]
 

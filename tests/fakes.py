@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import zlib
+from contextlib import closing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from openheavy.errors import DocumentNotFoundError
@@ -107,3 +110,14 @@ def make_pdf(pages: list[str]) -> bytes:
     out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
     out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
     return bytes(out)
+
+
+def damage_sqlite_page(path: Path, btree: str) -> None:
+    """Overwrite the root page of one b-tree (a table or an index, by name) of an SQLite file with
+    garbage, as a bad disk sector would."""
+    with closing(sqlite3.connect(path)) as conn:
+        (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (btree,)).fetchone()
+        (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+    with path.open("r+b") as file:
+        file.seek((root - 1) * page_size)
+        file.write(b"\xa5" * page_size)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from fakes import PASSAGES, ListSink, MemorySearch, action, allowed_actions
-from openheavy.agent import Budget, ResearchAgent
-from openheavy.models.scripted import ScriptedModel
+from openheavy.agent import Budget, ResearchAgent, StopReason
+from openheavy.models.scripted import ScriptedModel, Unconstrained
 from openheavy.search.cache import CachedSearch
 from openheavy.types import EventStream
 
@@ -37,7 +37,7 @@ async def test_search_open_answer_cites_the_opened_document() -> None:
         ]
     )
     result = await agent.run("How do I run a subprocess with a timeout?")
-    assert result.stop_reason == "answered"
+    assert str(result.stop_reason) == "answered"
     assert result.answer == "Use subprocess.run with timeout and capture_output [1]."
     assert [(c.number, c.id) for c in result.citations] == [(1, "subprocess#1")]
     assert backend.searches == ["subprocess timeout"]
@@ -76,7 +76,8 @@ async def test_citations_to_unread_documents_are_dropped_and_recorded() -> None:
         [
             action("search", query="subprocess"),
             action("open", ref=2),
-            action("answer", answer="run [1] or check_output [2] or magic [9].", cite=[1, 2, 9]),
+            # the schema limits `cite` to opened documents; markers in the text can name any number
+            action("answer", answer="run [1] or check_output [2] or magic [9].", cite=[2]),
         ]
     )
     result = await agent.run("q")
@@ -90,7 +91,7 @@ async def test_citations_to_unread_documents_are_dropped_and_recorded() -> None:
 async def test_malformed_output_is_shown_back_once_then_accepted() -> None:
     agent, model, sink, _ = make_agent(
         [
-            "Sure! I will search.",
+            Unconstrained("Sure! I will search."),  # a backend without constrained output
             action("search", query="zebra"),
             action("answer", answer="I found nothing.", cite=[]),
         ]
@@ -107,7 +108,8 @@ async def test_malformed_output_is_shown_back_once_then_accepted() -> None:
 async def test_the_first_action_must_use_a_tool() -> None:
     agent, _model, sink, _ = make_agent(
         [
-            action("answer", answer="From memory!", cite=[]),
+            # the schema allows only tools at step 1; a backend that does not enforce it can still answer
+            Unconstrained(action("answer", answer="From memory!", cite=[])),
             action("search", query="shlex"),
             action("answer", answer="shlex.split", cite=[]),
         ]
@@ -118,9 +120,9 @@ async def test_the_first_action_must_use_a_tool() -> None:
 
 
 async def test_twice_malformed_output_fails_clearly() -> None:
-    agent, _, sink, _ = make_agent(['{"action": "dance"}', "still not json"])
+    agent, _, sink, _ = make_agent([Unconstrained('{"action": "dance"}'), Unconstrained("still not json")])
     result = await agent.run("q")
-    assert result.stop_reason == "error"
+    assert str(result.stop_reason) == "error"
     assert result.error and "no valid action at step 1" in result.error
     assert sink.of("AgentFinished")[0].error == result.error
 
@@ -131,7 +133,7 @@ async def test_step_budget_forces_an_answer_and_says_so() -> None:
         max_steps=2,
     )
     result = await agent.run("q")
-    assert result.stop_reason == "budget:steps"
+    assert result.stop_reason == StopReason("budget", "steps")
     last_schema = model.calls[-1].json_schema
     assert "anyOf" not in last_schema and last_schema["properties"]["action"]["enum"] == ["answer"]
     assert "no actions left" in model.calls[-1].messages[-1].content
@@ -145,7 +147,7 @@ async def test_token_budget_shared_by_the_run_forces_an_answer() -> None:
         budget=budget,
     )
     result = await agent.run("q")
-    assert result.stop_reason == "budget:tokens"
+    assert result.stop_reason == StopReason("budget", "tokens")
     assert len(model.calls) == 2
 
 
@@ -182,3 +184,24 @@ async def test_answer_length_bound_reaches_the_schema_and_max_tokens() -> None:
     assert final.json_schema["properties"]["answer"]["maxLength"] == 200
     # max_tokens covers the longest output the schema allows, and not much more
     assert 200 < (final.max_tokens or 0) < 400
+
+
+async def test_tool_observations_read_as_before_from_the_tool_templates() -> None:
+    from openheavy.tools.base import ToolContext
+    from openheavy.tools.research import OpenArgs, OpenTool, SearchArgs, SearchTool
+    from openheavy.tools.sources import SourceBook
+
+    search = CachedSearch(MemorySearch(dict(PASSAGES)))
+    ctx = ToolContext("run-1", "agent-1", 1, search, SourceBook(), EventStream([ListSink()]))
+    before = await OpenTool().call(OpenArgs(ref=3), ctx)
+    assert before.text == "There is no result [3]. Known results: none yet — search first."
+    found = await SearchTool().call(SearchArgs(query="shlex"), ctx)
+    assert found.text.splitlines()[:2] == ['Results for "shlex":', "[1] shlex — split"]
+    opened = await OpenTool().call(OpenArgs(ref=1), ctx)
+    assert opened.text.startswith("[1] shlex — split (file:shlex#1)\nshlex.split splits")
+    again = await SearchTool().call(SearchArgs(query="shlex split"), ctx)
+    assert again.text.splitlines()[1] == "[1] shlex — split (already read)"
+    unknown = await OpenTool().call(OpenArgs(ref=9), ctx)
+    assert unknown.text == "There is no result [9]. Known results: [1]."
+    nothing = await SearchTool().call(SearchArgs(query="zzzz"), ctx)
+    assert nothing.text == 'No results for "zzzz". Try other keywords, or answer if done.'

@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 
 from fakes import PASSAGES, MemorySearch, action
+from openheavy.agent import StopReason
 from openheavy.api import Heavy
 from openheavy.config import Settings
 from openheavy.errors import ConfigError
 from openheavy.models.scripted import FunctionModel, ScriptedModel
+from openheavy.modes import RunOptions
 from openheavy.trace import RunStore, read_trace, run_store_path
 
 
@@ -31,7 +33,6 @@ SINGLE = [
 async def test_single_run_returns_a_cited_answer_with_figures_and_a_trace(settings: Settings) -> None:
     heavy = Heavy(ScriptedModel(SINGLE), MemorySearch(dict(PASSAGES)), settings=settings)
     result = await heavy.arun("How do I run a subprocess with a timeout?", "single")
-    assert result.status == "ok"
     assert result.citations[0]["id"] == "subprocess#1" and result.citations[0]["number"] == 1
     assert result.figures.searches == 1 and result.figures.documents_read == 1
     assert result.figures.sources_cited == 1 and result.figures.model_calls == 3
@@ -42,6 +43,15 @@ async def test_single_run_returns_a_cited_answer_with_figures_and_a_trace(settin
     assert row.status == "ok" and row.answer == result.answer
     data = result.to_dict()
     assert data["run_id"] == result.run_id and data["trace_path"] == str(result.trace_path)
+
+
+async def test_a_spent_budget_is_a_typed_stop_reason_and_a_note(settings: Settings) -> None:
+    model = ScriptedModel([action("answer", answer="what I know", cite=[])])
+    heavy = Heavy(model, MemorySearch(dict(PASSAGES)), settings=settings)
+    result = await heavy.arun("q", "single", RunOptions(max_steps=1))
+    assert result.stop_reason == StopReason("budget", "steps")
+    assert result.to_dict()["stop_reason"] == "budget:steps"
+    assert result.notes == ["agent-1: the steps budget ran out; it answered with what it had read so far"]
 
 
 async def test_direct_mode_uses_no_corpus(settings: Settings) -> None:
@@ -120,7 +130,7 @@ async def test_rank_mode_votes_over_parallel_samples(settings: Settings) -> None
     outputs = iter(["x = 4\nANSWER: 4", "ANSWER: 5", "so ANSWER: 4"])
     model = FunctionModel(lambda messages, schema: next(outputs))
     heavy = Heavy(model, "unused-corpus", settings=settings)
-    result = await heavy.arun("What is 2+2?", "rank", n=3, verifier="check:numeric")
+    result = await heavy.arun("What is 2+2?", "rank", RunOptions(n=3, verifier="check:numeric"))
     assert result.answer == "4"
     assert next(r["answer"] for r in result.ranking or []) == "4"
     assert len(result.ranking or []) == 3
@@ -138,17 +148,18 @@ async def test_rank_with_tools_ranks_whole_research_trajectories(settings: Setti
         return action("answer", answer="subprocess.run with timeout [1]", cite=[1])
 
     heavy = Heavy(FunctionModel(respond), MemorySearch(dict(PASSAGES)), settings=settings)
-    result = await heavy.arun("q", "rank", n=2, tools=True, verifier="vote")
+    result = await heavy.arun("q", "rank-tools", RunOptions(n=2, verifier="vote"))
     assert result.answer == "subprocess.run with timeout [1]"
     assert result.citations[0]["id"] == "subprocess#1"
     assert len(result.agents) == 2 and len(result.ranking or []) == 2
     assert result.figures.searches == 1  # the second agent's identical search hit the run's cache
 
 
-async def test_unknown_run_option_is_a_config_error(settings: Settings) -> None:
-    heavy = Heavy(ScriptedModel([]), MemorySearch({}), settings=settings)
-    with pytest.raises(ConfigError, match="known options"):
-        await heavy.arun("q", "single", turbo=True)
+def test_bad_run_option_values_are_config_errors_naming_each_problem() -> None:
+    with pytest.raises(ConfigError, match=r"n must be at least 1, got 0; max_seconds must be more than 0"):
+        RunOptions(n=0, max_seconds=0)
+    with pytest.raises(ConfigError, match="agents must be at least 1"):
+        RunOptions(agents=0)
 
 
 async def test_heavy_rank_returns_the_plan_and_the_ranking(settings: Settings) -> None:
@@ -165,8 +176,38 @@ async def test_heavy_rank_returns_the_plan_and_the_ranking(settings: Settings) -
         return action("answer", answer="answer [1]", cite=[1])
 
     heavy = Heavy(FunctionModel(respond), MemorySearch(dict(PASSAGES)), settings=settings)
-    result = await heavy.arun("q", "heavy", heavy_rank=True, verifier="vote")
+    result = await heavy.arun("q", "heavy-rank", RunOptions(verifier="vote"))
     assert result.plan == {"kind": "multi-part", "tasks": ["find run", "find shlex"], "origin": "model"}
     assert len(result.ranking or []) == 2 and len(result.agents) == 2
     assert result.figures.by_purpose.keys() >= {"plan", "action"}
     assert "synthesis" not in result.figures.by_purpose
+
+
+async def test_heavy_mode_plans_researches_and_synthesizes(settings: Settings) -> None:
+    import json
+
+    def respond(messages: list[Any], schema: dict[str, Any] | None) -> str:
+        if "planner" in messages[0].content:
+            return json.dumps({"kind": "multi-part", "tasks": ["find run", "find shlex"]})
+        if "lead researcher" in messages[0].content:
+            return json.dumps(
+                {"agreements": "", "conflicts": "", "answer": "split [2] and run [1]", "cite": []}
+            )
+        turns = sum(m.role == "assistant" for m in messages)
+        if turns == 0:
+            return action("search", query="shlex" if "shlex" in messages[1].content else "subprocess run")
+        if turns == 1:
+            return action("open", ref=1)
+        return action("answer", answer="found [1]", cite=[1])
+
+    heavy = Heavy(FunctionModel(respond), MemorySearch(dict(PASSAGES)), settings=settings)
+    result = await heavy.arun("q", "heavy", RunOptions(max_agents=2))
+    assert result.mode == "heavy" and result.plan is not None and result.plan["origin"] == "model"
+    # run-wide numbers: agent-1 read subprocess#1 ([1]), agent-2 shlex#1 ([2]); renumbered 1..k in the answer
+    assert result.answer == "split [1] and run [2]"
+    assert [(c["number"], c["id"], c["read_by"]) for c in result.citations] == [
+        (1, "shlex#1", ["agent-2"]),
+        (2, "subprocess#1", ["agent-1"]),
+    ]
+    assert [a["task"] for a in result.agents] == ["find run", "find shlex"]
+    assert result.ranking is None and "synthesis" in result.figures.by_purpose

@@ -9,27 +9,34 @@ import openheavy
 
 PACKAGE = Path(openheavy.__file__).parent
 
-BASE = {"types", "errors"}
+# Leaves every layer may use: data, errors, and pure functions over model output that import nothing.
+BASE = {"types", "errors", "json_output", "normalize"}
 ALLOWED: dict[str, set[str]] = {
     "types": set(),
     "errors": set(),
-    "prompts": set(),
+    "prompts": {"errors"},
+    "json_output": set(),
+    "normalize": set(),
     "config": BASE,
+    "citations": BASE,
     "models": BASE | {"config", "models"},
+    "sqlite_migrations": BASE,
     "pdf": set(),
     "net": BASE | {"net", "pdf"},
     # web backends read their keys and the allow-list from the settings, and pages through net
-    "search": BASE | {"search", "net", "config"},
+    "search": BASE | {"search", "sqlite_migrations", "net", "config"},
     "corpus": BASE | {"search", "corpus", "pdf"},
-    "tools": BASE | {"search", "tools"},
-    "trace": BASE,
+    "tools": BASE | {"search", "tools", "prompts"},
+    "trace": BASE | {"sqlite_migrations"},
     "display": BASE | {"trace"},
     "verify": BASE | {"models", "prompts"},
     "rank": BASE | {"models", "prompts", "verify"},
-    "agent": BASE | {"models", "tools", "search", "prompts"},
+    "agent": BASE | {"models", "tools", "search", "prompts", "citations"},
     "direct": BASE | {"agent", "models", "prompts"},
     "slicing": set(),
-    "heavy": BASE | {"agent", "verify", "rank", "models", "tools", "search", "prompts", "slicing"},
+    "heavy": BASE | {"agent", "verify", "rank", "models", "search", "prompts", "slicing", "citations"},
+    "modes": BASE
+    | {"config", "models", "search", "agent", "citations", "direct", "heavy", "rank", "verify", "modes"},
 }
 SHELLS = {"api", "cli", "evals", "server", "audit", "__init__", "__main__"}
 

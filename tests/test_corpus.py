@@ -5,13 +5,18 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import random
+import re
 import shutil
+import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from fakes import make_pdf
+from fakes import damage_sqlite_page, make_pdf
 from openheavy.corpus import (
     SourceDoc,
     index_documents,
@@ -29,7 +34,8 @@ from openheavy.corpus.chunking import (
 )
 from openheavy.corpus.pydocs import module_names, pydoc_to_markdown, render_modules, summary_line
 from openheavy.corpus.sources import discover_files, html_to_text, read_file
-from openheavy.errors import CorpusError, EmptyIndexError, UnknownCorpusError
+from openheavy.errors import CorpusError, DamagedIndexError, EmptyIndexError, UnknownCorpusError
+from openheavy.search.local import LocalIndex
 
 FIXTURES = Path(__file__).parent / "fixtures" / "corpus"
 
@@ -291,10 +297,238 @@ def test_missing_paths_and_bad_names_are_clear_errors(tmp_path: Path) -> None:
     assert not list(tmp_path.iterdir())  # nothing was created
 
 
-def test_a_malformed_file_stops_indexing_with_its_name(corpus_dir: Path, tmp_path: Path) -> None:
+def test_a_malformed_file_is_skipped_with_its_name_and_the_rest_indexed(
+    corpus_dir: Path, tmp_path: Path
+) -> None:
     (corpus_dir / "records.jsonl").write_text('{"id": "x"}\n')
-    with pytest.raises(CorpusError, match=r"records\.jsonl:1: missing title, text"):
-        index_paths([corpus_dir], "notes", tmp_path)
+    (corpus_dir / "broken.pdf").write_bytes(b"%PDF-1.4\nnot really")
+    warnings: list[str] = []
+    report = index_paths([corpus_dir], "notes", tmp_path, warn=warnings.append)
+    assert (report.files_seen, report.files_indexed, len(report.skipped)) == (7, 5, 2)
+    assert report.documents == 5  # the five good files; the JSONL's lines are not half-indexed
+    reasons = {s.path.name: s.reason for s in report.skipped}
+    assert re.search(r"records\.jsonl:1: missing title, text", reasons["records.jsonl"])
+    assert re.search(r"cannot read PDF .*broken\.pdf: .* — is the file complete\?", reasons["broken.pdf"])
+    assert warnings == [f"skipped: {reasons['broken.pdf']}", f"skipped: {reasons['records.jsonl']}"]
+    with open_corpus("notes", tmp_path) as index:
+        assert index.search_sync("tomatoes watered")[0].doc_id == "notes/guide.md"
+
+
+def test_an_unreadable_file_is_skipped(
+    corpus_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tests run as root, for whom chmod 000 changes nothing: a dangling link and a failing read stand in.
+    (corpus_dir / "gone.md").symlink_to(tmp_path / "nowhere.md")
+    locked = corpus_dir / "locked.md"
+    locked.write_text("# Locked\n\nSecret walrus.\n")
+    read_bytes = Path.read_bytes
+
+    def refuse(path: Path) -> bytes:
+        if path.name == "locked.md":
+            raise PermissionError(13, "Permission denied", str(path))
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    report = index_paths([corpus_dir], "notes", tmp_path)
+    assert report.files_indexed == 6
+    assert sorted(s.reason for s in report.skipped) == [
+        f"{corpus_dir / 'gone.md'}: cannot read it (No such file or directory)",
+        f"{locked}: cannot read it (Permission denied)",
+    ]
+
+
+def test_a_folder_that_cannot_be_listed_is_skipped(
+    corpus_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scandir = os.scandir
+
+    def refuse(path: str) -> object:
+        if Path(path).name == "sub":
+            raise PermissionError(13, "Permission denied", path)
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refuse)
+    report = index_paths([corpus_dir], "notes", tmp_path)
+    assert report.files_indexed == 5  # all but sub/deeper.md
+    (skipped,) = report.skipped
+    assert (
+        skipped.reason
+        == f"{corpus_dir / 'sub'}: cannot list this folder (Permission denied) — check its permissions"
+    )
+
+
+def test_a_file_that_breaks_keeps_its_previous_version(corpus_dir: Path, tmp_path: Path) -> None:
+    index_paths([corpus_dir], "notes", tmp_path)
+    (corpus_dir / "guide.md").write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) * 4)
+    report = index_paths([corpus_dir], "notes", tmp_path)
+    (skipped,) = report.skipped
+    assert skipped.reason.endswith("(its previously indexed version stays)")
+    with open_corpus("notes", tmp_path) as index:
+        assert index.search_sync("tomatoes watered")[0].doc_id == "notes/guide.md"
+
+
+def test_binary_files_are_skipped_not_indexed_as_text(corpus_dir: Path, tmp_path: Path) -> None:
+    (corpus_dir / "program.md").write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) * 8)
+    (corpus_dir / "noise.txt").write_bytes(random.Random(0).randbytes(4096))
+    # No NUL byte, not UTF-8, and no encoding makes sense of it.
+    rng = random.Random(1)
+    (corpus_dir / "static.txt").write_bytes(bytes(rng.randrange(128, 256) for _ in range(600)))
+    report = index_paths([corpus_dir], "notes", tmp_path)
+    reasons = {s.path.name: s.reason for s in report.skipped}
+    assert set(reasons) == {"program.md", "noise.txt", "static.txt"}
+    assert "looks like a binary file, not .md (it contains NUL bytes)" in reasons["program.md"]
+    assert "looks like a binary file" in reasons["noise.txt"]
+    assert "not UTF-8 and its encoding could not be detected" in reasons["static.txt"]
+    assert report.documents == 7
+
+
+LATIN1 = "Café crème brûlée à la française: the façade of the théâtre was illuminée.\n"
+
+
+@pytest.mark.parametrize(
+    ("data", "encoding", "text"),
+    [
+        (LATIN1.encode("latin-1"), "cp1252", LATIN1),  # short: cp1250 would fit as well, and be wrong
+        # cp1250 reads these bytes the same, and is named first; cp1252 is the one to name.
+        ("“Smart quotes” — and a euro sign: 5 €.\n".encode("cp1252"), "cp1252", None),
+        ("Привет, как дела? Это тестовый текст на русском языке.\n".encode("cp1251"), "cp1251", None),
+        ("Grüße aus München\r\n".encode("utf-16"), "utf-16", "Grüße aus München\n"),
+        ("\ufeffplain UTF-8 with a BOM\n".encode(), "utf-8", "plain UTF-8 with a BOM\n"),
+    ],
+)
+def test_text_that_is_not_utf8_is_decoded_with_its_encoding(
+    tmp_path: Path, data: bytes, encoding: str, text: str | None
+) -> None:
+    path = tmp_path / "letter.txt"
+    path.write_bytes(data)
+    (doc,) = read_file(path, data, "letter.txt")
+    assert doc.encoding == encoding
+    assert doc.text == (text if text is not None else data.decode(encoding).replace("\r\n", "\n"))
+    assert "\ufffd" not in doc.text
+
+
+def test_indexing_notes_a_detected_encoding(tmp_path: Path) -> None:
+    folder = tmp_path / "letters"
+    folder.mkdir()
+    (folder / "old.txt").write_bytes(LATIN1.encode("latin-1"))
+    warnings: list[str] = []
+    report = index_paths([folder], "letters", tmp_path, warn=warnings.append)
+    assert report.notes == (f"{folder / 'old.txt'}: not UTF-8, read as cp1252 (detected)",)
+    assert warnings == list(report.notes)
+    with open_corpus("letters", tmp_path) as index:
+        assert index.search_sync("crème brûlée")[0].doc_id == "letters/old.txt"
+
+
+def test_non_utf8_jsonl_is_refused_with_its_line_and_a_fix(tmp_path: Path) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(
+        b'{"id": "a", "title": "t", "text": "plain"}\n'
+        + json.dumps({"id": "b", "title": "Caf\u00e9", "text": LATIN1}, ensure_ascii=False).encode("latin-1")
+        + b"\n"
+    )
+    with pytest.raises(CorpusError) as caught:
+        read_file(path, path.read_bytes(), "data.jsonl")
+    assert str(caught.value) == (
+        f"{path}:2: not UTF-8 (it looks like cp1252) — JSON Lines files must be UTF-8; convert it:"
+        " iconv -f cp1252 -t UTF-8 data.jsonl > data.utf8.jsonl"
+    )
+
+
+def test_the_conversion_command_for_jsonl_names_the_encoding_as_iconv_does(tmp_path: Path) -> None:
+    path = tmp_path / "ru.jsonl"
+    text = (
+        "Это тестовый текст на русском языке. Москва - столица России, а Волга - самая длинная река Европы."
+    )
+    record = {"id": "r", "title": "Привет", "text": text}
+    path.write_bytes(json.dumps(record, ensure_ascii=False).encode("koi8_r") + b"\n")
+    with pytest.raises(CorpusError, match=r"\(it looks like koi8_r\) .* iconv -f koi8-r -t UTF-8 ru\.jsonl"):
+        read_file(path, path.read_bytes(), "ru.jsonl")
+
+
+def test_an_empty_folder_is_an_error_and_creates_no_corpus(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "table.csv").write_text("a,b\n")
+    indexes = tmp_path / "indexes"
+    with pytest.raises(CorpusError) as caught:
+        index_paths([empty], "hollow", indexes)
+    assert str(caught.value) == (
+        f"nothing indexed: no supported files (.htm .html .jsonl .markdown .md .pdf .rst .txt) in {empty}"
+        " — corpus 'hollow' was not created"
+    )
+    assert list_corpora(indexes) == []
+    assert not indexes.exists() or not list(indexes.iterdir())
+
+
+def test_files_without_text_create_no_corpus(tmp_path: Path) -> None:
+    folder = tmp_path / "blank"
+    folder.mkdir()
+    (folder / "a.md").write_text("\n\n")
+    with pytest.raises(CorpusError, match=r"hold no text to search — corpus 'blank' was not created"):
+        index_paths([folder], "blank", tmp_path / "indexes")
+    assert list_corpora(tmp_path / "indexes") == []
+
+
+def test_a_run_where_every_file_is_skipped_creates_no_corpus(tmp_path: Path) -> None:
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "a.pdf").write_bytes(b"%PDF-1.4\ntruncated")
+    (folder / "b.md").write_bytes(b"\x00\x01\x02")
+    warnings: list[str] = []
+    with pytest.raises(CorpusError) as caught:
+        index_paths([folder], "bad", tmp_path / "indexes", warn=warnings.append)
+    assert str(caught.value) == (
+        f"nothing indexed: all 2 files in {folder} were skipped (see the warnings)"
+        " — corpus 'bad' was not created"
+    )
+    assert [w.split(":")[1] for w in warnings] == [
+        f" cannot read PDF {folder / 'a.pdf'}",
+        f" cannot index {folder / 'b.md'}",
+    ]
+    assert list_corpora(tmp_path / "indexes") == []
+
+
+def test_a_run_that_fails_while_creating_a_corpus_leaves_none(
+    corpus_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(LocalIndex, "replace_source", interrupted)
+    indexes = tmp_path / "indexes"
+    with pytest.raises(KeyboardInterrupt):
+        index_paths([corpus_dir], "notes", indexes)
+    assert list(indexes.iterdir()) == []
+    monkeypatch.undo()
+    assert index_paths([corpus_dir], "notes", indexes).documents == 7
+
+
+def test_concurrent_indexers_of_one_new_corpus_agree(corpus_dir: Path, tmp_path: Path) -> None:
+    script = (
+        "import sys; from pathlib import Path; from openheavy.corpus import index_paths;"
+        " print(index_paths([Path(sys.argv[1])], 'notes', Path(sys.argv[2])).documents)"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    indexers = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(corpus_dir), str(tmp_path / "indexes")],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    for indexer in indexers:
+        stdout, stderr = indexer.communicate(timeout=120)
+        assert indexer.returncode == 0, stderr
+        assert stdout.strip() == "7"
+    with sqlite3.connect(tmp_path / "indexes" / "notes.sqlite") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    conn.close()
+    with open_corpus("notes", tmp_path / "indexes") as index:
+        assert index.stats().documents == 7
+        assert index.search_sync("glacier")[0].doc_id == "r2"
 
 
 # ------------------------------------------------------------------ index_documents, listing, opening
@@ -334,11 +568,58 @@ def test_list_corpora(tmp_path: Path) -> None:
     assert list_corpora(tmp_path / "absent") == []
     index_documents([SourceDoc("a", "A", "alpha")], "beta", tmp_path)
     index_documents([SourceDoc("b", "B", "bravo"), SourceDoc("c", "C", "charlie")], "alpha", tmp_path)
-    (tmp_path / "junk.sqlite").write_bytes(b"not a database" * 50)
+    (tmp_path / "notes.txt").write_text("not an index")
+    (tmp_path / "bad name!.sqlite").write_text("not a corpus name")
     infos = list_corpora(tmp_path)
-    assert [(i.name, i.documents, i.chunks) for i in infos] == [("alpha", 2, 2), ("beta", 1, 1)]
+    assert [(i.name, i.documents, i.chunks, i.problem) for i in infos] == [
+        ("alpha", 2, 2, None),
+        ("beta", 1, 1, None),
+    ]
     assert infos[0].path == tmp_path / "alpha.sqlite"
     assert infos[0].updated_at.tzinfo is not None
+
+
+def make_damaged_corpora(index_dir: Path) -> None:
+    for name in ("alpha", "header", "middle", "zulu"):
+        index_documents([SourceDoc(f"{name}-1", name.title(), f"{name} text")], name, index_dir)
+    with (index_dir / "header.sqlite").open("r+b") as file:
+        file.write(b"\xa5" * 100)  # garbage over the SQLite header
+    # The sources table's index is what counting the corpus's sources reads: this used to crash listing.
+    damage_sqlite_page(index_dir / "middle.sqlite", "sqlite_autoindex_sources_1")
+
+
+def test_damaged_indexes_are_listed_as_such_and_never_hide_the_others(tmp_path: Path) -> None:
+    make_damaged_corpora(tmp_path)
+    (tmp_path / "junk.sqlite").write_bytes(b"not a database" * 50)
+    infos = {info.name: info for info in list_corpora(tmp_path)}
+    assert sorted(infos) == ["alpha", "header", "junk", "middle", "zulu"]
+    assert (infos["alpha"].documents, infos["alpha"].problem) == (1, None)
+    assert (infos["zulu"].documents, infos["zulu"].problem) == (1, None)
+    for name in ("header", "junk", "middle"):
+        path = tmp_path / f"{name}.sqlite"
+        problem = infos[name].problem
+        assert problem is not None and problem.startswith(f"corpus {name!r} is damaged (")
+        assert problem.endswith(
+            f" — move it aside (mv {path} {path}.damaged) and rebuild it: openheavy index PATH --name {name}"
+        )
+        assert infos[name].documents == 0
+    assert "file is not a database" in str(infos["header"].problem)
+    assert "btreeInitPage() returns error code 11" in str(infos["middle"].problem)
+
+
+@pytest.mark.parametrize("name", ["header", "middle"])
+def test_opening_or_indexing_a_damaged_corpus_says_how_to_rebuild_it(
+    corpus_dir: Path, tmp_path: Path, name: str
+) -> None:
+    make_damaged_corpora(tmp_path)
+    with pytest.raises(DamagedIndexError, match=rf"corpus '{name}' is damaged .* move it aside"):
+        open_corpus(name, tmp_path)
+    with pytest.raises(DamagedIndexError, match=rf"corpus '{name}' is damaged .* move it aside"):
+        index_paths([corpus_dir], name, tmp_path)
+    # The fix works: moved aside, the corpus is rebuilt from scratch.
+    path = tmp_path / f"{name}.sqlite"
+    path.rename(path.with_name(f"{name}.sqlite.damaged"))
+    assert index_paths([corpus_dir], name, tmp_path).documents == 7
 
 
 def test_open_unknown_corpus_lists_the_available_ones(tmp_path: Path) -> None:

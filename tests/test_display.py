@@ -1,272 +1,124 @@
-"""The live display and the trace / runs / answer renderers, on synthetic runs."""
+"""The live display and the trace / runs / answer renderers, fed with what the engine really emitted: runs
+of `Heavy` with a scripted model over an in-memory corpus, their events and the traces they wrote."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import json
 import os
 import re
-from collections.abc import Callable
 from io import StringIO
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from rich.console import Console
 
-from openheavy.display import (
-    LiveDisplay,
-    describe_event,
-    render_answer,
-    render_runs,
-    render_summary,
-    render_trace,
-)
+from fakes import MemorySearch, action
+from openheavy.api import Heavy, RunOptions
+from openheavy.config import Settings
+from openheavy.display.live import LiveDisplay, describe_event
+from openheavy.display.render import render_answer, render_runs, render_summary, render_trace
+from openheavy.models.scripted import FunctionModel, ScriptedModel, Unconstrained
 from openheavy.trace import (
     JsonlTraceSink,
     MetricsSink,
     RunFigures,
     RunStore,
-    RunStoreSink,
     TraceRecord,
-    new_run_id,
     read_trace,
+    run_store_path,
+    trace_path,
 )
 from openheavy.types import (
     ActionParsed,
-    AgentFinished,
-    AgentStarted,
-    CitationDropped,
     DocumentOpened,
     Event,
     EventStream,
+    JsonSchema,
+    Message,
     ModelCalled,
-    Note,
-    OutputRejected,
     RunFinished,
-    RunStarted,
-    SearchDone,
 )
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
-T0 = 1_800_000_000.0
-SYSTEM = "You are a careful research agent. Reply with one JSON action, like [bold]this[/bold]."
-HITS = [
-    {
-        "ref": 1,
-        "id": "subprocess#3",
-        "doc_id": "subprocess",
-        "title": "subprocess — Subprocess management",
-        "url": "https://docs.python.org/3/library/subprocess.html",
-        "snippet": "The timeout argument is passed to Popen.communicate().",
-        "score": 7.25,
-    },
-    {
-        "ref": 2,
-        "id": "asyncio-subprocess#1",
-        "doc_id": "asyncio-subprocess",
-        "title": "Subprocesses",
-        "url": "",
-        "snippet": "asyncio: create_subprocess_exec",
-        "score": 3.5,
-    },
-]
-CITATION = {
-    "number": 1,
-    "ref": 1,
-    "id": "subprocess#3",
-    "doc_id": "subprocess",
-    "title": "subprocess — Subprocess management",
-    "url": "https://docs.python.org/3/library/subprocess.html",
+E = TypeVar("E", bound=Event)
+QUESTION = "How do I time out subprocess.run?"
+# Text that looks like rich markup must reach the screen as written, never as styling.
+MARKUP = "[bold]TimeoutExpired[/bold]"
+PASSAGES = {
+    "subprocess#1": (
+        "subprocess — run",
+        f"subprocess.run(args, timeout=5) waits; {MARKUP} is raised when the timeout expires.",
+    ),
+    "subprocess#2": (
+        "subprocess — check_output",
+        "check_output runs a command and returns its output; it also accepts a timeout.",
+    ),
+    "shlex#1": ("shlex — split", "shlex.split splits a command line string like a shell would."),
 }
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self, step: float = 0.5) -> float:
-        self.now += step
-        return self.now
-
-
-def agent_events(run_id: str, agent: str, task: str, clock: Clock, *, cached: bool = False) -> list[Event]:
-    def model(step: int, output: str, purpose: str = "action") -> ModelCalled:
-        return ModelCalled(
-            run_id=run_id,
-            agent=agent,
-            at=clock(),
-            step=step,
-            purpose=purpose,
-            messages=[
-                {"role": "system", "content": SYSTEM},
-                {
-                    "role": "user",
-                    "content": f"Question: How do I time out subprocess.run?\nYour part: {task}",
-                },
-            ],
-            json_schema={"type": "object", "required": ["action"]} if step == 1 else None,
-            output=output,
-            prompt_tokens=400 * step,
-            completion_tokens=20,
-            cached_tokens=300 if cached else 0,
-            seconds=1.25,
-        )
-
-    return [
-        AgentStarted(run_id=run_id, agent=agent, at=clock(), task=task),
-        model(1, "search for subprocess timeout"),
-        OutputRejected(
-            run_id=run_id,
-            agent=agent,
-            at=clock(),
-            step=1,
-            output="search for subprocess timeout",
-            error="not a JSON object",
-        ),
-        model(1, '{"action": "search", "query": "subprocess timeout"}'),
-        ActionParsed(
-            run_id=run_id,
-            agent=agent,
-            at=clock(),
-            step=1,
-            action="search",
-            args={"query": "subprocess timeout"},
-        ),
-        SearchDone(
-            run_id=run_id,
-            agent=agent,
-            at=clock(),
-            step=1,
-            query="subprocess timeout",
-            hits=HITS,
-            seconds=0.02,
-            cached=cached,
-        ),
-        model(2, '{"action": "open", "ref": 1}'),
-        ActionParsed(run_id=run_id, agent=agent, at=clock(), step=2, action="open", args={"ref": 1}),
-        DocumentOpened(
-            run_id=run_id,
-            agent=agent,
-            at=clock(),
-            step=2,
-            ref=1,
-            doc={**{k: v for k, v in CITATION.items() if k not in ("number", "ref")}, "chars": 72},
-            text_shown="If the timeout expires, the child process will be killed and waited for.",
-            seconds=0.01,
-            cached=cached,
-        ),
-        model(3, '{"action": "answer", "answer": "Pass timeout= [1]", "cite": [1, 5]}', "answer"),
-        ActionParsed(
-            run_id=run_id,
-            agent=agent,
-            at=clock(),
-            step=3,
-            action="answer",
-            args={"answer": "Pass timeout= [1]", "cite": [1, 5]},
-        ),
-        CitationDropped(run_id=run_id, agent=agent, at=clock(), ref="5", reason="never seen"),
-        AgentFinished(
-            run_id=run_id,
-            agent=agent,
-            at=clock(),
-            answer="Pass timeout= [1]",
-            citations=[CITATION],
-            stop_reason="answered",
-            steps=3,
-        ),
-    ]
+SINGLE = [
+    Unconstrained("search for subprocess timeout"),  # not JSON: rejected, and the agent is asked again
+    action("search", query="subprocess timeout"),
+    action("open", ref=1),
+    # [5] was never seen: the engine drops it and says so
+    action("answer", answer="Pass timeout= to subprocess.run [1]; compare [5].", cite=[1]),
+]
+TASKS = ["the timeout argument", "what is raised"]
+HEAVY_ANSWER = "Pass timeout=; TimeoutExpired is raised when it expires [1]."
 
 
-def single_run(run_id: str = "20261129-071502-a3f9c1") -> list[Event]:
-    clock = Clock()
-    question = "How do I time out subprocess.run?"
-    events: list[Event] = [
-        RunStarted(
-            run_id=run_id,
-            at=T0,
-            question=question,
-            mode="single",
-            model="scripted",
-            corpus="pydocs",
-            settings={"max_steps": 4},
-        )
-    ]
-    events += agent_events(run_id, "agent-1", question, clock)
-    return finish(events, clock, "Pass timeout= [1]")
+def heavy_team(messages: list[Message], schema: JsonSchema | None) -> str:
+    """The planner, two research agents and the synthesizer, told apart by the schema they are asked for."""
+    properties = (schema or {}).get("properties", {})
+    if "tasks" in properties:
+        return json.dumps({"kind": "multi-part", "tasks": TASKS})
+    if "agreements" in properties:
+        return json.dumps({"agreements": "both", "conflicts": "none", "answer": HEAVY_ANSWER, "cite": [1]})
+    turns = sum(message.role == "assistant" for message in messages)
+    if turns == 0:
+        return action("search", query="subprocess timeout")  # the same query: the second agent's is cached
+    if turns == 1:
+        return action("open", ref=1)
+    return action("answer", answer="See the documentation [1].", cite=[1])
 
 
-def heavy_run(run_id: str = "20261129-071502-a3f9c1") -> list[Event]:
-    clock = Clock()
-    events: list[Event] = [
-        RunStarted(
-            run_id=run_id,
-            at=T0,
-            question="How do I time out subprocess.run?",
-            mode="heavy",
-            model="scripted",
-            corpus="pydocs",
-        ),
-        ModelCalled(
-            run_id=run_id,
-            agent="planner",
-            at=clock(),
-            step=0,
-            purpose="plan",
-            messages=[
-                {"role": "system", "content": "You are the planner of a research team."},
-                {"role": "user", "content": "Question: How do I time out subprocess.run?"},
-            ],
-            json_schema=None,
-            output='{"kind": "multi-part", "tasks": ["the timeout argument", "what is raised"]}',
-            prompt_tokens=150,
-            completion_tokens=25,
-            cached_tokens=0,
-            seconds=2.0,
-        ),
-        Note(
-            run_id=run_id,
-            agent="planner",
-            at=clock(),
-            topic="plan",
-            data={"kind": "multi-part", "tasks": ["the timeout argument", "what is raised"]},
-        ),
-    ]
-    events += agent_events(run_id, "agent-1", "the timeout argument", clock)
-    events += agent_events(run_id, "agent-2", "what is raised", clock, cached=True)
-    events.append(
-        ModelCalled(
-            run_id=run_id,
-            agent="synthesizer",
-            at=clock(),
-            step=1,
-            purpose="synthesis",
-            messages=[{"role": "system", "content": "You are the lead researcher."}],
-            json_schema=None,
-            output='{"answer": "Pass timeout=; TimeoutExpired is raised [1]", "cite": [1]}',
-            prompt_tokens=600,
-            completion_tokens=40,
-            cached_tokens=0,
-            seconds=3.0,
-        )
-    )
-    return finish(events, clock, "Pass timeout=; TimeoutExpired is raised [1]")
+def collect(
+    settings: Settings, model: Any, mode: str, question: str = QUESTION, **options: Any
+) -> list[Event]:
+    """The events of one real run, as `Heavy.stream` yields them."""
+
+    async def run() -> list[Event]:
+        heavy = Heavy(model, MemorySearch(dict(PASSAGES)), settings=settings)
+        return [event async for event in heavy.stream(question, mode, RunOptions(**options))]
+
+    return asyncio.run(run())
 
 
-def finish(events: list[Event], clock: Clock, answer: str) -> list[Event]:
-    at = clock()
-    metrics = MetricsSink(clock=lambda: at)
-    for event in events:
-        metrics.handle(event)
-    figures = metrics.figures(citations=[CITATION])
-    events.append(
-        RunFinished(
-            run_id=events[0].run_id,
-            at=at,
-            status="ok",
-            answer=answer,
-            citations=[CITATION],
-            figures=figures.to_dict(),
-        )
-    )
-    return events
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(data_dir=tmp_path_factory.mktemp("display"))
+
+
+@pytest.fixture(scope="module")
+def single_run(settings: Settings) -> list[Event]:
+    return collect(settings, ScriptedModel(SINGLE), "single")
+
+
+@pytest.fixture(scope="module")
+def heavy_run(settings: Settings) -> list[Event]:
+    return collect(settings, FunctionModel(heavy_team), "heavy", agents=2)
+
+
+def written_trace(events: list[Event], settings: Settings) -> list[TraceRecord]:
+    """The trace the engine wrote for the run of `events`."""
+    return read_trace(trace_path(settings.runs_dir, events[0].run_id))
+
+
+def of_kind(events: list[Event], kind: type[E]) -> list[E]:
+    return [event for event in events if isinstance(event, kind)]
 
 
 def plain_console(width: int = 100) -> Console:
@@ -281,13 +133,31 @@ def output(console: Console) -> str:
 # ---------------------------------------------------------------- live display
 
 
-@pytest.mark.parametrize("run", [single_run, heavy_run])
-def test_plain_display_has_no_control_codes_and_names_every_agent(run: Callable[[], list[Event]]) -> None:
+def plain_lines(events: list[Event]) -> str:
+    """What the display prints for `events` where there is no terminal."""
+    console = plain_console()
+    display = LiveDisplay(console)
+    for event in events:
+        display.handle(event)
+    return output(console)
+
+
+def test_the_runs_are_what_the_display_tests_need(single_run: list[Event], heavy_run: list[Event]) -> None:
+    kinds = {event.kind for event in single_run}
+    assert {"OutputRejected", "CitationDropped", "SearchDone", "DocumentOpened", "AgentFinished"} <= kinds
+    assert {event.agent for event in heavy_run} >= {"planner", "agent-1", "agent-2", "synthesizer"}
+    assert [event.status for event in of_kind(single_run + heavy_run, RunFinished)] == ["ok", "ok"]
+
+
+@pytest.mark.parametrize("run", ["single_run", "heavy_run"])
+def test_plain_display_has_no_control_codes_and_names_every_agent(
+    run: str, request: pytest.FixtureRequest
+) -> None:
+    events: list[Event] = request.getfixturevalue(run)
     console = plain_console()
     display = LiveDisplay(console)
     assert display.live is False
     stream = EventStream([display])
-    events = run()
     for event in events:
         stream.emit(event)
     stream.close()
@@ -296,54 +166,56 @@ def test_plain_display_has_no_control_codes_and_names_every_agent(run: Callable[
     assert "\x1b" not in text
     for agent in {e.agent for e in events if e.agent}:
         assert f"[{agent}]" in text
-    assert '[agent-1] step 1 search "subprocess timeout" → 2 hits\n' in text
-    assert "[agent-1] step 2 open [1] subprocess — Subprocess management · 72 chars shown\n" in text
-    assert "[agent-1] step 1 output rejected: not a JSON object\n" in text
+    assert '[agent-1] step 1 search "subprocess timeout" → 2 hits' in text
+    opened = of_kind(events, DocumentOpened)[0]
+    assert f"[agent-1] step 2 open [1] subprocess — run · {len(opened.text_shown)} chars shown" in text
     assert "[agent-1] finished (answered) after 3 steps · 1 source\n" in text
     assert text.rstrip().endswith("ok")
 
 
-def test_plain_display_marks_cache_hits() -> None:
-    console = plain_console()
-    display = LiveDisplay(console)
-    for event in heavy_run():
-        display.handle(event)
-    text = output(console)
-    assert '[agent-2] step 1 search "subprocess timeout" → 2 hits (cached)' in text
+def test_plain_display_shows_rejected_output_and_dropped_citations(single_run: list[Event]) -> None:
+    text = plain_lines(single_run)
+    assert "[agent-1] step 1 output rejected: " in text
+    assert "[agent-1] citation [5] dropped: never seen\n" in text
+
+
+def test_plain_display_marks_cache_hits(heavy_run: list[Event]) -> None:
+    text = plain_lines(heavy_run)
+    assert re.search(r'\[agent-\d\] step 1 search "subprocess timeout" → 2 hits \(cached\)', text)
     assert "[planner] plan: " in text
 
 
-def test_plain_lines_are_never_wrapped() -> None:
+def test_plain_lines_are_never_wrapped(single_run: list[Event]) -> None:
     console = plain_console(width=40)
-    LiveDisplay(console).handle(single_run()[0])
+    LiveDisplay(console).handle(single_run[0])
     assert len(output(console).splitlines()) == 1
 
 
-def test_quiet_display_prints_nothing_but_still_counts() -> None:
+def test_quiet_display_prints_nothing_but_still_counts(single_run: list[Event]) -> None:
     console = plain_console()
     display = LiveDisplay(console, quiet=True)
-    for event in single_run():
+    for event in single_run:
         display.handle(event)
     display.close()
     assert output(console) == ""
     assert display.metrics.figures().searches == 1
 
 
-def test_a_shared_metrics_sink_is_not_fed_twice() -> None:
+def test_a_shared_metrics_sink_is_not_fed_twice(single_run: list[Event]) -> None:
     metrics = MetricsSink()
     stream = EventStream([metrics, LiveDisplay(plain_console(), metrics=metrics)])
-    for event in single_run():
+    for event in single_run:
         stream.emit(event)
-    assert metrics.figures().model_calls == 4
+    assert metrics.figures().model_calls == len(of_kind(single_run, ModelCalled)) == 4
 
 
-@pytest.mark.parametrize("run", [single_run, heavy_run])
-def test_live_display_on_a_terminal_draws_a_panel_per_agent(run: Callable[[], list[Event]]) -> None:
+@pytest.mark.parametrize("run", ["single_run", "heavy_run"])
+def test_live_display_on_a_terminal_draws_a_panel_per_agent(run: str, request: pytest.FixtureRequest) -> None:
+    events: list[Event] = request.getfixturevalue(run)
     console = Console(file=StringIO(), force_terminal=True, width=120, height=60)
     display = LiveDisplay(console, refresh_per_second=50)
     assert display.live is True
     stream = EventStream([display])
-    events = run()
     for event in events[:-1]:
         stream.emit(event)
     stream.close()  # stops the live display before RunFinished, as after Ctrl-C
@@ -356,12 +228,13 @@ def test_live_display_on_a_terminal_draws_a_panel_per_agent(run: Callable[[], li
     assert '"subprocess timeout" → 2 hits' in text
 
 
-def test_describe_event_skips_actions_that_have_their_own_line() -> None:
-    events = single_run()
-    actions = [e for e in events if isinstance(e, ActionParsed)]
-    assert actions and all(describe_event(e) is None for e in actions)
-    other = ActionParsed(run_id="r", agent="agent-1", step=2, action="python", args={"code": "1 + 1"})
-    assert describe_event(other) == '[agent-1] step 2 python {"code": "1 + 1"}'
+def test_describe_event_skips_actions_that_have_their_own_line(single_run: list[Event]) -> None:
+    actions = of_kind(single_run, ActionParsed)
+    assert {a.action for a in actions} == {"search", "open", "answer"}
+    assert all(describe_event(a) is None for a in actions)
+    # A tool whose outcome has no event of its own (none ships yet) gets a line of its own.
+    other = dataclasses.replace(actions[0], action="python", args={"code": "1 + 1"})
+    assert describe_event(other) == '[agent-1] step 1 python {"code": "1 + 1"}'
 
 
 # ---------------------------------------------------------------- summary, answer, runs
@@ -386,42 +259,57 @@ def test_summary_line() -> None:
     assert "250 ms" in render_summary(heavy, "r")
 
 
-def test_answer_with_numbered_citations() -> None:
+def test_summary_of_a_run(heavy_run: list[Event]) -> None:
+    finished = of_kind(heavy_run, RunFinished)[0]
+    summary = render_summary(RunFigures.from_dict(finished.figures), finished.run_id)
+    assert summary.startswith("agents 2 · searches 1 (+1 cached) · documents read 1 · sources cited 1 · ")
+    assert summary.endswith(f" · run {finished.run_id}")
+
+
+def test_answer_with_numbered_citations(single_run: list[Event]) -> None:
+    finished = of_kind(single_run, RunFinished)[0]
+    (citation,) = finished.citations
     console = plain_console()
-    second = {"number": 2, "id": "notes#1", "doc_id": "notes.md", "title": "My notes", "url": ""}
-    render_answer("Pass timeout= [1]; see also [2].", [CITATION, second], console)
+    without_url = {**citation, "number": 2, "url": ""}  # a local file: its document id stands in
+    render_answer(finished.answer, [citation, without_url], console)
     assert output(console) == (
-        "Pass timeout= [1]; see also [2].\n\n"
-        "[1] subprocess — Subprocess management — https://docs.python.org/3/library/subprocess.html\n"
-        "[2] My notes — notes.md\n"
+        "Pass timeout= to subprocess.run [1]; compare.\n\n"
+        "[1] subprocess — run — file:subprocess#1\n"
+        "[2] subprocess — run — subprocess\n"
     )
 
 
 def test_runs_table(tmp_path: Path) -> None:
-    store = RunStore(tmp_path / "runs.db")
-    sink = RunStoreSink(store, None)
-    for event in single_run("20261129-071502-aaaaaa"):
-        sink.handle(event)
-    sink.handle(
-        RunStarted(
-            run_id="20261129-081502-bbbbbb",
-            at=T0 + 60,
-            question="x" * 200,
-            mode="heavy",
-            model="m",
-            corpus="c",
-        )
-    )
-    sink.close()
+    settings = Settings(data_dir=tmp_path)
+    collect(settings, ScriptedModel(SINGLE), "single")
+
+    started = asyncio.Event()
+
+    async def hang(messages: object, schema: object) -> str:
+        started.set()
+        await asyncio.sleep(3600)
+        return ""
+
+    async def cancelled_run() -> None:
+        heavy = Heavy(FunctionModel(hang), MemorySearch(dict(PASSAGES)), settings=settings)
+        task = asyncio.create_task(heavy.arun("x" * 200, "single"))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancelled_run())
+    rows = RunStore(run_store_path(settings.runs_dir)).list()
     console = plain_console(width=160)
-    render_runs(store.list(), console)
+    render_runs(rows, console)
     text = output(console)
     assert "\x1b" not in text
-    assert "20261129-071502-aaaaaa" in text and "20261129-081502-bbbbbb" in text
+    assert all(row.run_id in text for row in rows) and len(rows) == 2
     assert "ok" in text and "cancelled" in text
-    assert "How do I time out subprocess.run?" in text
+    assert QUESTION in text
     assert "x" * 61 not in text  # long questions are shortened
-    assert text.index("bbbbbb") < text.index("aaaaaa")  # newest first
+    assert text.index(rows[0].run_id) < text.index(rows[1].run_id)  # newest first
+    assert rows[0].question.startswith("x")
 
 
 def test_runs_table_when_there_are_none() -> None:
@@ -433,56 +321,88 @@ def test_runs_table_when_there_are_none() -> None:
 # ---------------------------------------------------------------- full trace
 
 
-def write_and_read(events: list[Event], tmp_path: Path) -> list[TraceRecord]:
-    path = tmp_path / "trace.jsonl"
-    sink = JsonlTraceSink(path)
-    for event in events:
-        sink.handle(event)
-    sink.close()
-    return read_trace(path)
-
-
-def test_trace_shows_prompts_outputs_searches_documents_and_answer(tmp_path: Path) -> None:
+def test_trace_shows_prompts_outputs_searches_documents_and_answer(
+    heavy_run: list[Event], settings: Settings
+) -> None:
     console = plain_console(width=120)
-    render_trace(write_and_read(heavy_run(), tmp_path), console)
+    render_trace(written_trace(heavy_run, settings), console)
     text = output(console)
     assert "\x1b" not in text
-    assert SYSTEM[:60] in text  # the system prompt, with its bracketed text kept as written
-    assert "[bold]this[/bold]" in text
-    assert "You are the planner of a research team." in text
+    calls = of_kind(heavy_run, ModelCalled)
+    planner = next(call for call in calls if call.agent == "planner")
+    agent = next(call for call in calls if call.agent == "agent-1")
+    assert planner.messages[0]["content"][:60] in text  # system prompts, in full
+    assert agent.messages[0]["content"][:60] in text
     assert 'search "subprocess timeout" → 2 hits' in text
-    assert "Subprocesses" in text and "Popen.communicate()" in text  # the hits
-    assert "If the timeout expires, the child process will be killed" in text  # text shown to the model
+    assert "subprocess — check_output" in text and "returns its output" in text  # the hits
+    assert f"{MARKUP} is raised when the timeout expires." in text  # text shown to the model, as written
     assert '{"action": "open", "ref": 1}' in text  # a model output
-    assert "output rejected: not a JSON object" in text
-    assert "citation [5] dropped: never seen" in text
-    assert "agent-1 · step 2 · 800 in / 20 out" in text  # tokens and seconds per step
-    assert "Pass timeout=; TimeoutExpired is raised [1]" in text
-    assert (
-        "[1] subprocess — Subprocess management — https://docs.python.org/3/library/subprocess.html" in text
-    )
+    step_2 = [call for call in calls if call.agent == "agent-1" and call.step == 2]
+    prompt = sum(call.prompt_tokens for call in step_2)
+    completion = sum(call.completion_tokens for call in step_2)
+    assert f"agent-1 · step 2 · {prompt:,} in / {completion:,} out" in text  # tokens per step
+    assert HEAVY_ANSWER in text
+    assert "[1] subprocess — run — file:subprocess#1" in text
     assert "tokens by purpose" in text
     # Agents' events are kept together even though the run interleaves them.
     assert text.index("agent-2 · step 1") > text.index("agent-1 · step 3")
 
 
-def test_trace_can_clip_long_texts(tmp_path: Path) -> None:
+def test_trace_shows_rejected_output_and_dropped_citations(
+    single_run: list[Event], settings: Settings
+) -> None:
     console = plain_console(width=120)
-    render_trace(write_and_read(single_run(), tmp_path), console, max_chars=20)
+    render_trace(written_trace(single_run, settings), console)
     text = output(console)
-    assert SYSTEM[:20] in text and SYSTEM[:60] not in text
+    assert "output rejected: " in text
+    assert "citation [5] dropped: never seen" in text
+
+
+def test_trace_can_clip_long_texts(single_run: list[Event], settings: Settings) -> None:
+    console = plain_console(width=120)
+    render_trace(written_trace(single_run, settings), console, max_chars=20)
+    text = output(console)
+    system = of_kind(single_run, ModelCalled)[0].messages[0]["content"]
+    assert system[:20] in text and system[:60] not in text
     assert "more characters]" in text
 
 
-def test_trace_of_a_killed_run_and_an_unknown_record(tmp_path: Path) -> None:
-    events = single_run()[:6]  # no RunFinished
-    records = write_and_read(events, tmp_path)
-    records.append(TraceRecord.model_validate({"kind": "FromTheFuture", "run_id": "r", "at": T0, "x": 42}))
+def test_trace_of_a_killed_run_and_an_unknown_record(
+    single_run: list[Event], settings: Settings, tmp_path: Path
+) -> None:
+    # A process killed mid-run: its trace stops part-way, in the middle of a line.
+    lines = trace_path(settings.runs_dir, single_run[0].run_id).read_text(encoding="utf-8").splitlines()
+    killed = tmp_path / "killed.jsonl"
+    killed.write_text("\n".join(lines[:6]) + "\n" + lines[6][:25], encoding="utf-8")
+    records = read_trace(killed)
+    assert len(records) == 6
+    records.append(
+        TraceRecord.model_validate({"kind": "FromTheFuture", "run_id": "r", "at": records[-1].at, "x": 42})
+    )
     console = plain_console()
     render_trace(records, console)
     text = output(console)
     assert "FromTheFuture (not a known event)" in text
     assert "final answer" not in text
+
+
+def pinned(events: list[Event]) -> list[Event]:
+    """The run's events with fixed times and durations (and the figures computed from those), so that
+    their rendering can be compared with a snapshot."""
+    at = 1_800_000_000.0
+    fixed: list[Event] = []
+    for number, event in enumerate(events):
+        changes: dict[str, Any] = {"at": at + number / 2}
+        if hasattr(event, "seconds"):
+            changes["seconds"] = 0.25
+        fixed.append(dataclasses.replace(event, **changes))
+    finished = fixed[-1]
+    assert isinstance(finished, RunFinished)
+    metrics = MetricsSink(clock=lambda: finished.at)
+    for event in fixed:
+        metrics.handle(event)
+    figures = metrics.figures(citations=finished.citations).to_dict()
+    return [*fixed[:-1], dataclasses.replace(finished, figures=figures)]
 
 
 def normalize(text: str) -> str:
@@ -492,14 +412,29 @@ def normalize(text: str) -> str:
     return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
 
 
-def test_trace_snapshot(tmp_path: Path) -> None:
-    """The rendered trace of a fixed heavy run, normalized. Behaviour changes show up as a diff here;
-    update on purpose with `OPENHEAVY_UPDATE_SNAPSHOTS=1 pytest tests/test_display.py`."""
+def test_trace_snapshot(heavy_run: list[Event], tmp_path: Path) -> None:
+    """The rendered trace of a scripted heavy run, normalized. Behaviour changes (of the engine or of the
+    renderer) show up as a diff here; update on purpose with
+    `OPENHEAVY_UPDATE_SNAPSHOTS=1 pytest tests/test_display.py`."""
+    sink = JsonlTraceSink(tmp_path / "trace.jsonl")
+    for event in pinned(heavy_run):
+        sink.handle(event)
+    sink.close()
     console = plain_console(width=100)
-    render_trace(write_and_read(heavy_run(new_run_id()), tmp_path), console)
+    # Prompts and schemas clipped: their full text is checked above, and a snapshot of every prompt
+    # would change with each edit of prompts/.
+    render_trace(read_trace(tmp_path / "trace.jsonl"), console, max_chars=160)
     rendered = normalize(output(console))
     snapshot = SNAPSHOTS / "trace_heavy.txt"
     if os.environ.get("OPENHEAVY_UPDATE_SNAPSHOTS"):
         snapshot.parent.mkdir(exist_ok=True)
         snapshot.write_text(rendered, encoding="utf-8")
     assert rendered == snapshot.read_text(encoding="utf-8")
+
+
+def test_pinning_keeps_what_the_engine_emitted(heavy_run: list[Event]) -> None:
+    changed = {"at", "seconds", "figures"}
+    for original, fixed in zip(heavy_run, pinned(heavy_run), strict=True):
+        assert type(fixed) is type(original)
+        kept = {name: value for name, value in vars(original).items() if name not in changed}
+        assert {name: vars(fixed)[name] for name in kept} == kept

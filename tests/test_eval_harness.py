@@ -32,8 +32,10 @@ from openheavy.evals import (
 )
 from openheavy.evals.datasets import DATA_DIR_ENV, resolve_data_dir
 from openheavy.evals.harness import item_seed
-from openheavy.evals.report import read_results
-from openheavy.types import Completion, JsonSchema, Message
+from openheavy.evals.store import read_results
+from openheavy.models.scripted import FunctionModel, Reply, Unconstrained
+from openheavy.trace import AgentFigures
+from openheavy.types import JsonSchema, Message
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eval"
 FIXTURE_DATA = FIXTURES / "data"
@@ -67,7 +69,6 @@ def test_public_api_is_pinned() -> None:
             "grade_wide",
             "judge_answer",
             "load_dataset",
-            "normalize_answer",
             "normalize_url",
             "outcome_from_result",
             "parse_modes",
@@ -87,6 +88,8 @@ def test_parse_modes() -> None:
     assert [m.label for m in modes] == ["direct", "single", "heavy:4", "rank:8"]
     assert modes[3] == ModeSpec("rank", 8)
     assert [m.label for m in parse_modes(["heavy", "rank"])] == ["heavy:4", "rank:8"]
+    # every mode of the registry, with the registry's default N
+    assert [m.label for m in parse_modes("heavy-rank,rank-tools:2")] == ["heavy-rank:4", "rank-tools:2"]
 
 
 @pytest.mark.parametrize("bad", ["turbo", "heavy:0", "rank:x", "direct:2", ""])
@@ -101,9 +104,18 @@ def test_item_seed_is_stable_and_per_item() -> None:
     assert item_seed(0, "a") != item_seed(1, "a")
 
 
-def test_run_figures_from_mapping_keeps_known_numbers() -> None:
-    figures = RunFigures.from_mapping({"searches": 3, "wall_seconds": 2, "agents": True, "other": 1})
-    assert figures == RunFigures(searches=3, wall_seconds=2.0)
+def test_an_items_figures_are_the_runs_flat_totals() -> None:
+    per_agent = {"agent-1": AgentFigures(searches=3)}
+    figures = RunFigures(searches=3, search_cache_hits=4, wall_seconds=2, agents=2, per_agent=per_agent)
+    assert figures.per_item() == {
+        "searches": 3.0,
+        "documents_read": 0.0,
+        "sources_cited": 0.0,
+        "prompt_tokens": 0.0,
+        "completion_tokens": 0.0,
+        "wall_seconds": 2.0,
+        "agents": 2.0,
+    }
 
 
 # ---------------------------------------------------------------- datasets
@@ -242,19 +254,18 @@ def test_build_corpus_indexes_into_a_searchable_local_corpus(tmp_path: Path) -> 
 
 
 def test_outcome_from_a_core_run_result(tmp_path: Path) -> None:
+    from openheavy.agent import StopReason
     from openheavy.api import RunResult
-    from openheavy.trace import RunFigures as CoreFigures
 
     result = RunResult(
         run_id="r1",
         question="q",
         mode="heavy",
-        status="ok",
         answer="Ashby",
         citations=[{"ref": 1, "url": "u"}],
-        figures=CoreFigures(searches=3, prompt_tokens=10, completion_tokens=5, wall_seconds=1.5, agents=2),
+        figures=RunFigures(searches=3, prompt_tokens=10, completion_tokens=5, wall_seconds=1.5, agents=2),
         trace_path=tmp_path / "r1.jsonl",
-        stop_reason="budget:steps",
+        stop_reason=StopReason("budget", "steps"),
     )
     outcome = outcome_from_result(result)
     assert outcome.answer == "Ashby" and outcome.run_id == "r1" and outcome.error is None
@@ -536,33 +547,20 @@ async def test_math_and_wide_items_through_the_harness(tmp_path: Path) -> None:
     assert metrics["exact_set"].value == pytest.approx(1 / 2)
 
 
-class VerdictModel:
-    """A judge model: correct iff the candidate answer contains "Ashby"; fails on "yes"."""
-
-    name = "judge"
-
-    async def complete(
-        self,
-        messages: Sequence[Message],
-        *,
-        json_schema: JsonSchema | None = None,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
-    ) -> Completion:
-        candidate = messages[0].content.split("Candidate answer:")[1]
-        if "yes" in candidate.lower():
-            return Completion("not json")
-        return Completion(json.dumps({"correct": "Ashby" in candidate, "reason": "checked"}))
-
-    async def aclose(self) -> None:
-        return None
+def verdict(messages: Sequence[Message], json_schema: JsonSchema | None) -> Reply:
+    """A judge: correct iff the candidate answer contains "Ashby"; a reply that is no verdict on "yes"."""
+    candidate = messages[0].content.split("Candidate answer:")[1]
+    if "yes" in candidate.lower():
+        return Unconstrained("not json")
+    return json.dumps({"correct": "Ashby" in candidate, "reason": "checked"})
 
 
 async def test_judge_is_reported_apart_from_exact_grades(tmp_path: Path) -> None:
     items = load_dataset("hotpotqa", FIXTURE_DATA)
     out = tmp_path / "out"
-    summary = await run_eval(items, MODES, FakeRunner(tmp_path), out, progress=False, judge=VerdictModel())
+    summary = await run_eval(
+        items, MODES, FakeRunner(tmp_path), out, progress=False, judge=FunctionModel(verdict, name="judge")
+    )
     rank = next(m for m in summary.modes if m.mode == "rank:4")
     assert rank.judge is not None
     # rank:4 answers: "The Ashby." (judged correct), "yes" (judge fails), "3000" (judged wrong)
@@ -610,7 +608,7 @@ def test_render_report_without_results_says_what_to_do(tmp_path: Path) -> None:
 
 
 def test_wilson_interval_ends_exactly_at_zero_and_one() -> None:
-    from openheavy.evals.report import wilson_interval
+    from openheavy.evals.stats import wilson_interval
 
     # Without care, rounding gives 0.9999999999999999 here, just below the estimate of 1.0,
     # and a negative error bar that matplotlib refuses.

@@ -8,8 +8,8 @@ from typing import Any
 
 from fakes import PASSAGES, ListSink, MemorySearch, action, allowed_actions
 from openheavy.agent import Budget
-from openheavy.heavy import FALLBACK_ANGLES, Orchestrator
-from openheavy.models.scripted import FunctionModel
+from openheavy.heavy import Orchestrator, fallback_angles
+from openheavy.models.scripted import FunctionModel, Reply, Unconstrained
 from openheavy.search.cache import CachedSearch
 from openheavy.types import EventStream, Message
 
@@ -45,9 +45,11 @@ def scripted_team(
         if role == "planner":
             return json.dumps({"kind": "multi-part", "tasks": tasks})
         if role == "synthesizer":
+            readable = schema["properties"]["cite"]["items"].get("enum", []) if schema else []
+            cite = [1] if 1 in readable else []  # the schema allows only documents some agent read
             return json.dumps(
                 synthesis
-                or {"agreements": "all agree", "conflicts": "none", "answer": "Use run [1].", "cite": [1]}
+                or {"agreements": "all agree", "conflicts": "none", "answer": "Use run [1].", "cite": cite}
             )
         task = task_of(messages)
         if task == fail_task:
@@ -96,17 +98,20 @@ async def test_fixed_agent_count_is_asked_of_the_planner() -> None:
 
 
 async def test_unusable_plan_falls_back_to_distinct_angles() -> None:
-    def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
+    def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> Reply:
         if role_of(messages) == "planner":
-            return "I think we need agents."
+            return Unconstrained("I think we need agents.")
         if role_of(messages) == "synthesizer":
             return json.dumps({"agreements": "", "conflicts": "", "answer": "x", "cite": []})
+        if not any(m.role == "assistant" for m in messages):  # the first action must use a tool
+            return action("search", query="shlex")
         return action("answer", answer="nothing", cite=[])
 
     orchestrator, sink = make(FunctionModel(respond), agents=3)
     result = await orchestrator.run("What is shlex?")
     assert result.plan.origin == "fallback"
-    assert result.plan.tasks == ["What is shlex?", *FALLBACK_ANGLES[:2]]
+    assert result.plan.tasks == ["What is shlex?", *fallback_angles()[:2]]
+    assert all(a.ok for a in result.agents)
     assert sink.of("Note")[0].data["problem"]
 
 
@@ -119,6 +124,8 @@ async def test_a_list_question_over_years_is_sliced_by_period_without_the_planne
         if role == "synthesizer":
             return json.dumps({"agreements": "", "conflicts": "", "answer": "PEPs: none", "cite": []})
         seen.append(messages[1].content)
+        if not any(m.role == "assistant" for m in messages):  # the first action must use a tool
+            return action("search", query="PEP")
         return action("answer", answer="none found", cite=[])
 
     orchestrator, sink = make(FunctionModel(respond))  # auto: up to 4 agents
@@ -129,7 +136,7 @@ async def test_a_list_question_over_years_is_sliced_by_period_without_the_planne
         f"List every PEP Jane Doe wrote {years}, with links."
         for years in ("from 2016 to 2017", "in 2018", "in 2019", "in 2020")
     ]
-    assert len(result.agents) == 4
+    assert len(result.agents) == 4 and all(a.ok for a in result.agents)
     assert all(question in prompt for prompt in seen)  # every agent still sees the whole question
     note = sink.of("Note")[0]
     assert (note.topic, note.data["origin"]) == ("plan", "period")
@@ -191,13 +198,14 @@ async def test_shared_cache_fetches_each_query_and_document_once() -> None:
 
 
 async def test_synthesis_may_cite_only_documents_some_agent_read() -> None:
-    synthesis = {"agreements": "", "conflicts": "", "answer": "run [1], shlex [3], fake [7].", "cite": [7]}
+    # `cite` is held to the documents read by the schema; markers in the text can name any number
+    synthesis = {"agreements": "", "conflicts": "", "answer": "run [1], shlex [3], fake [7].", "cite": []}
     orchestrator, sink = make(FunctionModel(scripted_team(synthesis=synthesis)))
     result = await orchestrator.run("q")
-    assert [c["id"] for c in result.citations] == ["subprocess#1", "shlex#1"]
+    assert [c.id for c in result.citations] == ["subprocess#1", "shlex#1"]
     assert result.answer == "run [1], shlex [2], fake."
     assert [e.ref for e in sink.of("CitationDropped") if e.agent == "synthesizer"] == ["7"]
-    assert result.citations[0]["read_by"] == ["agent-1"]
+    assert result.citations[0].to_record()["read_by"] == ["agent-1"]
 
 
 async def test_synthesis_prompt_numbers_sources_run_wide() -> None:
@@ -210,12 +218,22 @@ async def test_synthesis_prompt_numbers_sources_run_wide() -> None:
     assert "find shlex: see [3]" in prompt
 
 
+async def test_a_question_naming_placeholders_gets_no_notes_pasted_into_it() -> None:
+    question = "Where do {notes} and {sources} come from in {question}?"
+    orchestrator, sink = make(FunctionModel(scripted_team()))
+    await orchestrator.run(question)
+    prompt = next(e for e in sink.of("ModelCalled") if e.purpose == "synthesis").messages[1]["content"]
+    assert question in prompt
+    assert prompt.count("## agent-1") == 1  # the notes once, where the template puts them
+    assert prompt.count("[1] subprocess — run") == 1  # the source listing once
+
+
 async def test_shared_token_budget_stops_all_agents() -> None:
     budget = Budget(max_tokens=1, max_seconds=1e9)
     model = FunctionModel(scripted_team())
     orchestrator, _ = make(model, budget=budget)
     result = await orchestrator.run("q")
-    assert {a.stop_reason for a in result.agents} == {"budget:tokens"}
+    assert {str(a.stop_reason) for a in result.agents} == {"budget:tokens"}
     assert all(a.steps == 1 for a in result.agents)
 
 
@@ -235,12 +253,12 @@ async def test_heavy_rank_ranks_the_agents_trajectories_instead_of_synthesizing(
 
     model = FunctionModel(scripted_team(tasks=["find shlex", "find shlex", "find check_output"]))
     orchestrator, sink = make(model)
-    plan, ranked, agents = await orchestrator.rank_trajectories("q", VoteVerifier())
-    assert plan.tasks == ["find shlex", "find check_output"]  # the duplicate sub-task was dropped
-    assert len(agents) == 2
-    assert ranked.best.answer == "find shlex: see [1]"
-    assert ranked.best.evidence[0]["id"] == "shlex#1"
-    assert "Evidence read:" in ranked.best.text and "shlex.split" in ranked.best.text
+    ranking = await orchestrator.rank_trajectories("q", VoteVerifier())
+    assert ranking.plan.tasks == ["find shlex", "find check_output"]  # the duplicate sub-task was dropped
+    assert len(ranking.agents) == 2
+    assert ranking.ranked.best.answer == "find shlex: see [1]" and ranking.best.task == "find shlex"
+    assert ranking.ranked.best.evidence[0]["id"] == "shlex#1"
+    assert "Evidence read:" in ranking.ranked.best.text and "shlex.split" in ranking.ranked.best.text
     assert not [e for e in sink.of("ModelCalled") if e.purpose == "synthesis"]
 
 
@@ -254,3 +272,72 @@ async def test_a_simple_question_gets_at_most_two_agents_in_auto_mode() -> None:
     result = await orchestrator.run("q")
     assert result.plan.tasks == TASKS[:2]
     assert len(result.agents) == 2
+
+
+async def test_invalid_synthesis_twice_falls_back_to_the_best_agents_answer(tmp_path: Any) -> None:
+    from openheavy.api import Heavy
+    from openheavy.config import Settings
+
+    def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
+        role = role_of(messages)
+        if role == "planner":
+            return json.dumps({"kind": "multi-part", "tasks": ["find subprocess.run", "find shlex"]})
+        if role == "synthesizer":
+            return Unconstrained("I compared the notes and they agree.")  # no JSON, both times
+        turns = sum(m.role == "assistant" for m in messages)
+        if "find shlex" in messages[1].content:
+            # reads two passages, subprocess#2 first: its [1] and [2] are run-wide [2] and [3]
+            script = [
+                action("search", query="check_output shlex"),
+                action("open", ref=2),
+                action("open", ref=1),
+                action("answer", answer="check_output [2] and shlex.split [1]", cite=[2, 1]),
+            ]
+        else:
+            script = [
+                action("search", query="subprocess run"),
+                action("open", ref=1),
+                action("answer", answer="run [1]", cite=[1]),
+            ]
+        return script[turns]
+
+    sink = ListSink()
+    heavy = Heavy(FunctionModel(respond), MemorySearch(dict(PASSAGES)), settings=Settings(data_dir=tmp_path))
+    result = await heavy.arun("How do I run commands?", "heavy", sinks=[sink])
+    synthesis_calls = [e for e in sink.of("ModelCalled") if e.purpose == "synthesis"]
+    assert len(synthesis_calls) == 2  # asked again once after the invalid output
+    # the notes the synthesizer saw used run-wide numbers
+    assert "check_output [2] and shlex.split [3]" in synthesis_calls[0].messages[1]["content"]
+    # the answer is agent-2's (it cited the most), numbered 1..k, and its citations match those numbers
+    assert result.answer == "check_output [1] and shlex.split [2]"
+    assert [(c["number"], c["ref"], c["id"], c["read_by"]) for c in result.citations] == [
+        (1, 2, "subprocess#2", ["agent-2"]),
+        (2, 3, "shlex#1", ["agent-2"]),
+    ]
+    assert any(
+        n.startswith("synthesis failed, best agent answer used: invalid synthesis") for n in result.notes
+    )
+    assert [e.data["message"] for e in sink.of("Note") if e.topic == "warning"] == [result.notes[-1]]
+
+
+async def test_a_list_answer_gets_the_items_synthesis_left_out() -> None:
+    def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
+        role = role_of(messages)
+        if role == "planner":
+            return json.dumps({"kind": "list", "tasks": TASKS})
+        if role == "synthesizer":
+            return json.dumps(
+                {"agreements": "", "conflicts": "", "answer": "Commands: run [1].", "cite": [1]}
+            )
+        return scripted_team()(messages, schema)
+
+    orchestrator, _ = make(FunctionModel(respond))
+    result = await orchestrator.run("Which functions run commands?")
+    # run-wide: agent-1 read subprocess#1 [1], agent-2 subprocess#2 [2], agent-3 shlex#1 [3]. Synthesis
+    # cited only [1]; subprocess#2 is another passage of a cited document, so only shlex is added.
+    assert result.plan.kind == "list"
+    assert result.answer == "Commands: run [1].\n\nAlso found by the agents:\n- shlex — split [2]"
+    assert [(c.number, c.id, c.source.read_by) for c in result.citations] == [
+        (1, "subprocess#1", ("agent-1",)),
+        (2, "shlex#1", ("agent-3",)),
+    ]

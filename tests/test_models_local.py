@@ -21,20 +21,19 @@ import pytest
 
 from openheavy.config import ModelProfile, Settings
 from openheavy.errors import ConfigError, EmbeddedModelError
-from openheavy.models import local
+from openheavy.models import llama_server, weights
 from openheavy.models.base import ChatModel
-from openheavy.models.local import (
-    EMBEDDED_MODELS,
-    EmbeddedModel,
-    EmbeddedModelSpec,
-    LlamaServer,
-    embedded_spec,
-    ensure_weights,
-    find_llama_server,
-    locate_weight_sources,
-)
+from openheavy.models.embedded import EmbeddedModel
+from openheavy.models.llama_server import LlamaServer, find_llama_server
 from openheavy.models.openai_compat import OpenAICompatModel
 from openheavy.models.registry import resolve_model
+from openheavy.models.weights import (
+    EMBEDDED_MODELS,
+    EmbeddedModelSpec,
+    embedded_spec,
+    ensure_weights,
+    locate_weight_sources,
+)
 from openheavy.types import Message
 
 TINY = EMBEDDED_MODELS["local:tiny"]
@@ -127,7 +126,7 @@ def test_stamp_skips_rehash_until_the_file_changes(
         hashed.append(1)
         return real_sha256()
 
-    monkeypatch.setattr(local.hashlib, "sha256", counting_sha256)
+    monkeypatch.setattr(weights.hashlib, "sha256", counting_sha256)
     ensure_weights(spec, tmp_path / "models")
     assert hashed == []
     os.utime(path, ns=(0, 0))  # same size, new mtime: verify again
@@ -260,7 +259,7 @@ def fake_binary(tmp_path: Path, mode: str = "ok", help_text: str = FULL_HELP) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(FAKE_SERVER.format(python=sys.executable, mode=mode, help=help_text))
     path.chmod(0o755)
-    local._supported_flags.cache_clear()
+    llama_server._supported_flags.cache_clear()
     return path
 
 
@@ -397,7 +396,7 @@ async def test_cancelling_during_start_stops_the_server(tmp_path: Path) -> None:
 PARENT_SCRIPT = """\
 import asyncio, sys
 from pathlib import Path
-from openheavy.models.local import LlamaServer
+from openheavy.models.llama_server import LlamaServer
 
 async def main():
     server = LlamaServer(Path(sys.argv[2]), log_dir=Path(sys.argv[3]), binary=Path(sys.argv[1]))

@@ -34,5 +34,12 @@ def test_heavy_signatures() -> None:
         "question",
         "mode",
         "options",
+        "sinks",
     ]
     assert set(openheavy.RunOptions.__dataclass_fields__) >= {"agents", "max_agents", "n", "verifier"}
+
+
+def test_mode_names_are_pinned() -> None:
+    from openheavy.modes import MODES
+
+    assert list(MODES) == ["direct", "single", "heavy", "heavy-rank", "rank", "rank-tools"]

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from openheavy.errors import CorpusError, DocumentNotFoundError, SearchError
+from fakes import damage_sqlite_page
+from openheavy.errors import CorpusError, DamagedIndexError, DocumentNotFoundError, SearchError
 from openheavy.search.base import SearchBackend
 from openheavy.search.local import (
     SCHEMA_VERSION,
@@ -301,6 +302,26 @@ async def test_a_closed_index_says_so(tmp_path: Path) -> None:
     idx.close()
     with pytest.raises(SearchError, match="closed"):
         await idx.search("anything")
+
+
+async def test_damage_is_found_by_the_quick_check_and_named_when_reading(index: LocalIndex) -> None:
+    assert index.integrity_problems() == []
+    index.close()
+    # The passages' text: opening a passage reads it, a search's snippet too.
+    damage_sqlite_page(index.path, "chunks_fts_content")
+    with LocalIndex(index.path, create=False) as damaged:
+        assert damaged.integrity_problems() == ["database disk image is malformed"]
+        for action, read in (
+            ("opening 'heron#1'", lambda: damaged.open("heron#1")),
+            ("search", lambda: damaged.search("heron")),
+        ):
+            with pytest.raises(DamagedIndexError) as caught:
+                await read()
+            assert str(caught.value) == (
+                f"{action} in corpus 'test' failed: {index.path} is damaged"
+                " (database disk image is malformed) — move it aside and rebuild it:"
+                " openheavy index PATH --name test"
+            )
 
 
 # ------------------------------------------------------------------ concurrency

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import openheavy.trace as trace_module
+import openheavy.trace.run_store as run_store_module
 from openheavy.errors import OpenHeavyError, RunNotFoundError
 from openheavy.trace import (
     MIGRATIONS,
@@ -366,7 +366,7 @@ def test_a_new_migration_runs_once_on_an_existing_store(
         applied.append(1)
         conn.execute("ALTER TABLE runs ADD COLUMN tags TEXT NOT NULL DEFAULT ''")
 
-    monkeypatch.setattr(trace_module, "MIGRATIONS", [*MIGRATIONS, add_tags])
+    monkeypatch.setattr(run_store_module, "MIGRATIONS", [*MIGRATIONS, add_tags])
     assert RunStore(db).schema_version == len(MIGRATIONS) + 1
     RunStore(db)
     assert applied == [1]
@@ -383,10 +383,10 @@ def test_a_failing_migration_leaves_the_store_as_it_was(
         conn.execute("ALTER TABLE runs ADD COLUMN half TEXT")
         raise sqlite3.OperationalError("boom")
 
-    monkeypatch.setattr(trace_module, "MIGRATIONS", [*MIGRATIONS, broken])
+    monkeypatch.setattr(run_store_module, "MIGRATIONS", [*MIGRATIONS, broken])
     with pytest.raises(sqlite3.OperationalError):
         RunStore(db)
-    monkeypatch.setattr(trace_module, "MIGRATIONS", MIGRATIONS)
+    monkeypatch.setattr(run_store_module, "MIGRATIONS", MIGRATIONS)
     assert RunStore(db).schema_version == len(MIGRATIONS)
     with sqlite3.connect(db) as conn:
         columns = [row[1] for row in conn.execute("PRAGMA table_info(runs)")]

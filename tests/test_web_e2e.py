@@ -19,7 +19,7 @@ from fakes import action, allowed_actions
 from openheavy.api import Heavy
 from openheavy.config import Settings
 from openheavy.display import describe_event, render_trace
-from openheavy.models.scripted import ScriptedModel
+from openheavy.models.scripted import ScriptedModel, Unconstrained
 from openheavy.search.base import close_search
 from openheavy.search.registry import open_search
 from openheavy.trace import read_trace
@@ -33,7 +33,8 @@ SCRIPT = [
     action("open", ref=2),  # redirects to a loopback port that is not allow-listed
     action("open", ref=3),  # an anti-bot wall
     action("open", ref=1),
-    action("answer", answer=ANSWER, cite=[1, 2]),
+    # a backend without constrained output lets the model cite the refused page anyway
+    Unconstrained(action("answer", answer=ANSWER, cite=[1, 2])),
 ]
 
 
@@ -80,7 +81,7 @@ async def test_a_single_agent_answers_from_web_pages_and_cites_their_urls(web: W
     finally:
         await close_search(backend)
 
-    assert result.status == "ok"
+    assert str(result.stop_reason) == "answered"
     assert result.answer == "The Kestrel Bridge spans 412 metres; it was designed by Mara Quill [1]."
     assert [(c["number"], c["url"]) for c in result.citations] == [(1, web.site.url("/kestrel.html"))]
     assert result.figures.searches == 1 and result.figures.documents_read == 1
@@ -118,13 +119,20 @@ async def test_a_single_agent_answers_from_web_pages_and_cites_their_urls(web: W
     assert "[2] could not be read (the link leads to a loopback address" in after_refusal.last_user_message
     assert _open_refs(after_refusal.json_schema) == [1, 3]
     assert _open_refs(model.calls[3].json_schema) == [1]
+    assert _action_enum(model.calls[4].json_schema, "answer", "cite") == [1]  # only the page read
+
+
+def _action_enum(schema: dict[str, Any] | None, name: str, field: str) -> list[int]:
+    """The values an action schema lets action `name`'s `field` take."""
+    assert schema is not None and name in allowed_actions(schema)
+    option = next(o for o in schema["anyOf"] if o["properties"]["action"]["enum"] == [name])
+    spec = option["properties"][field]
+    return list(spec["items"]["enum"] if spec.get("type") == "array" else spec["enum"])
 
 
 def _open_refs(schema: dict[str, Any] | None) -> list[int]:
     """The refs an action schema lets `open` take."""
-    assert schema is not None and "open" in allowed_actions(schema)
-    option = next(o for o in schema["anyOf"] if o["properties"]["action"]["enum"] == ["open"])
-    return list(option["properties"]["ref"]["enum"])
+    return _action_enum(schema, "open", "ref")
 
 
 def test_the_ask_command_searches_the_web_and_cites_pages(

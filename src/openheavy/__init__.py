@@ -25,7 +25,7 @@ __all__ = [
 
 _LAZY = {
     "Heavy": "openheavy.api",
-    "RunOptions": "openheavy.api",
+    "RunOptions": "openheavy.modes",
     "RunResult": "openheavy.api",
     "Settings": "openheavy.config",
     "load_settings": "openheavy.config",
@@ -33,9 +33,10 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from openheavy.api import Heavy, RunOptions, RunResult
+    from openheavy.api import Heavy, RunResult
     from openheavy.config import Settings, load_settings
     from openheavy.errors import OpenHeavyError
+    from openheavy.modes import RunOptions
 
 
 def __getattr__(name: str) -> Any:

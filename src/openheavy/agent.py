@@ -8,36 +8,54 @@ model once; a second failure raises `ModelOutputError`.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from openheavy.citations import Citation, Source, resolve_citations
 from openheavy.errors import ModelOutputError, OpenHeavyError
+from openheavy.json_output import first_json_object
 from openheavy.models.base import ChatModel
+from openheavy.models.recording import CallLabel, RecordingModel
 from openheavy.prompts import render_prompt
 from openheavy.search.cache import CachedSearch
 from openheavy.tools.base import Tool, ToolContext
 from openheavy.tools.research import OpenTool, SearchTool
-from openheavy.tools.sources import Citation, SourceBook, cited_numbers, renumber_markers
+from openheavy.tools.sources import SourceBook
 from openheavy.types import (
     ActionParsed,
     AgentFinished,
     AgentStarted,
-    CitationDropped,
-    Completion,
     EventStream,
     JsonSchema,
     Message,
-    ModelCalled,
     OutputRejected,
     Usage,
 )
 
 ANSWER_MAX_CHARS = 1500
 MAX_CITES = 8
+
+BudgetName = Literal["steps", "tokens", "time"]
+
+
+@dataclass(frozen=True)
+class StopReason:
+    """Why an agent stopped: it answered, a budget ran out (`budget` says which), or it failed.
+
+    `str()` gives the form traces and JSON results carry: "answered", "budget:tokens", "error"."""
+
+    kind: Literal["answered", "budget", "error"]
+    budget: BudgetName | None = None
+
+    def __str__(self) -> str:
+        return f"budget:{self.budget}" if self.kind == "budget" else self.kind
+
+
+ANSWERED = StopReason("answered")
+FAILED = StopReason("error")
 
 
 @dataclass
@@ -52,7 +70,7 @@ class Budget:
     def charge(self, usage: Usage) -> None:
         self.used = self.used + usage
 
-    def exhausted(self) -> str | None:
+    def exhausted(self) -> BudgetName | None:
         """`"tokens"` or `"time"` once that budget is spent, else None."""
         if self.used.total >= self.max_tokens:
             return "tokens"
@@ -79,7 +97,7 @@ class AgentResult:
     task: str
     answer: str
     citations: list[Citation]
-    stop_reason: str  # "answered", "budget:steps", "budget:tokens", "budget:time", "error"
+    stop_reason: StopReason
     steps: int
     usage: Usage
     sources: SourceBook
@@ -89,73 +107,25 @@ class AgentResult:
     def ok(self) -> bool:
         return self.error is None
 
+    @classmethod
+    def failure(
+        cls, agent: str, task: str, steps: int, usage: Usage, sources: SourceBook, error: str
+    ) -> AgentResult:
+        """The result of an agent that failed: no answer, what it spent and read, and the error."""
+        return cls(agent, task, "", [], FAILED, steps, usage, sources, error=error)
 
-def output_token_bound(schema: JsonSchema) -> int:
-    """An upper bound on the tokens of any JSON value `schema` allows (a token is at least one
-    character; unbounded strings count 400 characters), plus room for the whitespace a grammar permits."""
-
-    def chars(node: JsonSchema) -> int:
-        if "anyOf" in node:
-            return max(chars(option) for option in node["anyOf"])
-        kind = node.get("type")
-        if "enum" in node and kind != "array":
-            return max((len(str(value)) + 2 for value in node["enum"]), default=4)
-        if kind == "string":
-            return int(node.get("maxLength", 400)) + 2
-        if kind in ("integer", "number"):
-            return 20
-        if kind == "boolean":
-            return 5
-        if kind == "array":
-            return 2 + int(node.get("maxItems", 16)) * (chars(node.get("items", {})) + 2)
-        if kind == "object":
-            properties = node.get("properties", {})
-            return 2 + sum(len(key) + 4 + chars(value) for key, value in properties.items())
-        return 400
-
-    return int(chars(schema) * 1.1) + 32
-
-
-async def call_model(
-    model: ChatModel,
-    messages: list[Message],
-    *,
-    stream: EventStream,
-    run_id: str,
-    agent: str,
-    step: int,
-    purpose: str,
-    json_schema: JsonSchema | None = None,
-    max_tokens: int | None = None,
-    temperature: float | None = None,
-    seed: int | None = None,
-) -> Completion:
-    """One model call, recorded in full (prompt, schema, output, tokens, seconds) on the event stream.
-
-    With a schema and no `max_tokens`, the limit is the longest output the schema allows: constrained
-    decoding can run on inside a string until `max_tokens`, and a cut-off JSON string is lost output.
-    """
-    if json_schema is not None and max_tokens is None:
-        max_tokens = output_token_bound(json_schema)
-    completion = await model.complete(
-        messages, json_schema=json_schema, max_tokens=max_tokens, temperature=temperature, seed=seed
-    )
-    stream.emit(
-        ModelCalled(
-            run_id=run_id,
-            agent=agent,
-            step=step,
-            purpose=purpose,
-            messages=[{"role": m.role, "content": m.content} for m in messages],
-            json_schema=json_schema,
-            output=completion.text,
-            prompt_tokens=completion.usage.prompt_tokens,
-            completion_tokens=completion.usage.completion_tokens,
-            cached_tokens=completion.usage.cached_tokens,
-            seconds=completion.seconds,
-        )
-    )
-    return completion
+    def to_record(self) -> dict[str, Any]:
+        """The JSON form in run results: answer, citations, how it stopped and what it read."""
+        return {
+            "agent": self.agent,
+            "task": self.task,
+            "answer": self.answer,
+            "citations": [c.to_record() for c in self.citations],
+            "stop_reason": str(self.stop_reason),
+            "steps": self.steps,
+            "documents_read": [d.id for d in self.sources.opened.values()],
+            "error": self.error,
+        }
 
 
 class ResearchAgent:
@@ -180,7 +150,7 @@ class ResearchAgent:
     ) -> None:
         if max_steps < 1:
             raise OpenHeavyError(f"max_steps must be at least 1, got {max_steps}")
-        self.model = model
+        self.model = RecordingModel(model, stream=stream, run_id=run_id, label=CallLabel(agent=name))
         self.search = search
         self.stream = stream
         self.run_id = run_id
@@ -219,7 +189,7 @@ class ResearchAgent:
                 action = await self.step(step, final=final)
                 if action.name == "answer":
                     assert isinstance(action.args, AnswerArgs)
-                    reason = f"budget:{spent or 'steps'}" if final else "answered"
+                    reason = StopReason("budget", spent or "steps") if final else ANSWERED
                     return self._finish(task or question, action.args, reason, step)
         except OpenHeavyError as exc:
             return self._fail(task or question, step, exc)
@@ -244,8 +214,12 @@ class ResearchAgent:
         ctx = ToolContext(self.run_id, self.name, step, self.search, self.sources, self.stream)
         observation = await tool.call(action.args, ctx)
         last = step + 1 == self.max_steps or self.budget.exhausted() is not None
-        template = "agent_final" if last else "agent_observation"
-        text = render_prompt(template, observation=observation.text, step=step, max_steps=self.max_steps)
+        if last:
+            text = render_prompt("agent_final", observation=observation.text)
+        else:
+            text = render_prompt(
+                "agent_observation", observation=observation.text, step=step, max_steps=self.max_steps
+            )
         self.messages += [Message("assistant", action.raw), Message("user", text)]
         return action
 
@@ -289,14 +263,9 @@ class ResearchAgent:
         messages = list(self.messages)
         error = ""
         for attempt in (1, 2):
-            completion = await call_model(
-                self.model,
+            model = self.model.labelled(step=step, purpose="answer" if final else "action")
+            completion = await model.complete(
                 messages,
-                stream=self.stream,
-                run_id=self.run_id,
-                agent=self.name,
-                step=step,
-                purpose="answer" if final else "action",
                 json_schema=schema,
                 max_tokens=self.max_tokens_per_call,
                 temperature=self.temperature,
@@ -328,7 +297,7 @@ class ResearchAgent:
         )
 
     def _parse(self, text: str, final: bool) -> Action:
-        payload = load_json_object(text)
+        payload = first_json_object(text)
         name = payload.pop("action", None)
         allowed = self.allowed_actions(final)
         if name not in allowed:
@@ -343,7 +312,7 @@ class ResearchAgent:
             raise ValueError(f"bad arguments for {name}: {problems}") from exc
 
     # ------------------------------------------------------------ results
-    def _finish(self, task: str, args: AnswerArgs, stop_reason: str, steps: int) -> AgentResult:
+    def _finish(self, task: str, args: AnswerArgs, stop_reason: StopReason, steps: int) -> AgentResult:
         answer, citations = self._resolve_citations(args)
         self.stream.emit(
             AgentFinished(
@@ -351,7 +320,7 @@ class ResearchAgent:
                 agent=self.name,
                 answer=answer,
                 citations=[c.to_record() for c in citations],
-                stop_reason=stop_reason,
+                stop_reason=str(stop_reason),
                 steps=steps,
             )
         )
@@ -365,42 +334,29 @@ class ResearchAgent:
                 agent=self.name,
                 answer="",
                 citations=[],
-                stop_reason="error",
+                stop_reason=str(FAILED),
                 error=message,
                 steps=steps,
             )
         )
-        return AgentResult(self.name, task, "", [], "error", steps, self.usage, self.sources, error=message)
+        return AgentResult.failure(self.name, task, steps, self.usage, self.sources, message)
 
     def _resolve_citations(self, args: AnswerArgs) -> tuple[str, list[Citation]]:
         """Keep citations to opened documents only (drops are recorded) and renumber them 1..k."""
-        wanted = cited_numbers(args.answer) + args.cite
-        numbers: dict[int, int] = {}
-        citations: list[Citation] = []
-        for ref in wanted:
-            if ref in numbers:
-                continue
-            document = self.sources.opened.get(ref)
-            if document is None:
-                numbers[ref] = 0
-                reason = "seen in results but never opened" if ref in self.sources.seen else "never seen"
-                self.stream.emit(
-                    CitationDropped(run_id=self.run_id, agent=self.name, ref=str(ref), reason=reason)
-                )
-                continue
-            numbers[ref] = len(citations) + 1
-            citations.append(
-                Citation(
-                    number=numbers[ref],
-                    ref=ref,
-                    id=document.id,
-                    doc_id=document.doc_id,
-                    title=document.title,
-                    url=document.url,
-                )
-            )
+        opened = {ref: Source(ref, doc, (self.name,)) for ref, doc in self.sources.opened.items()}
 
-        return renumber_markers(args.answer, numbers), citations
+        def drop_reason(ref: int) -> str:
+            return "seen in results but never opened" if ref in self.sources.seen else "never seen"
+
+        return resolve_citations(
+            args.answer,
+            args.cite,
+            opened,
+            drop_reason=drop_reason,
+            stream=self.stream,
+            run_id=self.run_id,
+            agent=self.name,
+        )
 
 
 def _action_option(name: str, args_schema: JsonSchema) -> JsonSchema:
@@ -411,18 +367,3 @@ def _action_option(name: str, args_schema: JsonSchema) -> JsonSchema:
         "required": ["action", *args_schema["required"]],
         "additionalProperties": False,
     }
-
-
-def load_json_object(text: str) -> dict[str, Any]:
-    """The first JSON object in `text` (models sometimes wrap it in a code block or prose)."""
-    stripped = text.strip()
-    start = stripped.find("{")
-    if start < 0:
-        raise ValueError("no JSON object found")
-    try:
-        value, _ = json.JSONDecoder().raw_decode(stripped[start:])
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"invalid JSON ({exc.msg} at char {exc.pos})") from exc
-    if not isinstance(value, dict):
-        raise ValueError("the JSON must be an object")
-    return value

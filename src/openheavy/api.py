@@ -10,21 +10,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from openheavy.agent import AgentResult, Budget, ResearchAgent
+from openheavy.agent import ANSWERED, StopReason
 from openheavy.config import Settings, load_settings
 from openheavy.corpus.catalog import open_corpus
-from openheavy.direct import answer_directly
-from openheavy.errors import ConfigError, OpenHeavyError
-from openheavy.heavy import Orchestrator, Plan
+from openheavy.errors import ConfigError
 from openheavy.models.base import ChatModel
 from openheavy.models.registry import resolve_model
-from openheavy.rank import RankResult, rank
+from openheavy.modes import RunContext, RunOptions, get_mode
 from openheavy.search.base import SearchBackend
-from openheavy.search.cache import CachedSearch
 from openheavy.trace import (
     JsonlTraceSink,
     MetricsSink,
@@ -35,44 +32,24 @@ from openheavy.trace import (
     run_store_path,
     trace_path,
 )
-from openheavy.types import Event, EventSink, EventStream, Note, RunFinished, RunStarted
-from openheavy.verify import make_verifier
+from openheavy.types import Event, EventSink, EventStream, RunFinished, RunStarted
 
-Mode = Literal["direct", "single", "heavy", "rank"]
-MODES: tuple[str, ...] = ("direct", "single", "heavy", "rank")
 ProgressCallback = Callable[[int, int, str], None]
 
 
 @dataclass(frozen=True)
-class RunOptions:
-    """Per-run options; `None` means the settings' default."""
-
-    max_steps: int | None = None
-    agents: int | None = None  # heavy: None = the planner decides
-    max_agents: int = 4
-    heavy_rank: bool = False  # heavy: rank the agents' trajectories instead of synthesizing
-    n: int = 4  # rank: samples
-    verifier: str = "vote"
-    tools: bool = False  # rank: each sample is a research agent
-    reference: str | None = None  # rank: reference answer for check verifiers
-    seed: int = 0
-    temperature: float | None = None
-    max_tokens: int | None = None  # whole-run token budget
-    max_seconds: float | None = None  # whole-run wall-time budget
-
-
-@dataclass(frozen=True)
 class RunResult:
+    """A run that finished. A run that fails or is cancelled raises instead; its trace and its row in
+    the run store record the status and the error."""
+
     run_id: str
     question: str
     mode: str
-    status: str  # "ok", "cancelled", "failed"
     answer: str
     citations: list[dict[str, Any]]
     figures: RunFigures
     trace_path: Path
-    stop_reason: str = "answered"
-    error: str | None = None
+    stop_reason: StopReason = ANSWERED
     agents: list[dict[str, Any]] = field(default_factory=list)
     plan: dict[str, Any] | None = None
     ranking: list[dict[str, Any]] | None = None
@@ -84,29 +61,16 @@ class RunResult:
             "run_id": self.run_id,
             "question": self.question,
             "mode": self.mode,
-            "status": self.status,
             "answer": self.answer,
             "citations": self.citations,
             "figures": self.figures.to_dict(),
             "trace_path": str(self.trace_path),
-            "stop_reason": self.stop_reason,
-            "error": self.error,
+            "stop_reason": str(self.stop_reason),
             "agents": self.agents,
             "plan": self.plan,
             "ranking": self.ranking,
             "notes": self.notes,
         }
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    answer: str
-    citations: list[dict[str, Any]]
-    stop_reason: str = "answered"
-    agents: list[dict[str, Any]] = field(default_factory=list)
-    plan: dict[str, Any] | None = None
-    ranking: list[dict[str, Any]] | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 class Heavy:
@@ -175,18 +139,27 @@ class Heavy:
         await self.aclose()
 
     # ------------------------------------------------------------------ runs
-    def run(self, question: str, mode: str = "single", **options: Any) -> RunResult:
+    def run(
+        self,
+        question: str,
+        mode: str = "single",
+        options: RunOptions | None = None,
+        *,
+        sinks: Sequence[EventSink] = (),
+    ) -> RunResult:
         """Run one question synchronously (starts and stops the model server)."""
 
         async def once() -> RunResult:
             try:
-                return await self.arun(question, mode, **options)
+                return await self.arun(question, mode, options, sinks=sinks)
             finally:
                 await self.aclose()
 
         return asyncio.run(once())
 
-    async def stream(self, question: str, mode: str = "single", **options: Any) -> AsyncIterator[Event]:
+    async def stream(
+        self, question: str, mode: str = "single", options: RunOptions | None = None
+    ) -> AsyncIterator[Event]:
         """Yield the run's events as they happen; the last one is `RunFinished`."""
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
 
@@ -196,7 +169,7 @@ class Heavy:
 
         async def produce() -> None:
             try:
-                await self.arun(question, mode, sinks=[_QueueSink()], **options)
+                await self.arun(question, mode, options, sinks=[_QueueSink()])
             finally:
                 queue.put_nowait(None)
 
@@ -213,20 +186,15 @@ class Heavy:
         self,
         question: str,
         mode: str = "single",
+        options: RunOptions | None = None,
         *,
         sinks: Sequence[EventSink] = (),
-        **options: Any,
     ) -> RunResult:
-        """Run one question in `mode`; every event goes to the trace, the run store and `sinks`."""
-        if mode not in MODES:
-            raise ConfigError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        """Run one question in `mode` (a name in `openheavy.modes.MODES`) with `options` (defaults: the
+        settings'); every event goes to the trace, the run store and `sinks`."""
+        strategy = get_mode(mode)
         if not question.strip():
             raise ConfigError("the question is empty")
-        try:
-            opts = RunOptions(**options)
-        except TypeError as exc:
-            known = ", ".join(RunOptions.__dataclass_fields__)
-            raise ConfigError(f"bad run option ({exc}); known options: {known}") from None
         self.model()  # a bad model spec is a usage error, not a failed run: raise before the run starts
         run_id = new_run_id()
         path = trace_path(self.settings.runs_dir, run_id)
@@ -239,8 +207,16 @@ class Heavy:
                 *sinks,
             ]
         )
-        uses_corpus = mode in ("single", "heavy") or (mode == "rank" and opts.tools)
-        corpus = self.corpus_name if uses_corpus else ""
+        run = RunContext(
+            question=question,
+            options=options or RunOptions(),
+            settings=self.settings,
+            model=self.model(),
+            stream=stream,
+            run_id=run_id,
+            corpus=self.corpus_name,
+            open_corpus=self.search_backend,
+        )
         try:
             stream.emit(
                 RunStarted(
@@ -248,11 +224,11 @@ class Heavy:
                     question=question,
                     mode=mode,
                     model=self.model_name,
-                    corpus=corpus,
-                    settings=self._describe(opts),
+                    corpus=self.corpus_name if strategy.uses_corpus else "",
+                    settings=run.describe(),
                 )
             )
-            outcome = await self._execute(question, mode, opts, stream, run_id)
+            outcome = await strategy.run(run)
         except (asyncio.CancelledError, KeyboardInterrupt):
             stream.emit(
                 RunFinished(
@@ -279,13 +255,14 @@ class Heavy:
             )
             stream.close()
             raise
-        figures = metrics.figures(citations=outcome.citations)
+        citations = [c.to_record() for c in outcome.citations]
+        figures = metrics.figures(citations=citations)
         stream.emit(
             RunFinished(
                 run_id=run_id,
                 status="ok",
                 answer=outcome.answer,
-                citations=outcome.citations,
+                citations=citations,
                 figures=figures.to_dict(),
             )
         )
@@ -294,178 +271,13 @@ class Heavy:
             run_id=run_id,
             question=question,
             mode=mode,
-            status="ok",
             answer=outcome.answer,
-            citations=outcome.citations,
+            citations=citations,
             figures=figures,
             trace_path=path,
             stop_reason=outcome.stop_reason,
-            agents=outcome.agents,
-            plan=outcome.plan,
-            ranking=outcome.ranking,
+            agents=[a.to_record() for a in outcome.agents],
+            plan=outcome.plan.to_record() if outcome.plan else None,
+            ranking=[r.to_record() for r in outcome.ranking] if outcome.ranking is not None else None,
             notes=outcome.notes + stream.sink_errors,
         )
-
-    def _describe(self, opts: RunOptions) -> dict[str, Any]:
-        s = self.settings
-        return {
-            "max_steps": opts.max_steps or s.max_steps,
-            "max_tokens": opts.max_tokens or s.max_tokens,
-            "max_seconds": opts.max_seconds or s.max_seconds,
-            "temperature": s.temperature if opts.temperature is None else opts.temperature,
-            "agents": opts.agents or "auto",
-            "max_agents": opts.max_agents,
-            "n": opts.n,
-            "verifier": opts.verifier,
-            "tools": opts.tools,
-            "heavy_rank": opts.heavy_rank,
-            "seed": opts.seed,
-        }
-
-    async def _execute(
-        self, question: str, mode: str, opts: RunOptions, stream: EventStream, run_id: str
-    ) -> _Outcome:
-        s = self.settings
-        model = self.model()
-        temperature = s.temperature if opts.temperature is None else opts.temperature
-        budget = Budget(opts.max_tokens or s.max_tokens, opts.max_seconds or s.max_seconds)
-        max_steps = opts.max_steps or s.max_steps
-        if mode == "direct":
-            completion = await answer_directly(
-                question,
-                model,
-                stream=stream,
-                run_id=run_id,
-                max_tokens=s.answer_max_tokens,
-                temperature=temperature,
-                seed=opts.seed,
-            )
-            return _Outcome(completion.text.strip(), [])
-        if mode == "rank" and not opts.tools:
-            ranked = await rank(
-                question,
-                model,
-                n=opts.n,
-                verifier=make_verifier(opts.verifier, model, opts.reference, seed=opts.seed),
-                stream=stream,
-                run_id=run_id,
-                temperature=0.7 if opts.temperature is None else opts.temperature,
-                seed=opts.seed,
-                max_tokens=s.answer_max_tokens,
-            )
-            return _ranked_outcome(ranked, [])
-        # Opening a corpus may build it (pydocs, first use): off the event loop.
-        search = CachedSearch(await asyncio.to_thread(self.search_backend))
-        if mode == "single":
-            agent = ResearchAgent(
-                model,
-                search,
-                stream=stream,
-                run_id=run_id,
-                corpus=self.corpus_name,
-                max_steps=max_steps,
-                budget=budget,
-                temperature=temperature,
-                seed=opts.seed,
-                answer_max_chars=s.answer_max_chars,
-            )
-            result = await agent.run(question)
-            if result.error:
-                raise OpenHeavyError(f"the agent failed: {result.error}")
-            return _Outcome(
-                result.answer,
-                [c.to_record() for c in result.citations],
-                result.stop_reason,
-                [_agent_summary(result)],
-                notes=_budget_notes([result]),
-            )
-        # heavy, and rank --tools: N research agents on the same question, differing only by seed
-        orchestrator = Orchestrator(
-            model,
-            search,
-            stream=stream,
-            run_id=run_id,
-            corpus=self.corpus_name,
-            agents=opts.agents if mode == "heavy" else opts.n,
-            max_agents=opts.max_agents,
-            max_steps=max_steps,
-            budget=budget,
-            temperature=temperature,
-            seed=opts.seed,
-            answer_max_chars=s.answer_max_chars,
-        )
-        if mode == "rank" or opts.heavy_rank:
-            verifier = make_verifier(opts.verifier, model, opts.reference, seed=opts.seed)
-            plan, ranked, agents = await orchestrator.rank_trajectories(
-                question,
-                verifier,
-                tasks=[question] * opts.n if mode == "rank" else None,
-                temperature=0.7 if opts.temperature is None else opts.temperature,
-            )
-            outcome = _ranked_outcome(ranked, agents)
-            if mode == "rank":
-                return outcome
-            return replace(outcome, plan=_plan_record(plan))
-        heavy = await orchestrator.run(question)
-        notes = _budget_notes(heavy.agents) + [f"agent failed: {f}" for f in heavy.failures]
-        if heavy.synthesis_error:
-            notes.append(f"synthesis failed, best agent answer used: {heavy.synthesis_error}")
-            stream.emit(Note(run_id=run_id, topic="warning", data={"message": notes[-1]}))
-        return _Outcome(
-            heavy.answer,
-            heavy.citations,
-            "answered",
-            [_agent_summary(a) for a in heavy.agents],
-            plan=_plan_record(heavy.plan),
-            notes=notes,
-        )
-
-
-def _plan_record(plan: Plan) -> dict[str, Any]:
-    return {"kind": plan.kind, "tasks": plan.tasks, "origin": plan.origin}
-
-
-def _ranked_outcome(ranked: RankResult, agents: list[AgentResult]) -> _Outcome:
-    ranking = [
-        {
-            "rank": r.rank,
-            "sample": r.sample.index,
-            "score": r.score,
-            "reason": r.reason,
-            "answer": r.sample.answer,
-        }
-        for r in ranked.ranking
-    ]
-    notes = [f"sample {f.index} failed: {f.error}" for f in ranked.failed]
-    notes += _budget_notes(agents)
-    return _Outcome(
-        ranked.best.answer,
-        list(ranked.best.evidence),
-        agents=[_agent_summary(a) for a in agents],
-        ranking=ranking,
-        notes=notes,
-    )
-
-
-def _agent_summary(result: AgentResult) -> dict[str, Any]:
-    return {
-        "agent": result.agent,
-        "task": result.task,
-        "answer": result.answer,
-        "citations": [c.to_record() for c in result.citations],
-        "stop_reason": result.stop_reason,
-        "steps": result.steps,
-        "documents_read": [d.id for d in result.sources.opened.values()],
-        "error": result.error,
-    }
-
-
-def _budget_notes(results: list[AgentResult]) -> list[str]:
-    notes = []
-    for result in results:
-        if result.stop_reason.startswith("budget:"):
-            which = result.stop_reason.split(":", 1)[1]
-            notes.append(
-                f"{result.agent}: the {which} budget ran out; it answered with what it had read so far"
-            )
-    return notes

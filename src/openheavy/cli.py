@@ -10,20 +10,23 @@ import asyncio
 import functools
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from openheavy.api import MODES, Heavy, RunResult
+from openheavy.api import Heavy, RunResult
 from openheavy.config import Settings, load_settings
 from openheavy.errors import OpenHeavyError
+from openheavy.modes import MODES, RunOptions
 from openheavy.prompts import list_prompts, load_prompt
 from openheavy.search.base import SearchBackend, close_search
+from openheavy.types import EventSink
 
 app = typer.Typer(
     help="openheavy: parallel tool-using research agents, ranked generation and verifiers, in the open.",
@@ -100,7 +103,7 @@ def _parse_agents(value: str) -> int | None:
 @app.command()
 def ask(
     question: Annotated[str, typer.Argument(help="The question to research.")],
-    mode: Annotated[str, typer.Option(help="direct | single | heavy | rank")] = "single",
+    mode: Annotated[str, typer.Option(help=" | ".join(MODES))] = "single",
     model: Annotated[
         str | None, typer.Option(help="local | local:fast | local:tiny | http://host:port/v1 | PROFILE")
     ] = None,
@@ -125,44 +128,31 @@ def ask(
     max_steps: Annotated[int | None, typer.Option(min=1, help="Actions per agent.")] = None,
     agents: Annotated[str, typer.Option(help="heavy: 'auto' or a number of agents.")] = "auto",
     max_agents: Annotated[int, typer.Option(min=1, help="heavy: most agents the planner may use.")] = 4,
-    rank: Annotated[bool, typer.Option("--rank", help="heavy: rank trajectories, no synthesis.")] = False,
     n: Annotated[int, typer.Option(min=1, help="rank: number of samples.")] = 4,
     verifier: Annotated[str, typer.Option(help="rank: vote | judge | check:NAME | reward:URL")] = "vote",
-    tools: Annotated[bool, typer.Option("--tools", help="rank: each sample is a research agent.")] = False,
     seed: Annotated[int, typer.Option(help="Base seed.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON result, nothing else.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live view.")] = False,
 ) -> None:
     """Research QUESTION and print a cited answer with its figures."""
-    from openheavy.display import (
-        LiveDisplay,
-        render_agent_table,
-        render_answer,
-        render_ranking,
-        render_summary,
-    )
+    from openheavy.display.live import LiveDisplay
+    from openheavy.display.render import render_agent_table, render_answer, render_ranking, render_summary
 
     if mode not in MODES:
         _fail(f"unknown --mode {mode!r}; choose one of {', '.join(MODES)}")
     settings = _settings(model=model, corpus=corpus, api_key=api_key)
-    options: dict[str, Any] = {
-        "max_steps": max_steps,
-        "agents": _parse_agents(agents),
-        "max_agents": max_agents,
-        "heavy_rank": rank,
-        "n": n,
-        "verifier": verifier,
-        "tools": tools,
-        "seed": seed,
-    }
+    agent_count = _parse_agents(agents)
     with _errors(), _progress(enabled=not as_json) as progress:
+        options = RunOptions(
+            max_steps=max_steps, agents=agent_count, max_agents=max_agents, n=n, verifier=verifier, seed=seed
+        )
         backend = _search_backend(settings, search, corpus, allow_host or [], progress)
         heavy = Heavy(corpus=backend, settings=settings, api_key=api_key, progress=progress)
         sinks = [] if (as_json or quiet) else [LiveDisplay(err)]
         result: RunResult = (
-            heavy.run(question, mode, sinks=sinks, **options)
+            heavy.run(question, mode, options, sinks=sinks)
             if backend is None
-            else asyncio.run(_run_closing(heavy, backend, question, mode, sinks, options))
+            else asyncio.run(_run_closing(heavy, backend, question, mode, options, sinks))
         )
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n")
@@ -205,11 +195,16 @@ def _search_backend(
 
 
 async def _run_closing(
-    heavy: Heavy, backend: SearchBackend, question: str, mode: str, sinks: list[Any], options: dict[str, Any]
+    heavy: Heavy,
+    backend: SearchBackend,
+    question: str,
+    mode: str,
+    options: RunOptions,
+    sinks: Sequence[EventSink],
 ) -> RunResult:
     """One run over a backend the CLI opened (Heavy closes only what it opened itself)."""
     try:
-        return await heavy.arun(question, mode, sinks=sinks, **options)
+        return await heavy.arun(question, mode, options, sinks=sinks)
     finally:
         await heavy.aclose()
         await close_search(backend)
@@ -234,7 +229,7 @@ def compare(
     """Run several modes on one question and show the answers and their cost side by side."""
     from rich.table import Table
 
-    from openheavy.display import LiveDisplay
+    from openheavy.display.live import LiveDisplay
 
     chosen = [m.strip() for m in modes.split(",") if m.strip()]
     unknown = [m for m in chosen if m not in MODES]
@@ -249,9 +244,8 @@ def compare(
                 if not as_json:
                     err.rule(f"[bold]{mode}")
                 sinks = [] if as_json else [LiveDisplay(err)]
-                results.append(
-                    await heavy.arun(question, mode, sinks=sinks, max_steps=max_steps, n=n, verifier=verifier)
-                )
+                options = RunOptions(max_steps=max_steps, n=n, verifier=verifier)
+                results.append(await heavy.arun(question, mode, options, sinks=sinks))
         return results
 
     with _errors(), _progress(enabled=not as_json) as progress:
@@ -336,8 +330,11 @@ def eval_(
     with _errors():
         items = load_dataset(dataset, data_dir, limit=limit)
         mode_specs = parse_modes(modes)
-        if any(m.name in ("single", "heavy") for m in mode_specs) and any(i.corpus is None for i in items):
-            _fail(f"{dataset} has nothing to search: single and heavy need a corpus; use direct and rank:N")
+        searching = [m.label for m in mode_specs if MODES[m.name].uses_corpus]
+        if searching and any(i.corpus is None for i in items):
+            _fail(
+                f"{dataset} has nothing to search, and {', '.join(searching)} search: use direct and rank:N"
+            )
         for spec in dataset_corpora(items):
             with _progress() as progress:
                 err.print(f"indexing corpus {spec.name} …")
@@ -384,16 +381,30 @@ def index(
     paths: Annotated[list[Path], typer.Argument(help="Folders or files (.md .rst .txt .html .pdf .jsonl).")],
     name: Annotated[str, typer.Option("--name", "-n", help="Name of the corpus.")],
 ) -> None:
-    """Index files into a named local corpus (re-indexing skips unchanged files)."""
+    """Index files into a named local corpus (re-indexing skips unchanged files).
+
+    A file that cannot be read or parsed is skipped with a warning; the run fails (exit 1) only when
+    nothing could be indexed, and then creates no corpus.
+    """
     from openheavy.corpus.catalog import index_paths
+
+    def warn(message: str) -> None:
+        err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
 
     settings = _settings()
     with _errors(), _progress() as progress:
-        report = index_paths(list(paths), name, settings.index_dir, progress=progress)
+        try:
+            report = index_paths(list(paths), name, settings.index_dir, progress=progress, warn=warn)
+        except KeyboardInterrupt:
+            err.print(
+                "[yellow]cancelled[/]: files indexed so far stay indexed; run the command again to finish."
+            )
+            raise typer.Exit(130) from None
+    skipped = f", {len(report.skipped)} skipped" if report.skipped else ""
     out.print(
         f"corpus [bold]{name}[/]: {report.documents:,} documents, {report.chunks:,} chunks · "
         f"{report.files_indexed} files indexed, {report.files_unchanged} unchanged, "
-        f"{report.files_removed} removed · {report.seconds:.1f} s",
+        f"{report.files_removed} removed{skipped} · {report.seconds:.1f} s",
         highlight=False,
     )
 
@@ -413,16 +424,22 @@ def corpora() -> None:
         return
     table = Table("name", "documents", "chunks", "updated", "path")
     for info in found:
-        table.add_row(
-            info.name, f"{info.documents:,}", f"{info.chunks:,}", str(info.updated_at), str(info.path)
-        )
+        if info.problem is not None:
+            table.add_row(info.name, "[red]unusable[/]", "", str(info.updated_at), str(info.path))
+        else:
+            table.add_row(
+                info.name, f"{info.documents:,}", f"{info.chunks:,}", str(info.updated_at), str(info.path)
+            )
     out.print(table)
+    for info in found:
+        if info.problem is not None:
+            err.print(f"[yellow]warning:[/] {escape(info.problem)}", highlight=False)
 
 
 @app.command()
 def runs(limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20) -> None:
     """List past runs."""
-    from openheavy.display import render_runs
+    from openheavy.display.render import render_runs
     from openheavy.trace import RunStore, run_store_path
 
     settings = _settings()
@@ -436,7 +453,7 @@ def trace(
     run_id: Annotated[str, typer.Argument(help="A run id (or a unique prefix) from `openheavy runs`.")],
 ) -> None:
     """Print a run step by step: every prompt, output, search, document, token and second."""
-    from openheavy.display import render_trace
+    from openheavy.display.render import render_trace
     from openheavy.trace import RunStore, read_trace, run_store_path
 
     settings = _settings()

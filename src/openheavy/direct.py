@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from openheavy.agent import call_model
 from openheavy.models.base import ChatModel
+from openheavy.models.recording import CallLabel, RecordingModel
 from openheavy.prompts import load_prompt
 from openheavy.types import Completion, EventStream, Message
 
@@ -20,15 +20,6 @@ async def answer_directly(
 ) -> Completion:
     """Ask the model once, from its own knowledge."""
     messages = [Message("system", load_prompt("direct_system")), Message("user", question)]
-    return await call_model(
-        model,
-        messages,
-        stream=stream,
-        run_id=run_id,
-        agent="direct",
-        step=1,
-        purpose="direct",
-        max_tokens=max_tokens,
-        temperature=temperature,
-        seed=seed,
-    )
+    label = CallLabel(agent="direct", step=1, purpose="direct")
+    recorder = RecordingModel(model, stream=stream, run_id=run_id, label=label)
+    return await recorder.complete(messages, max_tokens=max_tokens, temperature=temperature, seed=seed)

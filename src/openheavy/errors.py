@@ -11,6 +11,14 @@ class ConfigError(OpenHeavyError):
     """Bad settings, flags or config file."""
 
 
+class SchemaError(OpenHeavyError):
+    """An SQLite file openheavy cannot migrate: written by a newer openheavy, or another application's."""
+
+
+class PromptTemplateError(OpenHeavyError):
+    """A prompt template and the values given for it do not match: a bug, never the user's doing."""
+
+
 class ModelError(OpenHeavyError):
     """A model backend failed."""
 
@@ -37,6 +45,10 @@ class UnknownCorpusError(SearchError):
 
 class EmptyIndexError(SearchError):
     """The index exists but holds no documents."""
+
+
+class DamagedIndexError(SearchError):
+    """An index file SQLite cannot read whole: damaged, truncated, or not a database at all."""
 
 
 class DocumentNotFoundError(SearchError):

@@ -19,30 +19,27 @@ from openheavy.agent import (
     AgentResult,
     Budget,
     ResearchAgent,
-    call_model,
-    load_json_object,
 )
+from openheavy.citations import Citation, RunSources, resolve_citations
 from openheavy.errors import OpenHeavyError
+from openheavy.json_output import first_json_object
 from openheavy.models.base import ChatModel
-from openheavy.prompts import render_prompt
+from openheavy.models.recording import RecordingModel
+from openheavy.prompts import load_prompt, render_prompt
 from openheavy.rank import RankResult, rank
 from openheavy.search.cache import CachedSearch
 from openheavy.slicing import LIST_CUE, find_period, period_slices
-from openheavy.tools.sources import SourceBook, cited_numbers, renumber_markers
-from openheavy.types import CitationDropped, Document, EventStream, JsonSchema, Message, Note, Usage
+from openheavy.types import EventStream, JsonSchema, Message, Note, Usage
 from openheavy.verify import Sample, Verifier
 
 TASK_MAX_CHARS = 240
 SIMPLE_MAX_AGENTS = 2
-# Used when the planner's output is unusable: distinct angles on the same question.
-FALLBACK_ANGLES = [
-    "Answer the question directly from the most relevant documents.",
-    "Look for the official definition or reference documentation that settles the question.",
-    "Look for examples, caveats and edge cases related to the question.",
-    "Check the answer using different search words than the obvious ones.",
-    "Look for related functions, alternatives or newer ways to do this.",
-    "Look for anything that contradicts the obvious answer.",
-]
+
+
+def fallback_angles() -> list[str]:
+    """Distinct angles on the same question, one per line of `plan_fallback_angles.txt`: the sub-tasks
+    used when the planner's output is unusable."""
+    return [line.strip() for line in load_prompt("plan_fallback_angles").splitlines() if line.strip()]
 
 
 class PlanOutput(BaseModel):
@@ -63,24 +60,15 @@ class Plan:
     tasks: list[str]
     origin: str  # "model", "fixed" (model, agent count given), "period" (sliced by years), "fallback"
 
-
-@dataclass(frozen=True)
-class Source:
-    """A passage some agent read, under its run-wide number."""
-
-    number: int
-    id: str
-    doc_id: str
-    title: str
-    url: str
-    text: str
-    read_by: list[str]
+    def to_record(self) -> dict[str, Any]:
+        """The JSON form in run results."""
+        return {"kind": self.kind, "tasks": self.tasks, "origin": self.origin}
 
 
 @dataclass(frozen=True)
 class HeavyResult:
     answer: str
-    citations: list[dict[str, Any]]  # number, id, doc_id, title, url, read_by
+    citations: list[Citation]
     plan: Plan
     agents: list[AgentResult]
     agreements: str = ""
@@ -91,6 +79,19 @@ class HeavyResult:
     @property
     def failures(self) -> list[str]:
         return [f"{a.agent}: {a.error}" for a in self.agents if a.error]
+
+
+@dataclass(frozen=True)
+class RankedTrajectories:
+    """Research trajectories ranked by a verifier instead of synthesized."""
+
+    plan: Plan
+    ranked: RankResult
+    agents: list[AgentResult]  # one per sample, in sample order
+
+    @property
+    def best(self) -> AgentResult:
+        return self.agents[self.ranked.best.index]
 
 
 class Orchestrator:
@@ -118,6 +119,7 @@ class Orchestrator:
         if agents is not None and agents < 1:
             raise OpenHeavyError(f"--agents must be 'auto' or at least 1, got {agents}")
         self.model = model
+        self.recorder = RecordingModel(model, stream=stream, run_id=run_id)
         self.search = search
         self.stream = stream
         self.run_id = run_id
@@ -150,8 +152,10 @@ class Orchestrator:
             return sliced
         low, high = (self.agents, self.agents) if self.agents else (1, self.max_agents)
         count_rule = (
-            f"Write exactly {low} sub-tasks." if low == high else f"Write between {low} and {high} sub-tasks."
-        )
+            render_prompt("plan_count_exact", count=low)
+            if low == high
+            else render_prompt("plan_count_range", low=low, high=high)
+        ).strip()
         schema: JsonSchema = {
             "type": "object",
             "properties": {
@@ -173,20 +177,15 @@ class Orchestrator:
         plan: Plan | None = None
         problem = ""
         try:
-            completion = await call_model(
-                self.model,
+            planner = self.recorder.labelled(agent="planner", purpose="plan")
+            completion = await planner.complete(
                 messages,
-                stream=self.stream,
-                run_id=self.run_id,
-                agent="planner",
-                step=0,
-                purpose="plan",
                 json_schema=schema,
                 temperature=self.temperature,
                 seed=self.seed,
             )
             self._charge(completion.usage)
-            parsed = PlanOutput.model_validate(load_json_object(completion.text))
+            parsed = PlanOutput.model_validate(first_json_object(completion.text))
             tasks = _distinct([t.strip()[:TASK_MAX_CHARS] for t in parsed.tasks if t.strip()])
             if len(tasks) < low:
                 problem = f"the planner gave {len(tasks)} distinct sub-tasks, {low} needed"
@@ -200,7 +199,7 @@ class Orchestrator:
             problem = f"{type(exc).__name__}: {exc}"
         if plan is None:
             count = self.agents or min(2, self.max_agents)
-            plan = Plan("simple", [question, *FALLBACK_ANGLES][:count], "fallback")
+            plan = Plan("simple", [question, *fallback_angles()][:count], "fallback")
         self._emit_plan(plan, problem)
         return plan
 
@@ -259,9 +258,7 @@ class Orchestrator:
             return await agent.run(question, task)
         except Exception as exc:  # anything unexpected: keep the other agents' work
             message = f"{type(exc).__name__}: {exc}"
-            return AgentResult(
-                agent.name, task, "", [], "error", 0, agent.usage, agent.sources, error=message
-            )
+            return AgentResult.failure(agent.name, task, 0, agent.usage, agent.sources, message)
 
     # --------------------------------------------------------------- ranking
     async def rank_trajectories(
@@ -271,10 +268,10 @@ class Orchestrator:
         *,
         tasks: list[str] | None = None,
         temperature: float = 0.7,
-    ) -> tuple[Plan, RankResult, list[AgentResult]]:
+    ) -> RankedTrajectories:
         """Instead of synthesis: run one agent per task and return their whole trajectories ranked by
-        `verifier` (answer plus the evidence read). `tasks` defaults to the planner's sub-tasks; rank
-        mode with `--tools` passes the question N times, so the agents differ only by seed."""
+        `verifier` (answer plus the evidence read). `tasks` defaults to the planner's sub-tasks; the
+        rank-tools mode passes the question N times, so the agents differ only by seed."""
         plan = Plan("simple", tasks, "fixed") if tasks else await self.plan(question)
         results: dict[int, AgentResult] = {}
 
@@ -295,42 +292,47 @@ class Orchestrator:
             seed=self.seed,
             sampler=sampler,
         )
-        return plan, ranked, [results[i] for i in sorted(results)]
+        return RankedTrajectories(plan, ranked, [results[i] for i in sorted(results)])
 
     # ------------------------------------------------------------- synthesis
     async def synthesize(self, question: str, plan: Plan, results: list[AgentResult]) -> HeavyResult:
         """Compare the agents' notes and write one answer citing only passages they read."""
-        sources = collect_sources(results)
+        sources = RunSources.gather((r.agent, r.sources.opened.values()) for r in results)
         usable = [r for r in results if r.ok and r.answer.strip()]
         if not usable:
             failures = "; ".join(f"{r.agent}: {r.error}" for r in results if r.error)
-            answer = "No agent produced an answer." + (f" Failures: {failures}" if failures else "")
-            return HeavyResult(answer, [], plan, results, usage=self.usage)
+            answer = (
+                render_prompt("heavy_no_answer_failures", failures=failures)
+                if failures
+                else render_prompt("heavy_no_answer")
+            )
+            return HeavyResult(answer.strip(), [], plan, results, usage=self.usage)
         if len(usable) == 1 and len(results) == 1:
             # One agent: its answer is the answer; comparing notes would only cost tokens.
             only = usable[0]
-            return HeavyResult(
-                only.answer,
-                [_citation_record(c.number, sources[c.id]) for c in only.citations],
-                plan,
-                results,
-                usage=self.usage,
-            )
-        by_id = {s.id: s for s in sources.values()}
-        notes = []
-        for result in results:
-            if not result.ok:
-                notes.append(f"## {result.agent} (task: {result.task})\nFAILED: {result.error}")
-                continue
-            notes.append(f"## {result.agent} (task: {result.task})\n{_to_global(result, by_id)}")
+            return HeavyResult(only.answer, sources.adopt(only.citations), plan, results, usage=self.usage)
+        notes = [
+            render_prompt(
+                "synthesis_note", agent=r.agent, task=r.task, answer=sources.globalize(r.answer, r.citations)
+            ).strip()
+            if r.ok
+            else render_prompt("synthesis_note_failed", agent=r.agent, task=r.task, error=r.error).strip()
+            for r in results
+        ]
         listing = (
             "\n".join(
-                f"[{s.number}] {s.title}" + (f" ({s.url})" if s.url else "") + f"\n    {_excerpt(s.text)}"
-                for s in sorted(by_id.values(), key=lambda s: s.number)
+                render_prompt(
+                    "synthesis_source",
+                    number=s.number,
+                    title=s.document.title,
+                    location=f" ({s.document.url})" if s.document.url else "",
+                    excerpt=_excerpt(s.document.text),
+                ).strip()
+                for s in sources.by_id.values()
             )
-            or "(no documents were read)"
+            or render_prompt("synthesis_no_sources").strip()
         )
-        numbers = sorted(s.number for s in by_id.values())
+        numbers = sorted(sources.by_number)
         schema: JsonSchema = {
             "type": "object",
             "properties": {
@@ -358,20 +360,15 @@ class Orchestrator:
         output: SynthesisOutput | None = None
         for attempt in (1, 2):
             try:
-                completion = await call_model(
-                    self.model,
+                synthesizer = self.recorder.labelled(agent="synthesizer", step=attempt, purpose="synthesis")
+                completion = await synthesizer.complete(
                     messages,
-                    stream=self.stream,
-                    run_id=self.run_id,
-                    agent="synthesizer",
-                    step=attempt,
-                    purpose="synthesis",
                     json_schema=schema,
                     temperature=self.temperature,
                     seed=self.seed,
                 )
                 self._charge(completion.usage)
-                output = SynthesisOutput.model_validate(load_json_object(completion.text))
+                output = SynthesisOutput.model_validate(first_json_object(completion.text))
                 break
             except (ValueError, ValidationError) as exc:
                 error = f"invalid synthesis output: {exc}"
@@ -382,16 +379,24 @@ class Orchestrator:
             # Never lose the agents' work: fall back to the best-supported agent answer.
             best = max(usable, key=lambda r: len(r.citations))
             return HeavyResult(
-                _to_global(best, by_id),
-                [_citation_record(c.number, by_id[c.id]) for c in best.citations],
+                best.answer,
+                sources.adopt(best.citations),
                 plan,
                 results,
                 synthesis_error=error,
                 usage=self.usage,
             )
-        answer, citations = self._resolve(output, sources)
+        answer, citations = resolve_citations(
+            output.answer,
+            output.cite,
+            sources.by_number,
+            drop_reason=lambda _: "no agent read this document",
+            stream=self.stream,
+            run_id=self.run_id,
+            agent="synthesizer",
+        )
         if plan.kind == "list":
-            answer = _merge_list_sources(answer, citations, results, by_id)
+            answer, citations = _merge_list_sources(answer, citations, results, sources)
         return HeavyResult(
             answer,
             citations,
@@ -402,33 +407,6 @@ class Orchestrator:
             usage=self.usage,
         )
 
-    def _resolve(
-        self, output: SynthesisOutput, sources: dict[str, Source]
-    ) -> tuple[str, list[dict[str, Any]]]:
-        by_number = {s.number: s for s in sources.values()}
-        wanted = cited_numbers(output.answer) + output.cite
-        final: dict[int, int] = {}
-        citations: list[dict[str, Any]] = []
-        for number in wanted:
-            if number in final:
-                continue
-            source = by_number.get(number)
-            if source is None:
-                final[number] = 0
-                self.stream.emit(
-                    CitationDropped(
-                        run_id=self.run_id,
-                        agent="synthesizer",
-                        ref=str(number),
-                        reason="no agent read this document",
-                    )
-                )
-                continue
-            final[number] = len(citations) + 1
-            citations.append(_citation_record(final[number], source))
-
-        return renumber_markers(output.answer, final), citations
-
     def _charge(self, usage: Usage) -> None:
         self.usage = self.usage + usage
         self.budget.charge(usage)
@@ -437,11 +415,10 @@ class Orchestrator:
 def trajectory_sample(index: int, result: AgentResult) -> Sample:
     """An agent's trajectory as a rank sample: its answer plus the evidence it read, for the verifier."""
     evidence = "\n".join(
-        f"[{c.number}] {c.title}: {_excerpt(result.sources.opened[c.ref].text, 400)}"
-        for c in result.citations
-        if c.ref in result.sources.opened
+        f"[{c.number}] {c.title}: {_excerpt(c.source.document.text, 400)}" for c in result.citations
     )
-    text = f"{result.answer}\n\nEvidence read:\n{evidence or '(none cited)'}"
+    evidence = evidence or render_prompt("heavy_trajectory_no_evidence").strip()
+    text = render_prompt("heavy_trajectory", answer=result.answer, evidence=evidence).strip()
     return Sample(
         index=index,
         text=text,
@@ -452,68 +429,22 @@ def trajectory_sample(index: int, result: AgentResult) -> Sample:
     )
 
 
-def collect_sources(results: list[AgentResult]) -> dict[str, Source]:
-    """Every passage any agent opened, numbered run-wide in agent order, with who read it."""
-    readers: dict[str, list[str]] = {}
-    documents: dict[str, Document] = {}
-    for result in results:
-        for document in result.sources.opened.values():
-            readers.setdefault(document.id, []).append(result.agent)
-            documents.setdefault(document.id, document)
-    sources = {}
-    for number, (doc_id, document) in enumerate(documents.items(), start=1):
-        sources[doc_id] = Source(
-            number,
-            document.id,
-            document.doc_id,
-            document.title,
-            document.url,
-            document.text,
-            readers[doc_id],
-        )
-    return sources
-
-
-def _to_global(result: AgentResult, by_id: dict[str, Source]) -> str:
-    """The agent's answer with its citation numbers rewritten to run-wide source numbers."""
-    local = {c.number: by_id[c.id].number for c in result.citations if c.id in by_id}
-    return renumber_markers(result.answer, local)
-
-
-def _citation_record(number: int, source: Source) -> dict[str, Any]:
-    return {
-        "number": number,
-        "id": source.id,
-        "doc_id": source.doc_id,
-        "title": source.title,
-        "url": source.url,
-        "read_by": source.read_by,
-    }
-
-
 def _merge_list_sources(
-    answer: str,
-    citations: list[dict[str, Any]],
-    results: list[AgentResult],
-    by_id: dict[str, Source],
-) -> str:
+    answer: str, citations: list[Citation], results: list[AgentResult], sources: RunSources
+) -> tuple[str, list[Citation]]:
     """For list questions, coverage matters: add every item an agent cited that synthesis left out."""
-    cited = {c["doc_id"] for c in citations}
-    missing: list[Source] = []
+    cited = {c.doc_id for c in citations}
+    added: list[Citation] = []
     for result in results:
         for citation in result.citations:
-            source = by_id.get(citation.id)
-            if source and source.doc_id not in cited:
-                cited.add(source.doc_id)
-                missing.append(source)
-    if not missing:
-        return answer
-    for source in missing:
-        citations.append(_citation_record(len(citations) + 1, source))
-    extra = "\n".join(
-        f"- {s.title} [{c['number']}]" for s, c in zip(missing, citations[-len(missing) :], strict=True)
-    )
-    return f"{answer}\n\nAlso found by the agents:\n{extra}"
+            source = sources.by_id.get(citation.id)
+            if source and source.document.doc_id not in cited:
+                cited.add(source.document.doc_id)
+                added.append(Citation(len(citations) + len(added) + 1, source))
+    if not added:
+        return answer, citations
+    items = "\n".join(f"- {c.title} [{c.number}]" for c in added)
+    return render_prompt("heavy_list_merge", answer=answer, items=items).strip(), [*citations, *added]
 
 
 def _excerpt(text: str, chars: int = 300) -> str:
@@ -532,4 +463,4 @@ def _distinct(tasks: list[str]) -> list[str]:
     return kept
 
 
-__all__ = ["HeavyResult", "Orchestrator", "Plan", "Source", "SourceBook", "collect_sources"]
+__all__ = ["HeavyResult", "Orchestrator", "Plan", "RankedTrajectories", "trajectory_sample"]

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 from dataclasses import dataclass
+
+# pypdf logs the defects of a broken PDF before it raises; the error that names the file (or the URL) says
+# enough, and with no logging configured Python would print those lines bare on stderr.
+logging.getLogger("pypdf").addHandler(logging.NullHandler())
 
 
 @dataclass(frozen=True)

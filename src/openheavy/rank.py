@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
+from typing import Any
 
 from openheavy.errors import ConfigError, ModelError
 from openheavy.models.base import ChatModel
-from openheavy.prompts import load_prompt
-from openheavy.types import EventStream, Message, ModelCalled, Note, Usage
+from openheavy.models.recording import CallLabel, RecordingModel
+from openheavy.prompts import fill_template, load_prompt
+from openheavy.types import EventStream, Message, Note, Usage
 from openheavy.verify import Sample, Verifier, extract_answer
 
 __all__ = ["RankResult", "Ranked", "Sampler", "extract_answer", "rank", "sample_messages"]
@@ -31,6 +33,16 @@ class Ranked:
     score: float
     reason: str
     rank: int
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON form in run results."""
+        return {
+            "rank": self.rank,
+            "sample": self.sample.index,
+            "score": self.score,
+            "reason": self.reason,
+            "answer": self.sample.answer,
+        }
 
 
 @dataclass(frozen=True)
@@ -52,7 +64,7 @@ def sample_messages(question: str) -> list[Message]:
     """The prompt every sample gets: identical for all N, so a prefix cache serves it once."""
     return [
         Message("system", load_prompt("rank_system").strip()),
-        Message("user", load_prompt("rank_question").strip().replace("{question}", question)),
+        Message("user", fill_template(load_prompt("rank_question").strip(), question=question)),
     ]
 
 
@@ -80,24 +92,11 @@ async def rank(
         raise ConfigError(f"--n must be at least 1, got {n}")
     messages = sample_messages(question)
 
+    recorder = RecordingModel(model, stream=stream, run_id=run_id, label=CallLabel(purpose="sample"))
+
     async def sample_with_model(i: int) -> Sample:
-        completion = await model.complete(
+        completion = await recorder.labelled(agent=f"sample-{i}").complete(
             messages, max_tokens=max_tokens, temperature=temperature, seed=seed + i
-        )
-        stream.emit(
-            ModelCalled(
-                run_id=run_id,
-                agent=f"sample-{i}",
-                step=0,
-                purpose="sample",
-                messages=[asdict(m) for m in messages],
-                json_schema=None,
-                output=completion.text,
-                prompt_tokens=completion.usage.prompt_tokens,
-                completion_tokens=completion.usage.completion_tokens,
-                cached_tokens=completion.usage.cached_tokens,
-                seconds=completion.seconds,
-            )
         )
         return Sample(
             index=i,

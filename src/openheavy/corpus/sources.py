@@ -1,7 +1,9 @@
 """Reading files into documents: Markdown, reStructuredText, text, HTML, PDF and JSONL.
 
 Every file becomes one `SourceDoc`, except JSONL, where every line is one. A document's text keeps the
-structure the chunker needs (headings) and drops what a reader would not see (markup, scripts).
+structure the chunker needs (headings) and drops what a reader would not see (markup, scripts). Text
+that is not UTF-8 is decoded with the encoding charset-normalizer detects; binary content and text whose
+encoding cannot be told are refused with a `CorpusError` naming the file.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from codecs import BOM_UTF16_BE, BOM_UTF16_LE, BOM_UTF32_BE, BOM_UTF32_LE
 from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -28,6 +31,7 @@ class SourceDoc:
     text: str
     url: str = ""
     format: TextFormat = "text"
+    encoding: str = "utf-8"  # the encoding its file was read with; any other than UTF-8 was detected
 
 
 # Directories that hold tooling, caches or dependencies, never a user's documents.
@@ -43,11 +47,12 @@ def supported_suffixes() -> tuple[str, ...]:
     return tuple(sorted(_READERS))
 
 
-def discover_files(root: Path) -> list[Path]:
+def discover_files(root: Path, on_error: Callable[[OSError], None] | None = None) -> list[Path]:
     """The indexable files at `root` (a file or a folder, searched recursively), sorted.
 
     Hidden files and folders (".git", ".venv") and dependency caches are skipped. A file named
-    explicitly must have a supported type; in a folder, other files are ignored.
+    explicitly must have a supported type; in a folder, other files are ignored. A folder that cannot
+    be listed is passed to `on_error` (its `filename` names it) and left out.
     """
     if root.is_file():
         if root.suffix.lower() not in _READERS:
@@ -57,7 +62,7 @@ def discover_files(root: Path) -> list[Path]:
             )
         return [root]
     found: list[Path] = []
-    for folder, dirs, files in os.walk(root):
+    for folder, dirs, files in os.walk(root, onerror=on_error):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS)
         for name in sorted(files):
             path = Path(folder, name)
@@ -79,9 +84,86 @@ def read_file(path: Path, data: bytes, doc_id: str) -> list[SourceDoc]:
 # ------------------------------------------------------------------ text formats
 
 
-def decode_text(data: bytes) -> str:
-    """Bytes to text: UTF-8 (with or without BOM); undecodable bytes become U+FFFD instead of failing."""
-    return data.decode("utf-8-sig", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
+# A NUL byte within the first 8 KiB marks a file as binary: the test git and GNU grep use. Text in UTF-16
+# or UTF-32 has NULs too, but starts with a byte-order mark, which is checked first.
+BINARY_SNIFF_BYTES = 8192
+_BOMS = (
+    (BOM_UTF32_LE, "utf-32"),  # before UTF-16: its BOM starts with UTF-16-LE's
+    (BOM_UTF32_BE, "utf-32"),
+    (BOM_UTF16_LE, "utf-16"),
+    (BOM_UTF16_BE, "utf-16"),
+)
+
+
+@dataclass(frozen=True)
+class DecodedText:
+    """A file's text, with the encoding it was read with."""
+
+    text: str
+    encoding: str
+
+
+def decode_text(data: bytes, path: Path) -> DecodedText:
+    """A text file's bytes as text with "\n" line ends: UTF-8 (with or without BOM), UTF-16/32 with a
+    BOM, or else the encoding charset-normalizer detects. Raises `CorpusError` naming `path` when the
+    bytes look binary or no encoding fits: guessed text full of replacement characters is worse than none.
+    """
+    text, encoding = _decode(data, path)
+    return DecodedText(text.replace("\r\n", "\n").replace("\r", "\n"), encoding)
+
+
+def _decode(data: bytes, path: Path) -> tuple[str, str]:
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data.decode(encoding), encoding
+            except UnicodeDecodeError as exc:
+                raise CorpusError(
+                    f"cannot index {path}: it starts like {encoding.upper()} text but is not valid"
+                    f" {encoding.upper()} ({exc.reason} at byte {exc.start}) — save it again as UTF-8"
+                ) from None
+    if b"\0" in data[:BINARY_SNIFF_BYTES]:
+        raise CorpusError(
+            f"cannot index {path}: it looks like a binary file, not {path.suffix or 'text'} (it contains NUL"
+            " bytes) — leave it out, or save it as UTF-8 text if it is text"
+        )
+    try:
+        return data.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    detected = detect_encoding(data)
+    if detected is None:
+        raise CorpusError(
+            f"cannot index {path}: it is not UTF-8 and its encoding could not be detected (it may be"
+            " binary) — convert it to UTF-8, e.g. iconv -f ENCODING -t UTF-8"
+        )
+    return data.decode(detected), detected
+
+
+def detect_encoding(data: bytes) -> str | None:
+    """The encoding charset-normalizer finds for bytes that are not UTF-8, or None when none fits
+    (binary data, most often)."""
+    from charset_normalizer import from_bytes  # 16 ms to import; only files that are not UTF-8 need it
+
+    matches = list(from_bytes(data))
+    if not matches:
+        return None
+    best = matches[0]
+    # Short Western text fits several single-byte code pages equally well ("Café" is the same bytes in
+    # cp1250, cp1252 and cp1257) and charset-normalizer then picks one in name order. Windows-1252
+    # (Latin-1's letters plus typographic marks) is the most common of them, and what browsers assume
+    # for unlabelled legacy pages, so it wins a tie, and is named when it reads the bytes as the winner.
+    tied = {m.encoding for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)}
+    if "cp1252" in tied or _reads_as(data, "cp1252", str(best)):
+        return "cp1252"
+    return str(best.encoding)
+
+
+def _reads_as(data: bytes, encoding: str, text: str) -> bool:
+    try:
+        return data.decode(encoding) == text
+    except UnicodeDecodeError:
+        return False
 
 
 def _first_heading(text: str, fmt: TextFormat) -> str:
@@ -93,15 +175,16 @@ def _first_heading(text: str, fmt: TextFormat) -> str:
 
 def _read_markup(fmt: TextFormat) -> Callable[[Path, bytes, str], list[SourceDoc]]:
     def read(path: Path, data: bytes, doc_id: str) -> list[SourceDoc]:
-        text = decode_text(data)
-        title = _first_heading(text, fmt) or path.name
-        return [SourceDoc(doc_id, title, text, str(path), fmt)]
+        decoded = decode_text(data, path)
+        title = _first_heading(decoded.text, fmt) or path.name
+        return [SourceDoc(doc_id, title, decoded.text, str(path), fmt, decoded.encoding)]
 
     return read
 
 
 def _read_text(path: Path, data: bytes, doc_id: str) -> list[SourceDoc]:
-    return [SourceDoc(doc_id, path.name, decode_text(data), str(path), "text")]
+    decoded = decode_text(data, path)
+    return [SourceDoc(doc_id, path.name, decoded.text, str(path), "text", decoded.encoding)]
 
 
 # ------------------------------------------------------------------ HTML
@@ -205,9 +288,10 @@ def html_to_text(html: str) -> tuple[str, str]:
 
 
 def _read_html(path: Path, data: bytes, doc_id: str) -> list[SourceDoc]:
-    title, text = html_to_text(decode_text(data))
+    decoded = decode_text(data, path)
+    title, text = html_to_text(decoded.text)
     title = title or _first_heading(text, "markdown") or path.name
-    return [SourceDoc(doc_id, title, text, str(path), "markdown")]
+    return [SourceDoc(doc_id, title, text, str(path), "markdown", decoded.encoding)]
 
 
 # ------------------------------------------------------------------ PDF
@@ -241,7 +325,7 @@ _HEADING_LIKE = re.compile(r"(?m)^( {0,3})(#{1,6}(?:[ \t]|$)|=+[ \t]*$|-{3,}[ \t
 def _read_jsonl(path: Path, data: bytes, doc_id: str) -> list[SourceDoc]:
     docs: list[SourceDoc] = []
     seen: dict[str, int] = {}
-    for number, line in enumerate(decode_text(data).split("\n"), start=1):
+    for number, line in enumerate(_jsonl_text(path, data).split("\n"), start=1):
         if not line.strip():
             continue
         where = f"{path}:{number}"
@@ -268,6 +352,29 @@ def _read_jsonl(path: Path, data: bytes, doc_id: str) -> list[SourceDoc]:
         seen[line_id] = number
         docs.append(SourceDoc(line_id, title, text, url or str(path), "text"))
     return docs
+
+
+def _jsonl_text(path: Path, data: bytes) -> str:
+    """A JSONL file's text. JSON text must be UTF-8 (RFC 8259), and ids in a guessed encoding would be
+    silently wrong, so other encodings are refused with the line and a conversion command."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        guess = None if b"\0" in data[:BINARY_SNIFF_BYTES] else detect_encoding(data)
+        source = _iconv_name(guess) if guess else "ENCODING"
+        looks = f" (it looks like {guess})" if guess else ""
+        raise CorpusError(
+            f"{path}:{line}: not UTF-8{looks} — JSON Lines files must be UTF-8; convert it:"
+            f" iconv -f {source} -t UTF-8 {path.name} > {path.stem}.utf8.jsonl"
+        ) from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _iconv_name(encoding: str) -> str:
+    """A Python codec name as iconv spells it: "koi8_r" -> "koi8-r", "iso8859_10" -> "iso-8859-10"."""
+    name = encoding.replace("_", "-").replace("iso8859-", "iso-8859-")
+    return re.sub(r"-(be|le)$", r"\1", name)
 
 
 _READERS: dict[str, Callable[[Path, bytes, str], list[SourceDoc]]] = {

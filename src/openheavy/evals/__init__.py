@@ -25,20 +25,20 @@ from openheavy.evals.grading import (
     grade_qa,
     grade_wide,
     judge_answer,
-    normalize_answer,
     normalize_url,
     token_f1,
 )
 from openheavy.evals.harness import (
     ModeSpec,
-    RunFigures,
     Runner,
     RunOutcome,
     outcome_from_result,
     parse_modes,
     run_eval,
 )
-from openheavy.evals.report import EvalSummary, MetricSummary, ModeSummary, render_report
+from openheavy.evals.report import render_report
+from openheavy.evals.stats import EvalSummary, MetricSummary, ModeSummary
+from openheavy.trace import RunFigures
 
 __all__ = [
     "DATASET_NAMES",
@@ -65,7 +65,6 @@ __all__ = [
     "grade_wide",
     "judge_answer",
     "load_dataset",
-    "normalize_answer",
     "normalize_url",
     "outcome_from_result",
     "parse_modes",

@@ -6,10 +6,7 @@ is a model with its own errors and must never be mixed into the exact numbers.
 
 from __future__ import annotations
 
-import json
-import math
 import re
-import string
 import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -19,11 +16,21 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from openheavy.citations import renumber_markers
 from openheavy.errors import ConfigError, ModelOutputError
 from openheavy.evals.datasets import EvalItem, ItemKind
+from openheavy.json_output import first_json_object
 from openheavy.models.base import ChatModel
+from openheavy.models.recording import RecordingModel
+from openheavy.normalize import (
+    last_boxed,
+    last_number,
+    numbers_equal,
+    plain_number,
+    squad_normalize,
+    strip_text_wrappers,
+)
 from openheavy.prompts import render_prompt
-from openheavy.tools.sources import renumber_markers
 from openheavy.types import Message
 
 EVAL_INSTALL_HINT = "pip install 'openheavy[eval]'"
@@ -85,22 +92,11 @@ def failed_grade(kind: ItemKind, error: str) -> Grade:
 
 # ---------------------------------------------------------------- QA: SQuAD exact match and F1
 
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCTUATION = frozenset(string.punctuation)
-
-
-def normalize_answer(text: str) -> str:
-    """SQuAD v1.1 normalization: lower case, drop punctuation and the articles a/an/the, squash spaces."""
-    text = text.lower()
-    text = "".join(ch for ch in text if ch not in _PUNCTUATION)
-    text = _ARTICLES.sub(" ", text)
-    return " ".join(text.split())
-
 
 def exact_match(prediction: str, answers: Sequence[str]) -> float:
     """1.0 when the normalized prediction equals any normalized gold alias, else 0.0."""
-    normalized = normalize_answer(prediction)
-    return float(any(normalized == normalize_answer(gold) for gold in answers))
+    normalized = squad_normalize(prediction)
+    return float(any(normalized == squad_normalize(gold) for gold in answers))
 
 
 def token_f1(prediction: str, answers: Sequence[str]) -> float:
@@ -109,8 +105,8 @@ def token_f1(prediction: str, answers: Sequence[str]) -> float:
 
 
 def _f1(prediction: str, gold: str) -> float:
-    predicted = normalize_answer(prediction).split()
-    expected = normalize_answer(gold).split()
+    predicted = squad_normalize(prediction).split()
+    expected = squad_normalize(gold).split()
     # As in the official HotpotQA script: yes/no/noanswer only count when they match exactly, otherwise
     # "yes" would earn partial credit inside any sentence that contains it.
     special = {"yes", "no", "noanswer"}
@@ -131,93 +127,6 @@ def grade_qa(prediction: str, answers: Sequence[str]) -> Grade:
 
 # ---------------------------------------------------------------- math
 
-# A plain number as people write it: "1,000", "$1,000", "-3.5", "1000.00", "50%", ".5". The thousands
-# group needs exactly three digits so that a list "1,2,3" stays three numbers; the look-behind keeps
-# "5-3" from reading as "-3" and "x2" from reading as "2".
-_NUMBER_BODY = (
-    r"(?P<sign>[-−])?\s?(?:\\?\$)?\s?(?P<sign2>[-−])?"
-    r"(?P<digits>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
-    r"(?P<percent>\s?\\?%)?"
-)
-_NUMBER = re.compile(r"(?<![\w.])" + _NUMBER_BODY)
-_PLAIN_NUMBER = re.compile(_NUMBER_BODY)
-
-
-@dataclass(frozen=True)
-class _Number:
-    value: float
-    percent: bool
-
-
-def parse_number(text: str) -> float | None:
-    """The value of `text` if it is a plain number ("1,000", "$1,000", "1000.00", "50%"), else None.
-    A percent sign is dropped: "50%" is 50."""
-    number = _parse_plain_number(text)
-    return None if number is None else number.value
-
-
-def _parse_plain_number(text: str) -> _Number | None:
-    match = _PLAIN_NUMBER.fullmatch(text.strip().removesuffix("."))
-    return None if match is None else _number_from(match)
-
-
-def _number_from(match: re.Match[str]) -> _Number:
-    value = float(match["digits"].replace(",", ""))
-    negative = bool(match["sign"]) != bool(match["sign2"])
-    return _Number(-value if negative else value, bool(match["percent"]))
-
-
-def last_number(text: str) -> float | None:
-    """The last number in `text` (for GSM8K: the model's final number); None when there is none or the
-    last one is part of a formula ("\\frac{1}{4}", "x^2", "3/4")."""
-    number = _last_number(text)
-    return None if number is None else number.value
-
-
-def _last_number(text: str) -> _Number | None:
-    matches = list(_NUMBER.finditer(text))
-    if not matches:
-        return None
-    last = matches[-1]
-    # A number inside a formula is not the answer: the 3 of "\frac{\sqrt{3}}{3}", the 2 of "x^2",
-    # the 4 of "3/4". Then there is no plain final number, and math-verify decides.
-    before = text[last.start() - 1 : last.start()]
-    after = text[last.end() : last.end() + 1]
-    if before in _FORMULA_EDGES or after in _FORMULA_EDGES:
-        return None
-    return _number_from(last)
-
-
-_FORMULA_EDGES = frozenset("{}^_/")
-
-
-def _numbers_equal(a: _Number, b: _Number) -> bool:
-    if math.isclose(a.value, b.value, rel_tol=1e-6, abs_tol=1e-9):
-        return True
-    # "50%" against a gold 0.5 (or the reverse): compare the fraction when exactly one side says percent.
-    if a.percent != b.percent:
-        scaled_a = a.value / 100 if a.percent else a.value
-        scaled_b = b.value / 100 if b.percent else b.value
-        return math.isclose(scaled_a, scaled_b, rel_tol=1e-6, abs_tol=1e-9)
-    return False
-
-
-def last_boxed(text: str) -> str | None:
-    r"""The content of the last `\boxed{...}` (or `\fbox{...}`) in `text`, braces balanced, or None."""
-    start = max(text.rfind("\\boxed{"), text.rfind("\\fbox{"))
-    if start < 0:
-        return None
-    opening = text.index("{", start)
-    depth = 0
-    for position in range(opening, len(text)):
-        if text[position] == "{":
-            depth += 1
-        elif text[position] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[opening + 1 : position]
-    return None
-
 
 def _final_answer_text(prediction: str) -> tuple[str, bool]:
     """Where the final answer is: the last \\boxed{}, else after the last "####" (GSM8K style), else
@@ -230,12 +139,9 @@ def _final_answer_text(prediction: str) -> tuple[str, bool]:
     return prediction, False
 
 
-_TEXT_WRAPPERS = re.compile(r"\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}")
-
-
 def _loose_latex(text: str) -> str:
     # For answers math-verify cannot compare as expressions, like \text{Evelyn} against "Evelyn".
-    text = _TEXT_WRAPPERS.sub(r"\1", text)
+    text = strip_text_wrappers(text)
     text = text.replace("$", "").replace("\\!", "").replace("\\,", "").replace("\\ ", "")
     text = re.sub(r"\\(?:left|right)", "", text)
     return "".join(text.split()).lower().rstrip(".")
@@ -249,12 +155,12 @@ def grade_math(prediction: str, gold: str) -> Grade:
     radicals, tuples, intervals) goes to math-verify, which must be installed (`openheavy[eval]`).
     """
     final, boxed = _final_answer_text(prediction)
-    gold_number = _parse_plain_number(gold)
+    gold_number = plain_number(gold)
     details: dict[str, Any] = {"final": final.strip()[-200:]}
     if gold_number is not None:
-        predicted = _parse_plain_number(final) if boxed else _last_number(final)
-        details["predicted_number"] = None if predicted is None else predicted.value
-        if predicted is not None and _numbers_equal(predicted, gold_number):
+        predicted = plain_number(final) if boxed else last_number(final)
+        details["predicted_number"] = None if predicted is None else float(predicted.value)
+        if predicted is not None and numbers_equal(predicted, gold_number):
             return Grade({"correct": 1.0}, details)
         # A numeric gold can still be written as LaTeX in the answer, e.g. \frac{1}{2} for 0.5; that
         # needs math-verify, and without it the plain comparison above stands.
@@ -431,13 +337,14 @@ async def judge_answer(
     prompt = render_prompt(
         "eval_judge", question=question, gold=" | ".join(answers), candidate=prediction.strip()
     )
-    completion = await model.complete(
-        [Message("user", prompt)], json_schema=JUDGE_SCHEMA, max_tokens=200, temperature=0.0, seed=seed
+    # No stream: the eval judge runs outside any run. The wrapper still bounds the reply by the schema
+    # (a fixed lower limit could cut the verdict off inside its reason).
+    judge = RecordingModel(model, stream=None, run_id="")
+    completion = await judge.complete(
+        [Message("user", prompt)], json_schema=JUDGE_SCHEMA, temperature=0.0, seed=seed
     )
     text = completion.text.strip()
-    # Backends without constrained output may wrap the JSON in prose or a code fence.
-    start, end = text.find("{"), text.rfind("}")
     try:
-        return JudgeVerdict.model_validate(json.loads(text[start : end + 1]))
+        return JudgeVerdict.model_validate(first_json_object(text))
     except (ValueError, ValidationError) as exc:
         raise ModelOutputError(f"judge reply is not a verdict: {text[:200]!r}") from exc

@@ -9,14 +9,13 @@ evaluation loses at most the runs in flight, and a rerun skips everything alread
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rich.console import Console
 from rich.progress import (
@@ -37,34 +36,34 @@ from openheavy.evals.grading import (
     failed_grade,
     grade_answer,
     judge_answer,
-    parse_number,
 )
-from openheavy.evals.report import (
+from openheavy.evals.report import render_report
+from openheavy.evals.stats import EvalSummary
+from openheavy.evals.store import (
     RESULTS_FILE,
     EvalMeta,
-    EvalSummary,
     JudgeRecord,
     ModeRecord,
     ResultRecord,
+    ResultsWriter,
     latest_results,
     read_meta,
     read_results,
-    render_report,
     write_meta,
 )
 from openheavy.models.base import ChatModel
+from openheavy.modes import MODES
+from openheavy.normalize import plain_number
+from openheavy.trace import RunFigures
 
 if TYPE_CHECKING:  # only for the annotation: importing the engine is not needed to evaluate
     from openheavy.api import RunResult
 
-#: Mode names and the N each takes when none is given ("heavy" = "heavy:4").
-MODE_DEFAULT_N: dict[str, int | None] = {"direct": None, "single": None, "heavy": 4, "rank": 8}
-
 
 @dataclass(frozen=True)
 class ModeSpec:
-    """How to answer: `direct` (model only), `single` (one research agent), `heavy:N` (N agents and
-    a synthesis) or `rank:N` (N samples ranked by a verifier)."""
+    """How to answer: a mode of `openheavy.modes.MODES`, with its N where it takes one (`heavy:N`: N
+    agents and a synthesis, `rank:N`: N samples ranked by a verifier; alone, the mode's default N)."""
 
     name: str
     n: int = 1
@@ -72,18 +71,19 @@ class ModeSpec:
     @property
     def label(self) -> str:
         """The canonical text form, as given on the command line and saved in results."""
-        return self.name if MODE_DEFAULT_N[self.name] is None else f"{self.name}:{self.n}"
+        return self.name if MODES[self.name].default_n is None else f"{self.name}:{self.n}"
 
     def __str__(self) -> str:
         return self.label
 
     @classmethod
     def parse(cls, text: str) -> ModeSpec:
-        """Parse `direct`, `single`, `heavy[:N]` or `rank[:N]`. Raises `ConfigError` with what is valid."""
+        """Parse `NAME` or `NAME:N` (`direct`, `heavy:4`, ...). Raises `ConfigError` with what is valid."""
         name, _, count = text.strip().lower().partition(":")
-        if name not in MODE_DEFAULT_N:
-            raise ConfigError(f"unknown mode {text!r} — use direct, single, heavy:N or rank:N")
-        default = MODE_DEFAULT_N[name]
+        if name not in MODES:
+            valid = ", ".join(m.name if m.default_n is None else f"{m.name}:N" for m in MODES.values())
+            raise ConfigError(f"unknown mode {text!r} — use {valid}")
+        default = MODES[name].default_n
         if default is None:
             if count:
                 raise ConfigError(f"mode {name} takes no N (got {text!r})")
@@ -105,29 +105,6 @@ def parse_modes(text: str | Sequence[str]) -> list[ModeSpec]:
 
 
 @dataclass(frozen=True)
-class RunFigures:
-    """What a run cost and did; the report averages these per mode."""
-
-    searches: int = 0
-    documents_read: int = 0
-    sources_cited: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    wall_seconds: float = 0.0
-    agents: int = 0
-
-    @classmethod
-    def from_mapping(cls, figures: Mapping[str, Any]) -> RunFigures:
-        """Take the known figures from a mapping (such as `RunFinished.figures`), ignoring the rest."""
-        values: dict[str, Any] = {}
-        for name in (f.name for f in dataclasses.fields(cls)):
-            value = figures.get(name)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                values[name] = float(value) if name == "wall_seconds" else int(value)
-        return cls(**values)
-
-
-@dataclass(frozen=True)
 class RunOutcome:
     """What a runner returns for one (item, mode). `error` set means the run failed (graded wrong)."""
 
@@ -141,15 +118,15 @@ class RunOutcome:
 
 
 def outcome_from_result(result: RunResult) -> RunOutcome:
-    """The `RunOutcome` of a finished core run (`Heavy.arun`), for runners built on the library API."""
+    """The `RunOutcome` of a finished core run (`Heavy.arun`), for runners built on the library API.
+    A run that fails raises instead, and the harness records the exception as an errored result."""
     return RunOutcome(
         answer=result.answer,
         citations=result.citations,
         run_id=result.run_id,
         trace_path=result.trace_path,
-        figures=RunFigures.from_mapping(result.figures.to_dict()),
-        error=result.error if result.status != "ok" else None,
-        stop_reason=result.stop_reason,
+        figures=result.figures,
+        stop_reason=str(result.stop_reason),
     )
 
 
@@ -183,7 +160,7 @@ def item_seed(seed: int, item_id: str) -> int:
 def check_graders(items: Iterable[EvalItem]) -> None:
     """Fail before any run if grading these items needs an extra that is not installed."""
     needs_math_verify = any(
-        item.kind == "math" and parse_number(item.answers[0]) is None for item in items if item.answers
+        item.kind == "math" and plain_number(item.answers[0]) is None for item in items if item.answers
     )
     if needs_math_verify:
         try:
@@ -225,7 +202,7 @@ async def run_eval(
 
     semaphore = asyncio.Semaphore(concurrency)
     with (
-        _ResultsWriter(out_dir / RESULTS_FILE) as writer,
+        ResultsWriter(out_dir / RESULTS_FILE) as writer,
         _ProgressDisplay(
             total, total - len(pending), enabled=progress, console=console, label=dataset or "eval"
         ) as display,
@@ -297,7 +274,7 @@ async def _evaluate(
         outcome = await runner(item, mode, seed)
     except Exception as exc:  # one failed run is a wrong answer, never a lost evaluation
         outcome = RunOutcome(answer="", error=f"{type(exc).__name__}: {exc}")
-    figures = dataclasses.asdict(outcome.figures)
+    figures = outcome.figures.per_item()
     if not outcome.figures.wall_seconds:  # a runner that does not time itself is timed here
         figures["wall_seconds"] = time.perf_counter() - started
 
@@ -328,45 +305,13 @@ async def _evaluate(
         citations=[dict(citation) for citation in outcome.citations],
         run_id=outcome.run_id,
         trace_path=str(outcome.trace_path) if outcome.trace_path is not None else None,
-        figures={name: float(value) for name, value in figures.items()},
+        figures=figures,
         error=outcome.error,
         stop_reason=outcome.stop_reason,
         metrics=dict(grade.metrics),
         grade_details=dict(grade.details),
         judge=verdict,
     )
-
-
-class _ResultsWriter:
-    """Appends result rows to `results.jsonl`, flushing each one as soon as it is written."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._file: IO[str] | None = None
-
-    def __enter__(self) -> _ResultsWriter:
-        # A crash mid-write can leave a last line without its newline; start on a fresh line so the
-        # next row is not glued onto the broken one.
-        needs_newline = False
-        if self.path.is_file() and self.path.stat().st_size:
-            with self.path.open("rb") as existing:
-                existing.seek(-1, 2)
-                needs_newline = existing.read(1) != b"\n"
-        self._file = self.path.open("a", encoding="utf-8")
-        if needs_newline:
-            self._file.write("\n")
-        return self
-
-    def write(self, record: ResultRecord) -> None:
-        assert self._file is not None, "write() outside the with block"
-        self._file.write(record.model_dump_json() + "\n")
-        self._file.flush()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._file is not None:
-            self._file.close()
 
 
 class _ProgressDisplay:

@@ -1,15 +1,14 @@
 """The `Runner` that answers eval items with the real engine (`openheavy.api.Heavy`).
 
 One model (one llama-server) serves every item and mode; one `Heavy` per corpus reuses it. Mode specs
-map onto run options: `heavy:N` runs N agents, `rank:N` ranks N samples — whole research trajectories
-when the item has a corpus to search, plain answers otherwise (math, where single and heavy have
-nothing to search and are refused up front).
+map onto run options through the mode registry: `heavy:N` runs N agents, `rank:N` ranks N samples —
+whole research trajectories (`rank-tools`) when the item has a corpus to search, plain answers
+otherwise (math, where the modes that search have nothing to search and are refused up front).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from openheavy.api import Heavy
 from openheavy.config import Settings
@@ -17,6 +16,7 @@ from openheavy.errors import ConfigError
 from openheavy.evals.datasets import EvalItem
 from openheavy.evals.harness import ModeSpec, RunOutcome, outcome_from_result
 from openheavy.models.base import ChatModel
+from openheavy.modes import RunOptions, get_mode
 from openheavy.types import EventSink
 
 
@@ -29,19 +29,17 @@ class HeavyRunner:
     sinks: list[EventSink] = field(default_factory=list)
     _engines: dict[str, Heavy] = field(default_factory=dict)
 
-    def options(self, item: EvalItem, mode: ModeSpec, seed: int) -> tuple[str, dict[str, Any]]:
+    def options(self, item: EvalItem, spec: ModeSpec, seed: int) -> tuple[str, RunOptions]:
         """The `Heavy.arun` mode and options for one (item, mode)."""
-        if mode.name in ("single", "heavy") and item.corpus is None:
+        name = "rank-tools" if spec.name == "rank" and item.corpus is not None else spec.name
+        mode = get_mode(name)
+        if mode.uses_corpus and item.corpus is None:
             raise ConfigError(
-                f"{mode.label} needs a corpus to search, and {item.id} has none (math sets): "
+                f"{spec.label} needs a corpus to search, and {item.id} has none (math sets): "
                 "evaluate those with direct and rank:N"
             )
-        options: dict[str, Any] = {"seed": seed, "max_steps": self.max_steps}
-        if mode.name == "heavy":
-            options.update(agents=mode.n, max_agents=mode.n)
-        elif mode.name == "rank":
-            options.update(n=mode.n, verifier=self.verifier, tools=item.corpus is not None)
-        return mode.name, options
+        options = RunOptions(seed=seed, max_steps=self.max_steps, verifier=self.verifier)
+        return name, options if mode.default_n is None else mode.with_n(options, spec.n)
 
     async def __call__(self, item: EvalItem, mode: ModeSpec, seed: int) -> RunOutcome:
         name, options = self.options(item, mode, seed)
@@ -49,7 +47,7 @@ class HeavyRunner:
         engine = self._engines.get(corpus)
         if engine is None:
             engine = self._engines[corpus] = Heavy(self.model, corpus, settings=self.settings)
-        result = await engine.arun(item.question, name, sinks=list(self.sinks), **options)
+        result = await engine.arun(item.question, name, options, sinks=list(self.sinks))
         return outcome_from_result(result)
 
     async def aclose(self) -> None:

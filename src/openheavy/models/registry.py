@@ -13,8 +13,9 @@ from collections.abc import Callable
 from openheavy.config import ModelProfile, Settings, config_file_path
 from openheavy.errors import ConfigError
 from openheavy.models.base import ChatModel
-from openheavy.models.local import EMBEDDED_MODELS, EmbeddedModel, embedded_spec
+from openheavy.models.embedded import EmbeddedModel
 from openheavy.models.openai_compat import OpenAICompatModel
+from openheavy.models.weights import EMBEDDED_MODELS, embedded_spec
 
 __all__ = ["BACKENDS", "ModelFactory", "resolve_model"]
 

@@ -3,16 +3,24 @@
 `ScriptedModel` plays a fixed script, one step per call, and fails loudly on a call the script did not
 expect. `FunctionModel` answers every call with a function, for concurrent agents whose call order is not
 fixed. Both ship in the package so that users' own tests can drive openheavy the same way ours do.
+
+Both check every reply to a call that sent a JSON schema against that schema, as a constrained decoder
+would enforce it: a script that the real model could never produce fails its test instead of testing
+something that cannot happen. `Unconstrained(reply)` marks a reply that ignores the schema on purpose,
+as a backend without constrained output may send, to test how the engine copes with malformed output.
+`check_schema=False` turns the check off where the test model's own cost must not count (benchmarks).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
+import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from openheavy.errors import OpenHeavyError
 from openheavy.types import Completion, JsonSchema, Message, Usage
@@ -25,10 +33,20 @@ __all__ = [
     "ScriptExhaustedError",
     "ScriptStep",
     "ScriptedModel",
+    "ScriptedReplyError",
+    "Unconstrained",
     "rough_usage",
 ]
 
-Reply: TypeAlias = str | Completion
+
+@dataclass(frozen=True)
+class Unconstrained:
+    """A reply sent whatever the request's JSON schema says, as by a backend without constrained output."""
+
+    reply: str | Completion
+
+
+Reply: TypeAlias = str | Completion | Unconstrained
 ReplyFunction: TypeAlias = Callable[[Sequence[Message], JsonSchema | None], Reply | Awaitable[Reply]]
 ScriptStep: TypeAlias = Reply | BaseException | type[BaseException] | ReplyFunction
 
@@ -37,6 +55,16 @@ class ScriptExhaustedError(OpenHeavyError, AssertionError):
     """A `ScriptedModel` got more calls than its script has steps.
 
     An `AssertionError` as well, so that pytest reports it as a failed expectation rather than a crash.
+    """
+
+
+class ScriptedReplyError(BaseException):
+    """A scripted reply that the JSON schema of its request does not allow (or a schema that is itself
+    invalid). A constrained decoder could never produce it, so the test is wrong, not the engine.
+
+    A `BaseException`, like pytest's own failures, because the engine keeps one failing agent, sample or
+    judge call from stopping a run (`except Exception`): a test whose script breaks the schema must fail,
+    not pass with that part quietly marked as failed.
     """
 
 
@@ -67,9 +95,10 @@ def rough_usage(messages: Sequence[Message], text: str) -> Usage:
 class _RecordingModel:
     """What both test models share: latency, call records, and turning a reply into a `Completion`."""
 
-    def __init__(self, name: str, latency: float) -> None:
+    def __init__(self, name: str, latency: float, check_schema: bool) -> None:
         self.name = name
         self.latency = latency
+        self.check_schema = check_schema
         self.calls: list[ModelCall] = []
         self.closed = False
 
@@ -94,8 +123,15 @@ class _RecordingModel:
             reply = step(messages, json_schema) if callable(step) else step
             if inspect.isawaitable(reply):
                 reply = await reply
+            constrained = not isinstance(reply, Unconstrained)
+            if isinstance(reply, Unconstrained):
+                reply = reply.reply
             completion = self._completion(reply, messages, time.monotonic() - started)
             output = completion.text
+            # A reply cut off at max_tokens is what a constrained decoder gives then too: unfinished JSON.
+            checked = self.check_schema and constrained and completion.finish_reason != "length"
+            if checked and json_schema is not None:
+                self._check_reply(completion.text, json_schema, len(self.calls) + 1)
             return completion
         finally:
             self.calls.append(
@@ -111,7 +147,16 @@ class _RecordingModel:
                 )
             )
 
-    def _completion(self, reply: Reply, messages: Sequence[Message], seconds: float) -> Completion:
+    def _check_reply(self, text: str, schema: JsonSchema, call: int) -> None:
+        problem = _schema_problem(text, schema)
+        if problem is not None:
+            raise ScriptedReplyError(
+                f"{self.name}: the reply to call #{call}, {text[:200]!r}, breaks the JSON schema of its "
+                f"request: {problem}. A constrained decoder could never produce it. Fix the script, or wrap "
+                "the reply in Unconstrained(...) to test output that ignores the schema."
+            )
+
+    def _completion(self, reply: str | Completion, messages: Sequence[Message], seconds: float) -> Completion:
         if isinstance(reply, Completion):
             return reply
         if not isinstance(reply, str):
@@ -137,8 +182,15 @@ class ScriptedModel(_RecordingModel):
     raises `ScriptExhaustedError` naming the call and its last user message.
     """
 
-    def __init__(self, steps: Sequence[ScriptStep], name: str = "scripted", latency: float = 0.0) -> None:
-        super().__init__(name, latency)
+    def __init__(
+        self,
+        steps: Sequence[ScriptStep],
+        name: str = "scripted",
+        latency: float = 0.0,
+        *,
+        check_schema: bool = True,
+    ) -> None:
+        super().__init__(name, latency, check_schema)
         self.steps = list(steps)
         self._next = 0
 
@@ -171,8 +223,10 @@ class ScriptedModel(_RecordingModel):
 class FunctionModel(_RecordingModel):
     """Answers every call with `fn(messages, json_schema)`, which may be async and may raise."""
 
-    def __init__(self, fn: ReplyFunction, name: str = "function", latency: float = 0.0) -> None:
-        super().__init__(name, latency)
+    def __init__(
+        self, fn: ReplyFunction, name: str = "function", latency: float = 0.0, *, check_schema: bool = True
+    ) -> None:
+        super().__init__(name, latency, check_schema)
         self.fn = fn
 
     async def complete(
@@ -186,3 +240,46 @@ class FunctionModel(_RecordingModel):
     ) -> Completion:
         """Answer with the function's reply."""
         return await self._answer(self.fn, messages, json_schema, max_tokens, temperature, seed)
+
+
+def _schema_problem(text: str, schema: JsonSchema) -> str | None:
+    """What keeps `text` from being a JSON value that `schema` allows, or None if nothing does."""
+    validator = _validator(json.dumps(schema, sort_keys=True))
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return f"it is not JSON ({exc.msg} at char {exc.pos})"
+    error = _best_match(validator.iter_errors(value))
+    if error is None:
+        return None
+    where = "/".join(str(part) for part in error.absolute_path) or "the top level"
+    return f"{error.message} (at {where})"
+
+
+@functools.lru_cache(maxsize=256)
+def _validator(schema_json: str) -> Any:
+    """A validator for the schema written as `schema_json`, checked once: agents send the same few
+    schemas again and again, and checking a schema costs far more than validating a reply."""
+    jsonschema = _jsonschema()
+    schema = json.loads(schema_json)
+    validator_class = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    try:
+        validator_class.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise ScriptedReplyError(f"the engine sent an invalid JSON schema: {exc.message}") from exc
+    return validator_class(schema)
+
+
+def _best_match(errors: Any) -> Any:
+    return _jsonschema().exceptions.best_match(errors)
+
+
+def _jsonschema() -> Any:
+    try:
+        import jsonschema
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError(
+            "the scripted models check replies against the request's JSON schema with jsonschema: "
+            "pip install 'openheavy[dev]' (or jsonschema)"
+        ) from exc
+    return jsonschema

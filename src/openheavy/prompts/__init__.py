@@ -5,8 +5,11 @@
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from importlib.resources import files
+
+from openheavy.errors import PromptTemplateError
 
 
 def list_prompts() -> list[str]:
@@ -23,12 +26,32 @@ def load_prompt(name: str) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def render_prompt(name: str, **values: object) -> str:
-    """Prompt `name` with each `{key}` replaced by its value.
+def render_prompt(name: str, /, **values: object) -> str:
+    """Prompt `name` with each `{placeholder}` replaced by its value (see `fill_template`)."""
+    return _fill(load_prompt(name), values, f"prompt {name!r}")
 
-    Plain replacement rather than `str.format`, so prompts can show JSON examples with braces.
+
+def fill_template(template: str, /, **values: object) -> str:
+    """`template` with each `{identifier}` replaced by `str(values[identifier])`, in one pass.
+
+    The pass reads only the template, so a value is never read again: a document that contains
+    `{step}` reaches the model as written. Braces that do not hold a bare identifier stay as written,
+    so prompts can show JSON examples. A placeholder without a value, or a value without a placeholder,
+    raises `PromptTemplateError`: either is a bug, and a silent one would change what the model sees.
     """
-    text = load_prompt(name)
-    for key, value in values.items():
-        text = text.replace("{" + key + "}", str(value))
-    return text
+    return _fill(template, values, "the template")
+
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _fill(template: str, values: dict[str, object], what: str) -> str:
+    wanted = set(_PLACEHOLDER.findall(template))
+    problems = [f"placeholder {{{key}}} has no value" for key in sorted(wanted - values.keys())]
+    problems += [f"value {key!r} has no placeholder {{{key}}}" for key in sorted(values.keys() - wanted)]
+    if problems:
+        expected = ", ".join(f"{{{key}}}" for key in sorted(wanted)) or "none"
+        raise PromptTemplateError(
+            f"{what}: {'; '.join(problems)}. Pass exactly the values its placeholders name ({expected})."
+        )
+    return _PLACEHOLDER.sub(lambda match: str(values[match[1]]), template)

@@ -27,10 +27,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from openheavy.errors import CorpusError, DocumentNotFoundError, SearchError
+from openheavy.errors import CorpusError, DamagedIndexError, DocumentNotFoundError, SchemaError, SearchError
+from openheavy.sqlite_migrations import Migration, migrate
 from openheavy.types import Document, Hit
-
-SCHEMA_VERSION = 1
 
 # Title matches count more than body matches: a passage titled "subprocess — ... › run()" is about
 # running subprocesses even when its body uses the word once. Measured with benchmarks/bench_index.py
@@ -48,7 +47,7 @@ MAX_QUERY_TERMS = 32
 SNIPPET_TOKENS = 48
 
 # Index `i` upgrades a file from schema version `i` to `i + 1`. Append, never edit.
-_MIGRATIONS: tuple[str, ...] = (
+_MIGRATIONS: tuple[Migration, ...] = (
     """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE sources (
@@ -82,6 +81,7 @@ _MIGRATIONS: tuple[str, ...] = (
     # The weights live in the index, so that `ORDER BY rank` uses them and keeps FTS5's fast top-k path.
     f"INSERT INTO chunks_fts (chunks_fts, rank) VALUES ('rank', 'bm25({TITLE_WEIGHT}, {BODY_WEIGHT})');",
 )
+SCHEMA_VERSION = len(_MIGRATIONS)
 
 # English function words. Dropping them keeps OR queries selective (see ARCHITECTURE: 130 ms -> 18 ms
 # on 100k passages) without losing the content words a question is about.
@@ -96,6 +96,9 @@ _STOPWORD_TEXT = """
     whom why will with won would wouldn you your yours yourself yourselves
 """
 STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+
+# SQLite's primary result codes for a damaged file: SQLITE_CORRUPT and SQLITE_NOTADB.
+_DAMAGE_CODES = frozenset({11, 26})
 
 _WORD = re.compile(r"\w+")
 _CHUNK_ID = re.compile(r"(?P<doc>.+)#(?P<n>\d+)", re.DOTALL)
@@ -186,6 +189,27 @@ def _stamp(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE meta SET value = ? WHERE key = 'updated_at'", (_now(),))
 
 
+class _MetaVersion:
+    """An index keeps its schema version in its `meta` table, next to when it was created and changed."""
+
+    def read(self, conn: sqlite3.Connection) -> int:
+        has_meta = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ).fetchone()
+        if has_meta is None:
+            return 0
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    def write(self, conn: sqlite3.Connection, version: int) -> None:
+        now = _now()
+        conn.executemany(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
+            [("created_at", now), ("updated_at", now)],
+        )
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(version),))
+
+
 def _chunk_id(doc_id: str, n: int) -> str:
     return f"{doc_id}#{n}"
 
@@ -259,9 +283,12 @@ class LocalIndex:
         self._write_lock = threading.Lock()
         try:
             self._migrate()
+        except SchemaError as exc:
+            self._pool.close()
+            raise SearchError(str(exc)) from exc
         except sqlite3.DatabaseError as exc:
             self._pool.close()
-            raise SearchError(
+            raise DamagedIndexError(
                 f"{self.path} is not a usable openheavy index ({exc}) — delete it and index again"
             ) from exc
         except BaseException:
@@ -287,47 +314,7 @@ class LocalIndex:
         with self._write_lock, self._pool.connection() as conn:
             # WAL lets readers search while a writer replaces a source; it is a property of the file.
             conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                version = self._schema_version(conn)
-                if version == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-                    # Some other application's database: never add our tables to it.
-                    raise SearchError(
-                        f"{self.path} is an SQLite database but not an openheavy index — move it out of"
-                        " the index folder or choose another corpus name"
-                    )
-                if version > SCHEMA_VERSION:
-                    raise SearchError(
-                        f"{self.path} was written by a newer openheavy (schema {version}, this one knows"
-                        f" {SCHEMA_VERSION}) — upgrade openheavy or rebuild the index"
-                    )
-                for script in _MIGRATIONS[version:]:
-                    for statement in _statements(script):
-                        conn.execute(statement)
-                if version < SCHEMA_VERSION:
-                    now = _now()
-                    conn.executemany(
-                        "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
-                        [("created_at", now), ("updated_at", now)],
-                    )
-                    conn.execute(
-                        "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
-                        (str(SCHEMA_VERSION),),
-                    )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-
-    @staticmethod
-    def _schema_version(conn: sqlite3.Connection) -> int:
-        has_meta = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
-        ).fetchone()
-        if has_meta is None:
-            return 0
-        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        return int(row[0]) if row else 0
+            migrate(conn, _MIGRATIONS, what="an openheavy index", version=_MetaVersion())
 
     # ------------------------------------------------------------------ SearchBackend
 
@@ -359,7 +346,7 @@ class LocalIndex:
             try:
                 rows = conn.execute(sql, (expression, k)).fetchall()
             except sqlite3.Error as exc:
-                raise SearchError(f"search in corpus {self.name!r} failed: {exc}") from exc
+                raise self._read_error("search", exc) from exc
         return [
             Hit(
                 id=_chunk_id(doc_id, n),
@@ -377,9 +364,12 @@ class LocalIndex:
         """Blocking `open`."""
         with self._pool.connection() as conn:
             found = _CHUNK_ID.fullmatch(id)
-            row = self._passage(conn, found["doc"], int(found["n"])) if found else None
-            if row is None:
-                row = self._passage(conn, id, 0)
+            try:
+                row = self._passage(conn, found["doc"], int(found["n"])) if found else None
+                if row is None:
+                    row = self._passage(conn, id, 0)
+            except sqlite3.Error as exc:
+                raise self._read_error(f"opening {id!r}", exc) from exc
         if row is None:
             raise DocumentNotFoundError(
                 f"no passage {id!r} in corpus {self.name!r} — open an id from a search result"
@@ -387,6 +377,15 @@ class LocalIndex:
             )
         doc_id, n, url, title, text = row
         return Document(id=_chunk_id(doc_id, n), doc_id=doc_id, title=title, url=url, text=text)
+
+    def _read_error(self, action: str, exc: sqlite3.Error) -> SearchError:
+        """A search-time SQLite error as ours: damage found mid-run says how to rebuild."""
+        if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF in _DAMAGE_CODES:
+            return DamagedIndexError(
+                f"{action} in corpus {self.name!r} failed: {self.path} is damaged ({exc}) — move it aside"
+                f" and rebuild it: openheavy index PATH --name {self.name}"
+            )
+        return SearchError(f"{action} in corpus {self.name!r} failed: {exc}")
 
     @staticmethod
     def _passage(conn: sqlite3.Connection, doc_id: str, n: int) -> tuple[str, int, str, str, str] | None:
@@ -506,6 +505,21 @@ class LocalIndex:
             _stamp(conn)
         return removed
 
+    def integrity_problems(self) -> list[str]:
+        """What SQLite's quick check finds wrong with the file (a few at most); [] when it is sound.
+
+        `PRAGMA quick_check` reads every page once and checks the b-tree structure, without the slower
+        cross-checks of `integrity_check`; benchmarks/bench_index.py measures it.
+        """
+        with self._pool.connection() as conn:
+            try:
+                rows = conn.execute("PRAGMA quick_check(5)").fetchall()
+            except sqlite3.DatabaseError as exc:
+                return [str(exc)]
+        # One line each, without the "*** in database main ***" header SQLite puts before the first.
+        problems = [" ".join(str(row[0]).replace("*** in database main ***", "").split()) for row in rows]
+        return [] if problems == ["ok"] else problems
+
     def stats(self) -> IndexStats:
         """How many documents, chunks and sources the index holds, and when it was built and changed."""
         with self._pool.connection() as conn:
@@ -559,17 +573,3 @@ class LocalIndex:
             f"document id {doc_id!r} from {source} is already indexed from {holder} — ids must be unique"
             " within a corpus; rename one, or index them into separate corpora (--name)"
         )
-
-
-def _statements(script: str) -> list[str]:
-    """Split a migration script into statements (`executescript` would commit our transaction)."""
-    statements: list[str] = []
-    pending = ""
-    for line in script.splitlines(keepends=True):
-        pending += line
-        if sqlite3.complete_statement(pending):
-            statements.append(pending.strip())
-            pending = ""
-    if pending.strip():
-        statements.append(pending.strip())
-    return statements

@@ -1,4 +1,6 @@
-"""The research tools: `search` the corpus and `open` a result to read it."""
+"""The research tools: `search` the corpus and `open` a result to read it.
+
+What the model reads back (the observations) is written in the `tool_*` prompt templates."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import time
 from pydantic import BaseModel, Field
 
 from openheavy.errors import AddressRefusedError, FetchError
+from openheavy.prompts import render_prompt
 from openheavy.tools.base import Observation, ToolContext
 from openheavy.tools.sources import SourceBook
 from openheavy.types import DocumentOpened, FetchRefused, Hit, JsonSchema, PageUnreadable, SearchDone
@@ -60,14 +63,20 @@ class SearchTool:
             )
         )
         if not hits:
-            return Observation(f'No results for "{args.query}". Try other keywords, or answer if done.')
-        lines = [f'Results for "{args.query}":']
-        for ref, hit in zip(refs, hits, strict=True):
-            opened = " (already read)" if ref in ctx.sources.opened else ""
-            source = f" ({hit.source})" if hit.source else ""
-            snippet = " ".join(hit.snippet.split())[: self.snippet_chars]
-            lines.append(f"[{ref}] {hit.title}{source}{opened}\n    {snippet}")
-        return Observation("\n".join(lines))
+            return Observation(render_prompt("tool_search_empty", query=args.query).strip())
+        lines = [
+            render_prompt(
+                "tool_search_hit_read" if ref in ctx.sources.opened else "tool_search_hit",
+                ref=ref,
+                title=hit.title,
+                source=f" ({hit.source})" if hit.source else "",
+                snippet=" ".join(hit.snippet.split())[: self.snippet_chars],
+            ).strip()
+            for ref, hit in zip(refs, hits, strict=True)
+        ]
+        return Observation(
+            render_prompt("tool_search_results", query=args.query, results="\n".join(lines)).strip()
+        )
 
 
 class OpenTool:
@@ -95,8 +104,10 @@ class OpenTool:
         assert isinstance(args, OpenArgs)
         hit = ctx.sources.seen.get(args.ref)
         if hit is None:
-            known = ", ".join(f"[{r}]" for r in ctx.sources.seen) or "none yet — search first"
-            return Observation(f"There is no result [{args.ref}]. Known results: {known}.")
+            if not ctx.sources.seen:
+                return Observation(render_prompt("tool_open_before_search", ref=args.ref).strip())
+            known = ", ".join(f"[{r}]" for r in ctx.sources.seen)
+            return Observation(render_prompt("tool_open_unknown", ref=args.ref, known=known).strip())
         started = time.perf_counter()
         try:
             document, cached = await ctx.search.open(hit.id)
@@ -126,7 +137,10 @@ class OpenTool:
             )
         )
         location = f" ({document.url})" if document.url else ""
-        return Observation(f"[{args.ref}] {document.title}{location}\n{shown}")
+        observation = render_prompt(
+            "tool_open_document", ref=args.ref, title=document.title, location=location, text=shown
+        )
+        return Observation(observation.strip())
 
 
 def _unreadable(ref: int, exc: FetchError, ctx: ToolContext) -> Observation:
@@ -146,21 +160,22 @@ def _unreadable(ref: int, exc: FetchError, ctx: ToolContext) -> Observation:
                 chain=list(exc.chain),
             )
         )
-        why = f"the link leads to a {exc.why} address, which openheavy does not connect to"
-    else:
-        ctx.stream.emit(
-            PageUnreadable(
-                run_id=ctx.run_id,
-                agent=ctx.agent,
-                step=ctx.step,
-                ref=ref,
-                url=exc.url,
-                reason=exc.reason,
-                message=str(exc),
-            )
+        return Observation(render_prompt("tool_open_refused", ref=ref, why=exc.why).strip())
+    ctx.stream.emit(
+        PageUnreadable(
+            run_id=ctx.run_id,
+            agent=ctx.agent,
+            step=ctx.step,
+            ref=ref,
+            url=exc.url,
+            reason=exc.reason,
+            message=str(exc),
         )
-        why = f"{exc.reason or 'error'}: {exc}"
-    return Observation(f"[{ref}] could not be read ({why}). It can't be cited; open another result.")
+    )
+    observation = render_prompt(
+        "tool_open_unreadable", ref=ref, reason=exc.reason or "error", message=str(exc)
+    )
+    return Observation(observation.strip())
 
 
 def _hit_record(ref: int, hit: Hit) -> dict[str, object]:

@@ -9,7 +9,7 @@ mode — and returns one `Score` per sample. Four kinds, chosen by a spec string
 - `reward:URL`: an external reward-model endpoint.
 """
 
-from openheavy.verify.base import Sample, Score, Verifier, extract_answer, normalize_answer, parse_number
+from openheavy.verify.base import Sample, Score, Verifier, extract_answer
 from openheavy.verify.checks import CHECKERS, CheckVerifier, math_equal
 from openheavy.verify.judge import PAIRWISE_SCHEMA as PAIRWISE_SCHEMA
 from openheavy.verify.judge import POINTWISE_SCHEMA as POINTWISE_SCHEMA
@@ -31,6 +31,4 @@ __all__ = [
     "extract_answer",
     "make_verifier",
     "math_equal",
-    "normalize_answer",
-    "parse_number",
 ]

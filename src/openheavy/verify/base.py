@@ -1,14 +1,14 @@
 """What every verifier shares: the `Sample`, `Score` and `Verifier` types, and how a final answer is
-extracted from a model's output and normalized for comparison."""
+extracted from a model's output (comparing answers is `openheavy.normalize`'s job)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol, runtime_checkable
 
+from openheavy.normalize import last_boxed, unboxed
 from openheavy.types import EventStream, Usage
 
 # ---------------------------------------------------------------- data
@@ -80,29 +80,6 @@ _ANSWER_LINE = re.compile(r"^[\s>*_#`-]*(?:the\s+)?(?:final\s+)?answer[\s*_`]*[:
 _THE_ANSWER_IS = re.compile(
     r"the\s+(?:final\s+|correct\s+)?answer\s+is[\s:]*(.+?)(?=\.(?:\s|$)|\n|$)", re.IGNORECASE
 )
-_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
-
-
-def _balanced_braces(text: str, open_at: int) -> str | None:
-    """The text between the brace at `open_at` and its matching close, or None if unbalanced."""
-    depth = 0
-    for i in range(open_at, len(text)):
-        if text[i] == "{":
-            depth += 1
-        elif text[i] == "}":
-            depth -= 1
-            if depth == 0:
-                return text[open_at + 1 : i]
-    return None
-
-
-def _last_boxed(text: str) -> str | None:
-    found = None
-    for match in _BOXED.finditer(text):
-        inner = _balanced_braces(text, match.end() - 1)
-        if inner is not None:
-            found = inner
-    return found
 
 
 def _clean_answer(answer: str) -> str:
@@ -115,11 +92,7 @@ def _clean_answer(answer: str) -> str:
         text = re.sub(r"^(\*\*|__|`+|\*|_)(.+?)\1$", r"\2", text, flags=re.DOTALL)
         text = re.sub(r"^\$\$?(.+?)\$?\$$", r"\1", text, flags=re.DOTALL)
         text = re.sub(r"^\\\((.+)\\\)$|^\\\[(.+)\\\]$", lambda m: m[1] or m[2], text, flags=re.DOTALL)
-        boxed = _BOXED.match(text)
-        if boxed:
-            inner = _balanced_braces(text, boxed.end() - 1)
-            if inner is not None and len(inner) + boxed.end() + 1 == len(text):
-                text = inner
+        text = unboxed(text)
         for marker in ("**", "__", "*"):  # emphasis a label left open: "**Final answer:** 42"
             if text.count(marker) == 1 and text.startswith(marker):
                 text = text[len(marker) :]
@@ -150,7 +123,7 @@ def extract_answer(text: str) -> str:
             rest = next((line for line in lines[i + 1 :] if line.strip()), "")
         if _clean_answer(rest):
             return _clean_answer(rest)
-    boxed = _last_boxed(text)
+    boxed = last_boxed(text)
     if boxed is not None and boxed.strip():
         return _clean_answer(boxed)
     stated = list(_THE_ANSWER_IS.finditer(text))
@@ -158,66 +131,6 @@ def extract_answer(text: str) -> str:
         return _clean_answer(stated[-1][1])
     last = next((line for line in reversed(lines) if line.strip()), "")
     return _clean_answer(last)
-
-
-# A number token: optional sign, thousands groups or plain digits, decimals, exponent. The lookbehind keeps
-# "3-5" from reading as 3 and -5, and "v2" from reading as 2.
-_NUMBER = re.compile(
-    r"(?<![\w.])(?:[-+](?=[\d.]))?(?:\d{1,3}(?:,\d{3})+(?!\d|,\d)|\d+|(?=\.\d))(?:\.\d+)?(?:[eE][-+]?\d+)?(?!\d)"
-)
-_TOKEN = re.compile(_NUMBER.pattern + r"|[^\W_]+")
-_ARTICLES = frozenset({"a", "an", "the"})
-
-
-def _canonical_number(token: str) -> str:
-    plain = token.replace(",", "")
-    try:
-        value = Decimal(plain).normalize()
-    except ArithmeticError:  # beyond Decimal's exponent range: compare as written
-        return plain
-    if value == 0:
-        return "0"  # "-0" and "0.00" too
-    # Fixed-point for ordinary magnitudes ("1E+3" -> "1000"); "1e999999" must not become a million digits.
-    if abs(value.adjusted()) > 30:
-        return str(value)
-    return format(value, "f")
-
-
-def parse_number(text: str) -> Decimal | None:
-    """The last number in `text` ("1,000" → 1000, "-3.50" → -3.5, "$12" → 12), or None.
-
-    The last one because final answers usually end in the result ("2^10 = 1024", "5 km").
-    """
-    tokens = _NUMBER.findall(text.replace("−", "-"))
-    if not tokens:
-        return None
-    try:
-        return Decimal(tokens[-1].replace(",", ""))
-    except InvalidOperation:
-        return None
-
-
-def normalize_answer(answer: str) -> str:
-    """The form answers are compared in for voting.
-
-    Casefolded; punctuation, markdown and extra whitespace dropped; the articles a/an/the dropped unless
-    nothing else is left (so a multiple-choice "A" survives); numbers canonical ("1,000" == "1000" ==
-    "1000.0").
-    """
-    text = answer.casefold().replace("−", "-")
-    # LaTeX text wrappers hold words: "\text{B}" votes with "B".
-    text = re.sub(r"\\(?:text|textbf|textrm|mathrm|mathbf|operatorname)\s*\{([^{}]*)\}", r"\1", text)
-    tokens = []
-    for match in _TOKEN.finditer(text):
-        token = match[0]
-        if token[0].isdigit() or token[0] in "+-.":
-            token = _canonical_number(token)
-        tokens.append(token)
-    content = [token for token in tokens if token not in _ARTICLES]
-    if content or tokens:
-        return " ".join(content or tokens)
-    # Only symbols ("+", "∅"): compare them as written rather than calling every such answer equal.
-    return " ".join(text.split())
 
 
 def _label(answer: str, limit: int = 60) -> str:

@@ -17,17 +17,9 @@ from types import ModuleType
 from typing import Any
 
 from openheavy.errors import ConfigError
+from openheavy.normalize import canonical_number, last_number, normalize_answer
 from openheavy.types import EventStream, Usage
-from openheavy.verify.base import (
-    Sample,
-    Score,
-    Verifier,
-    _canonical_number,
-    _clean_answer,
-    _label,
-    normalize_answer,
-    parse_number,
-)
+from openheavy.verify.base import Sample, Score, Verifier, _clean_answer, _label
 from openheavy.verify.vote import _vote
 
 CHECKERS = ("numeric", "math", "regex:<pattern>", "py:<module.path:function>", "py:<file.py>:<function>")
@@ -40,6 +32,11 @@ def _load_math_verify() -> ModuleType | None:
         return importlib.import_module("math_verify")
     except ImportError:
         return None
+
+
+def _value_of_last_number(text: str) -> Decimal | None:
+    number = last_number(text)
+    return None if number is None else number.value
 
 
 def _latex_to_arithmetic(text: str) -> str:
@@ -188,7 +185,7 @@ class CheckVerifier:
         kind, _, argument = name.partition(":")
         if name == "numeric":
             if reference is not None:
-                self._reference_number = parse_number(reference)
+                self._reference_number = _value_of_last_number(reference)
                 if self._reference_number is None:
                     raise ConfigError(f"check:numeric needs a numeric reference, got {reference!r}")
         elif name == "math":
@@ -227,10 +224,10 @@ class CheckVerifier:
     async def _numeric(
         self, question: str, samples: Sequence[Sample], stream: EventStream | None, run_id: str
     ) -> list[Score]:
-        numbers = [parse_number(s.answer) for s in samples]
+        numbers = [_value_of_last_number(s.answer) for s in samples]
         reference = self._reference_number
         if reference is None:
-            keys = [None if n is None else _canonical_number(str(n)) for n in numbers]
+            keys = [None if n is None else canonical_number(str(n)) for n in numbers]
             return await _vote(
                 question,
                 samples,
@@ -247,7 +244,7 @@ class CheckVerifier:
                 continue
             equal = number == reference or math.isclose(number, reference, rel_tol=self.rel_tol)
             sign = "==" if equal else "!="
-            shown = f"{_canonical_number(str(number))} {sign} reference {_canonical_number(str(reference))}"
+            shown = f"{canonical_number(str(number))} {sign} reference {canonical_number(str(reference))}"
             scores.append(Score(sample.index, 1.0 if equal else 0.0, shown))
         return scores
 

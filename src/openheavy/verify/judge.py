@@ -6,56 +6,21 @@ import asyncio
 import itertools
 import json
 import random
-import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError, field_validator
 
 from openheavy.errors import ConfigError, ModelError, ModelOutputError
+from openheavy.json_output import first_json_object
 from openheavy.models.base import ChatModel
-from openheavy.prompts import load_prompt
-from openheavy.types import Completion, EventStream, JsonSchema, Message, ModelCalled, Usage
-from openheavy.verify.base import Sample, Score, normalize_answer
+from openheavy.models.recording import CallLabel, RecordingModel
+from openheavy.normalize import normalize_answer
+from openheavy.prompts import fill_template, load_prompt
+from openheavy.types import EventStream, JsonSchema, Message, Usage
+from openheavy.verify.base import Sample, Score
 
 T = TypeVar("T")
-
-
-def _fill(template: str, **values: str) -> str:
-    """Put values into a prompt template's {placeholders} in one pass, so a `{...}` inside a value (LaTeX,
-    JSON) is never itself substituted; other braces in the template stay as written."""
-    return re.sub(r"\{(\w+)\}", lambda m: values.get(m[1], m[0]), template)
-
-
-def _emit_model_called(
-    stream: EventStream | None,
-    run_id: str,
-    *,
-    agent: str,
-    step: int,
-    purpose: str,
-    messages: Sequence[Message],
-    json_schema: JsonSchema | None,
-    completion: Completion,
-) -> None:
-    if stream is None:
-        return
-    stream.emit(
-        ModelCalled(
-            run_id=run_id,
-            agent=agent,
-            step=step,
-            purpose=purpose,
-            messages=[asdict(m) for m in messages],
-            json_schema=json_schema,
-            output=completion.text,
-            prompt_tokens=completion.usage.prompt_tokens,
-            completion_tokens=completion.usage.completion_tokens,
-            cached_tokens=completion.usage.cached_tokens,
-            seconds=completion.seconds,
-        )
-    )
 
 
 # `reason` comes before the verdict on purpose: constrained decoding emits properties in schema order, so
@@ -102,18 +67,6 @@ class _PairVerdict(BaseModel):
         return value.strip().upper() if isinstance(value, str) else value
 
 
-def _json_object(text: str) -> dict[str, Any]:
-    """The JSON object in a model's reply. Lenient about code fences and chatter around it, because
-    backends without constrained output wrap JSON in prose."""
-    start, end = text.find("{"), text.rfind("}")
-    if start < 0 or end <= start:
-        raise ValueError("no JSON object in the reply")
-    value = json.loads(text[start : end + 1])
-    if not isinstance(value, dict):
-        raise ValueError("the reply is not a JSON object")
-    return value
-
-
 def _clip(text: str, limit: int) -> str:
     """Head and tail of a long text: the setup and the conclusion matter most to a judge."""
     if len(text) <= limit:
@@ -145,7 +98,8 @@ class JudgeVerifier:
     0.5 * win_rate`; answers outside the top-k count as having lost every game (win rate 0), which keeps
     every finalist at or above every non-finalist. A judge call whose output stays invalid after one
     corrective retry, or whose model fails, scores 0 for that answer; the judge failing on every answer is
-    an error.
+    an error. `max_tokens` defaults to the longest verdict the schema allows (a lower limit could cut
+    the verdict off inside its reason).
     """
 
     def __init__(
@@ -155,7 +109,7 @@ class JudgeVerifier:
         seed: int = 0,
         top_k: int = 4,
         tournament: bool | None = None,
-        max_tokens: int = 256,
+        max_tokens: int | None = None,
         max_chars: int = 6000,
     ) -> None:
         if top_k < 2:
@@ -175,45 +129,32 @@ class JudgeVerifier:
 
     async def _ask(
         self,
+        model: RecordingModel,
         messages: list[Message],
         schema: JsonSchema,
         parse: Callable[[dict[str, Any]], T],
-        *,
-        step: int,
-        stream: EventStream | None,
-        run_id: str,
     ) -> T:
         """One judge call; if its output does not parse, one retry that shows the model its error."""
         error = ""
         for _attempt in range(2):
-            completion = await self.model.complete(
+            completion = await model.complete(
                 messages, json_schema=schema, max_tokens=self.max_tokens, temperature=0.0, seed=self.seed
             )
             self._usage += completion.usage
-            _emit_model_called(
-                stream,
-                run_id,
-                agent="judge",
-                step=step,
-                purpose="judge",
-                messages=messages,
-                json_schema=schema,
-                completion=completion,
-            )
             try:
-                return parse(_json_object(completion.text))
+                return parse(first_json_object(completion.text))
             except (ValueError, ValidationError) as exc:
                 error = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-                retry = _fill(load_prompt("judge_retry").strip(), error=error)
+                retry = fill_template(load_prompt("judge_retry").strip(), error=error)
                 messages = [*messages, Message("assistant", completion.text), Message("user", retry)]
         raise ModelOutputError(
             f"the judge's reply did not match its JSON schema, even after a retry: {error}"
         )
 
     async def _pointwise(
-        self, question: str, sample: Sample, step: int, stream: EventStream | None, run_id: str
+        self, question: str, sample: Sample, model: RecordingModel
     ) -> tuple[int | None, str]:
-        user = _fill(
+        user = fill_template(
             load_prompt("judge_pointwise").strip(),
             question=question,
             work=_clip(sample.text, self.max_chars),
@@ -222,29 +163,16 @@ class JudgeVerifier:
         )
         messages = [Message("system", load_prompt("judge_system").strip()), Message("user", user)]
         try:
-            verdict = await self._ask(
-                messages,
-                POINTWISE_SCHEMA,
-                _PointVerdict.model_validate,
-                step=step,
-                stream=stream,
-                run_id=run_id,
-            )
+            verdict = await self._ask(model, messages, POINTWISE_SCHEMA, _PointVerdict.model_validate)
         except Exception as exc:  # one failed grading must not lose the others
             return None, f"judge failed: {exc}"
         return verdict.score, " ".join(verdict.reason.split())[:300]
 
     async def _pairwise(
-        self,
-        question: str,
-        first: Sample,
-        second: Sample,
-        step: int,
-        stream: EventStream | None,
-        run_id: str,
+        self, question: str, first: Sample, second: Sample, model: RecordingModel
     ) -> int | None:
         """Index of the winner, `first` shown as A; None if the call failed."""
-        user = _fill(
+        user = fill_template(
             load_prompt("judge_pairwise").strip(),
             question=question,
             work_a=_clip(first.text, self.max_chars // 2),
@@ -254,14 +182,7 @@ class JudgeVerifier:
         )
         messages = [Message("system", load_prompt("judge_system").strip()), Message("user", user)]
         try:
-            verdict = await self._ask(
-                messages,
-                PAIRWISE_SCHEMA,
-                _PairVerdict.model_validate,
-                step=step,
-                stream=stream,
-                run_id=run_id,
-            )
+            verdict = await self._ask(model, messages, PAIRWISE_SCHEMA, _PairVerdict.model_validate)
         except Exception:  # a lost game is not worth losing the ranking over
             return None
         return first.index if verdict.winner == "A" else second.index
@@ -278,9 +199,12 @@ class JudgeVerifier:
         samples = list(samples)
         if not samples:
             return []
+        judge = RecordingModel(
+            self.model, stream=stream, run_id=run_id, label=CallLabel(agent="judge", purpose="judge")
+        )
         async with asyncio.TaskGroup() as group:
             graded = [
-                group.create_task(self._pointwise(question, sample, step, stream, run_id))
+                group.create_task(self._pointwise(question, sample, judge.labelled(step=step)))
                 for step, sample in enumerate(samples)
             ]
         points = {s.index: task.result() for s, task in zip(samples, graded, strict=True)}
@@ -308,7 +232,7 @@ class JudgeVerifier:
                 games_to_play.append((b, a) if swap else (a, b))
             async with asyncio.TaskGroup() as group:
                 played = [
-                    group.create_task(self._pairwise(question, a, b, len(samples) + i, stream, run_id))
+                    group.create_task(self._pairwise(question, a, b, judge.labelled(step=len(samples) + i)))
                     for i, (a, b) in enumerate(games_to_play)
                 ]
             for (a, b), task in zip(games_to_play, played, strict=True):

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from statistics import fmean
 
 from openheavy.errors import OpenHeavyError
+from openheavy.normalize import normalize_answer
 from openheavy.types import EventStream, Usage
-from openheavy.verify.base import Sample, Score, Verifier, _label, normalize_answer
+from openheavy.verify.base import Sample, Score, Verifier, _label
 
 
 def _ordered_if_decisive(groups: list[list[Sample]], values: list[float]) -> list[list[Sample]] | None:

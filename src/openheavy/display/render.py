@@ -1,29 +1,20 @@
-"""What a person sees: the live display of a running question, and the renderers behind the CLI's
-`trace`, `runs` and answer output.
-
-On a terminal the live display redraws one panel per agent; anywhere else (a pipe, a log file, CI) it
-prints one plain line per event with no control codes. Both read the same events and the same
-`MetricsSink` figures as everything else.
-"""
+"""After-the-fact rendering: the answer with its citations, the summary line and per-agent table, the
+ranking, the table of past runs (`openheavy runs`) and a whole trace step by step (`openheavy trace`)."""
 
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from rich.console import Console, Group, RenderableType
-from rich.errors import LiveError
-from rich.live import Live
+from rich.console import Console
 from rich.panel import Panel
-from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from openheavy.trace import MetricsSink, RunFigures, RunRow, TraceRecord
+from openheavy.display.formatting import compact_json, duration, one_line, tokens_in_out
+from openheavy.trace import RunFigures, RunRow, TraceRecord
 from openheavy.types import (
     ActionParsed,
     AgentFinished,
@@ -31,7 +22,6 @@ from openheavy.types import (
     CitationDropped,
     DocumentOpened,
     Event,
-    EventSink,
     FetchRefused,
     ModelCalled,
     Note,
@@ -43,313 +33,13 @@ from openheavy.types import (
 )
 
 __all__ = [
-    "LiveDisplay",
-    "describe_event",
+    "render_agent_table",
     "render_answer",
+    "render_ranking",
     "render_runs",
     "render_summary",
     "render_trace",
 ]
-
-# Actions whose outcome has its own event (SearchDone, DocumentOpened, AgentFinished): the plain display
-# prints that event instead of the bare action, so each step reads as one line.
-_ACTIONS_WITH_OWN_EVENT = frozenset({"search", "open", "answer"})
-
-
-def _one_line(text: str, limit: int = 160) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def _seconds(value: float) -> str:
-    if value < 1:
-        return f"{value * 1000:.0f} ms"
-    return f"{value:.1f} s" if value < 600 else f"{value / 60:.1f} min"
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number:,} {noun}" if number == 1 else f"{number:,} {noun}s"
-
-
-def _tokens(prompt: int, completion: int) -> str:
-    return f"{prompt:,} in / {completion:,} out"
-
-
-def _step_prefix(event: Event) -> str:
-    step = getattr(event, "step", 0)
-    return f" step {step}" if isinstance(step, int) and step > 0 else ""
-
-
-def _compact_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
-
-
-def describe_event(event: Event) -> str | None:
-    """One plain line for `event` (no markup, no control codes), or None for an event that another
-    line already covers, e.g. `[agent-1] step 2 search "subprocess timeout" → 5 hits`."""
-    who = f"[{event.agent or 'run'}]{_step_prefix(event)}"
-    match event:
-        case RunStarted():
-            return (
-                f"run {event.run_id} · {event.mode} · model {event.model} · corpus {event.corpus} · "
-                f'question "{_one_line(event.question)}"'
-            )
-        case AgentStarted():
-            return f"{who} started: {_one_line(event.task)}"
-        case ModelCalled():
-            tokens = _tokens(event.prompt_tokens, event.completion_tokens)
-            return f"{who} model ({event.purpose}) · {tokens} · {_seconds(event.seconds)}"
-        case ActionParsed():
-            if event.action in _ACTIONS_WITH_OWN_EVENT:
-                return None
-            return f"{who} {event.action} {_one_line(_compact_json(event.args))}"
-        case OutputRejected():
-            return f"{who} output rejected: {_one_line(event.error)}"
-        case SearchDone():
-            cached = " (cached)" if event.cached else ""
-            hits = _count(len(event.hits), "hit")
-            return f'{who} search "{_one_line(event.query)}" → {hits}{cached}'
-        case DocumentOpened():
-            cached = " (cached)" if event.cached else ""
-            title = _one_line(str(event.doc.get("title", "")), 80)
-            shown, chars = len(event.text_shown), event.doc.get("chars")
-            of = f" of {chars:,}" if isinstance(chars, int) and chars > shown else ""
-            return f"{who} open [{event.ref}] {title} · {shown:,}{of} chars shown{cached}"
-        case FetchRefused():
-            via = f" (redirected from {event.chain[-1]})" if event.chain else ""
-            where = f"{event.url}{via}"
-            return (
-                f"{who} open [{event.ref}] refused: {where} leads to {event.address}, a {event.why} address"
-            )
-        case PageUnreadable():
-            return f"{who} open [{event.ref}] unreadable ({event.reason}): {_one_line(event.message)}"
-        case CitationDropped():
-            return f"{who} citation [{event.ref}] dropped: {event.reason}"
-        case AgentFinished():
-            if event.error:
-                return f"{who} failed after {_count(event.steps, 'step')}: {_one_line(event.error)}"
-            sources = _count(len(event.citations), "source")
-            return f"{who} finished ({event.stop_reason}) after {_count(event.steps, 'step')} · {sources}"
-        case Note():
-            return f"{who} {event.topic}: {_one_line(_compact_json(event.data), 200)}"
-        case RunFinished():
-            error = f": {_one_line(event.error)}" if event.error else ""
-            return f"run {event.run_id} {event.status}{error}"
-        case _:
-            return f"{who} {event.kind}"
-
-
-# ---------------------------------------------------------------- live display
-
-
-@dataclass
-class _AgentView:
-    """What the live display shows of one agent."""
-
-    name: str
-    task: str = ""
-    status: str = "starting"
-    last_query: str = ""
-    last_document: str = ""
-    started: bool = False  # saw AgentStarted
-    done: bool = False
-    failed: bool = False
-    spinner: Spinner = field(default_factory=lambda: Spinner("dots"))
-
-
-class LiveDisplay(EventSink):
-    """Shows a run as it happens: on a terminal a redrawn panel per agent (task, step and current action,
-    last query, documents read, tokens); otherwise one plain line per event, with no control codes.
-
-    `metrics`: a `MetricsSink` that is already on the same stream, to read figures from; without one the
-    display keeps its own. `live`: force the panel display on or off (default: on for a terminal).
-    `quiet`: show nothing.
-    """
-
-    def __init__(
-        self,
-        console: Console,
-        *,
-        quiet: bool = False,
-        live: bool | None = None,
-        metrics: MetricsSink | None = None,
-        refresh_per_second: float = 8.0,
-    ) -> None:
-        self.console = console
-        self.quiet = quiet
-        self.live = (console.is_terminal and not console.is_dumb_terminal) if live is None else live
-        self._own_metrics = metrics is None
-        self.metrics = metrics if metrics is not None else MetricsSink()
-        self._refresh_per_second = refresh_per_second
-        self._lock = threading.Lock()  # rich redraws from its own thread while events arrive
-        self._live: Live | None = None
-        self._run: RunStarted | None = None
-        self._finished: RunFinished | None = None
-        self._agents: dict[str, _AgentView] = {}
-        self._waiting = Spinner("dots")
-
-    def handle(self, event: Event) -> None:
-        """Update the display with one event."""
-        if self._own_metrics:
-            self.metrics.handle(event)
-        if self.quiet:
-            return
-        if not self.live:
-            self._print_line(event)
-            return
-        with self._lock:
-            self._update(event)
-        if self._live is None and not isinstance(event, RunFinished):
-            live = Live(
-                console=self.console,
-                get_renderable=self._render,
-                refresh_per_second=self._refresh_per_second,
-                transient=False,
-            )
-            try:
-                live.start()
-            except LiveError:  # rich < 14 allows one live display per console: fall back to lines
-                self.live = False
-                self._print_line(event)
-                return
-            self._live = live
-        if self._live is not None:
-            self._live.refresh()
-            if isinstance(event, RunFinished):
-                self._stop()
-
-    def close(self) -> None:
-        """Stop redrawing; the last frame stays on screen."""
-        self._stop()
-
-    def _print_line(self, event: Event) -> None:
-        line = describe_event(event)
-        if line is not None:
-            self.console.print(Text(line), soft_wrap=True, highlight=False)
-
-    def _stop(self) -> None:
-        if self._live is not None:
-            self._live.stop()
-            self._live = None
-
-    def _view(self, agent: str) -> _AgentView:
-        if agent not in self._agents:
-            self._agents[agent] = _AgentView(agent)
-        return self._agents[agent]
-
-    def _update(self, event: Event) -> None:
-        if isinstance(event, RunStarted):
-            self._run = event
-            return
-        if isinstance(event, RunFinished):
-            self._finished = event
-            for view in self._agents.values():
-                view.done = True
-            return
-        if not event.agent:
-            return
-        view = self._view(event.agent)
-        step = getattr(event, "step", 0)
-        match event:
-            case AgentStarted():
-                view.task = event.task
-                view.started = True
-                view.status = "step 1 · thinking"
-            case ModelCalled():
-                view.status = f"step {step} · {event.purpose}" if step else event.purpose
-            case ActionParsed():
-                view.status = f"step {step} · {event.action}"
-            case OutputRejected():
-                view.status = f"step {step} · output rejected, asking again"
-            case SearchDone():
-                view.last_query = f'"{_one_line(event.query, 60)}" → {_count(len(event.hits), "hit")}'
-                view.status = f"step {step + 1} · thinking"
-            case DocumentOpened():
-                view.last_document = f"[{event.ref}] {_one_line(str(event.doc.get('title', '')), 50)}"
-                view.status = f"step {step + 1} · thinking"
-            case FetchRefused() | PageUnreadable():
-                what = "refused" if isinstance(event, FetchRefused) else f"unreadable ({event.reason})"
-                view.last_document = f"[{event.ref}] {what}"
-                view.status = f"step {step + 1} · thinking"
-            case AgentFinished():
-                view.done = True
-                view.failed = bool(event.error)
-                view.status = (
-                    f"failed: {_one_line(event.error, 80)}"
-                    if event.error
-                    else f"{event.stop_reason} after {_count(event.steps, 'step')}"
-                )
-            case Note():
-                view.status = f"{event.topic}: {_one_line(_compact_json(event.data), 80)}"
-            case _:
-                pass
-        if not view.started:
-            # A stage with no AgentStarted (a heavy run's planner or synthesizer) is one model call at a
-            # time; each of its events means the call is over.
-            view.done = True
-
-    def _render(self) -> RenderableType:
-        with self._lock:
-            figures = self.metrics.figures()
-            parts: list[RenderableType] = []
-            if self._run is not None:
-                parts.append(
-                    Text.assemble(
-                        ("question ", "dim"),
-                        (_one_line(self._run.question, 200), "bold"),
-                        (f"  ·  {self._run.mode} · {self._run.model} · {self._run.corpus}", "dim"),
-                    )
-                )
-            panels = [self._panel(view, figures) for view in self._agents.values()]
-            if panels:
-                per_row = max(1, min(len(panels), self.console.width // 46))
-                grid = Table.grid(expand=True, padding=(0, 1))
-                for _ in range(per_row):
-                    grid.add_column(ratio=1)
-                for start in range(0, len(panels), per_row):
-                    row: list[RenderableType] = list(panels[start : start + per_row])
-                    grid.add_row(*row, *([""] * (per_row - len(row))))
-                parts.append(grid)
-            summary = render_summary(figures, self._run.run_id if self._run else "")
-            if self._finished is not None:
-                parts.append(Text(f"{self._finished.status} · {summary}", style="dim"))
-            elif all(view.done for view in self._agents.values()):
-                # Between stages (planning, synthesis) no panel is busy: show that the run still is.
-                self._waiting.update(text=Text(summary, style="dim"))
-                parts.append(self._waiting)
-            else:
-                parts.append(Text(summary, style="dim"))
-            return Group(*parts)
-
-    def _panel(self, view: _AgentView, figures: RunFigures) -> Panel:
-        agent = figures.per_agent.get(view.name)
-        table = Table.grid(padding=(0, 1))
-        table.add_column(style="dim", no_wrap=True)
-        table.add_column()
-        if view.task:
-            table.add_row("task", Text(_one_line(view.task, 120)))
-        if view.done:
-            mark = ("✗ ", "red") if view.failed else ("✓ ", "green")
-            table.add_row("now", Text.assemble(mark, view.status))
-        else:
-            view.spinner.update(text=Text(view.status))
-            table.add_row("now", view.spinner)
-        if view.last_query:
-            table.add_row("query", Text(view.last_query))
-        if agent is not None and (agent.documents_read or view.last_document):
-            read = _count(agent.documents_read, "document")
-            table.add_row("read", Text(f"{read} · last {view.last_document}"))
-        if agent is not None:
-            calls = _count(agent.model_calls, "call")
-            table.add_row(
-                "tokens", Text(f"{_tokens(agent.prompt_tokens, agent.completion_tokens)} · {calls}")
-            )
-        border = "red" if view.failed else "green" if view.done else "cyan"
-        subtitle = _seconds(agent.wall_seconds) if agent is not None and agent.wall_seconds else None
-        return Panel(table, title=view.name, title_align="left", subtitle=subtitle, border_style=border)
-
-
-# ---------------------------------------------------------------- summaries and answers
 
 
 def render_summary(figures: RunFigures, run_id: str) -> str:
@@ -363,8 +53,8 @@ def render_summary(figures: RunFigures, run_id: str) -> str:
         f"searches {figures.searches}{cached}",
         f"documents read {figures.documents_read}",
         f"sources cited {figures.sources_cited}",
-        f"tokens {_tokens(figures.prompt_tokens, figures.completion_tokens)}",
-        _seconds(figures.wall_seconds),
+        f"tokens {tokens_in_out(figures.prompt_tokens, figures.completion_tokens)}",
+        duration(figures.wall_seconds),
     ]
     if run_id:
         parts.append(f"run {run_id}")
@@ -417,9 +107,9 @@ def render_runs(rows: Sequence[RunRow], console: Console) -> None:
             row.mode,
             row.model,
             Text(row.status, style=_STATUS_STYLE.get(row.status, "")),
-            Text(_one_line(row.question, 60)),
+            Text(one_line(row.question, 60)),
             f"{figures.total_tokens:,}" if figures.total_tokens else "",
-            _seconds(wall) if wall is not None else "",
+            duration(wall) if wall is not None else "",
         )
     console.print(table)
 
@@ -470,7 +160,9 @@ class _TracePrinter:
         events = [e for e in (r.to_event() for r in records) if e is not None]
         prompt, completion, seconds = _step_costs(events)
         self.console.print()
-        self.console.rule(Text(f"{name} · {_tokens(prompt, completion)} · {_seconds(seconds)}"), style="bold")
+        self.console.rule(
+            Text(f"{name} · {tokens_in_out(prompt, completion)} · {duration(seconds)}"), style="bold"
+        )
         step: int | None = None
         for record in records:
             event = record.to_event()
@@ -481,7 +173,7 @@ class _TracePrinter:
                 p, c, s = _step_costs(same)
                 self.console.print()
                 self.console.rule(
-                    Text(f"{name} · step {step} · {_tokens(p, c)} · {_seconds(s)}"), style="dim"
+                    Text(f"{name} · step {step} · {tokens_in_out(p, c)} · {duration(s)}"), style="dim"
                 )
             self.record(record, event)
 
@@ -500,7 +192,7 @@ class _TracePrinter:
                 grid.add_row("corpus", Text(event.corpus))
                 grid.add_row("started", time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(event.at)))
                 if event.settings:
-                    grid.add_row("settings", Text(_compact_json(event.settings)))
+                    grid.add_row("settings", Text(compact_json(event.settings)))
                 out.print(grid)
             case AgentStarted():
                 out.print(Text.assemble(("task: ", "bold"), event.task))
@@ -509,7 +201,7 @@ class _TracePrinter:
                 out.print(
                     Text(
                         f"model call · {event.purpose} · {event.prompt_tokens:,} in{cached} / "
-                        f"{event.completion_tokens:,} out · {_seconds(event.seconds)}",
+                        f"{event.completion_tokens:,} out · {duration(event.seconds)}",
                         style="bold",
                     )
                 )
@@ -530,13 +222,13 @@ class _TracePrinter:
                     )
                 out.print(Panel(Text(event.output), title="model output", title_align="left", style="bold"))
             case ActionParsed():
-                out.print(Text.assemble(("action ", "bold"), event.action, " ", _compact_json(event.args)))
+                out.print(Text.assemble(("action ", "bold"), event.action, " ", compact_json(event.args)))
             case OutputRejected():
                 # The rejected output itself is the model output printed just above.
                 out.print(Text(f"output rejected: {event.error}", style="red"))
             case SearchDone():
                 cached = " · cached" if event.cached else ""
-                seconds = _seconds(event.seconds)
+                seconds = duration(event.seconds)
                 line = f'search "{event.query}" → {len(event.hits)} hits · {seconds}{cached}'
                 out.print(Text(line, style="bold"))
                 if event.hits:
@@ -553,7 +245,7 @@ class _TracePrinter:
                             Text(str(hit.get("title", ""))),
                             Text(str(hit.get("url", ""))),
                             f"{score:.2f}" if isinstance(score, int | float) else "",
-                            Text(_one_line(str(hit.get("snippet", "")), 10_000)),
+                            Text(one_line(str(hit.get("snippet", "")), 10_000)),
                         )
                     out.print(table)
             case DocumentOpened():
@@ -564,7 +256,7 @@ class _TracePrinter:
                 out.print(
                     Text(
                         f"open [{event.ref}] {event.doc.get('title', '')}"
-                        f"{f' — {where}' if where else ''}{size} · {_seconds(event.seconds)}{cached}",
+                        f"{f' — {where}' if where else ''}{size} · {duration(event.seconds)}{cached}",
                         style="bold",
                     )
                 )
@@ -652,8 +344,8 @@ def render_agent_table(figures: RunFigures, console: Console) -> None:
             str(agent.documents_read),
             str(agent.sources_cited),
             str(agent.model_calls),
-            _tokens(agent.prompt_tokens, agent.completion_tokens),
-            _seconds(agent.wall_seconds),
+            tokens_in_out(agent.prompt_tokens, agent.completion_tokens),
+            duration(agent.wall_seconds),
         )
     table.add_row(
         "total",
@@ -662,8 +354,8 @@ def render_agent_table(figures: RunFigures, console: Console) -> None:
         str(figures.documents_read),
         str(figures.sources_cited),
         str(figures.model_calls),
-        _tokens(figures.prompt_tokens, figures.completion_tokens),
-        _seconds(figures.wall_seconds),
+        tokens_in_out(figures.prompt_tokens, figures.completion_tokens),
+        duration(figures.wall_seconds),
         style="bold",
     )
     console.print(table)
@@ -679,8 +371,8 @@ def render_ranking(ranking: Sequence[dict[str, Any]], console: Console) -> None:
             str(row["rank"]),
             str(row["sample"]),
             f"{row['score']:.3f}",
-            _one_line(str(row["answer"]), 80),
-            _one_line(str(row["reason"]), 80),
+            one_line(str(row["answer"]), 80),
+            one_line(str(row["reason"]), 80),
         )
     console.print(table)
 

@@ -1,0 +1,163 @@
+"""The saved results of an evaluation: `eval.json` (what was asked for: dataset, seed, modes, item ids)
+and `results.jsonl` (one graded row per finished (item, mode), appended and flushed as each finishes).
+
+The results directory is the single source of truth: the summary, report and plots are computed from
+these two files alone, so any earlier run, finished or interrupted, can be reported again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+import openheavy
+from openheavy.errors import ConfigError
+from openheavy.evals.datasets import ItemKind
+
+log = logging.getLogger(__name__)
+
+RESULTS_FILE = "results.jsonl"
+META_FILE = "eval.json"
+
+
+class _Saved(BaseModel):
+    # Old files must stay readable when a field is added later.
+    model_config = ConfigDict(extra="ignore")
+
+
+class ModeRecord(_Saved):
+    """A mode as saved: its label ("heavy:4"), name ("heavy") and N (4)."""
+
+    label: str
+    name: str
+    n: int
+
+
+class EvalMeta(_Saved):
+    """`eval.json`: what the results directory is an evaluation of."""
+
+    dataset: str = ""
+    seed: int = 0
+    modes: list[ModeRecord] = Field(default_factory=list)
+    item_ids: list[str] = Field(default_factory=list)
+    created_at: float = Field(default_factory=time.time)
+    updated_at: float = Field(default_factory=time.time)
+    openheavy_version: str = openheavy.__version__
+
+
+class JudgeRecord(_Saved):
+    """The LLM judge's verdict on one answer, or the error that kept it from giving one."""
+
+    correct: bool | None = None
+    reason: str = ""
+    error: str | None = None
+
+
+class ResultRecord(_Saved):
+    """One line of `results.jsonl`: a finished (item, mode) with its answer, figures and grade."""
+
+    item_id: str
+    mode: str
+    mode_name: str
+    mode_n: int
+    seed: int
+    kind: ItemKind
+    question: str
+    answers: list[str]
+    answer: str = ""
+    citations: list[dict[str, Any]] = Field(default_factory=list)
+    run_id: str = ""
+    trace_path: str | None = None
+    figures: dict[str, float] = Field(default_factory=dict)
+    error: str | None = None
+    stop_reason: str = ""
+    metrics: dict[str, float] = Field(default_factory=dict)
+    grade_details: dict[str, Any] = Field(default_factory=dict)
+    judge: JudgeRecord | None = None
+    finished_at: float = Field(default_factory=time.time)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(item id, mode label): what resume and the report key a result by."""
+        return (self.item_id, self.mode)
+
+
+def read_meta(out_dir: Path) -> EvalMeta | None:
+    """The saved `eval.json` of a results directory, or None if there is none."""
+    path = out_dir / META_FILE
+    if not path.is_file():
+        return None
+    try:
+        return EvalMeta.model_validate_json(path.read_bytes())
+    except ValidationError as exc:
+        raise ConfigError(f"{path} is not an eval description ({exc.error_count()} errors)") from exc
+
+
+def write_meta(out_dir: Path, meta: EvalMeta) -> None:
+    """Write `eval.json` atomically, so an interrupt never leaves half a file."""
+    path = out_dir / META_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(meta.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_results(out_dir: Path) -> list[ResultRecord]:
+    """Every saved row of `results.jsonl`, in file order. A line cut short by a crash is skipped."""
+    path = out_dir / RESULTS_FILE
+    if not path.is_file():
+        return []
+    rows = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(ResultRecord.model_validate_json(line))
+            except ValidationError:
+                log.warning("%s:%d: skipping an unreadable result line (interrupted write?)", path, number)
+    return rows
+
+
+def latest_results(rows: Iterable[ResultRecord]) -> dict[tuple[str, str], ResultRecord]:
+    """The last row per (item id, mode): a retried error is superseded by its retry."""
+    return {row.key: row for row in rows}
+
+
+class ResultsWriter:
+    """Appends result rows to `results.jsonl`, flushing each one as soon as it is written."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: IO[str] | None = None
+
+    def __enter__(self) -> ResultsWriter:
+        # A crash mid-write can leave a last line without its newline; start on a fresh line so the
+        # next row is not glued onto the broken one.
+        needs_newline = False
+        if self.path.is_file() and self.path.stat().st_size:
+            with self.path.open("rb") as existing:
+                existing.seek(-1, 2)
+                needs_newline = existing.read(1) != b"\n"
+        self._file = self.path.open("a", encoding="utf-8")
+        if needs_newline:
+            self._file.write("\n")
+        return self
+
+    def write(self, record: ResultRecord) -> None:
+        """Append one row and flush it."""
+        assert self._file is not None, "write() outside the with block"
+        self._file.write(record.model_dump_json() + "\n")
+        self._file.flush()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._file is not None:
+            self._file.close()

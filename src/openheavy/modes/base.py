@@ -1,0 +1,164 @@
+"""What every mode shares: the typed run options, what a mode works with, and what it gives back."""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from openheavy.agent import ANSWERED, AgentResult, Budget, StopReason
+from openheavy.citations import Citation
+from openheavy.config import Settings
+from openheavy.errors import ConfigError
+from openheavy.heavy import Plan
+from openheavy.models.base import ChatModel
+from openheavy.rank import Ranked, RankResult
+from openheavy.search.base import SearchBackend
+from openheavy.search.cache import CachedSearch
+from openheavy.types import EventStream
+from openheavy.verify import Verifier, make_verifier
+
+# A sampled answer gets some temperature by default: N greedy samples would all be the same.
+SAMPLE_TEMPERATURE = 0.7
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Per-run options; `None` means the settings' default. A bad value raises `ConfigError`."""
+
+    max_steps: int | None = None  # actions per agent
+    agents: int | None = None  # heavy, heavy-rank: None = the planner decides
+    max_agents: int = 4  # heavy, heavy-rank: the most agents the planner may use
+    n: int = 4  # rank: samples; rank-tools: research agents
+    verifier: str = "vote"  # rank, rank-tools, heavy-rank
+    reference: str | None = None  # reference answer for check verifiers
+    seed: int = 0
+    temperature: float | None = None
+    max_tokens: int | None = None  # whole-run token budget
+    max_seconds: float | None = None  # whole-run wall-time budget
+
+    def __post_init__(self) -> None:
+        at_least_one = {
+            "max_steps": self.max_steps,
+            "agents": self.agents,
+            "max_agents": self.max_agents,
+            "n": self.n,
+            "max_tokens": self.max_tokens,
+        }
+        problems = [
+            f"{name} must be at least 1, got {value}"
+            for name, value in at_least_one.items()
+            if value is not None and value < 1
+        ]
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            problems.append(f"max_seconds must be more than 0, got {self.max_seconds}")
+        if self.temperature is not None and self.temperature < 0:
+            problems.append(f"temperature must be 0 or more, got {self.temperature}")
+        if problems:
+            raise ConfigError(f"bad run options: {'; '.join(problems)}. Fix them and run again.")
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a mode works with: the question, its options over the settings, the model, the corpus
+    (opened on first use) and the run's event stream."""
+
+    question: str
+    options: RunOptions
+    settings: Settings
+    model: ChatModel
+    stream: EventStream
+    run_id: str
+    corpus: str
+    open_corpus: Callable[[], SearchBackend]
+
+    @property
+    def max_steps(self) -> int:
+        return self.options.max_steps or self.settings.max_steps
+
+    @property
+    def temperature(self) -> float | None:
+        return self.settings.temperature if self.options.temperature is None else self.options.temperature
+
+    @property
+    def sample_temperature(self) -> float:
+        return SAMPLE_TEMPERATURE if self.options.temperature is None else self.options.temperature
+
+    def budget(self) -> Budget:
+        """The run's token and wall-time budget, its clock started now."""
+        return Budget(
+            self.options.max_tokens or self.settings.max_tokens,
+            self.options.max_seconds or self.settings.max_seconds,
+        )
+
+    def verifier(self) -> Verifier:
+        return make_verifier(
+            self.options.verifier, self.model, self.options.reference, seed=self.options.seed
+        )
+
+    async def search(self) -> CachedSearch:
+        """The corpus behind a per-run cache. Opening it may build it (pydocs, first use): off the loop."""
+        return CachedSearch(await asyncio.to_thread(self.open_corpus))
+
+    def describe(self) -> dict[str, Any]:
+        """The effective settings of this run, as recorded in `RunStarted`."""
+        return {
+            "max_steps": self.max_steps,
+            "max_tokens": self.options.max_tokens or self.settings.max_tokens,
+            "max_seconds": self.options.max_seconds or self.settings.max_seconds,
+            "temperature": self.temperature,
+            "agents": self.options.agents or "auto",
+            "max_agents": self.options.max_agents,
+            "n": self.options.n,
+            "verifier": self.options.verifier,
+            "seed": self.options.seed,
+        }
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a mode answered, and how."""
+
+    answer: str
+    citations: list[Citation] = field(default_factory=list)
+    stop_reason: StopReason = ANSWERED
+    agents: list[AgentResult] = field(default_factory=list)
+    plan: Plan | None = None
+    ranking: list[Ranked] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+class Mode(ABC):
+    """One way to answer a question: a name in the registry and one `run` method.
+
+    `uses_corpus`: whether it searches the corpus. `default_n`: the N of an eval's `NAME:N` when none
+    is given (None: the mode takes no N); `with_n` applies an N to the options."""
+
+    name: ClassVar[str]
+    uses_corpus: ClassVar[bool] = False
+    default_n: ClassVar[int | None] = None
+
+    def with_n(self, options: RunOptions, n: int) -> RunOptions:
+        """`options` with this mode's N (its agents or samples) set to `n`."""
+        raise ConfigError(f"mode {self.name} takes no N")
+
+    @abstractmethod
+    async def run(self, run: RunContext) -> Outcome:
+        """Answer `run.question`, reporting every step on `run.stream`."""
+
+
+def budget_notes(agents: list[AgentResult]) -> list[str]:
+    """One note per agent that answered because a budget ran out."""
+    return [
+        f"{a.agent}: the {a.stop_reason.budget} budget ran out; it answered with what it had read so far"
+        for a in agents
+        if a.stop_reason.kind == "budget"
+    ]
+
+
+def ranked_outcome(ranked: RankResult, agents: list[AgentResult], citations: list[Citation]) -> Outcome:
+    """The best of a ranking as the answer, with the whole ranking and what failed."""
+    notes = [f"sample {f.index} failed: {f.error}" for f in ranked.failed] + budget_notes(agents)
+    return Outcome(ranked.best.answer, citations, agents=agents, ranking=ranked.ranking, notes=notes)

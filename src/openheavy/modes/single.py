@@ -1,0 +1,32 @@
+"""Single mode: one research agent searches, reads and answers with citations."""
+
+from __future__ import annotations
+
+from openheavy.agent import ResearchAgent
+from openheavy.errors import OpenHeavyError
+from openheavy.modes.base import Mode, Outcome, RunContext, budget_notes
+
+
+class SingleMode(Mode):
+    name = "single"
+    uses_corpus = True
+
+    async def run(self, run: RunContext) -> Outcome:
+        agent = ResearchAgent(
+            run.model,
+            await run.search(),
+            stream=run.stream,
+            run_id=run.run_id,
+            corpus=run.corpus,
+            max_steps=run.max_steps,
+            budget=run.budget(),
+            temperature=run.temperature,
+            seed=run.options.seed,
+            answer_max_chars=run.settings.answer_max_chars,
+        )
+        result = await agent.run(run.question)
+        if result.error:
+            raise OpenHeavyError(f"the agent failed: {result.error}")
+        return Outcome(
+            result.answer, result.citations, result.stop_reason, [result], notes=budget_notes([result])
+        )
