@@ -21,8 +21,11 @@ ALLOWED: dict[str, set[str]] = {
     "citations": BASE,
     "models": BASE | {"config", "models"},
     "sqlite_migrations": BASE,
-    "search": BASE | {"search", "sqlite_migrations"},
-    "corpus": BASE | {"search", "corpus"},
+    "pdf": set(),
+    "net": BASE | {"net", "pdf"},
+    # web backends read their keys and the allow-list from the settings, and pages through net
+    "search": BASE | {"search", "sqlite_migrations", "net", "config"},
+    "corpus": BASE | {"search", "corpus", "pdf"},
     "tools": BASE | {"search", "tools", "prompts"},
     "trace": BASE | {"sqlite_migrations"},
     "display": BASE | {"trace"},
