@@ -10,7 +10,7 @@ import asyncio
 import functools
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -25,6 +25,8 @@ from openheavy.config import Settings, load_settings
 from openheavy.errors import OpenHeavyError
 from openheavy.modes import MODES, RunOptions
 from openheavy.prompts import list_prompts, load_prompt
+from openheavy.search.base import SearchBackend, close_search
+from openheavy.types import EventSink
 
 app = typer.Typer(
     help="openheavy: parallel tool-using research agents, ranked generation and verifiers, in the open.",
@@ -107,6 +109,22 @@ def ask(
     ] = None,
     api_key: Annotated[str | None, typer.Option(help="API key for a remote model (or env).")] = None,
     corpus: Annotated[str | None, typer.Option(help="Corpus to search (default pydocs).")] = None,
+    search: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--search",
+            help="Search backends instead of --corpus: local:NAME, searxng:URL, ddgs, brave, tavily "
+            "(comma list or repeated; several are searched at once).",
+        ),
+    ] = None,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-host",
+            help="HOST[:PORT] that web access may reach although it is loopback or private, e.g. a local "
+            "SearXNG (comma list or repeated; adds to the config's allow_hosts).",
+        ),
+    ] = None,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Actions per agent.")] = None,
     agents: Annotated[str, typer.Option(help="heavy: 'auto' or a number of agents.")] = "auto",
     max_agents: Annotated[int, typer.Option(min=1, help="heavy: most agents the planner may use.")] = 4,
@@ -128,9 +146,14 @@ def ask(
         options = RunOptions(
             max_steps=max_steps, agents=agent_count, max_agents=max_agents, n=n, verifier=verifier, seed=seed
         )
-        heavy = Heavy(settings=settings, api_key=api_key, progress=progress)
+        backend = _search_backend(settings, search, corpus, allow_host or [], progress)
+        heavy = Heavy(corpus=backend, settings=settings, api_key=api_key, progress=progress)
         sinks = [] if (as_json or quiet) else [LiveDisplay(err)]
-        result: RunResult = heavy.run(question, mode, options, sinks=sinks)
+        result: RunResult = (
+            heavy.run(question, mode, options, sinks=sinks)
+            if backend is None
+            else asyncio.run(_run_closing(heavy, backend, question, mode, options, sinks))
+        )
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n")
         return
@@ -142,6 +165,49 @@ def ask(
     for note in result.notes:
         out.print(f"[yellow]note:[/] {note}", highlight=False)
     out.print(render_summary(result.figures, result.run_id), style="dim", highlight=False)
+
+
+def _search_backend(
+    settings: Settings,
+    search: list[str] | None,
+    corpus: str | None,
+    allow_hosts: list[str],
+    progress: Callable[[int, int, str], None],
+) -> SearchBackend | None:
+    """The backends `--search` (or the config's `search`) names, with `--corpus NAME` as one more
+    (`local:NAME`); None when neither is given: Heavy opens the corpus itself, as before."""
+    specs = list(search or [])
+    if not specs and corpus is None and settings.search:
+        specs = [settings.search]
+    if not specs:
+        return None
+    if corpus is not None:
+        specs.insert(0, f"local:{corpus}")
+    from openheavy.corpus.catalog import open_corpus
+    from openheavy.search.registry import open_search
+
+    return open_search(
+        specs,
+        settings,
+        allow_hosts=allow_hosts,
+        open_local=lambda name: open_corpus(name, settings.index_dir, progress=progress),
+    )
+
+
+async def _run_closing(
+    heavy: Heavy,
+    backend: SearchBackend,
+    question: str,
+    mode: str,
+    options: RunOptions,
+    sinks: Sequence[EventSink],
+) -> RunResult:
+    """One run over a backend the CLI opened (Heavy closes only what it opened itself)."""
+    try:
+        return await heavy.arun(question, mode, options, sinks=sinks)
+    finally:
+        await heavy.aclose()
+        await close_search(backend)
 
 
 @app.command()

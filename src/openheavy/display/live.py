@@ -27,9 +27,11 @@ from openheavy.types import (
     DocumentOpened,
     Event,
     EventSink,
+    FetchRefused,
     ModelCalled,
     Note,
     OutputRejected,
+    PageUnreadable,
     RunFinished,
     RunStarted,
     SearchDone,
@@ -78,6 +80,14 @@ def describe_event(event: Event) -> str | None:
             shown, chars = len(event.text_shown), event.doc.get("chars")
             of = f" of {chars:,}" if isinstance(chars, int) and chars > shown else ""
             return f"{who} open [{event.ref}] {title} · {shown:,}{of} chars shown{cached}"
+        case FetchRefused():
+            via = f" (redirected from {event.chain[-1]})" if event.chain else ""
+            where = f"{event.url}{via}"
+            return (
+                f"{who} open [{event.ref}] refused: {where} leads to {event.address}, a {event.why} address"
+            )
+        case PageUnreadable():
+            return f"{who} open [{event.ref}] unreadable ({event.reason}): {one_line(event.message)}"
         case CitationDropped():
             return f"{who} citation [{event.ref}] dropped: {event.reason}"
         case AgentFinished():
@@ -221,6 +231,10 @@ class LiveDisplay(EventSink):
                 view.status = f"step {step + 1} · thinking"
             case DocumentOpened():
                 view.last_document = f"[{event.ref}] {one_line(str(event.doc.get('title', '')), 50)}"
+                view.status = f"step {step + 1} · thinking"
+            case FetchRefused() | PageUnreadable():
+                what = "refused" if isinstance(event, FetchRefused) else f"unreadable ({event.reason})"
+                view.last_document = f"[{event.ref}] {what}"
                 view.status = f"step {step + 1} · thinking"
             case AgentFinished():
                 view.done = True

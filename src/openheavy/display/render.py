@@ -22,9 +22,11 @@ from openheavy.types import (
     CitationDropped,
     DocumentOpened,
     Event,
+    FetchRefused,
     ModelCalled,
     Note,
     OutputRejected,
+    PageUnreadable,
     RunFinished,
     RunStarted,
     SearchDone,
@@ -264,6 +266,19 @@ class _TracePrinter:
                         title="text shown to the model",
                         title_align="left",
                     )
+                )
+            case FetchRefused():
+                chain = "".join(f"{url} → " for url in event.chain)
+                out.print(
+                    Text(
+                        f"open [{event.ref}] refused by the SSRF guard: {chain}{event.url} — {event.host} is"
+                        f" {event.address}, a {event.why} address",
+                        style="red",
+                    )
+                )
+            case PageUnreadable():
+                out.print(
+                    Text(f"open [{event.ref}] unreadable ({event.reason}): {event.message}", style="yellow")
                 )
             case CitationDropped():
                 out.print(Text(f"citation [{event.ref}] dropped: {event.reason}", style="yellow"))
