@@ -466,6 +466,58 @@ def trace(
 
 
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback needs a key.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="File whose first line is the key clients must send (or env OPENHEAVY_SERVER_KEY)."
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="local | local:fast | local:tiny | http://host:port/v1 | PROFILE")
+    ] = None,
+    corpus: Annotated[str | None, typer.Option(help="Default corpus to search (default pydocs).")] = None,
+    max_concurrent: Annotated[int, typer.Option(min=1, help="Runs at once; more get HTTP 429.")] = 4,
+) -> None:
+    """Serve the OpenAI-compatible API (/v1), MCP over HTTP (/mcp) and the web view of runs (/)."""
+    settings = _settings(model=model, corpus=corpus)
+    with _errors():
+        from openheavy.server import ServerConfig, load_server_key
+        from openheavy.server import serve as run_server
+
+        config = ServerConfig(
+            host=host, port=port, api_key=load_server_key(api_key_file), max_concurrent=max_concurrent
+        )
+        where = f"http://{host}:{port}"
+        key = "Bearer key required" if config.api_key else "no key (loopback only)"
+        err.print(
+            f"openheavy serving {where}/v1 (OpenAI API), {where}/mcp (MCP), {where}/ (runs) · {key}",
+            markup=False,
+            highlight=False,
+        )
+        run_server(config, settings)
+
+
+@app.command("mcp")
+def mcp_stdio(
+    model: Annotated[
+        str | None, typer.Option(help="local | local:fast | local:tiny | http://host:port/v1 | PROFILE")
+    ] = None,
+    corpus: Annotated[str | None, typer.Option(help="Default corpus to search (default pydocs).")] = None,
+) -> None:
+    """Serve the MCP tools (research, search, get_run) over stdio, for MCP clients that launch it."""
+    settings = _settings(model=model, corpus=corpus)
+    with _errors():
+        from openheavy.server import run_stdio
+
+        asyncio.run(run_stdio(settings))
+
+
+@app.command()
 def prompts() -> None:
     """Print every prompt template openheavy uses."""
     for name in list_prompts():

@@ -104,3 +104,11 @@ class BudgetExceededError(OpenHeavyError):
 
 class RunNotFoundError(OpenHeavyError):
     """No run with that id in the run store."""
+
+
+class ServerBusyError(OpenHeavyError):
+    """The server is already running as many questions as it may at once."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
