@@ -163,7 +163,9 @@ class Heavy:
     async def stream(
         self, question: str, mode: str = "single", options: RunOptions | None = None
     ) -> AsyncIterator[Event]:
-        """Yield the run's events as they happen; the last one is `RunFinished`."""
+        """Yield the run's events as they happen; the last one is `RunFinished`. Leaving early (closing
+        the iterator, or cancelling its consumer) cancels the run, and returns only once the run has
+        ended and been recorded as cancelled."""
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
 
         class _QueueSink(EventSink):
@@ -184,6 +186,12 @@ class Heavy:
         finally:
             if not task.done():
                 task.cancel()
+                # wait for the run to record how it ended: a caller that frees a slot or reads the run
+                # store once the stream is gone must find it over. `wait` neither raises the run's
+                # error nor swallows a cancellation of the consumer itself.
+                await asyncio.wait([task])
+                if not task.cancelled():
+                    task.exception()  # retrieved: the consumer left, the run store holds the error
 
     def _agent_tools(self, strategy: Mode, mode: str, options: RunOptions) -> list[Tool]:
         """The tools `options` give the agents of `strategy`, checked on this machine; none for a mode

@@ -10,7 +10,7 @@ import asyncio
 import functools
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -25,7 +25,9 @@ from openheavy.config import Settings, load_settings
 from openheavy.errors import OpenHeavyError
 from openheavy.modes import MODES, RunOptions
 from openheavy.prompts import list_prompts, load_prompt
+from openheavy.search.base import SearchBackend, close_search
 from openheavy.tools.catalog import DEFAULT_TOOLS, TOOL_NAMES
+from openheavy.types import EventSink
 
 app = typer.Typer(
     help="openheavy: parallel tool-using research agents, ranked generation and verifiers, in the open.",
@@ -134,6 +136,22 @@ def ask(
     ] = None,
     api_key: Annotated[str | None, typer.Option(help="API key for a remote model (or env).")] = None,
     corpus: Annotated[str | None, typer.Option(help="Corpus to search (default pydocs).")] = None,
+    search: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--search",
+            help="Search backends instead of --corpus: local:NAME, searxng:URL, ddgs, brave, tavily "
+            "(comma list or repeated; several are searched at once).",
+        ),
+    ] = None,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-host",
+            help="HOST[:PORT] that web access may reach although it is loopback or private, e.g. a local "
+            "SearXNG (comma list or repeated; adds to the config's allow_hosts).",
+        ),
+    ] = None,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Actions per agent.")] = None,
     agents: Annotated[str, typer.Option(help="heavy: 'auto' or a number of agents.")] = "auto",
     max_agents: Annotated[int, typer.Option(min=1, help="heavy: most agents the planner may use.")] = 4,
@@ -162,9 +180,14 @@ def ask(
             seed=seed,
             tools=_parse_tools(tools),
         )
-        heavy = Heavy(settings=settings, api_key=api_key, progress=progress)
+        backend = _search_backend(settings, search, corpus, allow_host or [], progress)
+        heavy = Heavy(corpus=backend, settings=settings, api_key=api_key, progress=progress)
         sinks = [] if (as_json or quiet) else [LiveDisplay(err)]
-        result: RunResult = heavy.run(question, mode, options, sinks=sinks)
+        result: RunResult = (
+            heavy.run(question, mode, options, sinks=sinks)
+            if backend is None
+            else asyncio.run(_run_closing(heavy, backend, question, mode, options, sinks))
+        )
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n")
         return
@@ -176,6 +199,49 @@ def ask(
     for note in result.notes:
         out.print(f"[yellow]note:[/] {note}", highlight=False)
     out.print(render_summary(result.figures, result.run_id), style="dim", highlight=False)
+
+
+def _search_backend(
+    settings: Settings,
+    search: list[str] | None,
+    corpus: str | None,
+    allow_hosts: list[str],
+    progress: Callable[[int, int, str], None],
+) -> SearchBackend | None:
+    """The backends `--search` (or the config's `search`) names, with `--corpus NAME` as one more
+    (`local:NAME`); None when neither is given: Heavy opens the corpus itself, as before."""
+    specs = list(search or [])
+    if not specs and corpus is None and settings.search:
+        specs = [settings.search]
+    if not specs:
+        return None
+    if corpus is not None:
+        specs.insert(0, f"local:{corpus}")
+    from openheavy.corpus.catalog import open_corpus
+    from openheavy.search.registry import open_search
+
+    return open_search(
+        specs,
+        settings,
+        allow_hosts=allow_hosts,
+        open_local=lambda name: open_corpus(name, settings.index_dir, progress=progress),
+    )
+
+
+async def _run_closing(
+    heavy: Heavy,
+    backend: SearchBackend,
+    question: str,
+    mode: str,
+    options: RunOptions,
+    sinks: Sequence[EventSink],
+) -> RunResult:
+    """One run over a backend the CLI opened (Heavy closes only what it opened itself)."""
+    try:
+        return await heavy.arun(question, mode, options, sinks=sinks)
+    finally:
+        await heavy.aclose()
+        await close_search(backend)
 
 
 @app.command()
@@ -500,6 +566,58 @@ def sandbox(
                 out.rule(name, style="dim")
                 out.print(text.rstrip("\n"), highlight=False, markup=False)
     raise typer.Exit(min(result.exit_status, 255))
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback needs a key.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="File whose first line is the key clients must send (or env OPENHEAVY_SERVER_KEY)."
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="local | local:fast | local:tiny | http://host:port/v1 | PROFILE")
+    ] = None,
+    corpus: Annotated[str | None, typer.Option(help="Default corpus to search (default pydocs).")] = None,
+    max_concurrent: Annotated[int, typer.Option(min=1, help="Runs at once; more get HTTP 429.")] = 4,
+) -> None:
+    """Serve the OpenAI-compatible API (/v1), MCP over HTTP (/mcp) and the web view of runs (/)."""
+    settings = _settings(model=model, corpus=corpus)
+    with _errors():
+        from openheavy.server import ServerConfig, load_server_key
+        from openheavy.server import serve as run_server
+
+        config = ServerConfig(
+            host=host, port=port, api_key=load_server_key(api_key_file), max_concurrent=max_concurrent
+        )
+        where = f"http://{host}:{port}"
+        key = "Bearer key required" if config.api_key else "no key (loopback only)"
+        err.print(
+            f"openheavy serving {where}/v1 (OpenAI API), {where}/mcp (MCP), {where}/ (runs) · {key}",
+            markup=False,
+            highlight=False,
+        )
+        run_server(config, settings)
+
+
+@app.command("mcp")
+def mcp_stdio(
+    model: Annotated[
+        str | None, typer.Option(help="local | local:fast | local:tiny | http://host:port/v1 | PROFILE")
+    ] = None,
+    corpus: Annotated[str | None, typer.Option(help="Default corpus to search (default pydocs).")] = None,
+) -> None:
+    """Serve the MCP tools (research, search, get_run) over stdio, for MCP clients that launch it."""
+    settings = _settings(model=model, corpus=corpus)
+    with _errors():
+        from openheavy.server import run_stdio
+
+        asyncio.run(run_stdio(settings))
 
 
 @app.command()

@@ -35,9 +35,11 @@ from openheavy.types import (
     DocumentOpened,
     Event,
     EventSink,
+    FetchRefused,
     ModelCalled,
     Note,
     OutputRejected,
+    PageUnreadable,
     RunFinished,
     RunStarted,
     SearchDone,
@@ -88,6 +90,14 @@ def describe_event(event: Event) -> str | None:
             return f"{who} open [{event.ref}] {title} · {shown:,}{of} chars shown{cached}"
         case CodeRan():
             return f"{who} python {one_line(event.code, 80)} → {code_outcome(event.limit, event.exit_status)}"
+        case FetchRefused():
+            via = f" (redirected from {event.chain[-1]})" if event.chain else ""
+            where = f"{event.url}{via}"
+            return (
+                f"{who} open [{event.ref}] refused: {where} leads to {event.address}, a {event.why} address"
+            )
+        case PageUnreadable():
+            return f"{who} open [{event.ref}] unreadable ({event.reason}): {one_line(event.message)}"
         case CitationDropped():
             return f"{who} citation [{event.ref}] dropped: {event.reason}"
         case AgentFinished():
@@ -235,6 +245,10 @@ class LiveDisplay(EventSink):
             case CodeRan():
                 outcome = code_outcome(event.limit, event.exit_status)
                 view.status = f"step {step + 1} · thinking (python: {outcome})"
+            case FetchRefused() | PageUnreadable():
+                what = "refused" if isinstance(event, FetchRefused) else f"unreadable ({event.reason})"
+                view.last_document = f"[{event.ref}] {what}"
+                view.status = f"step {step + 1} · thinking"
             case AgentFinished():
                 view.done = True
                 view.failed = bool(event.error)

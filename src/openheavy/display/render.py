@@ -23,9 +23,11 @@ from openheavy.types import (
     CodeRan,
     DocumentOpened,
     Event,
+    FetchRefused,
     ModelCalled,
     Note,
     OutputRejected,
+    PageUnreadable,
     RunFinished,
     RunStarted,
     SearchDone,
@@ -275,6 +277,19 @@ class _TracePrinter:
                 for stream, text in (("stdout", event.stdout), ("stderr", event.stderr)):
                     if text:
                         out.print(Panel(Text(_clip(text, self.max_chars)), title=stream, title_align="left"))
+            case FetchRefused():
+                chain = "".join(f"{url} → " for url in event.chain)
+                out.print(
+                    Text(
+                        f"open [{event.ref}] refused by the SSRF guard: {chain}{event.url} — {event.host} is"
+                        f" {event.address}, a {event.why} address",
+                        style="red",
+                    )
+                )
+            case PageUnreadable():
+                out.print(
+                    Text(f"open [{event.ref}] unreadable ({event.reason}): {event.message}", style="yellow")
+                )
             case CitationDropped():
                 out.print(Text(f"citation [{event.ref}] dropped: {event.reason}", style="yellow"))
             case Note():
