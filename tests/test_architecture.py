@@ -33,7 +33,8 @@ CORE: dict[str, set[str]] = {
     # web backends read their keys and the allow-list from the settings, and pages through net
     "search": BASE | {"search", "sqlite_migrations", "net", "config"},
     "corpus": BASE | {"search", "corpus", "pdf"},
-    "tools": BASE | {"search", "tools", "prompts"},
+    "sandbox": BASE | {"config"},
+    "tools": BASE | {"search", "tools", "prompts", "sandbox"},
     "trace": BASE | {"sqlite_migrations"},
     "display": BASE | {"trace", "display"},
     "verify": BASE | {"models", "prompts", "verify"},
@@ -41,9 +42,11 @@ CORE: dict[str, set[str]] = {
     "agent": BASE | {"models", "tools", "search", "prompts", "citations"},
     "direct": BASE | {"agent", "models", "prompts"},
     "slicing": set(),
-    "heavy": BASE | {"agent", "verify", "rank", "models", "search", "prompts", "slicing", "citations"},
+    "heavy": BASE
+    | {"agent", "verify", "rank", "models", "search", "tools", "prompts", "slicing", "citations"},
     "modes": BASE
-    | {"config", "models", "search", "agent", "citations", "direct", "heavy", "rank", "verify", "modes"},
+    | {"config", "models", "search", "tools", "agent", "citations", "direct", "heavy", "rank"}
+    | {"verify", "modes"},
 }
 # The shells sit on top of the core, in this order: each may import the whole core and the shells
 # before it, never one after it (the library must not need the CLI, an eval must not need a server).

@@ -26,6 +26,7 @@ from openheavy.errors import OpenHeavyError
 from openheavy.modes import MODES, RunOptions
 from openheavy.prompts import list_prompts, load_prompt
 from openheavy.search.base import SearchBackend, close_search
+from openheavy.tools.catalog import DEFAULT_TOOLS, TOOL_NAMES
 from openheavy.types import EventSink
 
 app = typer.Typer(
@@ -100,6 +101,32 @@ def _parse_agents(value: str) -> int | None:
     return count
 
 
+def _parse_tools(value: str | None) -> tuple[str, ...] | None:
+    """`--tools a,b` as names (checked by `RunOptions`), or None when not given."""
+    return None if value is None else tuple(name.strip() for name in value.split(",") if name.strip())
+
+
+def _check_tools(tools: tuple[str, ...] | None, settings: Settings) -> None:
+    """Build the tools once now: a bad name, or a tool this machine cannot run (no bubblewrap for
+    python), fails before any model call rather than after the first modes or items have run."""
+    from openheavy.sandbox import Sandbox
+    from openheavy.tools.catalog import build_tools
+
+    if tools is not None:
+        build_tools(tools, Sandbox.from_settings(settings))
+
+
+ToolsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--tools",
+        help="The agents' tools, comma-separated: "
+        + "; ".join(f"{name}: {what}" for name, what in TOOL_NAMES.items())
+        + ". Default search; e.g. search,python, or python alone for questions with nothing to look up.",
+    ),
+]
+
+
 @app.command()
 def ask(
     question: Annotated[str, typer.Argument(help="The question to research.")],
@@ -131,6 +158,7 @@ def ask(
     n: Annotated[int, typer.Option(min=1, help="rank: number of samples.")] = 4,
     verifier: Annotated[str, typer.Option(help="rank: vote | judge | check:NAME | reward:URL")] = "vote",
     seed: Annotated[int, typer.Option(help="Base seed.")] = 0,
+    tools: ToolsOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON result, nothing else.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live view.")] = False,
 ) -> None:
@@ -144,7 +172,13 @@ def ask(
     agent_count = _parse_agents(agents)
     with _errors(), _progress(enabled=not as_json) as progress:
         options = RunOptions(
-            max_steps=max_steps, agents=agent_count, max_agents=max_agents, n=n, verifier=verifier, seed=seed
+            max_steps=max_steps,
+            agents=agent_count,
+            max_agents=max_agents,
+            n=n,
+            verifier=verifier,
+            seed=seed,
+            tools=_parse_tools(tools),
         )
         backend = _search_backend(settings, search, corpus, allow_host or [], progress)
         heavy = Heavy(corpus=backend, settings=settings, api_key=api_key, progress=progress)
@@ -224,9 +258,11 @@ def compare(
     max_steps: Annotated[int | None, typer.Option(min=1, help="Actions per agent.")] = None,
     n: Annotated[int, typer.Option(min=1, help="rank: number of samples.")] = 4,
     verifier: Annotated[str, typer.Option(help="rank: vote | judge | check:NAME | reward:URL")] = "vote",
+    tools: ToolsOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
-    """Run several modes on one question and show the answers and their cost side by side."""
+    """Run several modes on one question and show the answers and their cost side by side. --tools
+    applies to the modes that run agents."""
     from rich.table import Table
 
     from openheavy.display.live import LiveDisplay
@@ -236,6 +272,7 @@ def compare(
     if unknown or not chosen:
         _fail(f"unknown mode(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(MODES)}")
     settings = _settings(model=model, corpus=corpus, api_key=api_key)
+    agent_tools = _parse_tools(tools)
 
     async def run_all(heavy: Heavy) -> list[RunResult]:
         results = []
@@ -244,11 +281,13 @@ def compare(
                 if not as_json:
                     err.rule(f"[bold]{mode}")
                 sinks = [] if as_json else [LiveDisplay(err)]
-                options = RunOptions(max_steps=max_steps, n=n, verifier=verifier)
+                mode_tools = agent_tools if MODES[mode].runs_agents else None
+                options = RunOptions(max_steps=max_steps, n=n, verifier=verifier, tools=mode_tools)
                 results.append(await heavy.arun(question, mode, options, sinks=sinks))
         return results
 
     with _errors(), _progress(enabled=not as_json) as progress:
+        _check_tools(agent_tools, settings)
         results = asyncio.run(run_all(Heavy(settings=settings, api_key=api_key, progress=progress)))
     if as_json:
         sys.stdout.write(json.dumps([r.to_dict() for r in results], ensure_ascii=False, indent=2) + "\n")
@@ -293,6 +332,7 @@ def eval_(
     ] = None,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Actions per agent.")] = None,
     verifier: Annotated[str, typer.Option(help="rank: vote | judge | check:NAME | reward:URL")] = "vote",
+    tools: ToolsOption = None,
     judge: Annotated[bool, typer.Option("--judge", help="Also grade with an LLM judge (the model).")] = False,
     retry_errors: Annotated[bool, typer.Option("--retry-errors", help="Rerun items that errored.")] = False,
     report: Annotated[
@@ -310,11 +350,14 @@ def eval_(
         int, typer.Option(min=1, help="With --ray: worker processes, each with its own model.")
     ] = 2,
 ) -> None:
-    """Evaluate modes on a benchmark: accuracy against compute, resumable, with a report and plots."""
+    """Evaluate modes on a benchmark: accuracy against compute, resumable, with a report and plots.
+
+    --tools applies to the modes that run agents; on an item with nothing to search (math) they keep
+    only the tools that need no corpus (python)."""
     from openheavy.evals import build_corpus, dataset_corpora, load_dataset, parse_modes, render_report
     from openheavy.evals.cluster import RayRunner
     from openheavy.evals.harness import run_eval
-    from openheavy.evals.runner import HeavyRunner, make_heavy_runner
+    from openheavy.evals.runner import HeavyRunner, item_tools, make_heavy_runner
     from openheavy.models.base import ChatModel
     from openheavy.models.registry import resolve_model
 
@@ -330,10 +373,13 @@ def eval_(
     with _errors():
         items = load_dataset(dataset, data_dir, limit=limit)
         mode_specs = parse_modes(modes)
-        searching = [m.label for m in mode_specs if MODES[m.name].uses_corpus]
-        if searching and any(i.corpus is None for i in items):
+        agent_tools = _parse_tools(tools)
+        _check_tools(agent_tools, settings)
+        with_agents = [m.label for m in mode_specs if MODES[m.name].runs_agents]
+        if with_agents and any(not item_tools(agent_tools, i) for i in items):
             _fail(
-                f"{dataset} has nothing to search, and {', '.join(searching)} search: use direct and rank:N"
+                f"{dataset} has nothing to search, and {', '.join(with_agents)} search: use direct and "
+                "rank:N, or give the agents a tool that needs no corpus (--tools python)"
             )
         for spec in dataset_corpora(items):
             with _progress() as progress:
@@ -342,7 +388,12 @@ def eval_(
 
         async def evaluate() -> None:
             make = functools.partial(
-                make_heavy_runner, settings, api_key=api_key, verifier=verifier, max_steps=max_steps
+                make_heavy_runner,
+                settings,
+                api_key=api_key,
+                verifier=verifier,
+                max_steps=max_steps,
+                tools=agent_tools,
             )
             runner: HeavyRunner | RayRunner
             judge_model: ChatModel | None = None
@@ -366,6 +417,7 @@ def eval_(
                     dataset=dataset,
                     retry_errors=retry_errors,
                     console=err,
+                    tools=agent_tools or DEFAULT_TOOLS,
                 )
             finally:
                 await runner.aclose()
@@ -463,6 +515,57 @@ def trace(
             _fail(f"run {row.run_id} has no trace file")
         records = read_trace(Path(row.trace_path))
     render_trace(records, out)
+
+
+@app.command()
+def sandbox(
+    code: Annotated[str | None, typer.Option("--code", "-c", help="Python code to run.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="A Python file to run.")] = None,
+    cpu_seconds: Annotated[float | None, typer.Option(min=0.1, help="CPU seconds per process.")] = None,
+    wall_seconds: Annotated[float | None, typer.Option(min=0.1, help="Wall seconds for the run.")] = None,
+    memory_mb: Annotated[int | None, typer.Option(min=1, help="Memory per process, MiB.")] = None,
+    output_bytes: Annotated[int | None, typer.Option(min=1, help="stdout + stderr kept, bytes.")] = None,
+    processes: Annotated[int | None, typer.Option(min=1, help="Processes and threads.")] = None,
+    file_mb: Annotated[int | None, typer.Option(min=1, help="Largest file written, MiB.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result record as JSON.")] = False,
+) -> None:
+    """Run Python code exactly as the python tool does, to check what this machine isolates."""
+    from openheavy.sandbox import Sandbox
+
+    if (code is None) == (file is None):
+        _fail("give the code with -c CODE or a file with -f FILE (one of them)")
+    if file is not None:
+        try:
+            code = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            _fail(f"cannot read {file}: {exc}")
+    assert code is not None
+    settings = _settings(
+        sandbox_cpu_seconds=cpu_seconds,
+        sandbox_wall_seconds=wall_seconds,
+        sandbox_memory_mb=memory_mb,
+        sandbox_output_bytes=output_bytes,
+        sandbox_processes=processes,
+        sandbox_file_mb=file_mb,
+    )
+    with _errors():
+        result = asyncio.run(Sandbox.from_settings(settings).run(code))
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_record(), ensure_ascii=False, indent=2) + "\n")
+    else:
+        isolation = "bubblewrap" if result.isolation == "bwrap" else "NONE: the code ran UNCONFINED"
+        limit = result.limit_message() or "none reached"
+        out.print(
+            f"isolation: {isolation} · exit status {result.exit_status} · limit: {limit} · "
+            f"{result.seconds:.2f} s",
+            highlight=False,
+            markup=False,
+        )
+        for name, text in (("stdout", result.stdout), ("stderr", result.stderr)):
+            if text:
+                out.rule(name, style="dim")
+                out.print(text.rstrip("\n"), highlight=False, markup=False)
+    raise typer.Exit(min(result.exit_status, 255))
 
 
 @app.command()

@@ -82,6 +82,17 @@ class Settings(BaseSettings):
     answer_max_tokens: int = 512  # unconstrained answers (direct, rank samples)
     answer_max_chars: int = 1500  # an agent's answer; synthesis may use a third more
 
+    # The python tool's sandbox (openheavy/sandbox.py). "none" runs code UNCONFINED: no file system or
+    # network isolation; only for machines without bubblewrap, never the default.
+    sandbox: Literal["bwrap", "none"] = "bwrap"
+    sandbox_python: Path | None = None  # default: openheavy's interpreter without its venv
+    sandbox_cpu_seconds: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    sandbox_wall_seconds: float = Field(default=20.0, gt=0, allow_inf_nan=False)
+    sandbox_memory_mb: int = Field(default=512, gt=0)  # per process
+    sandbox_output_bytes: int = Field(default=4000, gt=0)  # stdout and stderr together
+    sandbox_processes: int = Field(default=16, gt=0)  # threads included
+    sandbox_file_mb: int = Field(default=16, gt=0)  # largest file written in the scratch directory
+
     # Search: specs as for `--search` (local:NAME, searxng:URL, ddgs, brave, tavily; comma-separated).
     # None: the local `corpus`.
     search: str | None = None

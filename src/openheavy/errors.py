@@ -106,6 +106,10 @@ class RunNotFoundError(OpenHeavyError):
     """No run with that id in the run store."""
 
 
+class SandboxUnavailableError(OpenHeavyError):
+    """The isolation asked for to run code (bubblewrap) is missing or unusable on this machine."""
+
+
 class ServerBusyError(OpenHeavyError):
     """The server is already running as many questions as it may at once."""
 

@@ -156,6 +156,20 @@ class DocumentOpened(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class CodeRan(Event):
+    """The python tool ran code in the sandbox (openheavy/sandbox.py)."""
+
+    step: int
+    code: str
+    stdout: str  # as kept by the sandbox: truncated, with the truncation marked
+    stderr: str
+    exit_status: int  # 128 + N when signal N ended it
+    limit: str | None  # "cpu", "wall", "memory", "output", "processes": the limit that ended it
+    seconds: float
+    isolation: str  # "bwrap", or "none" for unconfined
+
+
+@dataclass(frozen=True, kw_only=True)
 class FetchRefused(Event):
     """The SSRF guard refused to connect while opening result `ref`: `url` (the result itself, or a
     page it redirected to through `chain`) resolves to `address`, which is `why` ("loopback", ...)."""

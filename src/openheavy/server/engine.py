@@ -133,7 +133,7 @@ class EnginePool:
             if heavy is None:
                 heavy = Heavy(self._model(backend), corpus, settings=self.settings)
                 self._engines[key] = heavy
-        if MODES[request.mode].uses_corpus:
+        if MODES[request.mode].runs_agents:
             await asyncio.to_thread(heavy.search_backend)
         return heavy
 

@@ -8,8 +8,9 @@ import time
 
 from pydantic import BaseModel, Field
 
-from openheavy.errors import AddressRefusedError, FetchError
+from openheavy.errors import AddressRefusedError, FetchError, OpenHeavyError
 from openheavy.prompts import render_prompt
+from openheavy.search.cache import CachedSearch
 from openheavy.tools.base import Observation, ToolContext
 from openheavy.tools.sources import SourceBook
 from openheavy.types import DocumentOpened, FetchRefused, Hit, JsonSchema, PageUnreadable, SearchDone
@@ -49,7 +50,7 @@ class SearchTool:
     async def call(self, args: BaseModel, ctx: ToolContext) -> Observation:
         assert isinstance(args, SearchArgs)
         started = time.perf_counter()
-        hits, cached = await ctx.search.search(args.query, self.k)
+        hits, cached = await _corpus(ctx).search(args.query, self.k)
         refs = ctx.sources.register(hits)
         ctx.stream.emit(
             SearchDone(
@@ -110,7 +111,7 @@ class OpenTool:
             return Observation(render_prompt("tool_open_unknown", ref=args.ref, known=known).strip())
         started = time.perf_counter()
         try:
-            document, cached = await ctx.search.open(hit.id)
+            document, cached = await _corpus(ctx).open(hit.id)
         except FetchError as exc:
             # A refused or unreadable web page is an observation, not the agent's end: it can't be
             # cited, and the agent reads something else.
@@ -141,6 +142,12 @@ class OpenTool:
             "tool_open_document", ref=args.ref, title=document.title, location=location, text=shown
         )
         return Observation(observation.strip())
+
+
+def _corpus(ctx: ToolContext) -> CachedSearch:
+    if ctx.search is None:  # ResearchAgent refuses these tools without a corpus; this is the backstop
+        raise OpenHeavyError("the search and open tools need a corpus, and this agent has none")
+    return ctx.search
 
 
 def _unreadable(ref: int, exc: FetchError, ctx: ToolContext) -> Observation:
