@@ -121,7 +121,7 @@ async def run_audit(
         raise ConfigError("an audit needs the model under audit (arm 'model')")
     if vs_dir is not None and "vs" in engines:
         raise ConfigError("--vs names either a second model or an earlier audit folder, not both")
-    looks_up = "lookup" in plan.probes and get_mode(plan.mode).uses_corpus
+    looks_up = "lookup" in plan.probes and get_mode(plan.mode).runs_agents
     if looks_up and finder is None:
         finder = await asyncio.to_thread(default_finder)
     context = _Context(plan, out_dir, judge, finder if looks_up else None, dict(engines))

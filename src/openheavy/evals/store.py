@@ -1,5 +1,6 @@
-"""The saved results of an evaluation: `eval.json` (what was asked for: dataset, seed, modes, item ids)
-and `results.jsonl` (one graded row per finished (item, mode), appended and flushed as each finishes).
+"""The saved results of an evaluation: `eval.json` (what was asked for: dataset, seed, tools, modes,
+item ids) and `results.jsonl` (one graded row per finished (item, mode), appended and flushed as each
+finishes).
 
 The results directory is the single source of truth: the summary, report and plots are computed from
 these two files alone, so any earlier run, finished or interrupted, can be reported again.
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 import openheavy
 from openheavy.errors import ConfigError
 from openheavy.evals.datasets import ItemKind
+from openheavy.tools.catalog import DEFAULT_TOOLS
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,8 @@ class EvalMeta(_Saved):
 
     dataset: str = ""
     seed: int = 0
+    # The agents' tools (tools/catalog.py); files from before the option have the default.
+    tools: list[str] = Field(default_factory=lambda: list(DEFAULT_TOOLS))
     modes: list[ModeRecord] = Field(default_factory=list)
     item_ids: list[str] = Field(default_factory=list)
     created_at: float = Field(default_factory=time.time)
