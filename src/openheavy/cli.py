@@ -429,6 +429,111 @@ def eval_(
 
 
 @app.command()
+def audit(
+    probes: Annotated[
+        str,
+        typer.Argument(
+            help="speechmap,neutrality,lookup (any of them), or `prompts` with --vs to diff prompt sets."
+        ),
+    ],
+    model: Annotated[
+        str | None,
+        typer.Option(help="The model to audit: local | local:fast | http://host:port/v1 | PROFILE"),
+    ] = None,
+    vs: Annotated[
+        str | None,
+        typer.Option(
+            help="Compare with a second model spec, or with an earlier audit's --out folder (e.g. made under "
+            "another prompt version). With `prompts`: an audit folder, a prompts folder or a git revision."
+        ),
+    ] = None,
+    mode: Annotated[str, typer.Option(help="direct | single | heavy (lookup needs a mode that searches)")] = (
+        "single"
+    ),
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="N items per probe, spread over its groups.")
+    ] = None,
+    judge: Annotated[
+        str | None,
+        typer.Option(help="Judge model spec (default: the audited model, reported as self-judged)."),
+    ] = None,
+    results: Annotated[
+        Path | None, typer.Option("--out", help="Audit folder (default audit-out/PROBES); reruns resume.")
+    ] = None,
+    watch: Annotated[
+        str | None, typer.Option(help="Names always counted in searches and documents: 'Elon Musk,xAI'.")
+    ] = None,
+    alarm: Annotated[
+        float, typer.Option(help="Regression alarm: flag a rate shift of this much (0.1 = 10 points).")
+    ] = (0.10),
+    corpus: Annotated[
+        str | None, typer.Option(help="Corpus the research modes search (default pydocs).")
+    ] = None,
+    api_key: Annotated[str | None, typer.Option(help="API key for a remote model (or env).")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Items in flight at once.")] = 1,
+    seed: Annotated[int, typer.Option(help="Run seed; each item's seed derives from it.")] = 0,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Data folder with speechmap/ and political_neutrality/ (default ../shared/data)."),
+    ] = None,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="Actions per agent.")] = None,
+    retry_errors: Annotated[bool, typer.Option("--retry-errors", help="Rerun items that errored.")] = False,
+    calibration: Annotated[
+        bool, typer.Option(help="Run the judge on the hand-labelled sample and report its agreement.")
+    ] = True,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Only re-render the report of this audit folder.")
+    ] = None,
+) -> None:
+    """Audit a model's behaviour: what it says (SpeechMap, political even-handedness), whom it looks up,
+    and which prompts it was given; compare two models or prompt versions with --vs."""
+    from openheavy.audit import parse_probes, render_audit_report
+    from openheavy.audit.command import AuditRequest, audit_command, parse_watch, write_prompt_diff
+
+    if report is not None:
+        with _errors():
+            render_audit_report(report)
+        out.print(f"report: {report / 'report.md'}")
+        return
+    with _errors():
+        chosen = parse_probes(probes)
+        if chosen == ["prompts"]:
+            if vs is None:
+                _fail("`openheavy audit prompts` diffs prompt sets: name the other with --vs DIR_OR_REVISION")
+            ours = str(results) if results is not None and (results / "audit.json").is_file() else None
+            out.print(write_prompt_diff(ours, vs, results), markup=False, highlight=False)
+            return
+        settings = _settings(model=model, api_key=api_key)
+        out_dir = results or Path("audit-out") / "-".join(p for p in chosen if p != "prompts")
+        request = AuditRequest(
+            probes=tuple(chosen),
+            out_dir=out_dir,
+            model=settings.model,
+            vs=vs,
+            mode=mode,
+            limit=limit,
+            judge=judge,
+            corpus=corpus,
+            watch=parse_watch(watch),
+            alarm=alarm,
+            seed=seed,
+            max_steps=max_steps,
+            concurrency=concurrency,
+            data_dir=data_dir,
+            retry_errors=retry_errors,
+            calibrate=calibration,
+        )
+        summary = asyncio.run(audit_command(request, settings, api_key=api_key, console=err))
+    for alarmed in summary.alarms:
+        err.print(
+            f"[bold red]alarm:[/] {alarmed.probe} {alarmed.metric} ({alarmed.group}) "
+            f"{100 * alarmed.model_rate:.0f}% → {100 * alarmed.vs_rate:.0f}% (p = {alarmed.p_value:.3g})",
+            highlight=False,
+        )
+    out.print(f"results: {out_dir / 'results.jsonl'} · report: {out_dir / 'report.md'}")
+
+
+@app.command()
 def index(
     paths: Annotated[list[Path], typer.Argument(help="Folders or files (.md .rst .txt .html .pdf .jsonl).")],
     name: Annotated[str, typer.Option("--name", "-n", help="Name of the corpus.")],

@@ -208,7 +208,7 @@ async def run_eval(
     semaphore = asyncio.Semaphore(concurrency)
     with (
         ResultsWriter(out_dir / RESULTS_FILE) as writer,
-        _ProgressDisplay(
+        ProgressDisplay(
             total, total - len(pending), enabled=progress, console=console, label=dataset or "eval"
         ) as display,
     ):
@@ -330,7 +330,7 @@ async def _evaluate(
     )
 
 
-class _ProgressDisplay:
+class ProgressDisplay:
     """A rich progress bar with ETA on a terminal; elsewhere (CI, pipes, logs) a plain line every
     `every` items, so logs stay readable."""
 
@@ -347,7 +347,7 @@ class _ProgressDisplay:
         self._bar: Progress | None = None
         self._task: TaskID | None = None
 
-    def __enter__(self) -> _ProgressDisplay:
+    def __enter__(self) -> ProgressDisplay:
         if not self.enabled:
             return self
         if self.console.is_terminal:
