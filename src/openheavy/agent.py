@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -161,13 +162,18 @@ class AgentResult:
         }
 
 
+def works_on_corpus(tools: Iterable[Tool]) -> bool:
+    """Whether agents with `tools` search a corpus: with the search tool among them."""
+    return any(tool.name == SearchTool.name for tool in tools)
+
+
 class ResearchAgent:
     """A tool-using agent that researches one (sub-)question and answers with citations."""
 
     def __init__(
         self,
         model: ChatModel,
-        search: CachedSearch,
+        search: CachedSearch | None,
         *,
         stream: EventStream,
         run_id: str,
@@ -178,18 +184,24 @@ class ResearchAgent:
         max_tokens_per_call: int | None = None,
         temperature: float | None = 0.0,
         seed: int | None = None,
-        tools: list[Tool] | None = None,
+        tools: Sequence[Tool] | None = None,
         answer_max_chars: int = ANSWER_MAX_CHARS,
         queries: QueryLog | None = None,
     ) -> None:
         if max_steps < 1:
             raise OpenHeavyError(f"max_steps must be at least 1, got {max_steps}")
+        tools = [SearchTool(), OpenTool()] if tools is None else tools
+        self.tools: dict[str, Tool] = {t.name: t for t in tools}
+        if not self.tools:
+            raise OpenHeavyError("an agent needs at least one tool; for no tools, answer directly")
+        if search is None and self.works_on_corpus:
+            raise OpenHeavyError("the search tool needs a corpus: pass `search`, or leave search out")
         self.model = RecordingModel(model, stream=stream, run_id=run_id, label=CallLabel(agent=name))
         self.search = search
         self.stream = stream
         self.run_id = run_id
         self.name = name
-        self.corpus = corpus or search.name
+        self.corpus = corpus or (search.name if search is not None else "")
         self.max_steps = max_steps
         self.budget = budget or Budget(max_tokens=10**9, max_seconds=float("inf"))
         self.max_tokens_per_call = max_tokens_per_call
@@ -198,11 +210,11 @@ class ResearchAgent:
         self.answer_hard_chars = int(answer_max_chars * ANSWER_HARD_LIMIT_FACTOR)
         self.temperature = temperature
         self.seed = seed
-        self.tools: dict[str, Tool] = {t.name: t for t in (tools or [SearchTool(), OpenTool()])}
         self.sources = SourceBook()
         # Shared by a team of agents so that none runs another's search again; else the agent's own.
         self.queries = queries if queries is not None else QueryLog()
-        self._searched = False
+        self._used_a_tool = False
+        self._tools_used: set[str] = set()
         self._rejected: set[str] = set()  # reasons an answer was already sent back for (once each)
         self.messages: list[Message] = []
         self.usage = Usage()
@@ -213,12 +225,7 @@ class ResearchAgent:
         self.stream.emit(AgentStarted(run_id=self.run_id, agent=self.name, task=task or question))
         # Shared prefix first (system, question), the agent's own sub-task last: prompt caches in
         # llama.cpp / vLLM then serve the common part once for all agents of a run.
-        system = render_prompt(
-            "agent_system",
-            corpus=self.corpus,
-            max_steps=self.max_steps,
-            answer_words=max(20, self.answer_max_chars // CHARS_PER_WORD),
-        )
+        system = self.system_prompt()
         user = render_prompt("agent_question", question=question)
         if task and task.strip() != question.strip():
             user += "\n" + render_prompt("agent_subtask", task=task)
@@ -241,6 +248,28 @@ class ResearchAgent:
             return self._fail(task or question, step, exc)
         raise AssertionError("unreachable: the last step can only answer")  # pragma: no cover
 
+    @property
+    def works_on_corpus(self) -> bool:
+        """Whether the agent has the search tool (and so a corpus to answer from, and to cite)."""
+        return works_on_corpus(self.tools.values())
+
+    def system_prompt(self) -> str:
+        """The system prompt: the agent's actions, one per tool in order, then `answer`. An agent without
+        search is told there are no documents (it computes its answer, e.g. with python)."""
+        actions = "\n".join(render_prompt(f"agent_action_{name}").strip() for name in self.tools)
+        words = max(20, self.answer_max_chars // CHARS_PER_WORD)
+        if self.works_on_corpus:
+            return render_prompt(
+                "agent_system",
+                corpus=self.corpus,
+                actions=actions,
+                max_steps=self.max_steps,
+                answer_words=words,
+            )
+        return render_prompt(
+            "agent_system_no_corpus", actions=actions, max_steps=self.max_steps, answer_words=words
+        )
+
     async def step(self, step: int, *, final: bool) -> Action:
         """Ask for one action, run it, and append the observation. Returns the action."""
         action = await self._next_action(step, final)
@@ -257,12 +286,14 @@ class ResearchAgent:
         if action.name == "answer":
             return action
         tool = self.tools[action.name]
-        self._searched = True
+        self._used_a_tool = True
+        self._tools_used.add(action.name)
         ctx = ToolContext(self.run_id, self.name, step, self.search, self.sources, self.stream, self.queries)
         observation = await tool.call(action.args, ctx)
         last = step + 1 == self.max_steps or self.budget.exhausted() is not None
         if last:
-            text = render_prompt("agent_final", observation=observation.text)
+            final_prompt = "agent_final" if self.works_on_corpus else "agent_final_no_corpus"
+            text = render_prompt(final_prompt, observation=observation.text)
         else:
             text = render_prompt(
                 "agent_observation", observation=observation.text, step=step, max_steps=self.max_steps
@@ -273,11 +304,12 @@ class ResearchAgent:
     # ------------------------------------------------------------- actions
     def allowed_actions(self, final: bool) -> list[str]:
         """Actions the agent may take now: the last step may only answer, the first must use a tool
-        (an agent that answers before looking is a direct answer in disguise; small models do this)."""
+        (an agent that answers before looking, or before computing, is a direct answer in disguise;
+        small models do this)."""
         if final:
             return ["answer"]
         tools = [name for name, tool in self.tools.items() if tool.available(self.sources)]
-        return [*tools, "answer"] if self._searched or not tools else tools
+        return [*tools, "answer"] if self._used_a_tool or not tools else tools
 
     def _answer_problem(self, action: Action, step: int) -> tuple[str, str] | None:
         """Why an answer is not ready (`(reason, what to do)`), or None. Each reason sends an answer back
@@ -287,7 +319,10 @@ class ResearchAgent:
         assert isinstance(action.args, AnswerArgs)
         opened = self.sources.opened
         problems: list[tuple[str, str]] = []
-        if not opened:
+        # Reading and citing apply to answers from the corpus alone: an agent that computed (python) has
+        # that tool's output as its evidence, and nothing to open or cite for it.
+        corpus = self.works_on_corpus and self._tools_used <= {SearchTool.name, OpenTool.name}
+        if corpus and not opened:
             unread = ", ".join(f"[{ref}]" for ref in self.sources.unopened_refs())
             message = (
                 render_prompt("agent_reject_unread", refs=unread)
@@ -299,7 +334,8 @@ class ResearchAgent:
             problems.append(
                 ("missing", render_prompt("agent_reject_missing", missing=action.missing.strip()))
             )
-        if opened and not (set(action.args.cite) | set(cited_numbers(action.args.answer))) & opened.keys():
+        cited = set(action.args.cite) | set(cited_numbers(action.args.answer))
+        if corpus and opened and not cited & opened.keys():
             read = ", ".join(f"[{ref}]" for ref in opened)
             problems.append(("uncited", render_prompt("agent_reject_uncited", refs=read)))
         fresh = [(reason, message.strip()) for reason, message in problems if reason not in self._rejected]

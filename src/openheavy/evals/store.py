@@ -1,5 +1,6 @@
-"""The saved results of an evaluation: `eval.json` (what was asked for: dataset, seed, modes, item ids)
-and `results.jsonl` (one graded row per finished (item, mode), appended and flushed as each finishes).
+"""The saved results of an evaluation: `eval.json` (what was asked for: dataset, seed, tools, modes,
+item ids) and `results.jsonl` (one graded row per finished (item, mode), appended and flushed as each
+finishes).
 
 The results directory is the single source of truth: the summary, report and plots are computed from
 these two files alone, so any earlier run, finished or interrupted, can be reported again.
@@ -13,26 +14,32 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import openheavy
 from openheavy.errors import ConfigError
 from openheavy.evals.datasets import ItemKind
+from openheavy.tools.catalog import DEFAULT_TOOLS
 
 log = logging.getLogger(__name__)
+
+Row = TypeVar("Row", bound=BaseModel)
+Model = TypeVar("Model", bound=BaseModel)
 
 RESULTS_FILE = "results.jsonl"
 META_FILE = "eval.json"
 
 
-class _Saved(BaseModel):
-    # Old files must stay readable when a field is added later.
+class SavedModel(BaseModel):
+    """What results folders save (evals, audits): fields a later version added are ignored, so old files
+    stay readable and new ones open in an older openheavy."""
+
     model_config = ConfigDict(extra="ignore")
 
 
-class ModeRecord(_Saved):
+class ModeRecord(SavedModel):
     """A mode as saved: its label ("heavy:4"), name ("heavy") and N (4)."""
 
     label: str
@@ -40,11 +47,13 @@ class ModeRecord(_Saved):
     n: int
 
 
-class EvalMeta(_Saved):
+class EvalMeta(SavedModel):
     """`eval.json`: what the results directory is an evaluation of."""
 
     dataset: str = ""
     seed: int = 0
+    # The agents' tools (tools/catalog.py); files from before the option have the default.
+    tools: list[str] = Field(default_factory=lambda: list(DEFAULT_TOOLS))
     modes: list[ModeRecord] = Field(default_factory=list)
     item_ids: list[str] = Field(default_factory=list)
     created_at: float = Field(default_factory=time.time)
@@ -52,7 +61,7 @@ class EvalMeta(_Saved):
     openheavy_version: str = openheavy.__version__
 
 
-class JudgeRecord(_Saved):
+class JudgeRecord(SavedModel):
     """The LLM judge's verdict on one answer, or the error that kept it from giving one."""
 
     correct: bool | None = None
@@ -60,7 +69,7 @@ class JudgeRecord(_Saved):
     error: str | None = None
 
 
-class ResultRecord(_Saved):
+class ResultRecord(SavedModel):
     """One line of `results.jsonl`: a finished (item, mode) with its answer, figures and grade."""
 
     item_id: str
@@ -94,26 +103,41 @@ class ResultRecord(_Saved):
 
 def read_meta(out_dir: Path) -> EvalMeta | None:
     """The saved `eval.json` of a results directory, or None if there is none."""
-    path = out_dir / META_FILE
+    return read_json_file(out_dir / META_FILE, EvalMeta, "an eval description")
+
+
+def read_json_file(path: Path, model: type[Model], what: str) -> Model | None:
+    """The JSON file at `path` as `model`, or None if there is none; a `ConfigError` saying that `path` is
+    not `what` ("an eval description") when it does not fit."""
     if not path.is_file():
         return None
     try:
-        return EvalMeta.model_validate_json(path.read_bytes())
+        return model.model_validate_json(path.read_bytes())
     except ValidationError as exc:
-        raise ConfigError(f"{path} is not an eval description ({exc.error_count()} errors)") from exc
+        raise ConfigError(f"{path} is not {what} ({exc.error_count()} errors)") from exc
 
 
 def write_meta(out_dir: Path, meta: EvalMeta) -> None:
     """Write `eval.json` atomically, so an interrupt never leaves half a file."""
-    path = out_dir / META_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(meta.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    write_json_atomic(out_dir / META_FILE, meta)
+
+
+def write_json_atomic(path: Path, model: BaseModel) -> None:
+    """Write `model` as indented JSON to `path` through a temporary file, so an interrupt never leaves
+    half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(model.model_dump_json(indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
 def read_results(out_dir: Path) -> list[ResultRecord]:
     """Every saved row of `results.jsonl`, in file order. A line cut short by a crash is skipped."""
-    path = out_dir / RESULTS_FILE
+    return read_rows(out_dir / RESULTS_FILE, ResultRecord)
+
+
+def read_rows(path: Path, row_type: type[Row]) -> list[Row]:
+    """Every row of a JSONL results file that `ResultsWriter` appends to, as `row_type`, in file order.
+    A missing file has no rows; a line cut short by a crash is skipped with a warning."""
     if not path.is_file():
         return []
     rows = []
@@ -122,7 +146,7 @@ def read_results(out_dir: Path) -> list[ResultRecord]:
             if not line.strip():
                 continue
             try:
-                rows.append(ResultRecord.model_validate_json(line))
+                rows.append(row_type.model_validate_json(line))
             except ValidationError:
                 log.warning("%s:%d: skipping an unreadable result line (interrupted write?)", path, number)
     return rows
@@ -134,7 +158,8 @@ def latest_results(rows: Iterable[ResultRecord]) -> dict[tuple[str, str], Result
 
 
 class ResultsWriter:
-    """Appends result rows to `results.jsonl`, flushing each one as soon as it is written."""
+    """Appends result rows (any pydantic model: `ResultRecord` here, audit rows elsewhere) to a JSONL
+    file such as `results.jsonl`, flushing each one as soon as it is written."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -153,7 +178,7 @@ class ResultsWriter:
             self._file.write("\n")
         return self
 
-    def write(self, record: ResultRecord) -> None:
+    def write(self, record: BaseModel) -> None:
         """Append one row and flush it."""
         assert self._file is not None, "write() outside the with block"
         self._file.write(record.model_dump_json() + "\n")

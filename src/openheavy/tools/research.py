@@ -8,11 +8,21 @@ import time
 
 from pydantic import BaseModel, Field
 
+from openheavy.errors import AddressRefusedError, FetchError, OpenHeavyError
 from openheavy.prompts import render_prompt
+from openheavy.search.cache import CachedSearch
 from openheavy.search.queries import MAX_PAGES, QueryClaim
 from openheavy.tools.base import Observation, ToolContext
 from openheavy.tools.sources import SourceBook
-from openheavy.types import DocumentOpened, Hit, JsonSchema, SearchDone, SearchRepeated
+from openheavy.types import (
+    DocumentOpened,
+    FetchRefused,
+    Hit,
+    JsonSchema,
+    PageUnreadable,
+    SearchDone,
+    SearchRepeated,
+)
 
 QUERY_MAX_CHARS = 120
 TEAM_QUERIES_SHOWN = 6  # the other agents' latest queries shown after a search
@@ -74,7 +84,7 @@ class SearchTool:
             text = render_prompt("tool_search_exhausted", who=_who(claim, ctx.agent), pages=pages)
             return Observation(text.strip())
         started = time.perf_counter()
-        hits, cached = await ctx.search.search_page(args.query, self.k, claim.page)
+        hits, cached = await _corpus(ctx).search_page(args.query, self.k, claim.page)
         ctx.queries.record_results(claim, len(hits), self.k)
         already_seen = set(ctx.sources.seen)
         refs = ctx.sources.register(hits)
@@ -118,6 +128,7 @@ class SearchTool:
                 "tool_search_hit_read" if ref in ctx.sources.opened else "tool_search_hit",
                 ref=ref,
                 title=hit.title,
+                source=f" ({hit.source})" if hit.source else "",
                 snippet=" ".join(hit.snippet.split())[: self.snippet_chars],
             ).strip()
             for ref, hit in zip(refs, hits, strict=True)
@@ -165,7 +176,12 @@ class OpenTool:
             known = ", ".join(f"[{r}]" for r in ctx.sources.seen)
             return Observation(render_prompt("tool_open_unknown", ref=args.ref, known=known).strip())
         started = time.perf_counter()
-        document, cached = await ctx.search.open(hit.id)
+        try:
+            document, cached = await _corpus(ctx).open(hit.id)
+        except FetchError as exc:
+            # A refused or unreadable web page is an observation, not the agent's end: it can't be
+            # cited, and the agent reads something else.
+            return _unreadable(args.ref, exc, ctx)
         ctx.sources.mark_opened(args.ref, document)
         text = document.text.strip()
         shown = text if len(text) <= self.max_chars else text[: self.max_chars] + " […]"
@@ -201,6 +217,47 @@ def _who(claim: QueryClaim, agent: str) -> str:
     return " and ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
+def _corpus(ctx: ToolContext) -> CachedSearch:
+    if ctx.search is None:  # ResearchAgent refuses these tools without a corpus; this is the backstop
+        raise OpenHeavyError("the search and open tools need a corpus, and this agent has none")
+    return ctx.search
+
+
+def _unreadable(ref: int, exc: FetchError, ctx: ToolContext) -> Observation:
+    ctx.sources.mark_unreadable(ref, str(exc))
+    if isinstance(exc, AddressRefusedError):
+        ctx.stream.emit(
+            FetchRefused(
+                run_id=ctx.run_id,
+                agent=ctx.agent,
+                step=ctx.step,
+                ref=ref,
+                url=exc.url,
+                host=exc.host,
+                port=exc.port,
+                address=exc.address,
+                why=exc.why,
+                chain=list(exc.chain),
+            )
+        )
+        return Observation(render_prompt("tool_open_refused", ref=ref, why=exc.why).strip())
+    ctx.stream.emit(
+        PageUnreadable(
+            run_id=ctx.run_id,
+            agent=ctx.agent,
+            step=ctx.step,
+            ref=ref,
+            url=exc.url,
+            reason=exc.reason,
+            message=str(exc),
+        )
+    )
+    observation = render_prompt(
+        "tool_open_unreadable", ref=ref, reason=exc.reason or "error", message=str(exc)
+    )
+    return Observation(observation.strip())
+
+
 def _hit_record(ref: int, hit: Hit) -> dict[str, object]:
     return {
         "ref": ref,
@@ -210,4 +267,5 @@ def _hit_record(ref: int, hit: Hit) -> dict[str, object]:
         "url": hit.url,
         "snippet": hit.snippet,
         "score": hit.score,
+        "source": hit.source,
     }

@@ -12,24 +12,7 @@ from typing import IO, Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from openheavy.errors import OpenHeavyError
-from openheavy.types import (
-    ActionParsed,
-    AgentFinished,
-    AgentStarted,
-    AnswerEdited,
-    AnswerRejected,
-    CitationDropped,
-    DocumentOpened,
-    Event,
-    EventSink,
-    ModelCalled,
-    Note,
-    OutputRejected,
-    RunFinished,
-    RunStarted,
-    SearchDone,
-    SearchRepeated,
-)
+from openheavy.types import EVENT_TYPES, Event, EventSink, ModelCalled
 
 __all__ = [
     "EVENT_TYPES",
@@ -39,27 +22,6 @@ __all__ = [
     "read_trace",
     "trace_path",
 ]
-
-EVENT_TYPES: dict[str, type[Event]] = {
-    cls.__name__: cls
-    for cls in (
-        RunStarted,
-        AgentStarted,
-        ModelCalled,
-        ActionParsed,
-        OutputRejected,
-        AnswerRejected,
-        SearchRepeated,
-        SearchDone,
-        DocumentOpened,
-        CitationDropped,
-        AnswerEdited,
-        AgentFinished,
-        Note,
-        RunFinished,
-    )
-}
-"""Event classes by `Event.kind`, for turning trace records back into events."""
 
 
 def trace_path(runs_dir: Path, run_id: str) -> Path:
