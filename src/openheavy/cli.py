@@ -1,7 +1,7 @@
 """The `openheavy` command: a thin shell over the library API.
 
 Errors that openheavy raises on purpose are printed as one line that says what to do, with exit code 1;
-Ctrl-C exits with 130 after the run's trace is closed and the model server stopped.
+Ctrl-C exits with 130 after the run's trace is closed and the model server let go (a shared one stays up).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import asyncio
 import functools
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -397,6 +398,98 @@ def trace(
             _fail(f"run {row.run_id} has no trace file")
         records = read_trace(Path(row.trace_path))
     render_trace(records, out)
+
+
+model_app = typer.Typer(
+    help="The shared embedded model servers of this data directory: what runs, who uses it; stop them.",
+    no_args_is_help=True,
+)
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("status")
+def model_status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")] = False,
+) -> None:
+    """Show the shared llama-servers: model, pid, port, threads, busy slots, uptime, idle time, users."""
+    from rich.table import Table
+
+    from openheavy.display.formatting import duration
+    from openheavy.models.core_ledger import CoreLedger
+    from openheavy.models.shared_server import server_statuses
+
+    settings = _settings()
+    with _errors():
+        statuses = server_statuses(settings.data_dir)
+        ledger = CoreLedger(settings.runtime_dir)
+        used = ledger.used()
+    if as_json:
+        report = {
+            "data_dir": str(settings.data_dir),
+            "servers": [s.to_dict() for s in statuses],
+            "cores": {"total": ledger.cores, "used_by_llama_servers": used},
+        }
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    if not statuses:
+        out.print(f"no shared model server in {settings.data_dir}", highlight=False)
+    else:
+        table = Table(show_edge=False, pad_edge=False)
+        for column in ("model", "pid", "port", "threads", "busy", "up", "idle", "users"):
+            table.add_column(column, no_wrap=True, overflow="ellipsis")
+        for status in statuses:
+            idle = status.idle_for
+            table.add_row(
+                status.model,
+                str(status.server_pid),
+                str(status.port),
+                str(status.threads),
+                f"{status.busy_slots if status.busy_slots is not None else '?'}/{status.slots}",
+                duration(status.uptime),
+                "stale" if status.problem else "busy" if idle is None else duration(idle),
+                str(len(status.users)),
+            )
+        out.print(table)
+        for status in statuses:
+            if status.problem:
+                out.print(
+                    f"{status.model}: stale record, {status.problem} (replaced on next use)", highlight=False
+                )
+            for user in status.users:
+                ago = duration(max(0.0, time.time() - user.last_used))
+                out.print(
+                    f"{status.model}: used by pid {user.pid} ({user.command}), last request {ago} ago",
+                    highlight=False,
+                )
+    out.print(
+        f"llama.cpp threads on this machine: {used} of {ledger.cores} cores", style="dim", highlight=False
+    )
+
+
+@model_app.command("stop")
+def model_stop(
+    model: Annotated[
+        str | None, typer.Argument(help="local | local:fast | local:tiny (default: all).")
+    ] = None,
+) -> None:
+    """Stop the shared llama-servers of this data directory (runs using them get an error)."""
+    from openheavy.models.shared_server import stop_servers
+
+    settings = _settings()
+    with _errors():
+        stopped = stop_servers(settings.data_dir, model)
+    if not stopped:
+        which = f"for {model} " if model else ""
+        out.print(f"no shared model server {which}in {settings.data_dir}", highlight=False)
+    for server in stopped:
+        if not server.was_running:
+            out.print(
+                f"{server.model}: removed a stale record (pid {server.server_pid} was gone)", highlight=False
+            )
+        elif server.stopped:
+            out.print(f"{server.model}: stopped llama-server pid {server.server_pid}", highlight=False)
+        else:
+            _fail(f"{server.model}: llama-server pid {server.server_pid} did not stop — kill it yourself")
 
 
 @app.command()
