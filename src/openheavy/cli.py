@@ -231,7 +231,12 @@ def eval_(
     judge: Annotated[bool, typer.Option("--judge", help="Also grade with an LLM judge (the model).")] = False,
     retry_errors: Annotated[bool, typer.Option("--retry-errors", help="Rerun items that errored.")] = False,
     report: Annotated[
-        Path | None, typer.Option("--report", help="Only re-render the report of this results folder.")
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Only re-render the report of this results folder (and make an older one portable: "
+            "traces still on this machine are copied into it, the others marked not available).",
+        ),
     ] = None,
     ray: Annotated[
         str | None,
@@ -254,9 +259,20 @@ def eval_(
     from openheavy.models.registry import resolve_model
 
     if report is not None:
+        from openheavy.evals.portable import make_portable
+
         with _errors():
+            if not (report / "eval.json").is_file():
+                render_report(report)  # says what is missing and what to run
+            portable = make_portable(report, _settings().runs_dir)
             render_report(report)
-        out.print(f"report: {report / 'report.md'}")
+        if portable.rewritten:
+            out.print(
+                f"traces: {portable.exported} copied into {report / 'traces'}, {portable.missing} not "
+                "available on this machine (marked so in the report)",
+                highlight=False,
+            )
+        out.print(f"report: {report / 'report.md'}", highlight=False)
         return
     if dataset is None:
         _fail("name a DATASET (hotpotqa, musique, gsm8k, math500, peps-wide or a .jsonl), or --report DIR")
@@ -385,12 +401,22 @@ def runs(limit: Annotated[int, typer.Option(min=1, help="How many, newest first.
 
 @app.command()
 def trace(
-    run_id: Annotated[str, typer.Argument(help="A run id (or a unique prefix) from `openheavy runs`.")],
+    run_id: Annotated[
+        str,
+        typer.Argument(
+            help="A run id (or a unique prefix) from `openheavy runs`, or a trace file "
+            "(.jsonl, or .jsonl.gz as exported beside eval results)."
+        ),
+    ],
 ) -> None:
     """Print a run step by step: every prompt, output, search, document, token and second."""
     from openheavy.display.render import render_trace
     from openheavy.trace import RunStore, read_trace, run_store_path
 
+    if run_id.endswith((".jsonl", ".jsonl.gz")) and Path(run_id).is_file():
+        with _errors():
+            render_trace(read_trace(Path(run_id)), out)
+        return
     settings = _settings()
     with _errors():
         row = RunStore(run_store_path(settings.runs_dir)).get(run_id)

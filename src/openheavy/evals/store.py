@@ -74,6 +74,8 @@ class ResultRecord(_Saved):
     answer: str = ""
     citations: list[dict[str, Any]] = Field(default_factory=list)
     run_id: str = ""
+    # The exported trace, relative to the results folder (`traces/RUN_ID.jsonl.gz`); None: not available.
+    # Folders written before traces were exported hold absolute paths here until `make_portable` runs.
     trace_path: str | None = None
     figures: dict[str, float] = Field(default_factory=dict)
     error: str | None = None
