@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -87,6 +88,31 @@ def _settings(**overrides: Any) -> Settings:
         _fail(str(exc))
 
 
+# The run budgets, the same flags on ask, compare and eval.
+MaxStepsOption = Annotated[int | None, typer.Option(min=1, help="Budget: actions per agent.")]
+MaxTokensOption = Annotated[
+    int | None, typer.Option(min=1, help="Budget: tokens per run, prompt + completion (default 60,000).")
+]
+MaxSecondsOption = Annotated[
+    float | None, typer.Option(help="Budget: wall-clock seconds per run (default 900).", show_default=False)
+]
+
+
+def _check_seconds(value: float | None) -> float | None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        _fail(f"--max-seconds must be a positive, finite number of seconds, got {value}")
+    return value
+
+
+def _budget_limits(settings: Settings, options: RunOptions) -> dict[str, str]:
+    """The flag and value of each budget as the run used it, for the line that says what a budget stopped."""
+    return {
+        "steps": f"--max-steps {options.max_steps or settings.max_steps}",
+        "tokens": f"--max-tokens {options.max_tokens or settings.max_tokens:,}",
+        "time": f"--max-seconds {options.max_seconds or settings.max_seconds:g}",
+    }
+
+
 def _parse_agents(value: str) -> int | None:
     if value == "auto":
         return None
@@ -108,7 +134,9 @@ def ask(
     ] = None,
     api_key: Annotated[str | None, typer.Option(help="API key for a remote model (or env).")] = None,
     corpus: Annotated[str | None, typer.Option(help="Corpus to search (default pydocs).")] = None,
-    max_steps: Annotated[int | None, typer.Option(min=1, help="Actions per agent.")] = None,
+    max_steps: MaxStepsOption = None,
+    max_tokens: MaxTokensOption = None,
+    max_seconds: MaxSecondsOption = None,
     agents: Annotated[str, typer.Option(help="heavy: 'auto' or a number of agents.")] = "auto",
     max_agents: Annotated[int, typer.Option(min=1, help="heavy: most agents the planner may use.")] = 4,
     n: Annotated[int, typer.Option(min=1, help="rank: number of samples.")] = 4,
@@ -119,7 +147,13 @@ def ask(
 ) -> None:
     """Research QUESTION and print a cited answer with its figures."""
     from openheavy.display.live import LiveDisplay
-    from openheavy.display.render import render_agent_table, render_answer, render_ranking, render_summary
+    from openheavy.display.render import (
+        render_agent_table,
+        render_answer,
+        render_budget_stops,
+        render_ranking,
+        render_summary,
+    )
 
     if mode not in MODES:
         _fail(f"unknown --mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -127,7 +161,14 @@ def ask(
     agent_count = _parse_agents(agents)
     with _errors(), _progress(enabled=not as_json) as progress:
         options = RunOptions(
-            max_steps=max_steps, agents=agent_count, max_agents=max_agents, n=n, verifier=verifier, seed=seed
+            max_steps=max_steps,
+            max_tokens=max_tokens,
+            max_seconds=_check_seconds(max_seconds),
+            agents=agent_count,
+            max_agents=max_agents,
+            n=n,
+            verifier=verifier,
+            seed=seed,
         )
         heavy = Heavy(settings=settings, api_key=api_key, progress=progress)
         sinks = [] if (as_json or quiet) else [LiveDisplay(err)]
@@ -141,7 +182,10 @@ def ask(
     if result.figures.agents > 1:
         render_agent_table(result.figures, out)
     for note in result.notes:
-        out.print(f"[yellow]note:[/] {note}", highlight=False)
+        out.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+    stops = render_budget_stops(str(result.stop_reason), result.agents, _budget_limits(settings, options))
+    if stops:
+        out.print(f"[yellow]{escape(stops)}[/]", highlight=False)
     out.print(render_summary(result.figures, result.run_id), style="dim", highlight=False)
 
 
@@ -156,7 +200,10 @@ def compare(
     ] = None,
     api_key: Annotated[str | None, typer.Option(help="API key for a remote model (or env).")] = None,
     corpus: Annotated[str | None, typer.Option(help="Corpus to search (default pydocs).")] = None,
-    max_steps: Annotated[int | None, typer.Option(min=1, help="Actions per agent.")] = None,
+    max_steps: MaxStepsOption = None,
+    max_tokens: MaxTokensOption = None,
+    max_seconds: MaxSecondsOption = None,
+    max_agents: Annotated[int, typer.Option(min=1, help="heavy: most agents the planner may use.")] = 4,
     n: Annotated[int, typer.Option(min=1, help="rank: number of samples.")] = 4,
     verifier: Annotated[str, typer.Option(help="rank: vote | judge | check:NAME | reward:URL")] = "vote",
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
@@ -165,12 +212,22 @@ def compare(
     from rich.table import Table
 
     from openheavy.display.live import LiveDisplay
+    from openheavy.display.render import render_budget_stops
 
     chosen = [m.strip() for m in modes.split(",") if m.strip()]
     unknown = [m for m in chosen if m not in MODES]
     if unknown or not chosen:
         _fail(f"unknown mode(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(MODES)}")
     settings = _settings(model=model, corpus=corpus, api_key=api_key)
+    with _errors():
+        options = RunOptions(
+            max_steps=max_steps,
+            max_tokens=max_tokens,
+            max_seconds=_check_seconds(max_seconds),
+            max_agents=max_agents,
+            n=n,
+            verifier=verifier,
+        )
 
     async def run_all(heavy: Heavy) -> list[RunResult]:
         results = []
@@ -179,7 +236,6 @@ def compare(
                 if not as_json:
                     err.rule(f"[bold]{mode}")
                 sinks = [] if as_json else [LiveDisplay(err)]
-                options = RunOptions(max_steps=max_steps, n=n, verifier=verifier)
                 results.append(await heavy.arun(question, mode, options, sinks=sinks))
         return results
 
@@ -204,6 +260,10 @@ def compare(
             r.run_id,
         )
     out.print(table)
+    for r in results:
+        stops = render_budget_stops(str(r.stop_reason), r.agents, _budget_limits(settings, options))
+        if stops:
+            out.print(f"[yellow]{escape(r.mode)}: {escape(stops)}[/]", highlight=False)
 
 
 @app.command("eval")
@@ -226,7 +286,9 @@ def eval_(
     data_dir: Annotated[
         Path | None, typer.Option(help="Benchmark data folder (default ../shared/data).")
     ] = None,
-    max_steps: Annotated[int | None, typer.Option(min=1, help="Actions per agent.")] = None,
+    max_steps: MaxStepsOption = None,
+    max_tokens: MaxTokensOption = None,
+    max_seconds: MaxSecondsOption = None,
     verifier: Annotated[str, typer.Option(help="rank: vote | judge | check:NAME | reward:URL")] = "vote",
     judge: Annotated[bool, typer.Option("--judge", help="Also grade with an LLM judge (the model).")] = False,
     retry_errors: Annotated[bool, typer.Option("--retry-errors", help="Rerun items that errored.")] = False,
@@ -279,6 +341,10 @@ def eval_(
     settings = _settings(model=model, api_key=api_key)
     out_dir = results or Path("eval-out") / Path(dataset).stem
     with _errors():
+        # Checked here, once: a bad budget must not become an errored result for every item.
+        budgets = RunOptions(
+            max_steps=max_steps, max_tokens=max_tokens, max_seconds=_check_seconds(max_seconds)
+        )
         items = load_dataset(dataset, data_dir, limit=limit)
         mode_specs = parse_modes(modes)
         searching = [m.label for m in mode_specs if MODES[m.name].uses_corpus]
@@ -293,7 +359,7 @@ def eval_(
 
         async def evaluate() -> None:
             make = functools.partial(
-                make_heavy_runner, settings, api_key=api_key, verifier=verifier, max_steps=max_steps
+                make_heavy_runner, settings, api_key=api_key, verifier=verifier, budgets=budgets
             )
             runner: HeavyRunner | RayRunner
             judge_model: ChatModel | None = None
@@ -324,7 +390,27 @@ def eval_(
                     await judge_model.aclose()
 
         asyncio.run(evaluate())
+    stops = _eval_budget_stops(out_dir, _budget_limits(settings, budgets))
+    if stops:
+        out.print(f"[yellow]{escape(stops)}[/]", highlight=False)
     out.print(f"results: {out_dir / 'results.jsonl'} · report: {out_dir / 'report.md'}")
+
+
+def _eval_budget_stops(out_dir: Path, limits: dict[str, str]) -> str | None:
+    """Which budget stopped how many runs of each mode, e.g. `stopped by budget: tokens (--max-tokens
+    500): heavy:4 ×3, single ×1`; None when no budget stopped a run."""
+    from openheavy.evals.store import latest_results, read_results
+
+    counts: dict[str, dict[str, int]] = {}
+    for row in latest_results(read_results(out_dir)).values():
+        if row.stop_reason.startswith("budget:"):
+            by_mode = counts.setdefault(row.stop_reason.removeprefix("budget:"), {})
+            by_mode[row.mode] = by_mode.get(row.mode, 0) + 1
+    parts = [
+        f"{budget} ({limits.get(budget, budget)}): " + ", ".join(f"{m} ×{c}" for m, c in modes.items())
+        for budget, modes in counts.items()
+    ]
+    return "stopped by budget: " + " · ".join(parts) if parts else None
 
 
 @app.command()

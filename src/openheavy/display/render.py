@@ -33,6 +33,7 @@ from openheavy.types import (
 __all__ = [
     "render_agent_table",
     "render_answer",
+    "render_budget_stops",
     "render_ranking",
     "render_runs",
     "render_summary",
@@ -57,6 +58,25 @@ def render_summary(figures: RunFigures, run_id: str) -> str:
     if run_id:
         parts.append(f"run {run_id}")
     return " · ".join(parts)
+
+
+def render_budget_stops(
+    stop_reason: str, agents: Sequence[dict[str, Any]], limits: dict[str, str]
+) -> str | None:
+    """One line naming each budget that stopped the run or some of its agents, with the flag that set
+    it, and what it stopped, e.g. `stopped by budget: tokens (--max-tokens 500): agent-1, agent-3 ·
+    steps (--max-steps 3): agent-2`; None when no budget stopped anything."""
+    stopped: dict[str, list[str]] = {}
+    for agent in agents:
+        reason = str(agent.get("stop_reason", ""))
+        if reason.startswith("budget:"):
+            stopped.setdefault(reason.removeprefix("budget:"), []).append(str(agent.get("agent", "an agent")))
+    if stop_reason.startswith("budget:") and not stopped:
+        stopped[stop_reason.removeprefix("budget:")] = ["the run"]
+    if not stopped:
+        return None
+    parts = [f"{name} ({limits.get(name, name)}): {', '.join(who)}" for name, who in stopped.items()]
+    return "stopped by budget: " + " · ".join(parts)
 
 
 def render_answer(answer: str, citations: Sequence[dict[str, Any]], console: Console) -> None:

@@ -26,6 +26,8 @@ class HeavyRunner:
     settings: Settings
     verifier: str = "vote"
     max_steps: int | None = None
+    # The run budgets (max_steps, max_tokens, max_seconds) every item runs under; None: the settings'.
+    budgets: RunOptions | None = None
     sinks: list[EventSink] = field(default_factory=list)
     _engines: dict[str, Heavy] = field(default_factory=dict)
 
@@ -38,7 +40,14 @@ class HeavyRunner:
                 f"{spec.label} needs a corpus to search, and {item.id} has none (math sets): "
                 "evaluate those with direct and rank:N"
             )
-        options = RunOptions(seed=seed, max_steps=self.max_steps, verifier=self.verifier)
+        budgets = self.budgets or RunOptions()
+        options = RunOptions(
+            seed=seed,
+            max_steps=self.max_steps or budgets.max_steps,
+            max_tokens=budgets.max_tokens,
+            max_seconds=budgets.max_seconds,
+            verifier=self.verifier,
+        )
         return name, options if mode.default_n is None else mode.with_n(options, spec.n)
 
     async def __call__(self, item: EvalItem, mode: ModeSpec, seed: int) -> RunOutcome:
@@ -55,11 +64,16 @@ class HeavyRunner:
 
 
 def make_heavy_runner(
-    settings: Settings, *, api_key: str | None = None, verifier: str = "vote", max_steps: int | None = None
+    settings: Settings,
+    *,
+    api_key: str | None = None,
+    verifier: str = "vote",
+    max_steps: int | None = None,
+    budgets: RunOptions | None = None,
 ) -> HeavyRunner:
     """A `HeavyRunner` with its own model resolved from `settings.model`. A module-level function, so
     `functools.partial` of it can be shipped to Ray workers that each build their own."""
     from openheavy.models.registry import resolve_model
 
     model = resolve_model(settings.model, settings, api_key=api_key)
-    return HeavyRunner(model, settings, verifier=verifier, max_steps=max_steps)
+    return HeavyRunner(model, settings, verifier=verifier, max_steps=max_steps, budgets=budgets)
