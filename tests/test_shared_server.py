@@ -376,7 +376,7 @@ async def test_model_status_shows_what_runs_and_who_uses_it(cli_env: Settings, w
     assert code == 0, output
     lines = output.splitlines()
     assert cells(lines[0]) == ["model", "pid", "port", "threads", "busy", "up", "idle", "users"]
-    row = cells(lines[2])
+    row = cells(lines[1])
     assert row[:4] == [MODEL, str(lease.pid), str(lease.record.port), str(lease.record.threads)]
     assert row[4] == "0/4" and row[-1] == "1"
     assert f"local:tiny: used by pid {os.getpid()}" in output

@@ -209,10 +209,12 @@ def compare(
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
     """Run several modes on one question and show the answers and their cost side by side."""
-    from rich.table import Table
+    from rich.text import Text
 
+    from openheavy.display.formatting import one_line
     from openheavy.display.live import LiveDisplay
-    from openheavy.display.render import render_budget_stops
+    from openheavy.display.render import render_answer, render_budget_stops
+    from openheavy.display.tables import Column, one_line_table
 
     chosen = [m.strip() for m in modes.split(",") if m.strip()]
     unknown = [m for m in chosen if m not in MODES]
@@ -244,22 +246,38 @@ def compare(
     if as_json:
         sys.stdout.write(json.dumps([r.to_dict() for r in results], ensure_ascii=False, indent=2) + "\n")
         return
-    table = Table(title=question, show_lines=True)
-    for column in ("mode", "answer", "searches", "docs read", "cited", "tokens in/out", "wall s", "run"):
-        table.add_column(column, overflow="fold")
+    # Each answer in full, then one line of figures per mode, side by side at any width.
     for r in results:
-        f = r.figures
-        table.add_row(
+        out.rule(f"[bold]{escape(r.mode)}")
+        render_answer(r.answer, r.citations, out)
+    out.rule()
+    out.print(
+        escape(one_line(question, 300)), style="bold", highlight=False, no_wrap=True, overflow="ellipsis"
+    )
+    columns = [
+        Column("mode", keep=9),
+        Column("answer", keep=5, flexible=True),
+        Column("searches", keep=3, justify="right"),
+        Column("read", keep=2, justify="right"),
+        Column("cited", keep=4, justify="right"),
+        Column("tokens", keep=7, justify="right"),
+        Column("wall s", keep=6, justify="right"),
+        Column("run", keep=8),
+    ]
+    rows: list[list[str | Text]] = [
+        [
             r.mode,
-            r.answer,
-            str(f.searches),
-            str(f.documents_read),
-            str(f.sources_cited),
-            f"{f.prompt_tokens:,} / {f.completion_tokens:,}",
-            f"{f.wall_seconds:.1f}",
+            one_line(r.answer, 200),
+            str(r.figures.searches),
+            str(r.figures.documents_read),
+            str(r.figures.sources_cited),
+            f"{r.figures.total_tokens:,}",
+            f"{r.figures.wall_seconds:.1f}",
             r.run_id,
-        )
-    out.print(table)
+        ]
+        for r in results
+    ]
+    out.print(one_line_table(columns, rows, out.width))
     for r in results:
         stops = render_budget_stops(str(r.stop_reason), r.agents, _budget_limits(settings, options))
         if stops:
@@ -447,34 +465,62 @@ def index(
 
 
 @app.command()
-def corpora() -> None:
+def corpora(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")] = False,
+) -> None:
     """List local corpora with their document and chunk counts."""
-    from rich.table import Table
+    from rich.text import Text
 
     from openheavy.corpus.catalog import list_corpora
+    from openheavy.display.tables import Column, one_line_table
 
     settings = _settings()
     with _errors():
         found = list_corpora(settings.index_dir)
+    if as_json:
+        listed = [
+            {
+                "name": info.name,
+                "documents": info.documents,
+                "chunks": info.chunks,
+                "updated_at": info.updated_at.isoformat(),
+                "path": str(info.path),
+                "problem": info.problem,
+            }
+            for info in found
+        ]
+        sys.stdout.write(json.dumps(listed, ensure_ascii=False, indent=2) + "\n")
+        return
     if not found:
         out.print("no corpora yet: `openheavy index PATH --name NAME`, or ask a question to build pydocs")
         return
-    table = Table("name", "documents", "chunks", "updated", "path")
-    for info in found:
-        if info.problem is not None:
-            table.add_row(info.name, "[red]unusable[/]", "", str(info.updated_at), str(info.path))
-        else:
-            table.add_row(
-                info.name, f"{info.documents:,}", f"{info.chunks:,}", str(info.updated_at), str(info.path)
-            )
-    out.print(table)
+    columns = [
+        Column("name", keep=9, flexible=True),
+        Column("documents", keep=8, justify="right"),
+        Column("chunks", keep=7, justify="right"),
+        Column("updated", keep=6),
+    ]
+    rows: list[list[str | Text]] = [
+        [
+            info.name,
+            Text("unusable", style="red") if info.problem else f"{info.documents:,}",
+            "" if info.problem else f"{info.chunks:,}",
+            info.updated_at.strftime("%Y-%m-%d %H:%M"),
+        ]
+        for info in found
+    ]
+    out.print(one_line_table(columns, rows, out.width))
+    out.print(f"in {settings.index_dir}", style="dim", highlight=False)
     for info in found:
         if info.problem is not None:
             err.print(f"[yellow]warning:[/] {escape(info.problem)}", highlight=False)
 
 
 @app.command()
-def runs(limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20) -> None:
+def runs(
+    limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")] = False,
+) -> None:
     """List past runs."""
     from openheavy.display.render import render_runs
     from openheavy.trace import RunStore, run_store_path
@@ -482,6 +528,10 @@ def runs(limit: Annotated[int, typer.Option(min=1, help="How many, newest first.
     settings = _settings()
     with _errors():
         rows = RunStore(run_store_path(settings.runs_dir)).list(limit=limit)
+    if as_json:
+        listed = [row.model_dump(mode="json") for row in rows]
+        sys.stdout.write(json.dumps(listed, ensure_ascii=False, indent=2) + "\n")
+        return
     render_runs(rows, out)
 
 
@@ -524,9 +574,10 @@ def model_status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")] = False,
 ) -> None:
     """Show the shared llama-servers: model, pid, port, threads, busy slots, uptime, idle time, users."""
-    from rich.table import Table
+    from rich.text import Text
 
     from openheavy.display.formatting import duration
+    from openheavy.display.tables import Column, one_line_table
     from openheavy.models.core_ledger import CoreLedger
     from openheavy.models.shared_server import server_statuses
 
@@ -546,22 +597,32 @@ def model_status(
     if not statuses:
         out.print(f"no shared model server in {settings.data_dir}", highlight=False)
     else:
-        table = Table(show_edge=False, pad_edge=False)
-        for column in ("model", "pid", "port", "threads", "busy", "up", "idle", "users"):
-            table.add_column(column, no_wrap=True, overflow="ellipsis")
+        columns = [
+            Column("model", keep=9, flexible=True),
+            Column("pid", keep=8, justify="right"),
+            Column("port", keep=4, justify="right"),
+            Column("threads", keep=3, justify="right"),
+            Column("busy", keep=7, justify="right"),
+            Column("up", keep=5, justify="right"),
+            Column("idle", keep=6, justify="right"),
+            Column("users", keep=2, justify="right"),
+        ]
+        rows: list[list[str | Text]] = []
         for status in statuses:
             idle = status.idle_for
-            table.add_row(
-                status.model,
-                str(status.server_pid),
-                str(status.port),
-                str(status.threads),
-                f"{status.busy_slots if status.busy_slots is not None else '?'}/{status.slots}",
-                duration(status.uptime),
-                "stale" if status.problem else "busy" if idle is None else duration(idle),
-                str(len(status.users)),
+            rows.append(
+                [
+                    status.model,
+                    str(status.server_pid),
+                    str(status.port),
+                    str(status.threads),
+                    f"{status.busy_slots if status.busy_slots is not None else '?'}/{status.slots}",
+                    duration(status.uptime),
+                    "stale" if status.problem else "busy" if idle is None else duration(idle),
+                    str(len(status.users)),
+                ]
             )
-        out.print(table)
+        out.print(one_line_table(columns, rows, out.width))
         for status in statuses:
             if status.problem:
                 out.print(
@@ -570,8 +631,10 @@ def model_status(
             for user in status.users:
                 ago = duration(max(0.0, time.time() - user.last_used))
                 out.print(
-                    f"{status.model}: used by pid {user.pid} ({user.command}), last request {ago} ago",
+                    f"{status.model}: used by pid {user.pid}, last request {ago} ago ({user.command})",
                     highlight=False,
+                    no_wrap=True,
+                    overflow="ellipsis",
                 )
     out.print(
         f"llama.cpp threads on this machine: {used} of {ledger.cores} cores", style="dim", highlight=False

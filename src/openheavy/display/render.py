@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from openheavy.display.formatting import compact_json, duration, one_line, tokens_in_out
+from openheavy.display.tables import Column, one_line_table
 from openheavy.trace import RunFigures, RunRow, TraceRecord
 from openheavy.types import (
     ActionParsed,
@@ -102,34 +103,41 @@ def _citation_line(citation: dict[str, Any], position: int) -> Text:
 _STATUS_STYLE = {"ok": "green", "running": "cyan", "cancelled": "yellow", "failed": "red"}
 
 
+_RUN_COLUMNS = (
+    Column("run", keep=9),
+    Column("started", keep=3),
+    Column("mode", keep=4),
+    Column("model", keep=2),
+    Column("status", keep=8),
+    Column("question", keep=7, flexible=True),
+    Column("tokens", keep=6, justify="right"),
+    Column("time", keep=5, justify="right"),
+)
+
+
 def render_runs(rows: Sequence[RunRow], console: Console) -> None:
-    """Print a table of past runs: id, start time, mode, model, status, question, tokens, wall time."""
+    """Print a table of past runs, one line each at any width: id, status, question, tokens and wall
+    time always; mode, start time and model as the width allows."""
     if not rows:
         console.print(Text("no runs yet — ask a question with `openheavy ask`"))
         return
-    table = Table(show_edge=False, pad_edge=False)
-    table.add_column("run", no_wrap=True)
-    table.add_column("started", no_wrap=True)
-    table.add_column("mode")
-    table.add_column("model", overflow="fold")
-    table.add_column("status")
-    table.add_column("question", ratio=1)
-    table.add_column("tokens", justify="right")
-    table.add_column("time", justify="right")
+    cells: list[list[str | Text]] = []
     for row in rows:
         figures = row.run_figures
         wall = row.finished_at - row.started_at if row.finished_at is not None else None
-        table.add_row(
-            row.run_id,
-            time.strftime("%Y-%m-%d %H:%M", time.localtime(row.started_at)),
-            row.mode,
-            row.model,
-            Text(row.status, style=_STATUS_STYLE.get(row.status, "")),
-            Text(one_line(row.question, 60)),
-            f"{figures.total_tokens:,}" if figures.total_tokens else "",
-            duration(wall) if wall is not None else "",
+        cells.append(
+            [
+                row.run_id,
+                time.strftime("%Y-%m-%d %H:%M", time.localtime(row.started_at)),
+                row.mode,
+                row.model,
+                Text(row.status, style=_STATUS_STYLE.get(row.status, "")),
+                one_line(row.question, 60),
+                f"{figures.total_tokens:,}" if figures.total_tokens else "",
+                duration(wall) if wall is not None else "",
+            ]
         )
-    console.print(table)
+    console.print(one_line_table(_RUN_COLUMNS, cells, console.width))
 
 
 # ---------------------------------------------------------------- full traces
