@@ -6,6 +6,7 @@ cores, and the API key stays in the owner-only record."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -32,7 +34,7 @@ from openheavy.models.shared_server import (
     server_statuses,
     stop_servers,
 )
-from openheavy.models.weights import EMBEDDED_MODELS
+from openheavy.models.weights import EMBEDDED_MODELS, locate_weight_sources
 from openheavy.types import Message
 from test_models_local import fake_binary, recorded_argv, wait_gone
 
@@ -501,3 +503,60 @@ async def test_a_busy_server_keeps_its_cores_and_the_other_waits(
     assert pid_alive(first.pid)
     assert CoreLedger(one.runtime_dir).used() == cores
     first.release()
+
+
+# ------------------------------------------------------------------------------ the benchmark script
+
+
+def load_bench() -> Any:
+    path = Path(__file__).parent.parent / "benchmarks" / "bench_shared_server.py"
+    spec = importlib.util.spec_from_file_location("bench_shared_server", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_benchmark_refuses_what_it_cannot_measure() -> None:
+    bench = load_bench()
+    for bad in (["--model", "http://gpu:8000/v1"], ["--limit", "0"], ["--keep-server"]):
+        with pytest.raises(SystemExit):
+            bench.parse_args(bad)
+    assert bench.parse_args([]).model == "local:fast" and bench.parse_args([]).concurrency == 2
+
+
+def test_the_benchmark_runs_an_eval_and_an_ask_on_one_fake_server(
+    tmp_path: Path, binary: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    try:
+        locate_weight_sources(EMBEDDED_MODELS[MODEL])
+    except EmbeddedModelError as exc:
+        pytest.skip(str(exc))
+    (binary.parent / "delay").write_text("1.0")  # each completion takes a second: the eval outlasts the ask
+    monkeypatch.setenv("OPENHEAVY_LLAMA_SERVER", str(binary))
+    out = tmp_path / "bench.json"
+    data = tmp_path / "data"
+    bench = load_bench()
+    bench.main(
+        [
+            "--model",
+            MODEL,
+            "--mode",
+            "direct",
+            "--limit",
+            "4",
+            "--data-dir",
+            str(data),
+            "--out",
+            str(out),
+            "--eval-data-dir",
+            str(Path(__file__).parent / "fixtures" / "eval" / "data"),
+        ]
+    )
+    report = json.loads(out.read_text())
+    assert report["shared_one_server"] is True and len(report["llama_server_pids"]) == 1
+    assert len(recorded_argv(binary)) == 1  # every process of the benchmark used the one server
+    assert report["ask_alone_s"] > 0 and report["ask_during_eval_s"] > 0
+    assert report["model_status"]["servers"][0]["pid"] == report["llama_server_pids"][0]
+    assert server_statuses(data) == []  # stopped at the end
