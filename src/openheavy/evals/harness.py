@@ -38,7 +38,7 @@ from openheavy.evals.grading import (
     grade_answer,
     judge_answer,
 )
-from openheavy.evals.portable import export_trace
+from openheavy.evals.portable import export_trace, make_portable
 from openheavy.evals.report import render_report
 from openheavy.evals.stats import EvalSummary
 from openheavy.evals.store import (
@@ -220,6 +220,8 @@ async def run_eval(
         async with asyncio.TaskGroup() as group:
             for item, mode in pending:
                 group.create_task(run_pair(item, mode))
+    # A folder resumed from before trace export still names absolute paths: export what is here.
+    await asyncio.to_thread(make_portable, out_dir)
     return await asyncio.to_thread(render_report, out_dir)
 
 
