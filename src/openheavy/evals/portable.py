@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from openheavy.evals.store import RESULTS_FILE, ResultRecord, read_results
+from openheavy.evals.store import RESULTS_FILE, ResultRecord, read_results, rewrite_rows
 from openheavy.trace import trace_path
 
 __all__ = ["TRACES_DIR", "PortableReport", "export_trace", "exported_trace", "make_portable"]
@@ -101,17 +101,5 @@ def make_portable(out_dir: Path, runs_dir: Path | None = None) -> PortableReport
         upgraded.append(row.model_copy(update={"trace_path": relative}))
     rewritten = upgraded != rows
     if rewritten:
-        _write_results(out_dir, upgraded)
+        rewrite_rows(out_dir / RESULTS_FILE, upgraded)
     return PortableReport(exported, present, missing, rewritten)
-
-
-def _write_results(out_dir: Path, rows: list[ResultRecord]) -> None:
-    path = out_dir / RESULTS_FILE
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{RESULTS_FILE}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.writelines(row.model_dump_json() + "\n" for row in rows)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

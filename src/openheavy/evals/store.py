@@ -129,6 +129,15 @@ def write_json_atomic(path: Path, model: BaseModel) -> None:
     os.replace(tmp, path)
 
 
+def rewrite_rows(path: Path, rows: Iterable[BaseModel]) -> None:
+    """Replace a JSONL results file with `rows` through a temporary file (an upgrade of its rows, never
+    an append: `ResultsWriter` does those), so an interrupt leaves the old file or the new, whole."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.writelines(row.model_dump_json() + "\n" for row in rows)
+    os.replace(tmp, path)
+
+
 def read_results(out_dir: Path) -> list[ResultRecord]:
     """Every saved row of `results.jsonl`, in file order. A line cut short by a crash is skipped."""
     return read_rows(out_dir / RESULTS_FILE, ResultRecord)
