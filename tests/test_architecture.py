@@ -30,10 +30,15 @@ ALLOWED: dict[str, set[str]] = {
     "rank": BASE | {"models", "prompts", "verify"},
     "agent": BASE | {"models", "tools", "search", "prompts", "citations"},
     "direct": BASE | {"agent", "models", "prompts"},
-    "slicing": set(),
-    "heavy": BASE | {"agent", "verify", "rank", "models", "search", "prompts", "slicing", "citations"},
+    "partition": BASE,
+    "planning": BASE | {"partition", "search"},
+    "aggregation": BASE | {"agent", "citations", "partition", "verify"},
+    "heavy": BASE
+    | {"agent", "verify", "rank", "models", "search", "prompts", "citations"}
+    | {"partition", "planning", "aggregation"},
     "modes": BASE
-    | {"config", "models", "search", "agent", "citations", "direct", "heavy", "rank", "verify", "modes"},
+    | {"config", "models", "search", "agent", "citations", "direct", "heavy", "rank", "verify", "modes"}
+    | {"planning"},
 }
 SHELLS = {"api", "cli", "evals", "server", "audit", "__init__", "__main__"}
 

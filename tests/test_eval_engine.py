@@ -44,9 +44,15 @@ def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
     system = messages[0].content
     query, gold, guess = about(messages)
     if "planner" in system:
-        return json.dumps({"kind": "multi-part", "tasks": [f"find {query}", f"check {query}"]})
+        tasks = [
+            {"task": f"find {query}", "queries": [query]},
+            {"task": f"check {query}", "queries": ["check"]},
+        ]
+        return json.dumps({"answer_shape": "long", "facet": "", "values": [], "tasks": tasks})
     if "lead researcher" in system:
-        return json.dumps({"agreements": "all", "conflicts": "none", "answer": f"{gold} [1]", "cite": [1]})
+        return json.dumps(
+            {"agreements": "all", "conflicts": "none", "short": "", "answer": f"{gold} [1]", "cite": [1]}
+        )
     if "research agent" not in system:  # direct mode
         return guess
     turns = sum(m.role == "assistant" for m in messages)

@@ -16,7 +16,16 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from openheavy.display.formatting import compact_json, duration, one_line, plural, tokens_in_out
+from openheavy.display.formatting import (
+    compact_json,
+    describe_merge,
+    describe_plan,
+    describe_vote,
+    duration,
+    one_line,
+    plural,
+    tokens_in_out,
+)
 from openheavy.display.render import render_summary
 from openheavy.trace import MetricsSink, RunFigures
 from openheavy.types import (
@@ -27,12 +36,15 @@ from openheavy.types import (
     DocumentOpened,
     Event,
     EventSink,
+    ListMerged,
     ModelCalled,
     Note,
     OutputRejected,
+    PlanMade,
     RunFinished,
     RunStarted,
     SearchDone,
+    VoteTaken,
 )
 
 __all__ = ["LiveDisplay", "describe_event"]
@@ -87,6 +99,12 @@ def describe_event(event: Event) -> str | None:
             return f"{who} finished ({event.stop_reason}) after {plural(event.steps, 'step')} · {sources}"
         case Note():
             return f"{who} {event.topic}: {one_line(compact_json(event.data), 200)}"
+        case PlanMade():
+            return f"{who} plan: {describe_plan(event)}"
+        case VoteTaken():
+            return f"{who} vote: {describe_vote(event)}"
+        case ListMerged():
+            return f"{who} list merged: {describe_merge(event)}"
         case RunFinished():
             error = f": {one_line(event.error)}" if event.error else ""
             return f"run {event.run_id} {event.status}{error}"
@@ -232,6 +250,8 @@ class LiveDisplay(EventSink):
                 )
             case Note():
                 view.status = f"{event.topic}: {one_line(compact_json(event.data), 80)}"
+            case PlanMade():
+                view.status = f"plan: {one_line(describe_plan(event), 80)}"
             case _:
                 pass
         if not view.started:

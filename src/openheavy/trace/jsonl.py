@@ -20,12 +20,15 @@ from openheavy.types import (
     DocumentOpened,
     Event,
     EventSink,
+    ListMerged,
     ModelCalled,
     Note,
     OutputRejected,
+    PlanMade,
     RunFinished,
     RunStarted,
     SearchDone,
+    VoteTaken,
 )
 
 __all__ = [
@@ -49,6 +52,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         DocumentOpened,
         CitationDropped,
         AgentFinished,
+        PlanMade,
+        VoteTaken,
+        ListMerged,
         Note,
         RunFinished,
     )

@@ -5,12 +5,39 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from statistics import fmean
 
 from openheavy.errors import OpenHeavyError
 from openheavy.normalize import normalize_answer
 from openheavy.types import EventStream, Usage
 from openheavy.verify.base import Sample, Score, Verifier, _label
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Votes counted: positions grouped by equal key, the largest group first (on equal sizes, the group
+    whose first member comes first). Positions whose key is None cast no vote."""
+
+    keys: tuple[str, ...]  # one per group
+    groups: tuple[tuple[int, ...], ...]
+
+    @property
+    def leader(self) -> int | None:
+        """The index of the one largest group, or None when no group is larger than all others."""
+        if not self.groups or (len(self.groups) > 1 and len(self.groups[1]) == len(self.groups[0])):
+            return None
+        return 0
+
+
+def tally(keys: Sequence[str | None]) -> Tally:
+    """Group positions 0..n-1 by their key: the majority count every vote in openheavy shares."""
+    members: dict[str, list[int]] = {}
+    for position, key in enumerate(keys):
+        if key is not None:
+            members.setdefault(key, []).append(position)
+    ordered = sorted(members.items(), key=lambda kv: (-len(kv[1]), kv[1][0]))
+    return Tally(tuple(k for k, _ in ordered), tuple(tuple(v) for _, v in ordered))
 
 
 def _ordered_if_decisive(groups: list[list[Sample]], values: list[float]) -> list[list[Sample]] | None:
@@ -71,10 +98,11 @@ async def _vote(
 ) -> list[Score]:
     """Majority vote: each sample scores the share of samples whose key equals its own. A None key (no
     answer, no number) scores 0 and never wins. A tie for first place goes to `_break_tie`."""
-    groups: dict[str, list[Sample]] = {}
-    for sample, key in zip(samples, keys, strict=True):
-        if key is not None:
-            groups.setdefault(key, []).append(sample)
+    counted = tally(keys)
+    groups = {
+        key: [samples[position] for position in members]
+        for key, members in zip(counted.keys, counted.groups, strict=True)
+    }
     total = len(samples)
     top = max((len(group) for group in groups.values()), default=0)
     tied = [group for group in groups.values() if len(group) == top]
