@@ -53,16 +53,13 @@ from openheavy.planning import (
     spread_queries,
 )
 from openheavy.prompts import load_prompt, render_prompt
-from openheavy.rank import RankResult, rank
+from openheavy.rank import SAMPLE_TEMPERATURE, RankResult, rank
 from openheavy.search.cache import CachedSearch
 from openheavy.types import EventStream, JsonSchema, ListMerged, Message, PlanMade, Usage, VoteTaken
 from openheavy.verify import Sample, Verifier
 
 SHORT_MAX_CHARS = 80  # the synthesizer's direct answer, which leads its answer
 SYNTHESIS_MAX_SOURCES = 12  # sources listed to the synthesizer, the ones the agents cited first
-# Agents whose assignment repeats another's (no distinct queries could be found) sample at this
-# temperature, so that they do not retrace the other's steps.
-DIVERSE_TEMPERATURE = 0.4
 
 
 def fallback_angles() -> list[str]:
@@ -290,7 +287,7 @@ class Orchestrator:
         assignment = plan.assignments[index]
         if assignment not in plan.assignments[:index]:
             return self.temperature
-        return max(self.temperature or 0.0, DIVERSE_TEMPERATURE)
+        return max(self.temperature or 0.0, SAMPLE_TEMPERATURE)
 
     def _brief(self, question: str, plan: Plan, assignment: Assignment) -> str | None:
         """What this agent is told after the shared question: its task or slice and its first queries."""
@@ -343,7 +340,7 @@ class Orchestrator:
         verifier: Verifier,
         *,
         tasks: list[str] | None = None,
-        temperature: float = 0.4,
+        temperature: float = SAMPLE_TEMPERATURE,
         greedy_first: bool = True,
     ) -> RankedTrajectories:
         """Instead of synthesis: run one agent per task and return their whole trajectories ranked by

@@ -14,14 +14,11 @@ from openheavy.config import Settings
 from openheavy.errors import ConfigError
 from openheavy.models.base import ChatModel
 from openheavy.planning import Plan
-from openheavy.rank import Ranked, RankResult
+from openheavy.rank import SAMPLE_TEMPERATURE, Ranked, RankResult
 from openheavy.search.base import SearchBackend
 from openheavy.search.cache import CachedSearch
 from openheavy.types import EventStream
 from openheavy.verify import Verifier, make_verifier
-
-# A sampled answer gets some temperature by default: N greedy samples would all be the same.
-SAMPLE_TEMPERATURE = 0.7
 
 
 @dataclass(frozen=True)
