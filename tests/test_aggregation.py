@@ -85,6 +85,18 @@ def test_the_vote_needs_a_true_majority() -> None:
     assert vote_on_answers([results[0]]).winner is not None  # one answer is the answer
 
 
+def test_answers_that_cite_nothing_do_not_outvote_one_that_read_a_source() -> None:
+    results = [
+        result("agent-1", "I could not find it."),
+        result("agent-2", "I could not find it."),
+        result("agent-3", "Louis Aragon [1].", [doc("aragon")]),
+    ]
+    vote = vote_on_answers(results)
+    assert vote.winner is not None and vote.winner.answer == "Louis Aragon" and vote.voters == 1
+    unread = vote_on_answers(results[:2])  # no one read anything: every answer votes
+    assert unread.winner is not None and unread.winner.agents == ("agent-1", "agent-2")
+
+
 def test_list_items_are_a_union_with_evidence_and_duplicates_merged() -> None:
     a, b, c, d = doc("pep-1", "PEP 1 – Purpose"), doc("pep-8", "PEP 8 – Style"), doc("pep-20"), doc("pep-257")
     one = result("agent-1", "- PEP 1 [1]\n- PEP 8 – Style Guide [2]\n- a note without evidence", [a, b])

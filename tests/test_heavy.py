@@ -605,7 +605,7 @@ async def test_a_yes_no_question_is_never_a_list() -> None:
     orchestrator, sink = make(FunctionModel(short_team(plan, scripts)), MemorySearch(operas), agents=2)
     result = await orchestrator.run("Do the operas Vanessa and Aida have the same number of acts?")
     assert result.plan.shape == "short" and result.plan.partition is None
-    assert "a yes/no question is not a list: its answer is short" in result.plan.problems
+    assert "a yes/no question has a short answer, not a list one" in result.plan.problems
     assert result.answer.startswith("Yes")
     assert sink.of("VoteTaken")[0].winner == "Yes" and not sink.of("ListMerged")
 

@@ -81,6 +81,7 @@ def test_spread_queries_respects_queries_taken_by_earlier_agents() -> None:
         ("Did Jo Doe write PEP 8?", "list", "short"),
         ("List every PEP Jo Doe wrote.", "list", "list"),
         ("Is shlex in the standard library?", "short", "short"),
+        ("Can I give subprocess.run a timeout?", "long", "short"),  # "Yes", then the explanation
         ("What is the difference between deep and shallow copy?", "long", "long"),
     ],
 )

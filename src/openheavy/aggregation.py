@@ -98,15 +98,19 @@ class AnswerVote:
 
     candidates: tuple[Candidate, ...]
     winner: Candidate | None
+    voters: int = 0  # the agents whose answers counted
 
     def to_record(self) -> list[dict[str, Any]]:
         return [{"answer": c.answer, "agents": list(c.agents)} for c in self.candidates]
 
 
 def vote_on_answers(results: Sequence[AgentResult]) -> AnswerVote:
-    """Vote on the short answers of the agents that answered. The winner needs more votes than any other
-    answer and, when two or more agents answered, at least two votes: one agent alone is no majority."""
+    """Vote on the short answers of the agents that answered. Only answers that cite a source vote when
+    any does: "I could not find it", however often said, must not outvote an answer that was read. The
+    winner needs more votes than any other answer and, when two or more agents vote, at least two."""
     answered = [r for r in results if r.ok and r.answer.strip()]
+    if any(r.citations for r in answered):
+        answered = [r for r in answered if r.citations]
     shorts = [short_answer(r) for r in answered]
     counted = tally([normalize_answer(s) or None for s in shorts])
     candidates = tuple(
@@ -116,7 +120,7 @@ def vote_on_answers(results: Sequence[AgentResult]) -> AnswerVote:
     winner = None
     if leader is not None and (len(counted.groups[leader]) >= 2 or len(answered) == 1):
         winner = candidates[leader]
-    return AnswerVote(candidates, winner)
+    return AnswerVote(candidates, winner, len(answered))
 
 
 # ---------------------------------------------------------------- lists

@@ -434,9 +434,7 @@ class Orchestrator:
             run_id=self.run_id,
             agent="synthesizer",
         )
-        decided_by = (
-            "majority" if len([r for r in results if r.ok and r.answer.strip()]) > 1 else "only answer"
-        )
+        decided_by = "majority" if vote.voters > 1 else "only answer"
         self._emit_vote(vote, vote.winner.answer, decided_by, reason)
         return HeavyResult(answer, citations, plan, results, usage=self.usage)
 

@@ -167,10 +167,10 @@ _OR = re.compile(r"\s+or\s+|^or\s+", re.IGNORECASE)
 def decide_shape(question: str, proposed: AnswerShape) -> tuple[AnswerShape, str]:
     """The shape heavy mode uses, and why it differs from the planner's (or "").
 
-    A yes/no question has a short answer whatever the planner said: its agents must vote, and a list
-    merge would append every document they read to a "yes"."""
-    if proposed == "list" and _is_yes_no(question):
-        return "short", "a yes/no question is not a list: its answer is short"
+    A yes/no question has a short answer whatever the planner said: its agents vote (the winning agent's
+    explanation follows the "yes"), and a list merge would append every document they read to it."""
+    if proposed != "short" and _is_yes_no(question):
+        return "short", f"a yes/no question has a short answer, not a {proposed} one"
     return proposed, ""
 
 
