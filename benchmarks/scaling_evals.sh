@@ -12,6 +12,9 @@ PY=${PYTHON:-.venv/bin/python}
 # rank:N on gsm8k votes over numbers (check:numeric, the default there) with the greedy answer as sample 0
 "$OH" eval gsm8k --modes direct,rank:8,rank:16 --limit 50 --model "$MODEL" --concurrency 2 \
     --data-dir "$DATA" --out "$OUT/gsm8k-50"
+# program-aided: rank:8 ranks 8 agents that compute with the sandboxed python tool (needs bubblewrap)
+"$OH" eval gsm8k --modes rank:8 --tools python --limit 50 --max-steps 4 --model "$MODEL" --concurrency 2 \
+    --data-dir "$DATA" --out "$OUT/gsm8k-50-python"
 "$OH" eval hotpotqa --modes single,heavy:4 --limit 50 --max-steps 4 --model "$MODEL" --concurrency 2 \
     --data-dir "$DATA" --out "$OUT/hotpotqa-50"
 "$OH" eval musique --modes single,heavy:4 --limit 30 --max-steps 4 --model "$MODEL" --concurrency 2 \
@@ -19,6 +22,7 @@ PY=${PYTHON:-.venv/bin/python}
 "$OH" eval peps-wide --modes single,heavy:4 --max-steps 6 --model "$MODEL" --concurrency 2 \
     --data-dir "$DATA" --out "$OUT/peps-wide-15"
 "$PY" benchmarks/rank_headroom.py "$OUT/gsm8k-50"
+"$PY" benchmarks/rank_headroom.py "$OUT/gsm8k-50-python"
 "$PY" benchmarks/heavy_report.py "$OUT/hotpotqa-50" --json "$OUT/hotpotqa-50/heavy_report.json"
 "$PY" benchmarks/heavy_report.py "$OUT/musique-30" --json "$OUT/musique-30/heavy_report.json"
 "$PY" benchmarks/heavy_report.py "$OUT/peps-wide-15" --groups "$DATA/peps/wide_dev.jsonl" \

@@ -129,9 +129,7 @@ def test_the_eval_command_votes_with_the_datasets_own_verifier_by_default(
 
     built: list[str] = []
 
-    def runner(
-        settings: Settings, *, api_key: str | None = None, verifier: str = "", max_steps: Any = None
-    ) -> Any:
+    def runner(settings: Settings, *, verifier: str = "", max_steps: Any = None, **_: Any) -> Any:
         built.append(verifier)
         model = FunctionModel(lambda messages, schema: "Adding up.\nANSWER: 3")
         return HeavyRunner(model, settings, verifier=verifier, max_steps=max_steps)

@@ -20,8 +20,11 @@ from openheavy.corpus.catalog import open_corpus
 from openheavy.errors import ConfigError
 from openheavy.models.base import ChatModel
 from openheavy.models.registry import resolve_model
-from openheavy.modes import RunContext, RunOptions, get_mode
+from openheavy.modes import MODES, Mode, RunContext, RunOptions, get_mode
+from openheavy.sandbox import Sandbox
 from openheavy.search.base import SearchBackend
+from openheavy.tools.base import Tool
+from openheavy.tools.catalog import build_tools
 from openheavy.trace import (
     JsonlTraceSink,
     MetricsSink,
@@ -160,7 +163,9 @@ class Heavy:
     async def stream(
         self, question: str, mode: str = "single", options: RunOptions | None = None
     ) -> AsyncIterator[Event]:
-        """Yield the run's events as they happen; the last one is `RunFinished`."""
+        """Yield the run's events as they happen; the last one is `RunFinished`. Leaving early (closing
+        the iterator, or cancelling its consumer) cancels the run, and returns only once the run has
+        ended and been recorded as cancelled."""
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
 
         class _QueueSink(EventSink):
@@ -181,6 +186,24 @@ class Heavy:
         finally:
             if not task.done():
                 task.cancel()
+                # wait for the run to record how it ended: a caller that frees a slot or reads the run
+                # store once the stream is gone must find it over. `wait` neither raises the run's
+                # error nor swallows a cancellation of the consumer itself.
+                await asyncio.wait([task])
+                if not task.cancelled():
+                    task.exception()  # retrieved: the consumer left, the run store holds the error
+
+    def _agent_tools(self, strategy: Mode, mode: str, options: RunOptions) -> list[Tool]:
+        """The tools `options` give the agents of `strategy`, checked on this machine; none for a mode
+        without agents (naming tools for one is a `ConfigError`)."""
+        if not strategy.runs_agents:
+            if options.tools is not None:
+                with_agents = ", ".join(name for name, m in MODES.items() if m.runs_agents)
+                raise ConfigError(
+                    f"mode {mode} runs no agents, so it takes no tools; tools are for {with_agents}"
+                )
+            return []
+        return build_tools(options.tool_names, Sandbox.from_settings(self.settings))
 
     async def arun(
         self,
@@ -195,7 +218,11 @@ class Heavy:
         strategy = get_mode(mode)
         if not question.strip():
             raise ConfigError("the question is empty")
-        self.model()  # a bad model spec is a usage error, not a failed run: raise before the run starts
+        options = options or RunOptions()
+        # Usage errors, not failed runs, so raised before the run starts: a mode that cannot take the
+        # tools, a tool this machine cannot run (no bubblewrap for python), a bad model spec.
+        tools = self._agent_tools(strategy, mode, options)
+        self.model()
         run_id = new_run_id()
         path = trace_path(self.settings.runs_dir, run_id)
         metrics = MetricsSink()
@@ -209,13 +236,14 @@ class Heavy:
         )
         run = RunContext(
             question=question,
-            options=options or RunOptions(),
+            options=options,
             settings=self.settings,
             model=self.model(),
             stream=stream,
             run_id=run_id,
             corpus=self.corpus_name,
             open_corpus=self.search_backend,
+            tools=tools,
         )
         try:
             stream.emit(
@@ -224,7 +252,7 @@ class Heavy:
                     question=question,
                     mode=mode,
                     model=self.model_name,
-                    corpus=self.corpus_name if strategy.uses_corpus else "",
+                    corpus=self.corpus_name if strategy.runs_agents and run.searches_corpus else "",
                     settings=run.describe(),
                 )
             )

@@ -22,6 +22,7 @@ from openheavy.agent import (
     AgentResult,
     Budget,
     ResearchAgent,
+    works_on_corpus,
 )
 from openheavy.aggregation import (
     AnswerVote,
@@ -55,6 +56,7 @@ from openheavy.planning import (
 from openheavy.prompts import load_prompt, render_prompt
 from openheavy.rank import SAMPLE_TEMPERATURE, RankResult, rank
 from openheavy.search.cache import CachedSearch
+from openheavy.tools.base import Tool
 from openheavy.types import EventStream, JsonSchema, ListMerged, Message, PlanMade, Usage, VoteTaken
 from openheavy.verify import Sample, Verifier
 
@@ -111,11 +113,12 @@ class Orchestrator:
     def __init__(
         self,
         model: ChatModel,
-        search: CachedSearch,
+        search: CachedSearch | None,
         *,
         stream: EventStream,
         run_id: str,
         corpus: str = "",
+        tools: Sequence[Tool] | None = None,
         agents: int | None = None,
         max_agents: int = 4,
         max_steps: int = 6,
@@ -134,7 +137,9 @@ class Orchestrator:
         self.search = search
         self.stream = stream
         self.run_id = run_id
-        self.corpus = corpus or search.name
+        self.corpus = corpus or (search.name if search is not None else "")
+        # None: each agent's default tools (search and open). One set serves every agent of the run.
+        self.tools = tools
         self.agents = agents
         self.max_agents = max(max_agents, agents or 0)
         self.max_steps = max_steps
@@ -163,7 +168,7 @@ class Orchestrator:
             else render_prompt("plan_count_range", low=low, high=high)
         ).strip()
         messages = [
-            Message("system", render_prompt("plan_system", corpus=self.corpus, max_agents=high)),
+            Message("system", render_prompt("plan_system", agents_work=self._agents_work(), max_agents=high)),
             Message("user", render_prompt("plan_user", question=question, count_rule=count_rule)),
         ]
         output: PlanOutput | None = None
@@ -193,6 +198,12 @@ class Orchestrator:
             )
         )
         return plan
+
+    def _agents_work(self) -> str:
+        """How the agents work, in the planner's prompt: on the corpus, or with tools alone."""
+        if self.tools is None or works_on_corpus(self.tools):
+            return render_prompt("plan_agents_search", corpus=self.corpus).strip()
+        return render_prompt("plan_agents_no_corpus").strip()
 
     def _checked_plan(
         self, question: str, output: PlanOutput | None, low: int, high: int, problems: list[str]
@@ -291,8 +302,8 @@ class Orchestrator:
 
     def _brief(self, question: str, plan: Plan, assignment: Assignment) -> str | None:
         """What this agent is told after the shared question: its task or slice and its first queries."""
-        if not assignment.queries:
-            return None  # nothing to start from: the plain sub-task line
+        if not assignment.queries or not (self.tools is None or works_on_corpus(self.tools)):
+            return None  # nothing to search (or nothing to search with): the plain sub-task line
         queries = ", ".join(f'"{q}"' for q in assignment.queries)
         if plan.shape == "list" and assignment.slice and plan.partition is not None:
             brief = render_prompt(
@@ -321,6 +332,7 @@ class Orchestrator:
             max_tokens_per_call=self.max_tokens_per_call,
             temperature=temperature,
             seed=self.seed + index + 1,
+            tools=self.tools,
             answer_max_chars=self.answer_max_chars,
         )
 

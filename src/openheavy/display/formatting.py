@@ -9,6 +9,7 @@ from typing import Any
 from openheavy.types import ListMerged, PlanMade, VoteTaken
 
 __all__ = [
+    "code_outcome",
     "compact_json",
     "describe_merge",
     "describe_plan",
@@ -41,6 +42,11 @@ def plural(number: int, noun: str) -> str:
 def tokens_in_out(prompt: int, completion: int) -> str:
     """Prompt and completion tokens: `1,234 in / 210 out`."""
     return f"{prompt:,} in / {completion:,} out"
+
+
+def code_outcome(limit: str | None, exit_status: int) -> str:
+    """How a run of the python tool ended: `exit status 1`, `stopped by the cpu limit`."""
+    return f"stopped by the {limit} limit" if limit else f"exit status {exit_status}"
 
 
 def compact_json(value: Any) -> str:
