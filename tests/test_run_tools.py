@@ -122,6 +122,7 @@ async def test_heavy_gives_every_agent_python_over_one_sandbox(
             return json.dumps(
                 {"agreements": "", "conflicts": "", "short": "", "answer": "42 and 13", "cite": []}
             )
+        assert "Search first for" not in messages[1].content  # agents without search get no queries
         task = messages[1].content.split("Your part of the work: ")[1].splitlines()[0]
         systems[task] = system
         if sum(m.role == "assistant" for m in messages) == 0:
