@@ -259,6 +259,31 @@ class RunFinished(Event):
     error: str | None = None
 
 
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.__name__: cls
+    for cls in (
+        RunStarted,
+        AgentStarted,
+        ModelCalled,
+        ActionParsed,
+        OutputRejected,
+        SearchDone,
+        DocumentOpened,
+        CodeRan,
+        FetchRefused,
+        PageUnreadable,
+        CitationDropped,
+        AgentFinished,
+        PlanMade,
+        VoteTaken,
+        ListMerged,
+        Note,
+        RunFinished,
+    )
+}
+"""Every event class by `Event.kind`: the one list, for turning records (trace lines) back into events."""
+
+
 class EventSink:
     """Receives every event of a run. Subclasses override `handle`; `close` runs once at the end."""
 

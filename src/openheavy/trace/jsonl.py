@@ -12,27 +12,7 @@ from typing import IO, Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from openheavy.errors import OpenHeavyError
-from openheavy.types import (
-    ActionParsed,
-    AgentFinished,
-    AgentStarted,
-    CitationDropped,
-    CodeRan,
-    DocumentOpened,
-    Event,
-    EventSink,
-    FetchRefused,
-    ListMerged,
-    ModelCalled,
-    Note,
-    OutputRejected,
-    PageUnreadable,
-    PlanMade,
-    RunFinished,
-    RunStarted,
-    SearchDone,
-    VoteTaken,
-)
+from openheavy.types import EVENT_TYPES, Event, EventSink, ModelCalled
 
 __all__ = [
     "EVENT_TYPES",
@@ -42,30 +22,6 @@ __all__ = [
     "read_trace",
     "trace_path",
 ]
-
-EVENT_TYPES: dict[str, type[Event]] = {
-    cls.__name__: cls
-    for cls in (
-        RunStarted,
-        AgentStarted,
-        ModelCalled,
-        ActionParsed,
-        OutputRejected,
-        SearchDone,
-        DocumentOpened,
-        CodeRan,
-        FetchRefused,
-        PageUnreadable,
-        CitationDropped,
-        AgentFinished,
-        PlanMade,
-        VoteTaken,
-        ListMerged,
-        Note,
-        RunFinished,
-    )
-}
-"""Event classes by `Event.kind`, for turning trace records back into events."""
 
 
 def trace_path(runs_dir: Path, run_id: str) -> Path:
