@@ -410,7 +410,13 @@ def eval_(
     max_steps: MaxStepsOption = None,
     max_tokens: MaxTokensOption = None,
     max_seconds: MaxSecondsOption = None,
-    verifier: Annotated[str, typer.Option(help="rank: vote | judge | check:NAME | reward:URL")] = "vote",
+    verifier: Annotated[
+        str | None,
+        typer.Option(
+            help="rank: vote | judge | check:NAME | reward:URL (default: check:numeric on gsm8k, "
+            "check:math on math500, vote elsewhere)"
+        ),
+    ] = None,
     tools: ToolsOption = None,
     judge: Annotated[bool, typer.Option("--judge", help="Also grade with an LLM judge (the model).")] = False,
     retry_errors: Annotated[bool, typer.Option("--retry-errors", help="Rerun items that errored.")] = False,
@@ -440,6 +446,7 @@ def eval_(
     only the tools that need no corpus (python)."""
     from openheavy.evals import build_corpus, dataset_corpora, load_dataset, parse_modes, render_report
     from openheavy.evals.cluster import RayRunner
+    from openheavy.evals.datasets import default_verifier
     from openheavy.evals.harness import run_eval
     from openheavy.evals.runner import HeavyRunner, item_tools, make_heavy_runner
     from openheavy.models.base import ChatModel
@@ -490,7 +497,7 @@ def eval_(
                 make_heavy_runner,
                 settings,
                 api_key=api_key,
-                verifier=verifier,
+                verifier=verifier or default_verifier(dataset),
                 budgets=budgets,
                 tools=agent_tools,
             )
