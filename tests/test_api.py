@@ -202,6 +202,9 @@ def test_bad_run_option_values_are_config_errors_naming_each_problem() -> None:
         RunOptions(n=0, max_seconds=0)
     with pytest.raises(ConfigError, match="agents must be at least 1"):
         RunOptions(agents=0)
+    for endless in (float("nan"), float("inf")):  # nan compares false to everything: it would disable it
+        with pytest.raises(ConfigError, match="max_seconds must be more than 0 and finite"):
+            RunOptions(max_seconds=endless)
 
 
 async def test_heavy_rank_returns_the_plan_and_the_ranking(settings: Settings) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -55,8 +56,9 @@ class RunOptions:
             for name, value in at_least_one.items()
             if value is not None and value < 1
         ]
-        if self.max_seconds is not None and self.max_seconds <= 0:
-            problems.append(f"max_seconds must be more than 0, got {self.max_seconds}")
+        # `not (x > 0)` also refuses nan, which compares false to everything and would disable the budget.
+        if self.max_seconds is not None and not (self.max_seconds > 0 and math.isfinite(self.max_seconds)):
+            problems.append(f"max_seconds must be more than 0 and finite, got {self.max_seconds}")
         if self.temperature is not None and self.temperature < 0:
             problems.append(f"temperature must be 0 or more, got {self.temperature}")
         if self.tools is not None:
