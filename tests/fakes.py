@@ -6,11 +6,13 @@ import asyncio
 import json
 import sqlite3
 import zlib
+from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from openheavy.aggregation import lead_sentence
 from openheavy.errors import DocumentNotFoundError
 from openheavy.types import Document, Event, EventSink, Hit
 
@@ -59,10 +61,29 @@ class ListSink(EventSink):
 
 def action(name: str, *, missing: str = "", **args: Any) -> str:
     """An agent action as a constrained decoder writes it: "missing" first, then the action and its args.
-    An answer without a `short` one gets the start of its text (which then leads the answer already)."""
+    An answer without a `short` one gets its first sentence (which then leads the answer already)."""
     if name == "answer" and "short" not in args:
-        args = {"short": str(args.get("answer", ""))[:80] or "-", **args}
+        args = {"short": lead_sentence(str(args.get("answer", "")))[:80] or "-", **args}
     return json.dumps({"missing": missing, "action": name, **args})
+
+
+def plan_reply(
+    tasks: list[str],
+    *,
+    shape: str = "long",
+    facet: str = "",
+    values: Sequence[str] = (),
+    queries: Sequence[Sequence[str]] | None = None,
+) -> dict[str, Any]:
+    """A planner's reply, as its JSON schema asks for it: each task with its first queries (by default
+    the task's last word: "find shlex" searches "shlex")."""
+    planned = queries if queries is not None else [[task.split()[-1]] for task in tasks]
+    return {
+        "answer_shape": shape,
+        "facet": facet,
+        "values": list(values),
+        "tasks": [{"task": task, "queries": list(qs)} for task, qs in zip(tasks, planned, strict=True)],
+    }
 
 
 PASSAGES = {

@@ -95,7 +95,8 @@ def test_markers_go_where_the_cited_sources_title_words_are() -> None:
         "Call subprocess.run with timeout. It raises TimeoutExpired. Done.",
         {2: "exceptions — TimeoutExpired", 1: "subprocess — run", 3: "unrelated page"},
     )
-    assert text == "Call subprocess.run with timeout [1]. It raises TimeoutExpired [2]. Done [3]."
+    # [3]'s title is named nowhere: it supports the answer as a whole, after the last sentence
+    assert text == "Call subprocess.run with timeout [1]. It raises TimeoutExpired [2]. Done. [3]"
     assert edit is not None and "[2], [1], [3]" in edit.detail
     assert attach_markers("Marked [1].", {1: "x"}) == ("Marked [1].", None)
 

@@ -75,9 +75,15 @@ def heavy_team(messages: list[Message], schema: JsonSchema | None) -> str:
     and by the sub-task in the agent's prompt."""
     properties = (schema or {}).get("properties", {})
     if "tasks" in properties:
-        return json.dumps({"kind": "multi-part", "tasks": TASKS})
+        tasks = [
+            {"task": TASKS[0], "queries": ["timeout argument"]},
+            {"task": TASKS[1], "queries": ["TimeoutExpired"]},
+        ]
+        return json.dumps({"answer_shape": "long", "facet": "", "values": [], "tasks": tasks})
     if "agreements" in properties:
-        return json.dumps({"agreements": "both", "conflicts": "none", "answer": HEAVY_ANSWER, "cite": [1]})
+        return json.dumps(
+            {"agreements": "both", "conflicts": "none", "short": "", "answer": HEAVY_ANSWER, "cite": [1]}
+        )
     turns = sum(message.role == "assistant" for message in messages)
     # The second agent first repeats the first one's search (in other words): the team's query log
     # does not run it again, and the agent searches something else.

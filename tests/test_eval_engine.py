@@ -44,25 +44,31 @@ def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
     system = messages[0].content
     query, gold, guess = about(messages)
     if "planner" in system:
-        return json.dumps({"kind": "multi-part", "tasks": [f"find {query}", f"check {query}"]})
+        tasks = [
+            {"task": f"find {query}", "queries": [query]},
+            {"task": f"check {query}", "queries": ["check"]},
+        ]
+        return json.dumps({"answer_shape": "long", "facet": "", "values": [], "tasks": tasks})
     if "lead researcher" in system:
-        return json.dumps({"agreements": "all", "conflicts": "none", "answer": f"{gold} [1]", "cite": [1]})
+        return json.dumps(
+            {"agreements": "all", "conflicts": "none", "short": "", "answer": f"{gold} [1]", "cite": [1]}
+        )
     if "research agent" not in system:  # direct mode
         return guess
     turns = sum(m.role == "assistant" for m in messages)
     if allowed_actions(schema) == ["answer"] or turns >= 2:
         return action("answer", answer=f"{gold} [1]", cite=[1])
     if turns == 0:  # a heavy run's second agent words it differently: a team never repeats a search
-        return action(
-            "search", query=f"{query} check" if f"work: check {query}" in messages[1].content else query
-        )
+        return action("search", query=f"{query} check" if f"check {query}" in messages[1].content else query)
     return action("open", ref=1)
 
 
-def check_rows(rows: dict[tuple[str, str], Any]) -> None:
-    """Every run links its trace; researching modes searched, read and cited what they read."""
+def check_rows(rows: dict[tuple[str, str], Any], out: Path) -> None:
+    """Every run links its trace, exported beside the results; researching modes searched, read and
+    cited what they read."""
     for (item_id, mode), row in rows.items():
-        assert row.run_id and row.trace_path and Path(row.trace_path).is_file(), (item_id, mode)
+        assert row.run_id and row.trace_path == f"traces/{row.run_id}.jsonl.gz", (item_id, mode)
+        assert (out / row.trace_path).is_file(), (item_id, mode)
         if mode == "direct":
             assert row.figures["searches"] == 0 and row.citations == []
             continue
@@ -90,7 +96,7 @@ async def test_every_mode_through_the_real_engine_is_graded_traced_and_resumable
     assert by_mode["direct"].metrics["em"].value == 1 / 3
     for label in ("single", "heavy:2", "rank:2"):
         assert by_mode[label].metrics["em"].value == 1.0, label
-    check_rows(rows)
+    check_rows(rows, out)
     assert rows[("hp-1", "heavy:2")].figures["agents"] == 2
     assert rows[("hp-1", "single")].citations[0]["title"] == "Nora Vell"
     assert "| `heavy:2` | 3/3 | 0 | 1.000 [" in (out / "report.md").read_text()
@@ -113,3 +119,30 @@ def test_math_items_are_refused_for_modes_that_need_a_corpus(tmp_path: Path) -> 
     )
     with pytest.raises(ConfigError, match="needs a corpus to search"):
         runner.options(item, ModeSpec("single"), seed=5)
+
+
+@pytest.mark.parametrize(("dataset", "verifier"), [("gsm8k", "check:numeric"), ("hotpotqa", "vote")])
+def test_the_eval_command_votes_with_the_datasets_own_verifier_by_default(
+    dataset: str, verifier: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from openheavy.cli import app
+
+    built: list[str] = []
+
+    def runner(settings: Settings, *, verifier: str = "", max_steps: Any = None, **_: Any) -> Any:
+        built.append(verifier)
+        model = FunctionModel(lambda messages, schema: "Adding up.\nANSWER: 3")
+        return HeavyRunner(model, settings, verifier=verifier, max_steps=max_steps)
+
+    monkeypatch.setattr("openheavy.evals.runner.make_heavy_runner", runner)
+    monkeypatch.setenv("OPENHEAVY_DATA_DIR", str(tmp_path / "data"))
+    out = tmp_path / "out"
+    args = ["eval", dataset, "--data-dir", str(FIXTURE_DATA), "--modes", "direct", "--limit", "1"]
+    result = CliRunner().invoke(app, [*args, "--model", "local:fast", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert built == [verifier]
+    explicit = CliRunner().invoke(app, [*args, "--verifier", "judge", "--out", str(tmp_path / "other")])
+    assert explicit.exit_code == 0, explicit.output
+    assert built == [verifier, "judge"]

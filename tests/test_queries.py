@@ -8,7 +8,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from fakes import PASSAGES, ListSink, MemorySearch, action
+from fakes import PASSAGES, ListSink, MemorySearch, action, plan_reply
 from openheavy.agent import ResearchAgent
 from openheavy.heavy import Orchestrator
 from openheavy.models.scripted import FunctionModel, ScriptedModel
@@ -28,7 +28,8 @@ NOTES = {f"note#{n:02d}": (f"timeout note {n:02d}", f"timeout detail number {n:0
 
 def test_query_key_ignores_case_punctuation_order_repeats_and_stopwords() -> None:
     assert query_key("Subprocess timeout?") == query_key("the TIMEOUT of a subprocess, subprocess")
-    assert query_key("subprocess timeout") != query_key("subprocess timeouts")
+    assert query_key("subprocess timeout") == query_key("subprocess timeouts")  # plurals fold
+    assert query_key("subprocess timeout") != query_key("subprocess timer")
     assert query_key("the of") == "of the"  # stopwords only: still a key, never ""
 
 
@@ -96,9 +97,10 @@ def same_query_team(messages: Sequence[Message], schema: dict[str, Any] | None) 
     """Planner, two agents that both search "timeout note" first, and the synthesizer."""
     properties = (schema or {}).get("properties", {})
     if "tasks" in properties:
-        return json.dumps({"kind": "multi-part", "tasks": ["part one", "part two"]})
+        return json.dumps(plan_reply(["part one", "part two"], queries=[["timeout"], ["note"]]))
     if "agreements" in properties:
-        return json.dumps({"agreements": "", "conflicts": "", "answer": "notes [1] [2]", "cite": [1, 2]})
+        reply = {"agreements": "", "conflicts": "", "short": "", "answer": "notes [1] [2]", "cite": [1, 2]}
+        return json.dumps(reply)
     turns = sum(m.role == "assistant" for m in messages)
     return [
         action("search", query="Timeout note"),

@@ -189,29 +189,38 @@ def lead_with(short: str, detail: str) -> tuple[str, Edit | None]:
 
 def attach_markers(text: str, titles: Mapping[int, str]) -> tuple[str, Edit | None]:
     """`text` with a marker `[n]` for each cited source `n` (`titles`: number -> title) that it never
-    marks: at the end of the sentence that shares the most words with the source's title, else of the
-    last sentence. For answers whose writer listed its sources but marked no claim."""
+    marks, for answers whose writer listed its sources but marked no claim. The marker goes at the end
+    of the sentence that names the most words of that source's title which the other cited titles do not
+    share; when no sentence names any, it stands after the last sentence on its own (supporting the
+    answer as a whole, not one claim)."""
     unmarked = [number for number in titles if number not in cited_numbers(text)]
     sentences = list(_sentences(text))
     if not unmarked or not sentences:
         return text, None
-    placed: dict[int, list[int]] = {}  # sentence index -> numbers to mark there
+    words = {n: {w.casefold() for w in _WORD.findall(title) if len(w) > 2} for n, title in titles.items()}
+    inside: dict[int, list[int]] = {}  # sentence index -> numbers to mark at its end
+    after: list[int] = []  # numbers to mark after the last sentence
     for number in unmarked:
-        title_words = {w.casefold() for w in _WORD.findall(titles[number]) if len(w) > 2}
+        others = set().union(*(w for n, w in words.items() if n != number))
+        distinctive = (words[number] - others) or words[number]
         overlaps = [
-            len(title_words & {w.casefold() for w in _WORD.findall(text[start:end])})
+            len(distinctive & {w.casefold() for w in _WORD.findall(text[start:end])})
             for start, end in sentences
         ]
         best = max(range(len(sentences)), key=lambda i: (overlaps[i], -i))
-        placed.setdefault(best if overlaps[best] else len(sentences) - 1, []).append(number)
-    for index in sorted(placed, reverse=True):
+        if overlaps[best]:
+            inside.setdefault(best, []).append(number)
+        else:
+            after.append(number)
+    if after:
+        end = sentences[-1][0] + len(text[slice(*sentences[-1])].rstrip())
+        text = text[:end] + " [" + ", ".join(map(str, after)) + "]" + text[end:]
+    for index in sorted(inside, reverse=True):
         start, end = sentences[index]
         sentence = text[start:end].rstrip()
-        end = start + len(sentence)
-        marker = " [" + ", ".join(map(str, placed[index])) + "]"
         tail = re.search(r"[.!?…][\"')\]]*$", sentence)
-        at = start + tail.start() if tail else end
-        text = text[:at].rstrip() + marker + text[at:]
+        at = start + (tail.start() if tail else len(sentence))
+        text = text[:at].rstrip() + " [" + ", ".join(map(str, inside[index])) + "]" + text[at:]
     numbers = ", ".join(f"[{n}]" for n in unmarked)
     return text, Edit("markers_added", f"cited {numbers} without a marker in the text: markers added")
 

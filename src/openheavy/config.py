@@ -12,6 +12,7 @@ The config file is TOML, at `$OPENHEAVY_CONFIG` or `~/.config/openheavy/config.t
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -33,6 +34,20 @@ DRY_SAMPLING: dict[str, float | int | str] = {
     "dry_allowed_length": 8,
     "dry_penalty_last_n": 256,
 }
+
+
+def default_runtime_dir() -> Path:
+    """Where machine-wide state of this user lives (the llama.cpp core ledger): `$OPENHEAVY_RUNTIME_DIR`,
+    else `$XDG_RUNTIME_DIR/openheavy`, else a per-user folder in the temporary directory. Not in the
+    data directory: every data directory on the machine shares the cores."""
+    explicit = os.environ.get("OPENHEAVY_RUNTIME_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and Path(runtime).is_dir():
+        return Path(runtime) / "openheavy"
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    return Path(tempfile.gettempdir()) / f"openheavy-{uid}"
 
 
 def config_file_path() -> Path:
@@ -84,6 +99,12 @@ class Settings(BaseSettings):
     # included): greedy decoding by small models otherwise loops on one sentence. The allowed length is
     # high so that names and code copied from a document are not pushed off course.
     llama_sampling: dict[str, float | int | str] = Field(default_factory=lambda: dict(DRY_SAMPLING))
+    # One llama-server per data directory and model, shared by every openheavy process (models.shared_server);
+    # False: each process starts a private one that dies with it.
+    llama_shared: bool = True
+    llama_idle_timeout: float = Field(default=300.0, ge=0)  # a shared server nobody used for this long stops
+    llama_core_wait: float = Field(default=600.0, ge=0)  # how long a new server waits for a free CPU core
+    runtime_dir: Path = Field(default_factory=default_runtime_dir)  # machine-wide state (the core ledger)
 
     # Model requests
     request_timeout: float = 600.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -12,18 +13,15 @@ from openheavy.agent import ANSWERED, AgentResult, Budget, StopReason
 from openheavy.citations import Citation
 from openheavy.config import Settings
 from openheavy.errors import ConfigError
-from openheavy.heavy import Plan
 from openheavy.models.base import ChatModel
-from openheavy.rank import Ranked, RankResult
+from openheavy.planning import Plan
+from openheavy.rank import SAMPLE_TEMPERATURE, Ranked, RankResult
 from openheavy.search.base import SearchBackend
 from openheavy.search.cache import CachedSearch
 from openheavy.tools.base import Tool
 from openheavy.tools.catalog import CORPUS_TOOLS, DEFAULT_TOOLS, check_tool_names
 from openheavy.types import EventStream
 from openheavy.verify import Verifier, make_verifier
-
-# A sampled answer gets some temperature by default: N greedy samples would all be the same.
-SAMPLE_TEMPERATURE = 0.7
 
 
 @dataclass(frozen=True)
@@ -58,8 +56,9 @@ class RunOptions:
             for name, value in at_least_one.items()
             if value is not None and value < 1
         ]
-        if self.max_seconds is not None and self.max_seconds <= 0:
-            problems.append(f"max_seconds must be more than 0, got {self.max_seconds}")
+        # `not (x > 0)` also refuses nan, which compares false to everything and would disable the budget.
+        if self.max_seconds is not None and not (self.max_seconds > 0 and math.isfinite(self.max_seconds)):
+            problems.append(f"max_seconds must be more than 0 and finite, got {self.max_seconds}")
         if self.temperature is not None and self.temperature < 0:
             problems.append(f"temperature must be 0 or more, got {self.temperature}")
         if self.tools is not None:
@@ -187,10 +186,13 @@ def budget_notes(agents: list[AgentResult]) -> list[str]:
     ]
 
 
-def ranked_outcome(ranked: RankResult, agents: list[AgentResult], citations: list[Citation]) -> Outcome:
-    """The best of a ranking as the answer, with the whole ranking and what failed."""
+def ranked_outcome(
+    ranked: RankResult, agents: list[AgentResult], citations: list[Citation], answer: str | None = None
+) -> Outcome:
+    """The best of a ranking as the answer (`answer`: the best sample's whole answer, where the ranking
+    compared short ones), with the whole ranking and what failed."""
     notes = [f"sample {f.index} failed: {f.error}" for f in ranked.failed] + budget_notes(agents)
-    best = agents[ranked.best.index].short_answer if ranked.best.index < len(agents) else ""
-    return Outcome(
-        ranked.best.answer, citations, agents=agents, ranking=ranked.ranking, notes=notes, short_answer=best
-    )
+    best = ranked.best.answer if answer is None else answer
+    # The short answer of the best trajectory, when the samples were agents'.
+    short = agents[ranked.best.index].short_answer if ranked.best.index < len(agents) else ""
+    return Outcome(best, citations, agents=agents, ranking=ranked.ranking, notes=notes, short_answer=short)

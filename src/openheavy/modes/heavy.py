@@ -44,7 +44,14 @@ class HeavyMode(Mode):
         if heavy.synthesis_error:
             notes.append(f"synthesis failed, best agent answer used: {heavy.synthesis_error}")
             run.stream.emit(Note(run_id=run.run_id, topic="warning", data={"message": notes[-1]}))
-        return Outcome(heavy.answer, heavy.citations, agents=heavy.agents, plan=heavy.plan, notes=notes)
+        return Outcome(
+            heavy.answer,
+            heavy.citations,
+            agents=heavy.agents,
+            plan=heavy.plan,
+            notes=notes,
+            short_answer=heavy.short_answer,
+        )
 
 
 class HeavyRankMode(HeavyMode):
@@ -55,5 +62,6 @@ class HeavyRankMode(HeavyMode):
         trajectories = await orchestrator.rank_trajectories(
             run.question, run.verifier(), temperature=run.sample_temperature
         )
-        outcome = ranked_outcome(trajectories.ranked, trajectories.agents, trajectories.best.citations)
+        best = trajectories.best
+        outcome = ranked_outcome(trajectories.ranked, trajectories.agents, best.citations, best.answer)
         return replace(outcome, plan=trajectories.plan)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["MAX_QUERY_TERMS", "STOPWORDS", "query_key", "query_terms"]
+__all__ = ["MAX_QUERY_TERMS", "STOPWORDS", "query_key", "query_terms", "query_words"]
 
 # A pasted paragraph would otherwise become a 200-term OR query; the first 32 distinct content words
 # carry the question.
@@ -47,10 +47,18 @@ def query_terms(query: str) -> list[str]:
     return terms
 
 
+def query_words(query: str) -> frozenset[str]:
+    """The content words of a query as a search engine sees them (`query_terms`), with a plural "s"
+    folded away, so that "PEPs by Warsaw" and "Warsaw PEP" are the same search."""
+    return frozenset(_singular(word) for word in query_terms(query))
+
+
 def query_key(query: str) -> str:
-    """What a query asks for, whatever its case, punctuation, word order, repeated words or stopwords:
-    its content words, sorted. A query of stopwords only is keyed by its casefolded words."""
-    terms = query_terms(query)
-    if not terms:
-        terms = unicodedata.normalize("NFKC", query).casefold().split()
-    return " ".join(sorted(terms))
+    """What a query asks for, whatever its case, punctuation, word order, repeated words, plurals or
+    stopwords: its `query_words`, sorted. A query of stopwords only is keyed by its casefolded words."""
+    words = query_words(query) or unicodedata.normalize("NFKC", query).casefold().split()
+    return " ".join(sorted(words))
+
+
+def _singular(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
