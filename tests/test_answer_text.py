@@ -3,11 +3,13 @@ first, markers for cited sources, code kept whole; each repair recorded in the t
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from fakes import PASSAGES, ListSink, MemorySearch, action
+from fakes import PASSAGES, ListSink, MemorySearch, action, plan_reply
 from openheavy.agent import ResearchAgent
 from openheavy.answer_text import (
     answer_problems,
@@ -19,10 +21,11 @@ from openheavy.answer_text import (
 )
 from openheavy.api import Heavy
 from openheavy.config import Settings
-from openheavy.models.scripted import ScriptedModel
+from openheavy.heavy import Orchestrator
+from openheavy.models.scripted import FunctionModel, ScriptedModel
 from openheavy.search.cache import CachedSearch
 from openheavy.trace import read_trace
-from openheavy.types import AnswerEdited, Completion, EventStream, Usage
+from openheavy.types import AnswerEdited, Completion, EventStream, JsonSchema, Message, Usage
 
 # The loop seen with the default model on "shallow vs deep copy", cut off mid-word by the length bound.
 LOOP = "Shallow copy is useful when you want to create a new object that is a copy of the original, but "
@@ -231,3 +234,34 @@ def test_a_direct_answer_stopped_by_max_tokens_is_repaired_and_recorded(tmp_path
     # a complete direct answer is left as it is
     plain = Heavy(ScriptedModel(["Use copy.deepcopy"]), MemorySearch({}), settings=settings)
     assert plain.run("q", mode="direct").answer == "Use copy.deepcopy"
+
+
+async def test_a_synthesis_that_loops_is_cut_and_recorded() -> None:
+    def team(messages: Sequence[Message], schema: JsonSchema | None) -> str:
+        properties = (schema or {}).get("properties", {})
+        if "tasks" in properties:
+            return json.dumps(plan_reply(["shallow copies", "deep copies"], queries=[["copy"], ["deepcopy"]]))
+        if "agreements" in properties:
+            reply = {"agreements": "", "conflicts": "", "short": "", "answer": LOOPED[:1200], "cite": [1]}
+            return json.dumps(reply)
+        turns = sum(m.role == "assistant" for m in messages)
+        query = "subprocess run" if "shallow" in messages[1].content else "check_output"
+        steps = [
+            action("search", query=query),
+            action("open", ref=1),
+            action("answer", answer="See [1].", cite=[1]),
+        ]
+        return steps[turns]
+
+    sink = ListSink()
+    orchestrator = Orchestrator(
+        FunctionModel(team),
+        CachedSearch(MemorySearch(dict(PASSAGES))),
+        stream=EventStream([sink]),
+        run_id="r",
+        agents=2,
+    )
+    result = await orchestrator.run("Shallow or deep copy?")
+    assert result.answer == "A shallow copy shares the inner objects [1]. " + LOOP.strip() + "."
+    [edited] = [e for e in sink.of("AnswerEdited") if e.agent == "synthesizer"]
+    assert [e["kind"] for e in edited.edits] == ["repetition_cut"]

@@ -34,7 +34,7 @@ from openheavy.aggregation import (
     short_answer,
     vote_on_answers,
 )
-from openheavy.answer_text import lead_with
+from openheavy.answer_text import lead_with, repair_free_text
 from openheavy.citations import Citation, RunSources, Source, renumber_markers, resolve_citations
 from openheavy.errors import OpenHeavyError
 from openheavy.json_output import first_json_object
@@ -59,7 +59,16 @@ from openheavy.rank import SAMPLE_TEMPERATURE, RankResult, rank
 from openheavy.search.cache import CachedSearch
 from openheavy.search.queries import QueryLog
 from openheavy.tools.base import Tool
-from openheavy.types import EventStream, JsonSchema, ListMerged, Message, PlanMade, Usage, VoteTaken
+from openheavy.types import (
+    AnswerEdited,
+    EventStream,
+    JsonSchema,
+    ListMerged,
+    Message,
+    PlanMade,
+    Usage,
+    VoteTaken,
+)
 from openheavy.verify import Sample, Verifier
 
 SYNTHESIS_MAX_SOURCES = 12  # sources listed to the synthesizer, the ones the agents cited first
@@ -551,7 +560,7 @@ class Orchestrator:
                 "conflicts": {"type": "string", "maxLength": self.answer_max_chars // 4},
                 "short": {"type": "string", "maxLength": SHORT_MAX_CHARS},
                 # a merged list may be longer than any one agent's answer
-                "answer": {"type": "string", "minLength": 1, "maxLength": self.answer_max_chars * 4 // 3},
+                "answer": {"type": "string", "minLength": 1, "maxLength": self._synthesis_max_chars},
                 "cite": (
                     {"type": "array", "items": {"type": "integer", "enum": numbers}, "maxItems": 12}
                     if numbers
@@ -599,8 +608,9 @@ class Orchestrator:
                 usage=self.usage,
                 short_answer=short_answer(best),
             )
+        text = self._repaired(output.answer, attempt)
         answer, citations = resolve_citations(
-            lead_with(output.short, output.answer)[0],
+            lead_with(output.short, text)[0],
             output.cite,
             sources.by_number,
             drop_reason=lambda _: "no agent read this document",
@@ -618,6 +628,28 @@ class Orchestrator:
             usage=self.usage,
             short_answer=" ".join(renumber_markers(output.short, {}).split()),
         )
+
+    @property
+    def _synthesis_max_chars(self) -> int:
+        # a merged answer may be longer than any one agent's
+        return self.answer_max_chars * 4 // 3
+
+    def _repaired(self, text: str, step: int) -> str:
+        """The synthesizer's text with a degenerate repetition cut and, when that cut or the schema's
+        length bound left it unfinished, ended at its last sentence; an `AnswerEdited` event says so."""
+        repaired, edits = repair_free_text(text, cut_off=len(text) >= self._synthesis_max_chars)
+        if edits:
+            self.stream.emit(
+                AnswerEdited(
+                    run_id=self.run_id,
+                    agent="synthesizer",
+                    step=step,
+                    edits=[edit.to_record() for edit in edits],
+                    original=text,
+                    text=repaired,
+                )
+            )
+        return repaired
 
     def _charge(self, usage: Usage) -> None:
         self.usage = self.usage + usage
