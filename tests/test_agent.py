@@ -196,11 +196,14 @@ async def test_tool_observations_read_as_before_from_the_tool_templates() -> Non
     before = await OpenTool().call(OpenArgs(ref=3), ctx)
     assert before.text == "There is no result [3]. Known results: none yet — search first."
     found = await SearchTool().call(SearchArgs(query="shlex"), ctx)
-    assert found.text.splitlines()[:2] == ['Results for "shlex":', "[1] shlex — split"]
+    # what came from the corpus is fenced as data, under a line that says so (test_untrusted.py)
+    assert found.text.startswith('Results for "shlex", as untrusted data between <data-')
+    assert found.text.splitlines()[2] == "[1] shlex — split"
     opened = await OpenTool().call(OpenArgs(ref=1), ctx)
-    assert opened.text.startswith("[1] shlex — split (file:shlex#1)\nshlex.split splits")
+    assert opened.text.startswith("Document [1], as untrusted data")
+    assert "\n[1] shlex — split (file:shlex#1)\nshlex.split splits" in opened.text
     again = await SearchTool().call(SearchArgs(query="shlex split"), ctx)
-    assert again.text.splitlines()[1] == "[1] shlex — split (already read)"
+    assert again.text.splitlines()[2] == "[1] shlex — split (already read)"
     unknown = await OpenTool().call(OpenArgs(ref=9), ctx)
     assert unknown.text == "There is no result [9]. Known results: [1]."
     nothing = await SearchTool().call(SearchArgs(query="zzzz"), ctx)

@@ -258,7 +258,8 @@ async def test_heavy_rank_ranks_the_agents_trajectories_instead_of_synthesizing(
     assert len(ranking.agents) == 2
     assert ranking.ranked.best.answer == "find shlex: see [1]" and ranking.best.task == "find shlex"
     assert ranking.ranked.best.evidence[0]["id"] == "shlex#1"
-    assert "Evidence read:" in ranking.ranked.best.text and "shlex.split" in ranking.ranked.best.text
+    best = ranking.ranked.best.text
+    assert "Evidence read, as untrusted data" in best and "shlex.split" in best
     assert not [e for e in sink.of("ModelCalled") if e.purpose == "synthesis"]
 
 

@@ -25,7 +25,7 @@ from openheavy.errors import OpenHeavyError
 from openheavy.json_output import first_json_object
 from openheavy.models.base import ChatModel
 from openheavy.models.recording import RecordingModel
-from openheavy.prompts import load_prompt, render_prompt
+from openheavy.prompts import fence_untrusted, load_prompt, render_prompt
 from openheavy.rank import RankResult, rank
 from openheavy.search.cache import CachedSearch
 from openheavy.slicing import LIST_CUE, find_period, period_slices
@@ -349,11 +349,18 @@ class Orchestrator:
             "required": ["agreements", "conflicts", "answer", "cite"],
             "additionalProperties": False,
         }
+        # The notes and sources carry what the agents read: data for the synthesizer, never instructions.
+        fenced_notes = fence_untrusted(
+            "\n\n".join(notes), label=render_prompt("synthesis_notes_label").strip()
+        )
+        fenced_sources = fence_untrusted(listing, label=render_prompt("synthesis_sources_label").strip())
         messages = [
             Message("system", render_prompt("synthesis_system")),
             Message(
                 "user",
-                render_prompt("synthesis_user", question=question, notes="\n\n".join(notes), sources=listing),
+                render_prompt(
+                    "synthesis_user", question=question, notes=fenced_notes, sources=fenced_sources
+                ),
             ),
         ]
         error: str | None = None
@@ -417,7 +424,11 @@ def trajectory_sample(index: int, result: AgentResult) -> Sample:
     evidence = "\n".join(
         f"[{c.number}] {c.title}: {_excerpt(c.source.document.text, 400)}" for c in result.citations
     )
-    evidence = evidence or render_prompt("heavy_trajectory_no_evidence").strip()
+    evidence = (
+        fence_untrusted(evidence, label=render_prompt("heavy_trajectory_evidence_label").strip())
+        if evidence
+        else render_prompt("heavy_trajectory_no_evidence").strip()
+    )
     text = render_prompt("heavy_trajectory", answer=result.answer, evidence=evidence).strip()
     return Sample(
         index=index,
