@@ -199,14 +199,9 @@ class Heavy:
         run_id = new_run_id()
         path = trace_path(self.settings.runs_dir, run_id)
         metrics = MetricsSink()
-        stream = EventStream(
-            [
-                JsonlTraceSink(path),
-                RunStoreSink(RunStore(run_store_path(self.settings.runs_dir)), path),
-                metrics,
-                *sinks,
-            ]
-        )
+        # The store first: a damaged one stops the run before it leaves an empty trace behind.
+        store = RunStore(run_store_path(self.settings.runs_dir))
+        stream = EventStream([JsonlTraceSink(path), RunStoreSink(store, path), metrics, *sinks])
         run = RunContext(
             question=question,
             options=options or RunOptions(),
@@ -237,7 +232,7 @@ class Heavy:
                     answer="",
                     citations=[],
                     figures=metrics.figures().to_dict(),
-                    error="cancelled by the user",
+                    error="cancelled before it finished (Ctrl-C or a termination signal)",
                 )
             )
             stream.close()

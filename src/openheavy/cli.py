@@ -1,7 +1,9 @@
 """The `openheavy` command: a thin shell over the library API.
 
-Errors that openheavy raises on purpose are printed as one line that says what to do, with exit code 1;
-Ctrl-C exits with 130 after the run's trace is closed and the model server stopped.
+Errors that openheavy raises on purpose are printed as one line that says what to do (naming the run
+they happened in, if any), with exit code 1; with `--json`, as one JSON object on stdout. Ctrl-C exits
+with 130 after the run's trace is closed, the run marked cancelled and the model server stopped;
+SIGTERM and SIGHUP take the same path and exit with 143 and 129.
 """
 
 from __future__ import annotations
@@ -9,10 +11,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import signal
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -25,6 +30,7 @@ from openheavy.config import Settings, load_settings
 from openheavy.errors import OpenHeavyError
 from openheavy.modes import MODES, RunOptions
 from openheavy.prompts import list_prompts, load_prompt
+from openheavy.types import Event, EventSink, RunStarted
 
 app = typer.Typer(
     help="openheavy: parallel tool-using research agents, ranked generation and verifiers, in the open.",
@@ -38,23 +44,88 @@ err = Console(stderr=True)
 
 def main() -> None:
     """Entry point of the `openheavy` script."""
-    app()
+    with _termination_as_interrupt():
+        app()
 
 
-def _fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+# The termination signals this process received: SIGTERM and SIGHUP are turned into Ctrl-C.
+_terminated_by: list[int] = []
+
+
+@contextmanager
+def _termination_as_interrupt() -> Iterator[None]:
+    """Handle SIGTERM and SIGHUP exactly as Ctrl-C: a running run is cancelled (trace kept, run marked
+    cancelled, model server stopped) and the exit code says which signal it was (128 + its number)."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        _terminated_by.append(signum)
+        # Whatever handles Ctrl-C now (asyncio cancels the run; elsewhere KeyboardInterrupt) takes over.
+        signal.raise_signal(signal.SIGINT)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _interrupted_code() -> int:
+    """The exit code of an interrupted command: 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP."""
+    return 128 + (_terminated_by[-1] if _terminated_by else signal.SIGINT)
+
+
+def _interrupted_by() -> str:
+    """ "cancelled" after Ctrl-C, else the name of the termination signal ("SIGTERM")."""
+    return signal.Signals(_terminated_by[-1]).name if _terminated_by else "cancelled"
+
+
+# Whether the running command reports errors as JSON (`--json`).
+_json_errors: ContextVar[bool] = ContextVar("openheavy_json_errors", default=False)
+
+
+class _RunIds(EventSink):
+    """Remembers the run that started last, so that an error can name it."""
+
+    def __init__(self) -> None:
+        self.run_id: str | None = None
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self.run_id = event.run_id
+
+
+def _fail(message: str, code: int = 1, *, run_id: str | None = None, status: str = "failed") -> NoReturn:
+    if _json_errors.get():
+        report = {"status": status, "error": message, "run_id": run_id, "exit_code": code}
+        with suppress(OSError):  # a closed pipe or terminal (SIGHUP) must not turn into a traceback
+            sys.stdout.write(json.dumps(report, ensure_ascii=False) + "\n")
+        raise typer.Exit(code)
+    where = f"\n  run {run_id}: `openheavy trace {run_id}` shows every step" if run_id else ""
+    with suppress(OSError):
+        err.print(f"[bold red]error:[/] {escape(message)}{escape(where)}", highlight=False)
     raise typer.Exit(code)
 
 
 @contextmanager
-def _errors() -> Iterator[None]:
+def _errors(*, as_json: bool = False, runs: _RunIds | None = None) -> Iterator[None]:
+    """Report what goes wrong inside as one line (or one JSON object with `as_json`) and an exit code."""
+    token = _json_errors.set(as_json)
     try:
         yield
     except OpenHeavyError as exc:
-        _fail(str(exc))
+        _fail(str(exc), run_id=runs.run_id if runs else None)
     except KeyboardInterrupt:
-        err.print("[yellow]cancelled[/]: the run's trace was kept and marked cancelled (`openheavy runs`).")
-        raise typer.Exit(130) from None
+        what = _interrupted_by()
+        message = "the run's trace was kept and marked cancelled (`openheavy runs`)."
+        if as_json:
+            run_id = runs.run_id if runs else None
+            _fail(f"{what}: {message}", _interrupted_code(), run_id=run_id, status="cancelled")
+        with suppress(OSError):
+            err.print(f"[yellow]{what}[/]: {message}", highlight=False)
+        raise typer.Exit(_interrupted_code()) from None
+    finally:
+        _json_errors.reset(token)
 
 
 @contextmanager
@@ -120,16 +191,17 @@ def ask(
     from openheavy.display.live import LiveDisplay
     from openheavy.display.render import render_agent_table, render_answer, render_ranking, render_summary
 
-    if mode not in MODES:
-        _fail(f"unknown --mode {mode!r}; choose one of {', '.join(MODES)}")
-    settings = _settings(model=model, corpus=corpus, api_key=api_key)
-    agent_count = _parse_agents(agents)
-    with _errors(), _progress(enabled=not as_json) as progress:
+    runs = _RunIds()
+    with _errors(as_json=as_json, runs=runs), _progress(enabled=not as_json) as progress:
+        if mode not in MODES:
+            _fail(f"unknown --mode {mode!r}; choose one of {', '.join(MODES)}")
+        settings = _settings(model=model, corpus=corpus, api_key=api_key)
+        agent_count = _parse_agents(agents)
         options = RunOptions(
             max_steps=max_steps, agents=agent_count, max_agents=max_agents, n=n, verifier=verifier, seed=seed
         )
         heavy = Heavy(settings=settings, api_key=api_key, progress=progress)
-        sinks = [] if (as_json or quiet) else [LiveDisplay(err)]
+        sinks: list[EventSink] = [runs] if (as_json or quiet) else [runs, LiveDisplay(err)]
         result: RunResult = heavy.run(question, mode, options, sinks=sinks)
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n")
@@ -165,11 +237,7 @@ def compare(
 
     from openheavy.display.live import LiveDisplay
 
-    chosen = [m.strip() for m in modes.split(",") if m.strip()]
-    unknown = [m for m in chosen if m not in MODES]
-    if unknown or not chosen:
-        _fail(f"unknown mode(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(MODES)}")
-    settings = _settings(model=model, corpus=corpus, api_key=api_key)
+    runs = _RunIds()
 
     async def run_all(heavy: Heavy) -> list[RunResult]:
         results = []
@@ -177,12 +245,17 @@ def compare(
             for mode in chosen:
                 if not as_json:
                     err.rule(f"[bold]{mode}")
-                sinks = [] if as_json else [LiveDisplay(err)]
+                sinks: list[EventSink] = [runs] if as_json else [runs, LiveDisplay(err)]
                 options = RunOptions(max_steps=max_steps, n=n, verifier=verifier)
                 results.append(await heavy.arun(question, mode, options, sinks=sinks))
         return results
 
-    with _errors(), _progress(enabled=not as_json) as progress:
+    with _errors(as_json=as_json, runs=runs), _progress(enabled=not as_json) as progress:
+        chosen = [m.strip() for m in modes.split(",") if m.strip()]
+        unknown = [m for m in chosen if m not in MODES]
+        if unknown or not chosen:
+            _fail(f"unknown mode(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(MODES)}")
+        settings = _settings(model=model, corpus=corpus, api_key=api_key)
         results = asyncio.run(run_all(Heavy(settings=settings, api_key=api_key, progress=progress)))
     if as_json:
         sys.stdout.write(json.dumps([r.to_dict() for r in results], ensure_ascii=False, indent=2) + "\n")
@@ -331,9 +404,10 @@ def index(
             report = index_paths(list(paths), name, settings.index_dir, progress=progress, warn=warn)
         except KeyboardInterrupt:
             err.print(
-                "[yellow]cancelled[/]: files indexed so far stay indexed; run the command again to finish."
+                f"[yellow]{_interrupted_by()}[/]: files indexed so far stay indexed; run the command again "
+                "to finish."
             )
-            raise typer.Exit(130) from None
+            raise typer.Exit(_interrupted_code()) from None
     skipped = f", {len(report.skipped)} skipped" if report.skipped else ""
     out.print(
         f"corpus [bold]{name}[/]: {report.documents:,} documents, {report.chunks:,} chunks · "

@@ -59,6 +59,14 @@ class CorpusError(SearchError):
     """Files or documents that cannot be indexed: a missing path, a bad name, a malformed file."""
 
 
+class AgentsFailedError(OpenHeavyError):
+    """Every research agent of a run failed: the run has no answer to give."""
+
+
+class DamagedRunStoreError(OpenHeavyError):
+    """The run store's SQLite file is damaged, truncated, or not a database at all."""
+
+
 class BudgetExceededError(OpenHeavyError):
     """A run's budget (steps, tokens, wall time) ran out."""
 

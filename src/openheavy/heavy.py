@@ -21,7 +21,7 @@ from openheavy.agent import (
     ResearchAgent,
 )
 from openheavy.citations import Citation, RunSources, resolve_citations
-from openheavy.errors import OpenHeavyError
+from openheavy.errors import AgentsFailedError, OpenHeavyError
 from openheavy.json_output import first_json_object
 from openheavy.models.base import ChatModel
 from openheavy.models.recording import RecordingModel
@@ -300,13 +300,9 @@ class Orchestrator:
         sources = RunSources.gather((r.agent, r.sources.opened.values()) for r in results)
         usable = [r for r in results if r.ok and r.answer.strip()]
         if not usable:
-            failures = "; ".join(f"{r.agent}: {r.error}" for r in results if r.error)
-            answer = (
-                render_prompt("heavy_no_answer_failures", failures=failures)
-                if failures
-                else render_prompt("heavy_no_answer")
-            )
-            return HeavyResult(answer.strip(), [], plan, results, usage=self.usage)
+            # A run with no answer is a failed run (exit code, run store, eval error), never an "answer"
+            # made of the failures.
+            raise AgentsFailedError(_describe_failures(results))
         if len(usable) == 1 and len(results) == 1:
             # One agent: its answer is the answer; comparing notes would only cost tokens.
             only = usable[0]
@@ -437,6 +433,15 @@ def trajectory_sample(index: int, result: AgentResult) -> Sample:
         evidence=[c.to_record() for c in result.citations],
         usage=result.usage,
         error=result.error,
+    )
+
+
+def _describe_failures(results: list[AgentResult]) -> str:
+    """Why a run whose agents all failed has no answer: each agent's error, and what to do."""
+    errors = "; ".join(f"{r.agent}: {(r.error or 'no answer')[:300]}" for r in results)
+    return (
+        f"all {len(results)} agents failed, so there is no answer ({errors}) — the first error says what "
+        "went wrong; fix that (often the model server) and ask again"
     )
 
 

@@ -159,6 +159,12 @@ def budget_notes(agents: list[AgentResult]) -> list[str]:
 
 
 def ranked_outcome(ranked: RankResult, agents: list[AgentResult], citations: list[Citation]) -> Outcome:
-    """The best of a ranking as the answer, with the whole ranking and what failed."""
-    notes = [f"sample {f.index} failed: {f.error}" for f in ranked.failed] + budget_notes(agents)
+    """The best of a ranking as the answer, with the whole ranking and what failed (by agent name when
+    the samples are agents' trajectories)."""
+    failed = (
+        [f"{a.agent} failed: {a.error}" for a in agents if a.error]
+        if agents
+        else [f"sample {f.index} failed: {f.error}" for f in ranked.failed]
+    )
+    notes = failed + budget_notes(agents)
     return Outcome(ranked.best.answer, citations, agents=agents, ranking=ranked.ranking, notes=notes)
