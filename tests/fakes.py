@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import sqlite3
-from contextlib import closing
+import threading
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,3 +93,33 @@ def damage_sqlite_page(path: Path, btree: str) -> None:
     with path.open("r+b") as file:
         file.seek((root - 1) * page_size)
         file.write(b"\xa5" * page_size)
+
+
+@contextmanager
+def silent_server() -> Iterator[str]:
+    """A loopback model server that accepts connections, reads the requests and never answers: a hung
+    llama-server. Yields its URL with a model name, so nothing asks it for /models first."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    listener.settimeout(0.1)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1#m"
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        listener.close()

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import pytest
 from typer.testing import CliRunner
 
 import openheavy
-from fakes import PASSAGES, MemorySearch, action, damage_sqlite_page
+from fakes import PASSAGES, MemorySearch, action, damage_sqlite_page, silent_server
 from openheavy import cli
 from openheavy.api import Heavy
 from openheavy.config import Settings
@@ -228,31 +227,8 @@ def test_ask_json_reports_a_usage_error_as_json_too(cli_env: Path) -> None:
 
 @pytest.fixture
 def hanging_server() -> Iterator[str]:
-    """A server that accepts connections and never answers."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1#m"
-    finally:
-        stop.set()
-        thread.join()
-        for conn in held:
-            conn.close()
-        listener.close()
+    with silent_server() as url:
+        yield url
 
 
 def _wait_for_running_run(db: Path, process: subprocess.Popen[str]) -> str:

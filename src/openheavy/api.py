@@ -19,8 +19,10 @@ from openheavy.config import Settings, load_settings
 from openheavy.corpus.catalog import open_corpus
 from openheavy.errors import ConfigError
 from openheavy.models.base import ChatModel
+from openheavy.models.budget import Budget
+from openheavy.models.recording import RecordingModel
 from openheavy.models.registry import resolve_model
-from openheavy.modes import RunContext, RunOptions, get_mode
+from openheavy.modes import Mode, RunContext, RunOptions, get_mode
 from openheavy.search.base import SearchBackend
 from openheavy.trace import (
     JsonlTraceSink,
@@ -182,6 +184,27 @@ class Heavy:
             if not task.done():
                 task.cancel()
 
+    def _check_limits(self, strategy: Mode, options: RunOptions) -> None:
+        """Refuse more concurrent agents or samples than the settings allow: each is a request in flight
+        at the model server at once, and thousands of them are a mistake, never a plan."""
+        agents, samples = self.settings.agent_limit, self.settings.sample_limit
+        asked = {"--agents": options.agents or 0, "--max-agents": options.max_agents}
+        if strategy.name == "rank-tools":
+            asked["--n"] = options.n  # N research agents
+        problems = [
+            f"{flag} {value} is more than agent_limit {agents}"
+            for flag, value in asked.items()
+            if value > agents
+        ]
+        if options.n > samples:
+            problems.append(f"--n {options.n} is more than sample_limit {samples}")
+        if problems:
+            raise ConfigError(
+                f"{'; '.join(problems)} — each agent or sample is a request in flight at the model server; "
+                "ask for fewer, or raise the limit (OPENHEAVY_AGENT_LIMIT, OPENHEAVY_SAMPLE_LIMIT or "
+                "agent_limit / sample_limit in the config file) for a server with that many slots"
+            )
+
     async def arun(
         self,
         question: str,
@@ -195,6 +218,8 @@ class Heavy:
         strategy = get_mode(mode)
         if not question.strip():
             raise ConfigError("the question is empty")
+        options = options or RunOptions()
+        self._check_limits(strategy, options)
         self.model()  # a bad model spec is a usage error, not a failed run: raise before the run starts
         run_id = new_run_id()
         path = trace_path(self.settings.runs_dir, run_id)
@@ -202,15 +227,21 @@ class Heavy:
         # The store first: a damaged one stops the run before it leaves an empty trace behind.
         store = RunStore(run_store_path(self.settings.runs_dir))
         stream = EventStream([JsonlTraceSink(path), RunStoreSink(store, path), metrics, *sinks])
+        # One budget for everything the run does: every call through the run's model is checked against
+        # it, whichever part of the run wraps the model for its own recording.
+        budget = Budget(
+            options.max_tokens or self.settings.max_tokens, options.max_seconds or self.settings.max_seconds
+        )
         run = RunContext(
             question=question,
-            options=options or RunOptions(),
+            options=options,
             settings=self.settings,
-            model=self.model(),
+            model=RecordingModel(self.model(), stream=None, run_id=run_id, budget=budget),
             stream=stream,
             run_id=run_id,
             corpus=self.corpus_name,
             open_corpus=self.search_backend,
+            budget=budget,
         )
         try:
             stream.emit(

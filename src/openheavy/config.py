@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -70,16 +70,19 @@ class Settings(BaseSettings):
     llama_start_timeout: float = 180.0
 
     # Model requests
-    request_timeout: float = 600.0
-    max_retries: int = 3
-    temperature: float = 0.0
+    request_timeout: float = Field(600.0, gt=0, allow_inf_nan=False)
+    max_retries: int = Field(3, ge=0)
+    temperature: float = Field(0.0, ge=0, allow_inf_nan=False)
 
-    # Agent budgets
-    max_steps: int = 6
-    max_tokens: int = 60_000  # per run, prompt + completion
-    max_seconds: float = 900.0  # per run
-    answer_max_tokens: int = 512  # unconstrained answers (direct, rank samples)
-    answer_max_chars: int = 1500  # an agent's answer; synthesis may use a third more
+    # Budgets. Tokens and seconds are per run, enforced on every call (see models/budget.py).
+    max_steps: int = Field(6, ge=1)
+    max_tokens: int = Field(60_000, ge=1)  # prompt + completion
+    max_seconds: float = Field(900.0, gt=0, allow_inf_nan=False)
+    answer_max_tokens: int = Field(512, ge=1)  # unconstrained answers (direct, rank samples)
+    answer_max_chars: int = Field(1500, ge=1)  # an agent's answer; synthesis may use a third more
+    # Requests in flight at once: 4x the embedded server's 4 slots for agents, 16x for short samples.
+    agent_limit: int = Field(16, ge=1)  # research agents per run (heavy, heavy-rank, rank-tools)
+    sample_limit: int = Field(64, ge=1)  # samples per run (rank)
 
     @classmethod
     def settings_customise_sources(
@@ -114,5 +117,13 @@ def load_settings(**overrides: Any) -> Settings:
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
         return Settings(**given)
-    except Exception as exc:  # pydantic.ValidationError or a TOML syntax error
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg'].lower()} (got {e.get('input')!r})"
+            for e in exc.errors()
+        )
+        raise ConfigError(
+            f"invalid settings: {problems} — fix the flag, OPENHEAVY_* variable or {config_file_path()}"
+        ) from exc
+    except Exception as exc:  # a TOML syntax error
         raise ConfigError(f"invalid settings ({config_file_path()} or OPENHEAVY_* env): {exc}") from exc

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
+BudgetName = Literal["steps", "tokens", "time"]
+"""The budgets of a run: actions per agent, tokens and wall time."""
+
 
 class OpenHeavyError(Exception):
     """Base of every error openheavy raises on purpose."""
@@ -68,7 +73,11 @@ class DamagedRunStoreError(OpenHeavyError):
 
 
 class BudgetExceededError(OpenHeavyError):
-    """A run's budget (steps, tokens, wall time) ran out."""
+    """A run's budget ran out: `budget` says which ("tokens" or "time"), the message what it stopped."""
+
+    def __init__(self, message: str, *, budget: BudgetName = "tokens") -> None:
+        super().__init__(message)
+        self.budget = budget
 
 
 class RunNotFoundError(OpenHeavyError):

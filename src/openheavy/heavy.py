@@ -118,8 +118,9 @@ class Orchestrator:
             raise OpenHeavyError(f"--max-agents must be at least 1, got {max_agents}")
         if agents is not None and agents < 1:
             raise OpenHeavyError(f"--agents must be 'auto' or at least 1, got {agents}")
-        self.model = model
-        self.recorder = RecordingModel(model, stream=stream, run_id=run_id)
+        # Planner, synthesis, agents and ranked samples all spend the one budget of the run.
+        self.recorder = RecordingModel(model, stream=stream, run_id=run_id, budget=budget)
+        self.model: ChatModel = self.recorder
         self.search = search
         self.stream = stream
         self.run_id = run_id
@@ -127,7 +128,7 @@ class Orchestrator:
         self.agents = agents
         self.max_agents = max(max_agents, agents or 0)
         self.max_steps = max_steps
-        self.budget = budget or Budget(max_tokens=10**9, max_seconds=float("inf"))
+        self.budget = self.recorder.budget or Budget.unlimited()
         self.max_tokens_per_call = max_tokens_per_call
         self.answer_max_chars = answer_max_chars
         self.temperature = temperature
@@ -412,7 +413,6 @@ class Orchestrator:
 
     def _charge(self, usage: Usage) -> None:
         self.usage = self.usage + usage
-        self.budget.charge(usage)
 
 
 def trajectory_sample(index: int, result: AgentResult) -> Sample:
@@ -439,6 +439,8 @@ def trajectory_sample(index: int, result: AgentResult) -> Sample:
 def _describe_failures(results: list[AgentResult]) -> str:
     """Why a run whose agents all failed has no answer: each agent's error, and what to do."""
     errors = "; ".join(f"{r.agent}: {(r.error or 'no answer')[:300]}" for r in results)
+    if all(r.stop_reason.kind == "budget" for r in results):
+        return f"all {len(results)} agents were stopped by the budget before they could answer ({errors})"
     return (
         f"all {len(results)} agents failed, so there is no answer ({errors}) — the first error says what "
         "went wrong; fix that (often the model server) and ask again"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,9 +53,10 @@ class RunOptions:
             for name, value in at_least_one.items()
             if value is not None and value < 1
         ]
-        if self.max_seconds is not None and self.max_seconds <= 0:
-            problems.append(f"max_seconds must be more than 0, got {self.max_seconds}")
-        if self.temperature is not None and self.temperature < 0:
+        # `not x > 0` rather than `x <= 0`: NaN compares false either way, and must not pass.
+        if self.max_seconds is not None and not (self.max_seconds > 0 and math.isfinite(self.max_seconds)):
+            problems.append(f"max_seconds must be a number of seconds more than 0, got {self.max_seconds}")
+        if self.temperature is not None and not (self.temperature >= 0 and math.isfinite(self.temperature)):
             problems.append(f"temperature must be 0 or more, got {self.temperature}")
         if problems:
             raise ConfigError(f"bad run options: {'; '.join(problems)}. Fix them and run again.")
@@ -68,11 +70,12 @@ class RunContext:
     question: str
     options: RunOptions
     settings: Settings
-    model: ChatModel
+    model: ChatModel  # carries `budget`: every call through it is checked against it
     stream: EventStream
     run_id: str
     corpus: str
     open_corpus: Callable[[], SearchBackend]
+    budget: Budget  # the run's tokens and wall time, shared by every call of the run
 
     @property
     def max_steps(self) -> int:
@@ -85,13 +88,6 @@ class RunContext:
     @property
     def sample_temperature(self) -> float:
         return SAMPLE_TEMPERATURE if self.options.temperature is None else self.options.temperature
-
-    def budget(self) -> Budget:
-        """The run's token and wall-time budget, its clock started now."""
-        return Budget(
-            self.options.max_tokens or self.settings.max_tokens,
-            self.options.max_seconds or self.settings.max_seconds,
-        )
 
     def verifier(self) -> Verifier:
         return make_verifier(
@@ -106,8 +102,8 @@ class RunContext:
         """The effective settings of this run, as recorded in `RunStarted`."""
         return {
             "max_steps": self.max_steps,
-            "max_tokens": self.options.max_tokens or self.settings.max_tokens,
-            "max_seconds": self.options.max_seconds or self.settings.max_seconds,
+            "max_tokens": self.budget.max_tokens,
+            "max_seconds": self.budget.max_seconds,
             "temperature": self.temperature,
             "agents": self.options.agents or "auto",
             "max_agents": self.options.max_agents,
@@ -150,11 +146,13 @@ class Mode(ABC):
 
 
 def budget_notes(agents: list[AgentResult]) -> list[str]:
-    """One note per agent that answered because a budget ran out."""
+    """One note per agent that answered because a budget ran out (one stopped before it could answer
+    is a failed agent, and its error says which budget stopped what)."""
     return [
-        f"{a.agent}: the {a.stop_reason.budget} budget ran out; it answered with what it had read so far"
+        f"{a.agent}: the {'token' if a.stop_reason.budget == 'tokens' else a.stop_reason.budget} budget ran "
+        "out; it answered with what it had read so far"
         for a in agents
-        if a.stop_reason.kind == "budget"
+        if a.stop_reason.kind == "budget" and a.ok
     ]
 
 
