@@ -75,6 +75,20 @@ class RunResult:
         }
 
 
+def _check_text(question: str) -> None:
+    """Refuse a question that is not valid text: bytes that were not UTF-8 (Python keeps them as lone
+    surrogates) would otherwise fail at the model server, which would be blamed for them."""
+    try:
+        question.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        char = question[exc.start]
+        byte = f" (byte 0x{ord(char) - 0xDC00:02x})" if 0xDC80 <= ord(char) <= 0xDCFF else ""
+        raise ConfigError(
+            f"the question is not valid UTF-8: character {exc.start + 1}{byte} is not text — save or type "
+            "it as UTF-8 (iconv -f LATIN1 -t UTF-8 converts a Latin-1 file)"
+        ) from None
+
+
 class Heavy:
     """Runs questions in any mode against one model and one corpus.
 
@@ -218,6 +232,7 @@ class Heavy:
         strategy = get_mode(mode)
         if not question.strip():
             raise ConfigError("the question is empty")
+        _check_text(question)
         options = options or RunOptions()
         self._check_limits(strategy, options)
         self.model()  # a bad model spec is a usage error, not a failed run: raise before the run starts

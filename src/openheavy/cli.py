@@ -169,14 +169,77 @@ def _parse_agents(value: str) -> int | None:
     return count
 
 
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option(help="Deprecated: every user sees it in `ps`. Use --api-key-file or OPENHEAVY_API_KEY."),
+]
+ApiKeyFileOption = Annotated[
+    Path | None, typer.Option("--api-key-file", help="Read the API key for a remote model from this file.")
+]
+
+
+def _api_key(api_key: str | None, api_key_file: Path | None) -> str | None:
+    """The API key given on the command line: from --api-key-file, or from the deprecated --api-key
+    (with a warning: a command line is visible to every user of the machine and kept in shell history)."""
+    if api_key is not None and api_key_file is not None:
+        _fail("give the API key once: --api-key-file FILE (or OPENHEAVY_API_KEY), not --api-key as well")
+    if api_key is not None:
+        err.print(
+            "[yellow]warning:[/] --api-key shows the key to every user of this machine (`ps`) and keeps it "
+            "in your shell history; use --api-key-file FILE or OPENHEAVY_API_KEY (--api-key is deprecated)",
+            highlight=False,
+        )
+        return api_key
+    if api_key_file is None:
+        return None
+    try:
+        key = api_key_file.read_text(encoding="utf-8").strip()
+        private = api_key_file.stat().st_mode & 0o077 == 0
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"cannot read the API key file {api_key_file} ({exc}) — check the path")
+    if not key:
+        _fail(f"the API key file {api_key_file} is empty — put the key in it, on one line")
+    if not private:
+        err.print(
+            f"[yellow]warning:[/] other users can read {escape(str(api_key_file))}: chmod 600 it",
+            highlight=False,
+        )
+    return key
+
+
+def _read_question(question: str | None, question_file: Path | None) -> str:
+    """The question: the argument, standard input when it is `-`, or the file `--question-file` names.
+    Text from a file or stdin that is not UTF-8 is passed on as read, for the run to refuse by name."""
+    if question_file is not None:
+        if question is not None:
+            _fail("give the question once: as an argument, - for standard input, or --question-file FILE")
+        try:
+            data = question_file.read_bytes()
+        except OSError as exc:
+            _fail(f"cannot read the question file {question_file} ({exc.strerror or exc}) — check the path")
+    elif question == "-":
+        data = sys.stdin.buffer.read()
+    elif question is None:
+        _fail("no question: give it as an argument, - to read standard input, or --question-file FILE")
+    else:
+        return question
+    return data.decode("utf-8", errors="surrogateescape").strip()
+
+
 @app.command()
 def ask(
-    question: Annotated[str, typer.Argument(help="The question to research.")],
+    question: Annotated[
+        str | None, typer.Argument(help="The question to research; - reads it from standard input.")
+    ] = None,
+    question_file: Annotated[
+        Path | None, typer.Option("--question-file", help="Read the question from this file (UTF-8).")
+    ] = None,
     mode: Annotated[str, typer.Option(help=" | ".join(MODES))] = "single",
     model: Annotated[
         str | None, typer.Option(help="local | local:fast | local:tiny | http://host:port/v1 | PROFILE")
     ] = None,
-    api_key: Annotated[str | None, typer.Option(help="API key for a remote model (or env).")] = None,
+    api_key: ApiKeyOption = None,
+    api_key_file: ApiKeyFileOption = None,
     corpus: Annotated[str | None, typer.Option(help="Corpus to search (default pydocs).")] = None,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Actions per agent.")] = None,
     agents: Annotated[str, typer.Option(help="heavy: 'auto' or a number of agents.")] = "auto",
@@ -195,14 +258,16 @@ def ask(
     with _errors(as_json=as_json, runs=runs), _progress(enabled=not as_json) as progress:
         if mode not in MODES:
             _fail(f"unknown --mode {mode!r}; choose one of {', '.join(MODES)}")
-        settings = _settings(model=model, corpus=corpus, api_key=api_key)
+        text = _read_question(question, question_file)
+        key = _api_key(api_key, api_key_file)
+        settings = _settings(model=model, corpus=corpus, api_key=key)
         agent_count = _parse_agents(agents)
         options = RunOptions(
             max_steps=max_steps, agents=agent_count, max_agents=max_agents, n=n, verifier=verifier, seed=seed
         )
-        heavy = Heavy(settings=settings, api_key=api_key, progress=progress)
+        heavy = Heavy(settings=settings, api_key=key, progress=progress)
         sinks: list[EventSink] = [runs] if (as_json or quiet) else [runs, LiveDisplay(err)]
-        result: RunResult = heavy.run(question, mode, options, sinks=sinks)
+        result: RunResult = heavy.run(text, mode, options, sinks=sinks)
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n")
         return
@@ -225,7 +290,8 @@ def compare(
     model: Annotated[
         str | None, typer.Option(help="local | local:fast | local:tiny | http://host:port/v1 | PROFILE")
     ] = None,
-    api_key: Annotated[str | None, typer.Option(help="API key for a remote model (or env).")] = None,
+    api_key: ApiKeyOption = None,
+    api_key_file: ApiKeyFileOption = None,
     corpus: Annotated[str | None, typer.Option(help="Corpus to search (default pydocs).")] = None,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Actions per agent.")] = None,
     n: Annotated[int, typer.Option(min=1, help="rank: number of samples.")] = 4,
@@ -255,8 +321,9 @@ def compare(
         unknown = [m for m in chosen if m not in MODES]
         if unknown or not chosen:
             _fail(f"unknown mode(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(MODES)}")
-        settings = _settings(model=model, corpus=corpus, api_key=api_key)
-        results = asyncio.run(run_all(Heavy(settings=settings, api_key=api_key, progress=progress)))
+        key = _api_key(api_key, api_key_file)
+        settings = _settings(model=model, corpus=corpus, api_key=key)
+        results = asyncio.run(run_all(Heavy(settings=settings, api_key=key, progress=progress)))
     if as_json:
         sys.stdout.write(json.dumps([r.to_dict() for r in results], ensure_ascii=False, indent=2) + "\n")
         return
@@ -289,7 +356,8 @@ def eval_(
     model: Annotated[
         str | None, typer.Option(help="local | local:fast | local:tiny | http://host:port/v1 | PROFILE")
     ] = None,
-    api_key: Annotated[str | None, typer.Option(help="API key for a remote model (or env).")] = None,
+    api_key: ApiKeyOption = None,
+    api_key_file: ApiKeyFileOption = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Items in flight at once.")] = 1,
     results: Annotated[
         Path | None, typer.Option("--out", help="Results folder (default eval-out/DATASET).")
@@ -332,7 +400,8 @@ def eval_(
         return
     if dataset is None:
         _fail("name a DATASET (hotpotqa, musique, gsm8k, math500, peps-wide or a .jsonl), or --report DIR")
-    settings = _settings(model=model, api_key=api_key)
+    key = _api_key(api_key, api_key_file)
+    settings = _settings(model=model, api_key=key)
     out_dir = results or Path("eval-out") / Path(dataset).stem
     with _errors():
         items = load_dataset(dataset, data_dir, limit=limit)
@@ -349,7 +418,7 @@ def eval_(
 
         async def evaluate() -> None:
             make = functools.partial(
-                make_heavy_runner, settings, api_key=api_key, verifier=verifier, max_steps=max_steps
+                make_heavy_runner, settings, api_key=key, verifier=verifier, max_steps=max_steps
             )
             runner: HeavyRunner | RayRunner
             judge_model: ChatModel | None = None
@@ -360,7 +429,7 @@ def eval_(
                 err.print(f"starting {workers} Ray workers ({'this machine' if ray == 'local' else ray}) …")
                 runner = RayRunner(make, workers=workers, address=None if ray == "local" else ray)
                 if judge:  # runs go to the workers; the judge runs here, on a model of its own
-                    judge_model = resolve_model(settings.model, settings, api_key=api_key)
+                    judge_model = resolve_model(settings.model, settings, api_key=key)
             try:
                 await run_eval(
                     items,

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from openheavy.errors import CorpusError, DamagedIndexError, DocumentNotFoundError, SchemaError, SearchError
+from openheavy.private_files import create_private_file
 from openheavy.sqlite_migrations import Migration, is_damage, migrate, quick_check
 from openheavy.types import Document, Hit
 
@@ -275,7 +276,7 @@ class LocalIndex:
         self.name = name if name is not None else self.path.stem
         if not create and not self.path.is_file():
             raise SearchError(f"no index file at {self.path}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        create_private_file(self.path)  # owner-only when new: an index holds the documents' text
         self._pool = _ConnectionPool(self.path)
         self._write_lock = threading.Lock()
         try:

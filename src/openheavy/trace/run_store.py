@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from openheavy.errors import DamagedRunStoreError, RunNotFoundError
+from openheavy.private_files import create_private_file, private_dir
 from openheavy.sqlite_migrations import USER_VERSION, Migration, is_damage, migrate, quick_check
 from openheavy.trace.metrics import RunFigures
 from openheavy.types import Event, EventSink, RunFinished, RunStarted
@@ -127,7 +128,7 @@ class RunStore:
 
     def __init__(self, db_path: Path) -> None:
         self.db_path = db_path
-        db_path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(db_path.parent)
         if not db_path.exists():
             _create(db_path)
         self._check()
@@ -261,8 +262,7 @@ def _create(path: Path) -> None:
     """Create an empty, migrated run store at `path`, whole or not at all: built under a temporary name
     and hard-linked into place. When another process got there first, its store is kept."""
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.new")
-    # Owner-only from the start: the store holds every question asked.
-    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    create_private_file(temporary)  # owner-only from the start: the store holds every question asked
     try:
         with closing(sqlite3.connect(temporary, isolation_level=None)) as db:
             migrate(db, MIGRATIONS, what=_WHAT)

@@ -1,0 +1,75 @@
+"""Private by default: the folders and files openheavy writes under its data directory are the owner's
+alone, and the secrets in its environment stay out of the processes it starts.
+
+Traces, the run store, indexes and server logs hold every question, prompt and document a user worked
+with, so folders are created 0700 and files 0600 whatever the umask. Folders that already exist keep
+their mode (a user may share a data directory on purpose); files created from now on are still private.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO
+
+__all__ = ["child_environment", "create_private_file", "open_private", "private_dir"]
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+# Environment variables that may hold a credential, by name: API keys, tokens, passwords.
+_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.IGNORECASE)
+
+
+def private_dir(path: Path) -> Path:
+    """`path` as a folder, creating it and any missing parents owner-only (0700). Returns `path`."""
+    missing: list[Path] = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, DIR_MODE)
+        except FileExistsError:  # another process made it first: theirs, made the same way
+            continue
+        os.chmod(folder, DIR_MODE)  # mkdir's mode passes through the umask
+    if not path.is_dir():
+        raise NotADirectoryError(f"{path} exists and is not a folder")
+    return path
+
+
+def create_private_file(path: Path) -> bool:
+    """Create `path` empty and owner-only (0600) if it does not exist; True if this call created it.
+    Its folder is created with `private_dir`."""
+    private_dir(path.parent)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        return False
+    try:
+        os.fchmod(fd, FILE_MODE)  # the umask may have taken bits off even 0600
+    finally:
+        os.close(fd)
+    return True
+
+
+def open_private(path: Path, mode: str = "a", encoding: str | None = "utf-8") -> IO[str]:
+    """`path` opened for writing text (`"a"` appends, `"w"` truncates); created owner-only if new."""
+    if mode not in ("a", "w"):
+        raise ValueError(f"open_private writes: mode 'a' or 'w', not {mode!r}")
+    create_private_file(path)
+    return path.open(mode, encoding=encoding)
+
+
+def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without the variables whose names say they hold a secret
+    (OPENHEAVY_API_KEY, OPENAI_API_KEY, a profile's api_key_env, tokens, passwords), plus `extra`:
+    what a child process such as llama-server gets."""
+    env = {name: value for name, value in os.environ.items() if not _SECRET_NAME.search(name)}
+    env.update(extra or {})
+    return env
