@@ -115,6 +115,7 @@ def _row(values: sqlite3.Row) -> RunRow:
 # Run store files this process found sound, by path and inode: checked once, not on every run.
 _SOUND: set[tuple[str, int]] = set()
 _WHAT = "an openheavy run store"
+_MAX_SQLITE_INTEGER = 2**63 - 1
 
 
 class RunStore:
@@ -214,7 +215,8 @@ class RunStore:
                 raise RunNotFoundError(f"run {event.run_id} finished but was never recorded as started")
 
     def list(self, limit: int = 20) -> builtins.list[RunRow]:
-        """The most recent runs, newest first."""
+        """The most recent runs, newest first (`limit` beyond what SQLite counts means all of them)."""
+        limit = min(limit, _MAX_SQLITE_INTEGER)
         with self._connect() as db:
             rows = db.execute(
                 f"SELECT {_COLUMNS} FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?", (limit,)
