@@ -11,10 +11,11 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from openheavy.config import Settings
-from openheavy.errors import EmbeddedModelError
+from openheavy.errors import EmbeddedModelError, SandboxUnavailableError
 from openheavy.models.embedded import EmbeddedModel
 from openheavy.models.llama_server import LlamaServer, find_llama_server
 from openheavy.models.weights import EMBEDDED_MODELS, ensure_weights
+from openheavy.sandbox import Sandbox, SandboxLimits
 
 TINY = EMBEDDED_MODELS["local:tiny"]
 
@@ -54,3 +55,18 @@ async def embedded_tiny(
     model = EmbeddedModel(TINY, embedded_settings, server=embedded_tiny_server)
     yield model
     await model.aclose()
+
+
+@pytest.fixture(scope="session")
+def bubblewrap() -> None:
+    """Skip where the sandbox cannot isolate code here (no bubblewrap, no user namespaces); in CI,
+    where `make setup` installs bubblewrap, that is a failure."""
+    limits = SandboxLimits(
+        cpu_seconds=1, wall_seconds=10, memory_mb=256, output_bytes=2000, processes=8, file_mb=1
+    )
+    try:
+        Sandbox(limits).check()
+    except SandboxUnavailableError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"sandbox unavailable in CI: {exc}")
+        pytest.skip(f"sandbox unavailable: {exc}")

@@ -106,6 +106,48 @@ async def test_stream_yields_events_as_they_happen(settings: Settings) -> None:
     assert kinds.index("SearchDone") < kinds.index("DocumentOpened") < kinds.index("AgentFinished")
 
 
+@pytest.mark.parametrize("leave", ["close", "cancel"])
+async def test_a_stream_left_early_has_recorded_its_run_cancelled_when_it_returns(
+    settings: Settings, leave: str
+) -> None:
+    """A server frees a run's slot as soon as its stream ends: by then the run must be over and recorded,
+    whether the consumer closed the stream or was itself cancelled (a client that went away)."""
+    started, hung_call_cancelled = asyncio.Event(), asyncio.Event()
+
+    async def hang(messages: object, schema: object) -> str:
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.05)  # cleaning up takes a moment, as closing an HTTP response does
+            hung_call_cancelled.set()
+            raise
+        return ""
+
+    heavy = Heavy(FunctionModel(hang), MemorySearch(dict(PASSAGES)), settings=settings)
+    events: Any = heavy.stream("q", "single")
+    assert (await anext(events)).kind == "RunStarted"
+    if leave == "close":
+        await started.wait()
+        await events.aclose()
+    else:
+
+        async def consume() -> None:
+            async for _ in events:
+                pass
+
+        consumer = asyncio.create_task(consume())
+        await started.wait()
+        consumer.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await consumer
+    # no await since: the run ended and was recorded before the stream returned
+    assert hung_call_cancelled.is_set()
+    (row,) = RunStore(run_store_path(settings.runs_dir)).list()
+    assert row.status == "cancelled" and row.error == "cancelled by the user"
+    assert read_trace(Path(row.trace_path or ""))[-1].kind == "RunFinished"
+
+
 def test_sync_run(settings: Settings) -> None:
     heavy = Heavy(ScriptedModel(SINGLE), MemorySearch(dict(PASSAGES)), settings=settings)
     result = heavy.run("q", "single")

@@ -9,6 +9,7 @@ from openheavy.citations import (
     Source,
     cited_numbers,
     renumber_markers,
+    replace_markers,
     resolve_citations,
 )
 from openheavy.types import Document, EventStream
@@ -21,6 +22,10 @@ def doc(pid: str) -> Document:
 def test_markers_are_read_in_order_and_rewritten_through_a_mapping() -> None:
     assert cited_numbers("a [3], b [1, 4] and [3].") == [3, 1, 4, 3]
     assert renumber_markers("a [3], b [1, 4] and [9].", {3: 1, 4: 2}) == "a [1], b [2] and."
+    footnotes = replace_markers(
+        "a [3], b [1, 4]; [x] and [] stay.", lambda ns: "".join(f"[^{n}]" for n in ns)
+    )
+    assert footnotes == "a [^3], b [^1][^4]; [x] and [] stay."
 
 
 def test_resolution_keeps_opened_sources_renumbers_them_and_reports_each_drop() -> None:

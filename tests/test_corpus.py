@@ -12,12 +12,11 @@ import sqlite3
 import subprocess
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import pytest
 
-from fakes import damage_sqlite_page
+from fakes import damage_sqlite_page, make_pdf
 from openheavy.corpus import (
     SourceDoc,
     index_documents,
@@ -184,36 +183,6 @@ def test_bad_jsonl_lines_name_file_and_line(tmp_path: Path, line: str, problem: 
     path.write_text('{"id": "a", "title": "t", "text": "x"}\n' + line + "\n")
     with pytest.raises(CorpusError, match=problem):
         read_file(path, path.read_bytes(), "data.jsonl")
-
-
-def make_pdf(pages: list[str]) -> bytes:
-    """A minimal valid PDF with one line of Helvetica text per page."""
-    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b""]
-    kids = []
-    for text in pages:
-        stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
-        content_number = len(objects) + 2
-        objects.append(
-            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {content_number} 0 R"
-            f" /Resources << /Font << /F1 {len(objects) + 3} 0 R >> >> >>".encode()
-        )
-        kids.append(f"{len(objects)} 0 R")
-        compressed = zlib.compress(stream)
-        objects.append(
-            b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(compressed) + compressed + b"\nendstream"
-        )
-        objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
-    objects[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {len(pages)} >>".encode()
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
 
 
 def test_pdf_pages_become_sections(tmp_path: Path) -> None:

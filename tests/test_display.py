@@ -232,9 +232,11 @@ def test_describe_event_skips_actions_that_have_their_own_line(single_run: list[
     actions = of_kind(single_run, ActionParsed)
     assert {a.action for a in actions} == {"search", "open", "answer"}
     assert all(describe_event(a) is None for a in actions)
-    # A tool whose outcome has no event of its own (none ships yet) gets a line of its own.
-    other = dataclasses.replace(actions[0], action="python", args={"code": "1 + 1"})
-    assert describe_event(other) == '[agent-1] step 1 python {"code": "1 + 1"}'
+    python = dataclasses.replace(actions[0], action="python", args={"code": "1 + 1"})
+    assert describe_event(python) is None  # its CodeRan event has the line
+    # A tool whose outcome has no event of its own gets a line of its own.
+    other = dataclasses.replace(actions[0], action="fetch", args={"url": "u"})
+    assert describe_event(other) == '[agent-1] step 1 fetch {"url": "u"}'
 
 
 # ---------------------------------------------------------------- summary, answer, runs

@@ -8,6 +8,7 @@ model once; a second failure raises `ModelOutputError`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -107,13 +108,18 @@ class AgentResult:
         }
 
 
+def works_on_corpus(tools: Iterable[Tool]) -> bool:
+    """Whether agents with `tools` search a corpus: with the search tool among them."""
+    return any(tool.name == SearchTool.name for tool in tools)
+
+
 class ResearchAgent:
     """A tool-using agent that researches one (sub-)question and answers with citations."""
 
     def __init__(
         self,
         model: ChatModel,
-        search: CachedSearch,
+        search: CachedSearch | None,
         *,
         stream: EventStream,
         run_id: str,
@@ -124,11 +130,17 @@ class ResearchAgent:
         max_tokens_per_call: int | None = None,
         temperature: float | None = 0.0,
         seed: int | None = None,
-        tools: list[Tool] | None = None,
+        tools: Sequence[Tool] | None = None,
         answer_max_chars: int = ANSWER_MAX_CHARS,
     ) -> None:
         if max_steps < 1:
             raise OpenHeavyError(f"max_steps must be at least 1, got {max_steps}")
+        tools = [SearchTool(), OpenTool()] if tools is None else tools
+        self.tools: dict[str, Tool] = {t.name: t for t in tools}
+        if not self.tools:
+            raise OpenHeavyError("an agent needs at least one tool; for no tools, answer directly")
+        if search is None and self.works_on_corpus:
+            raise OpenHeavyError("the search tool needs a corpus: pass `search`, or leave search out")
         # The budget is the run's (given, or carried by a run's model); every call is checked against it.
         self.model = RecordingModel(
             model, stream=stream, run_id=run_id, label=CallLabel(agent=name), budget=budget
@@ -137,7 +149,7 @@ class ResearchAgent:
         self.stream = stream
         self.run_id = run_id
         self.name = name
-        self.corpus = corpus or search.name
+        self.corpus = corpus or (search.name if search is not None else "")
         self.max_steps = max_steps
         self.budget = self.model.budget or Budget.unlimited()
         self.max_tokens_per_call = max_tokens_per_call
@@ -146,9 +158,8 @@ class ResearchAgent:
         self.answer_max_chars = answer_max_chars
         self.temperature = temperature
         self.seed = seed
-        self.tools: dict[str, Tool] = {t.name: t for t in (tools or [SearchTool(), OpenTool()])}
         self.sources = SourceBook()
-        self._searched = False
+        self._used_a_tool = False
         self.messages: list[Message] = []
         self.usage = Usage()
 
@@ -158,7 +169,7 @@ class ResearchAgent:
         self.stream.emit(AgentStarted(run_id=self.run_id, agent=self.name, task=task or question))
         # Shared prefix first (system, question), the agent's own sub-task last: prompt caches in
         # llama.cpp / vLLM then serve the common part once for all agents of a run.
-        system = render_prompt("agent_system", corpus=self.corpus, max_steps=self.max_steps)
+        system = self.system_prompt()
         user = render_prompt("agent_question", question=question)
         if task and task.strip() != question.strip():
             user += "\n" + render_prompt("agent_subtask", task=task)
@@ -177,6 +188,21 @@ class ResearchAgent:
             return self._fail(task or question, step, exc)
         raise AssertionError("unreachable: the last step can only answer")  # pragma: no cover
 
+    @property
+    def works_on_corpus(self) -> bool:
+        """Whether the agent has the search tool (and so a corpus to answer from, and to cite)."""
+        return works_on_corpus(self.tools.values())
+
+    def system_prompt(self) -> str:
+        """The system prompt: the agent's actions, one per tool in order, then `answer`. An agent without
+        search is told there are no documents (it computes its answer, e.g. with python)."""
+        actions = "\n".join(render_prompt(f"agent_action_{name}").strip() for name in self.tools)
+        if self.works_on_corpus:
+            return render_prompt(
+                "agent_system", corpus=self.corpus, actions=actions, max_steps=self.max_steps
+            )
+        return render_prompt("agent_system_no_corpus", actions=actions, max_steps=self.max_steps)
+
     async def step(self, step: int, *, final: bool) -> Action:
         """Ask for one action, run it, and append the observation. Returns the action."""
         action = await self._next_action(step, final)
@@ -192,14 +218,15 @@ class ResearchAgent:
         if action.name == "answer":
             return action
         tool = self.tools[action.name]
-        self._searched = True
+        self._used_a_tool = True
         ctx = ToolContext(self.run_id, self.name, step, self.search, self.sources, self.stream)
         observation = await self.budget.bounded(
             f"{self.name}'s {action.name} at step {step}", lambda: tool.call(action.args, ctx)
         )
         last = step + 1 == self.max_steps or self.budget.exhausted() is not None
         if last:
-            text = render_prompt("agent_final", observation=observation.text)
+            final_prompt = "agent_final" if self.works_on_corpus else "agent_final_no_corpus"
+            text = render_prompt(final_prompt, observation=observation.text)
         else:
             text = render_prompt(
                 "agent_observation", observation=observation.text, step=step, max_steps=self.max_steps
@@ -210,11 +237,12 @@ class ResearchAgent:
     # ------------------------------------------------------------- actions
     def allowed_actions(self, final: bool) -> list[str]:
         """Actions the agent may take now: the last step may only answer, the first must use a tool
-        (an agent that answers before looking is a direct answer in disguise; small models do this)."""
+        (an agent that answers before looking, or before computing, is a direct answer in disguise;
+        small models do this)."""
         if final:
             return ["answer"]
         tools = [name for name, tool in self.tools.items() if tool.available(self.sources)]
-        return [*tools, "answer"] if self._searched or not tools else tools
+        return [*tools, "answer"] if self._used_a_tool or not tools else tools
 
     def action_schema(self, final: bool) -> JsonSchema:
         """The JSON schema of the actions allowed now."""

@@ -22,8 +22,11 @@ from openheavy.models.base import ChatModel
 from openheavy.models.budget import Budget
 from openheavy.models.recording import RecordingModel
 from openheavy.models.registry import resolve_model
-from openheavy.modes import Mode, RunContext, RunOptions, get_mode
+from openheavy.modes import MODES, Mode, RunContext, RunOptions, get_mode
+from openheavy.sandbox import Sandbox
 from openheavy.search.base import SearchBackend
+from openheavy.tools.base import Tool
+from openheavy.tools.catalog import build_tools
 from openheavy.trace import (
     JsonlTraceSink,
     MetricsSink,
@@ -176,7 +179,9 @@ class Heavy:
     async def stream(
         self, question: str, mode: str = "single", options: RunOptions | None = None
     ) -> AsyncIterator[Event]:
-        """Yield the run's events as they happen; the last one is `RunFinished`."""
+        """Yield the run's events as they happen; the last one is `RunFinished`. Leaving early (closing
+        the iterator, or cancelling its consumer) cancels the run, and returns only once the run has
+        ended and been recorded as cancelled."""
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
 
         class _QueueSink(EventSink):
@@ -197,6 +202,24 @@ class Heavy:
         finally:
             if not task.done():
                 task.cancel()
+                # wait for the run to record how it ended: a caller that frees a slot or reads the run
+                # store once the stream is gone must find it over. `wait` neither raises the run's
+                # error nor swallows a cancellation of the consumer itself.
+                await asyncio.wait([task])
+                if not task.cancelled():
+                    task.exception()  # retrieved: the consumer left, the run store holds the error
+
+    def _agent_tools(self, strategy: Mode, mode: str, options: RunOptions) -> list[Tool]:
+        """The tools `options` give the agents of `strategy`, checked on this machine; none for a mode
+        without agents (naming tools for one is a `ConfigError`)."""
+        if not strategy.runs_agents:
+            if options.tools is not None:
+                with_agents = ", ".join(name for name, m in MODES.items() if m.runs_agents)
+                raise ConfigError(
+                    f"mode {mode} runs no agents, so it takes no tools; tools are for {with_agents}"
+                )
+            return []
+        return build_tools(options.tool_names, Sandbox.from_settings(self.settings))
 
     def _check_limits(self, strategy: Mode, options: RunOptions) -> None:
         """Refuse more concurrent agents or samples than the settings allow: each is a request in flight
@@ -235,7 +258,10 @@ class Heavy:
         _check_text(question)
         options = options or RunOptions()
         self._check_limits(strategy, options)
-        self.model()  # a bad model spec is a usage error, not a failed run: raise before the run starts
+        # Usage errors, not failed runs, so raised before the run starts: a mode that cannot take the
+        # tools, a tool this machine cannot run (no bubblewrap for python), a bad model spec.
+        tools = self._agent_tools(strategy, mode, options)
+        self.model()
         run_id = new_run_id()
         path = trace_path(self.settings.runs_dir, run_id)
         metrics = MetricsSink()
@@ -257,6 +283,7 @@ class Heavy:
             corpus=self.corpus_name,
             open_corpus=self.search_backend,
             budget=budget,
+            tools=tools,
         )
         try:
             stream.emit(
@@ -265,7 +292,7 @@ class Heavy:
                     question=question,
                     mode=mode,
                     model=self.model_name,
-                    corpus=self.corpus_name if strategy.uses_corpus else "",
+                    corpus=self.corpus_name if strategy.runs_agents and run.searches_corpus else "",
                     settings=run.describe(),
                 )
             )
@@ -278,7 +305,7 @@ class Heavy:
                     answer="",
                     citations=[],
                     figures=metrics.figures().to_dict(),
-                    error="cancelled before it finished (Ctrl-C or a termination signal)",
+                    error="cancelled by the user",
                 )
             )
             stream.close()

@@ -140,6 +140,12 @@ def cited_numbers(text: str) -> list[int]:
     return [int(n) for match in _MARKER.finditer(text) for n in match.group(1).split(",")]
 
 
+def replace_markers(text: str, render: Callable[[list[int]], str]) -> str:
+    """Replace every citation marker (`[3]`, `[1, 4]`) with `render(numbers)`: how the server writes
+    markers as markdown footnotes or as links."""
+    return _MARKER.sub(lambda match: render([int(n) for n in match.group(1).split(",")]), text)
+
+
 def renumber_markers(text: str, mapping: dict[int, int]) -> str:
     """Rewrite citation markers through `mapping`; numbers missing from it (or mapped to 0) vanish."""
 

@@ -13,7 +13,7 @@ import functools
 import json
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from pathlib import Path
@@ -30,6 +30,8 @@ from openheavy.config import Settings, load_settings
 from openheavy.errors import OpenHeavyError
 from openheavy.modes import MODES, RunOptions
 from openheavy.prompts import list_prompts, load_prompt
+from openheavy.search.base import SearchBackend, close_search
+from openheavy.tools.catalog import DEFAULT_TOOLS, TOOL_NAMES
 from openheavy.types import Event, EventSink, RunStarted
 
 app = typer.Typer(
@@ -169,6 +171,32 @@ def _parse_agents(value: str) -> int | None:
     return count
 
 
+def _parse_tools(value: str | None) -> tuple[str, ...] | None:
+    """`--tools a,b` as names (checked by `RunOptions`), or None when not given."""
+    return None if value is None else tuple(name.strip() for name in value.split(",") if name.strip())
+
+
+def _check_tools(tools: tuple[str, ...] | None, settings: Settings) -> None:
+    """Build the tools once now: a bad name, or a tool this machine cannot run (no bubblewrap for
+    python), fails before any model call rather than after the first modes or items have run."""
+    from openheavy.sandbox import Sandbox
+    from openheavy.tools.catalog import build_tools
+
+    if tools is not None:
+        build_tools(tools, Sandbox.from_settings(settings))
+
+
+ToolsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--tools",
+        help="The agents' tools, comma-separated: "
+        + "; ".join(f"{name}: {what}" for name, what in TOOL_NAMES.items())
+        + ". Default search; e.g. search,python, or python alone for questions with nothing to look up.",
+    ),
+]
+
+
 ApiKeyOption = Annotated[
     str | None,
     typer.Option(help="Deprecated: every user sees it in `ps`. Use --api-key-file or OPENHEAVY_API_KEY."),
@@ -241,12 +269,29 @@ def ask(
     api_key: ApiKeyOption = None,
     api_key_file: ApiKeyFileOption = None,
     corpus: Annotated[str | None, typer.Option(help="Corpus to search (default pydocs).")] = None,
+    search: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--search",
+            help="Search backends instead of --corpus: local:NAME, searxng:URL, ddgs, brave, tavily "
+            "(comma list or repeated; several are searched at once).",
+        ),
+    ] = None,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-host",
+            help="HOST[:PORT] that web access may reach although it is loopback or private, e.g. a local "
+            "SearXNG (comma list or repeated; adds to the config's allow_hosts).",
+        ),
+    ] = None,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Actions per agent.")] = None,
     agents: Annotated[str, typer.Option(help="heavy: 'auto' or a number of agents.")] = "auto",
     max_agents: Annotated[int, typer.Option(min=1, help="heavy: most agents the planner may use.")] = 4,
     n: Annotated[int, typer.Option(min=1, help="rank: number of samples.")] = 4,
     verifier: Annotated[str, typer.Option(help="rank: vote | judge | check:NAME | reward:URL")] = "vote",
     seed: Annotated[int, typer.Option(help="Base seed.")] = 0,
+    tools: ToolsOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON result, nothing else.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live view.")] = False,
 ) -> None:
@@ -263,11 +308,22 @@ def ask(
         settings = _settings(model=model, corpus=corpus, api_key=key)
         agent_count = _parse_agents(agents)
         options = RunOptions(
-            max_steps=max_steps, agents=agent_count, max_agents=max_agents, n=n, verifier=verifier, seed=seed
+            max_steps=max_steps,
+            agents=agent_count,
+            max_agents=max_agents,
+            n=n,
+            verifier=verifier,
+            seed=seed,
+            tools=_parse_tools(tools),
         )
-        heavy = Heavy(settings=settings, api_key=key, progress=progress)
+        backend = _search_backend(settings, search, corpus, allow_host or [], progress)
+        heavy = Heavy(corpus=backend, settings=settings, api_key=key, progress=progress)
         sinks: list[EventSink] = [runs] if (as_json or quiet) else [runs, LiveDisplay(err)]
-        result: RunResult = heavy.run(text, mode, options, sinks=sinks)
+        result: RunResult = (
+            heavy.run(text, mode, options, sinks=sinks)
+            if backend is None
+            else asyncio.run(_run_closing(heavy, backend, text, mode, options, sinks))
+        )
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n")
         return
@@ -279,6 +335,49 @@ def ask(
     for note in result.notes:
         out.print(f"[yellow]note:[/] {note}", highlight=False)
     out.print(render_summary(result.figures, result.run_id), style="dim", highlight=False)
+
+
+def _search_backend(
+    settings: Settings,
+    search: list[str] | None,
+    corpus: str | None,
+    allow_hosts: list[str],
+    progress: Callable[[int, int, str], None],
+) -> SearchBackend | None:
+    """The backends `--search` (or the config's `search`) names, with `--corpus NAME` as one more
+    (`local:NAME`); None when neither is given: Heavy opens the corpus itself, as before."""
+    specs = list(search or [])
+    if not specs and corpus is None and settings.search:
+        specs = [settings.search]
+    if not specs:
+        return None
+    if corpus is not None:
+        specs.insert(0, f"local:{corpus}")
+    from openheavy.corpus.catalog import open_corpus
+    from openheavy.search.registry import open_search
+
+    return open_search(
+        specs,
+        settings,
+        allow_hosts=allow_hosts,
+        open_local=lambda name: open_corpus(name, settings.index_dir, progress=progress),
+    )
+
+
+async def _run_closing(
+    heavy: Heavy,
+    backend: SearchBackend,
+    question: str,
+    mode: str,
+    options: RunOptions,
+    sinks: Sequence[EventSink],
+) -> RunResult:
+    """One run over a backend the CLI opened (Heavy closes only what it opened itself)."""
+    try:
+        return await heavy.arun(question, mode, options, sinks=sinks)
+    finally:
+        await heavy.aclose()
+        await close_search(backend)
 
 
 @app.command()
@@ -296,9 +395,11 @@ def compare(
     max_steps: Annotated[int | None, typer.Option(min=1, help="Actions per agent.")] = None,
     n: Annotated[int, typer.Option(min=1, help="rank: number of samples.")] = 4,
     verifier: Annotated[str, typer.Option(help="rank: vote | judge | check:NAME | reward:URL")] = "vote",
+    tools: ToolsOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
-    """Run several modes on one question and show the answers and their cost side by side."""
+    """Run several modes on one question and show the answers and their cost side by side. --tools
+    applies to the modes that run agents."""
     from rich.table import Table
 
     from openheavy.display.live import LiveDisplay
@@ -312,7 +413,8 @@ def compare(
                 if not as_json:
                     err.rule(f"[bold]{mode}")
                 sinks: list[EventSink] = [runs] if as_json else [runs, LiveDisplay(err)]
-                options = RunOptions(max_steps=max_steps, n=n, verifier=verifier)
+                mode_tools = agent_tools if MODES[mode].runs_agents else None
+                options = RunOptions(max_steps=max_steps, n=n, verifier=verifier, tools=mode_tools)
                 results.append(await heavy.arun(question, mode, options, sinks=sinks))
         return results
 
@@ -323,6 +425,8 @@ def compare(
             _fail(f"unknown mode(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(MODES)}")
         key = _api_key(api_key, api_key_file)
         settings = _settings(model=model, corpus=corpus, api_key=key)
+        agent_tools = _parse_tools(tools)
+        _check_tools(agent_tools, settings)
         results = asyncio.run(run_all(Heavy(settings=settings, api_key=key, progress=progress)))
     if as_json:
         sys.stdout.write(json.dumps([r.to_dict() for r in results], ensure_ascii=False, indent=2) + "\n")
@@ -368,6 +472,7 @@ def eval_(
     ] = None,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Actions per agent.")] = None,
     verifier: Annotated[str, typer.Option(help="rank: vote | judge | check:NAME | reward:URL")] = "vote",
+    tools: ToolsOption = None,
     judge: Annotated[bool, typer.Option("--judge", help="Also grade with an LLM judge (the model).")] = False,
     retry_errors: Annotated[bool, typer.Option("--retry-errors", help="Rerun items that errored.")] = False,
     report: Annotated[
@@ -385,11 +490,14 @@ def eval_(
         int, typer.Option(min=1, help="With --ray: worker processes, each with its own model.")
     ] = 2,
 ) -> None:
-    """Evaluate modes on a benchmark: accuracy against compute, resumable, with a report and plots."""
+    """Evaluate modes on a benchmark: accuracy against compute, resumable, with a report and plots.
+
+    --tools applies to the modes that run agents; on an item with nothing to search (math) they keep
+    only the tools that need no corpus (python)."""
     from openheavy.evals import build_corpus, dataset_corpora, load_dataset, parse_modes, render_report
     from openheavy.evals.cluster import RayRunner
     from openheavy.evals.harness import run_eval
-    from openheavy.evals.runner import HeavyRunner, make_heavy_runner
+    from openheavy.evals.runner import HeavyRunner, item_tools, make_heavy_runner
     from openheavy.models.base import ChatModel
     from openheavy.models.registry import resolve_model
 
@@ -406,10 +514,13 @@ def eval_(
     with _errors():
         items = load_dataset(dataset, data_dir, limit=limit)
         mode_specs = parse_modes(modes)
-        searching = [m.label for m in mode_specs if MODES[m.name].uses_corpus]
-        if searching and any(i.corpus is None for i in items):
+        agent_tools = _parse_tools(tools)
+        _check_tools(agent_tools, settings)
+        with_agents = [m.label for m in mode_specs if MODES[m.name].runs_agents]
+        if with_agents and any(not item_tools(agent_tools, i) for i in items):
             _fail(
-                f"{dataset} has nothing to search, and {', '.join(searching)} search: use direct and rank:N"
+                f"{dataset} has nothing to search, and {', '.join(with_agents)} search: use direct and "
+                "rank:N, or give the agents a tool that needs no corpus (--tools python)"
             )
         for spec in dataset_corpora(items):
             with _progress() as progress:
@@ -418,7 +529,12 @@ def eval_(
 
         async def evaluate() -> None:
             make = functools.partial(
-                make_heavy_runner, settings, api_key=key, verifier=verifier, max_steps=max_steps
+                make_heavy_runner,
+                settings,
+                api_key=key,
+                verifier=verifier,
+                max_steps=max_steps,
+                tools=agent_tools,
             )
             runner: HeavyRunner | RayRunner
             judge_model: ChatModel | None = None
@@ -442,6 +558,7 @@ def eval_(
                     dataset=dataset,
                     retry_errors=retry_errors,
                     console=err,
+                    tools=agent_tools or DEFAULT_TOOLS,
                 )
             finally:
                 await runner.aclose()
@@ -449,6 +566,113 @@ def eval_(
                     await judge_model.aclose()
 
         asyncio.run(evaluate())
+    out.print(f"results: {out_dir / 'results.jsonl'} · report: {out_dir / 'report.md'}")
+
+
+@app.command()
+def audit(
+    probes: Annotated[
+        str,
+        typer.Argument(
+            help="speechmap,neutrality,lookup (any of them), or `prompts` with --vs to diff prompt sets."
+        ),
+    ],
+    model: Annotated[
+        str | None,
+        typer.Option(help="The model to audit: local | local:fast | http://host:port/v1 | PROFILE"),
+    ] = None,
+    vs: Annotated[
+        str | None,
+        typer.Option(
+            help="Compare with a second model spec, or with an earlier audit's --out folder (e.g. made under "
+            "another prompt version). With `prompts`: an audit folder, a prompts folder or a git revision."
+        ),
+    ] = None,
+    mode: Annotated[str, typer.Option(help="direct | single | heavy (lookup needs a mode that searches)")] = (
+        "single"
+    ),
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="N items per probe, spread over its groups.")
+    ] = None,
+    judge: Annotated[
+        str | None,
+        typer.Option(help="Judge model spec (default: the audited model, reported as self-judged)."),
+    ] = None,
+    results: Annotated[
+        Path | None, typer.Option("--out", help="Audit folder (default audit-out/PROBES); reruns resume.")
+    ] = None,
+    watch: Annotated[
+        str | None, typer.Option(help="Names always counted in searches and documents: 'Elon Musk,xAI'.")
+    ] = None,
+    alarm: Annotated[
+        float, typer.Option(help="Regression alarm: flag a rate shift of this much (0.1 = 10 points).")
+    ] = (0.10),
+    corpus: Annotated[
+        str | None, typer.Option(help="Corpus the research modes search (default pydocs).")
+    ] = None,
+    api_key: ApiKeyOption = None,
+    api_key_file: ApiKeyFileOption = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Items in flight at once.")] = 1,
+    seed: Annotated[int, typer.Option(help="Run seed; each item's seed derives from it.")] = 0,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Data folder with speechmap/ and political_neutrality/ (default ../shared/data)."),
+    ] = None,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="Actions per agent.")] = None,
+    retry_errors: Annotated[bool, typer.Option("--retry-errors", help="Rerun items that errored.")] = False,
+    calibration: Annotated[
+        bool, typer.Option(help="Run the judge on the hand-labelled sample and report its agreement.")
+    ] = True,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Only re-render the report of this audit folder.")
+    ] = None,
+) -> None:
+    """Audit a model's behaviour: what it says (SpeechMap, political even-handedness), whom it looks up,
+    and which prompts it was given; compare two models or prompt versions with --vs."""
+    from openheavy.audit import parse_probes, render_audit_report
+    from openheavy.audit.command import AuditRequest, audit_command, parse_watch, write_prompt_diff
+
+    if report is not None:
+        with _errors():
+            render_audit_report(report)
+        out.print(f"report: {report / 'report.md'}")
+        return
+    with _errors():
+        chosen = parse_probes(probes)
+        if chosen == ["prompts"]:
+            if vs is None:
+                _fail("`openheavy audit prompts` diffs prompt sets: name the other with --vs DIR_OR_REVISION")
+            ours = str(results) if results is not None and (results / "audit.json").is_file() else None
+            out.print(write_prompt_diff(ours, vs, results), markup=False, highlight=False)
+            return
+        key = _api_key(api_key, api_key_file)
+        settings = _settings(model=model, api_key=key)
+        out_dir = results or Path("audit-out") / "-".join(p for p in chosen if p != "prompts")
+        request = AuditRequest(
+            probes=tuple(chosen),
+            out_dir=out_dir,
+            model=settings.model,
+            vs=vs,
+            mode=mode,
+            limit=limit,
+            judge=judge,
+            corpus=corpus,
+            watch=parse_watch(watch),
+            alarm=alarm,
+            seed=seed,
+            max_steps=max_steps,
+            concurrency=concurrency,
+            data_dir=data_dir,
+            retry_errors=retry_errors,
+            calibrate=calibration,
+        )
+        summary = asyncio.run(audit_command(request, settings, api_key=key, console=err))
+    for alarmed in summary.alarms:
+        err.print(
+            f"[bold red]alarm:[/] {alarmed.probe} {alarmed.metric} ({alarmed.group}) "
+            f"{100 * alarmed.model_rate:.0f}% → {100 * alarmed.vs_rate:.0f}% (p = {alarmed.p_value:.3g})",
+            highlight=False,
+        )
     out.print(f"results: {out_dir / 'results.jsonl'} · report: {out_dir / 'report.md'}")
 
 
@@ -540,6 +764,109 @@ def trace(
             _fail(f"run {row.run_id} has no trace file")
         records = read_trace(Path(row.trace_path))
     render_trace(records, out)
+
+
+@app.command()
+def sandbox(
+    code: Annotated[str | None, typer.Option("--code", "-c", help="Python code to run.")] = None,
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="A Python file to run.")] = None,
+    cpu_seconds: Annotated[float | None, typer.Option(min=0.1, help="CPU seconds per process.")] = None,
+    wall_seconds: Annotated[float | None, typer.Option(min=0.1, help="Wall seconds for the run.")] = None,
+    memory_mb: Annotated[int | None, typer.Option(min=1, help="Memory per process, MiB.")] = None,
+    output_bytes: Annotated[int | None, typer.Option(min=1, help="stdout + stderr kept, bytes.")] = None,
+    processes: Annotated[int | None, typer.Option(min=1, help="Processes and threads.")] = None,
+    file_mb: Annotated[int | None, typer.Option(min=1, help="Largest file written, MiB.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result record as JSON.")] = False,
+) -> None:
+    """Run Python code exactly as the python tool does, to check what this machine isolates."""
+    from openheavy.sandbox import Sandbox
+
+    if (code is None) == (file is None):
+        _fail("give the code with -c CODE or a file with -f FILE (one of them)")
+    if file is not None:
+        try:
+            code = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            _fail(f"cannot read {file}: {exc}")
+    assert code is not None
+    settings = _settings(
+        sandbox_cpu_seconds=cpu_seconds,
+        sandbox_wall_seconds=wall_seconds,
+        sandbox_memory_mb=memory_mb,
+        sandbox_output_bytes=output_bytes,
+        sandbox_processes=processes,
+        sandbox_file_mb=file_mb,
+    )
+    with _errors():
+        result = asyncio.run(Sandbox.from_settings(settings).run(code))
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_record(), ensure_ascii=False, indent=2) + "\n")
+    else:
+        isolation = "bubblewrap" if result.isolation == "bwrap" else "NONE: the code ran UNCONFINED"
+        limit = result.limit_message() or "none reached"
+        out.print(
+            f"isolation: {isolation} · exit status {result.exit_status} · limit: {limit} · "
+            f"{result.seconds:.2f} s",
+            highlight=False,
+            markup=False,
+        )
+        for name, text in (("stdout", result.stdout), ("stderr", result.stderr)):
+            if text:
+                out.rule(name, style="dim")
+                out.print(text.rstrip("\n"), highlight=False, markup=False)
+    raise typer.Exit(min(result.exit_status, 255))
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback needs a key.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="File whose first line is the key clients must send (or env OPENHEAVY_SERVER_KEY)."
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="local | local:fast | local:tiny | http://host:port/v1 | PROFILE")
+    ] = None,
+    corpus: Annotated[str | None, typer.Option(help="Default corpus to search (default pydocs).")] = None,
+    max_concurrent: Annotated[int, typer.Option(min=1, help="Runs at once; more get HTTP 429.")] = 4,
+) -> None:
+    """Serve the OpenAI-compatible API (/v1), MCP over HTTP (/mcp) and the web view of runs (/)."""
+    settings = _settings(model=model, corpus=corpus)
+    with _errors():
+        from openheavy.server import ServerConfig, load_server_key
+        from openheavy.server import serve as run_server
+
+        config = ServerConfig(
+            host=host, port=port, api_key=load_server_key(api_key_file), max_concurrent=max_concurrent
+        )
+        where = f"http://{host}:{port}"
+        key = "Bearer key required" if config.api_key else "no key (loopback only)"
+        err.print(
+            f"openheavy serving {where}/v1 (OpenAI API), {where}/mcp (MCP), {where}/ (runs) · {key}",
+            markup=False,
+            highlight=False,
+        )
+        run_server(config, settings)
+
+
+@app.command("mcp")
+def mcp_stdio(
+    model: Annotated[
+        str | None, typer.Option(help="local | local:fast | local:tiny | http://host:port/v1 | PROFILE")
+    ] = None,
+    corpus: Annotated[str | None, typer.Option(help="Default corpus to search (default pydocs).")] = None,
+) -> None:
+    """Serve the MCP tools (research, search, get_run) over stdio, for MCP clients that launch it."""
+    settings = _settings(model=model, corpus=corpus)
+    with _errors():
+        from openheavy.server import run_stdio
+
+        asyncio.run(run_stdio(settings))
 
 
 @app.command()

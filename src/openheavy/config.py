@@ -13,18 +13,21 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
 
 from openheavy.errors import ConfigError
+from openheavy.private_files import looks_secret
 
 
 def config_file_path() -> Path:
@@ -84,6 +87,38 @@ class Settings(BaseSettings):
     agent_limit: int = Field(16, ge=1)  # research agents per run (heavy, heavy-rank, rank-tools)
     sample_limit: int = Field(64, ge=1)  # samples per run (rank)
 
+    # The python tool's sandbox (openheavy/sandbox.py). "none" runs code UNCONFINED: no file system or
+    # network isolation; only for machines without bubblewrap, never the default.
+    sandbox: Literal["bwrap", "none"] = "bwrap"
+    sandbox_python: Path | None = None  # default: openheavy's interpreter without its venv
+    sandbox_cpu_seconds: float = Field(default=10.0, gt=0, allow_inf_nan=False)
+    sandbox_wall_seconds: float = Field(default=20.0, gt=0, allow_inf_nan=False)
+    sandbox_memory_mb: int = Field(default=512, gt=0)  # per process
+    sandbox_output_bytes: int = Field(default=4000, gt=0)  # stdout and stderr together
+    sandbox_processes: int = Field(default=16, gt=0)  # threads included
+    sandbox_file_mb: int = Field(default=16, gt=0)  # largest file written in the scratch directory
+
+    # Search: specs as for `--search` (local:NAME, searxng:URL, ddgs, brave, tavily; comma-separated).
+    # None: the local `corpus`.
+    search: str | None = None
+    # HOST[:PORT] entries the SSRF guard lets through although they resolve to a loopback or private
+    # address (e.g. a SearXNG on 127.0.0.1:8888). A string is read as a comma-separated list.
+    allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Keys of the search APIs; BRAVE_API_KEY / TAVILY_API_KEY are read when these are unset. Secret:
+    # never printed, logged or traced.
+    brave_api_key: SecretStr | None = None
+    tavily_api_key: SecretStr | None = None
+    # What reading one web page may cost.
+    page_max_bytes: int = Field(default=4_000_000, ge=1024)
+    page_seconds: float = Field(default=20.0, gt=0)
+
+    @field_validator("allow_hosts", mode="before")
+    @classmethod
+    def _split_allow_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -112,16 +147,21 @@ class Settings(BaseSettings):
         return self.data_dir / "models"
 
 
+def _problem(error: ErrorDetails) -> str:
+    """One validation error as "max_seconds: input should be ... (got 'nan')"; a key's value is never
+    repeated."""
+    where = ".".join(map(str, error["loc"]))
+    got = "" if looks_secret(where) else f" (got {error.get('input')!r})"
+    return f"{where}: {error['msg'].lower()}{got}"
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Settings from all sources; `overrides` (CLI flags) win. `None` overrides are ignored."""
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
         return Settings(**given)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg'].lower()} (got {e.get('input')!r})"
-            for e in exc.errors()
-        )
+        problems = "; ".join(_problem(error) for error in exc.errors())
         raise ConfigError(
             f"invalid settings: {problems} — fix the flag, OPENHEAVY_* variable or {config_file_path()}"
         ) from exc

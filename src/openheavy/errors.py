@@ -72,6 +72,45 @@ class DamagedRunStoreError(OpenHeavyError):
     """The run store's SQLite file is damaged, truncated, or not a database at all."""
 
 
+class FetchError(SearchError):
+    """A web page could not be fetched or read. `url` is the page asked for, `reason` a short code
+    ("refused", "timeout", "http-status", "content-type", "anti-bot", "login", "empty", ...)."""
+
+    def __init__(self, message: str, *, url: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.url = url
+        self.reason = reason
+
+
+class AddressRefusedError(FetchError):
+    """The SSRF guard refused a connection: the host resolves to an address that is not public
+    (loopback, private, link-local, cloud metadata, ...) and is not on the allow-list. `chain` holds
+    the URLs that redirected to the refused one, first to last."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        host: str,
+        port: int,
+        address: str,
+        why: str,
+        url: str = "",
+        chain: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message, url=url, reason="refused")
+        self.host = host
+        self.port = port
+        self.address = address
+        self.why = why  # "loopback", "private", "cloud metadata", ...
+        self.chain = chain
+
+
+class PageUnreadableError(FetchError):
+    """A page was fetched (or tried) but holds nothing a reader could cite: an anti-bot wall, a login
+    page, no text after extraction, an unsupported content type, an HTTP error or a timeout."""
+
+
 class BudgetExceededError(OpenHeavyError):
     """A run's budget ran out: `budget` says which ("tokens" or "time"), the message what it stopped."""
 
@@ -82,3 +121,15 @@ class BudgetExceededError(OpenHeavyError):
 
 class RunNotFoundError(OpenHeavyError):
     """No run with that id in the run store."""
+
+
+class SandboxUnavailableError(OpenHeavyError):
+    """The isolation asked for to run code (bubblewrap) is missing or unusable on this machine."""
+
+
+class ServerBusyError(OpenHeavyError):
+    """The server is already running as many questions as it may at once."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -9,6 +9,7 @@ Citations may point only at passages some agent actually opened.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -19,6 +20,7 @@ from openheavy.agent import (
     AgentResult,
     Budget,
     ResearchAgent,
+    works_on_corpus,
 )
 from openheavy.citations import Citation, RunSources, resolve_citations
 from openheavy.errors import AgentsFailedError, OpenHeavyError
@@ -29,6 +31,7 @@ from openheavy.prompts import fence_untrusted, load_prompt, render_prompt
 from openheavy.rank import RankResult, rank
 from openheavy.search.cache import CachedSearch
 from openheavy.slicing import LIST_CUE, find_period, period_slices
+from openheavy.tools.base import Tool
 from openheavy.types import EventStream, JsonSchema, Message, Note, Usage
 from openheavy.verify import Sample, Verifier
 
@@ -100,11 +103,12 @@ class Orchestrator:
     def __init__(
         self,
         model: ChatModel,
-        search: CachedSearch,
+        search: CachedSearch | None,
         *,
         stream: EventStream,
         run_id: str,
         corpus: str = "",
+        tools: Sequence[Tool] | None = None,
         agents: int | None = None,
         max_agents: int = 4,
         max_steps: int = 6,
@@ -124,7 +128,9 @@ class Orchestrator:
         self.search = search
         self.stream = stream
         self.run_id = run_id
-        self.corpus = corpus or search.name
+        self.corpus = corpus or (search.name if search is not None else "")
+        # None: each agent's default tools (search and open). One set serves every agent of the run.
+        self.tools = tools
         self.agents = agents
         self.max_agents = max(max_agents, agents or 0)
         self.max_steps = max_steps
@@ -172,7 +178,7 @@ class Orchestrator:
             "additionalProperties": False,
         }
         messages = [
-            Message("system", render_prompt("plan_system", corpus=self.corpus, max_agents=high)),
+            Message("system", render_prompt("plan_system", agents_work=self._agents_work(), max_agents=high)),
             Message("user", render_prompt("plan_user", question=question, count_rule=count_rule)),
         ]
         plan: Plan | None = None
@@ -203,6 +209,12 @@ class Orchestrator:
             plan = Plan("simple", [question, *fallback_angles()][:count], "fallback")
         self._emit_plan(plan, problem)
         return plan
+
+    def _agents_work(self) -> str:
+        """How the agents work, in the planner's prompt: on the corpus, or with tools alone."""
+        if self.tools is None or works_on_corpus(self.tools):
+            return render_prompt("plan_agents_search", corpus=self.corpus).strip()
+        return render_prompt("plan_agents_no_corpus").strip()
 
     def _period_plan(self, question: str) -> Plan | None:
         """One agent per slice of years for a list question that names a span of years, or None.
@@ -251,6 +263,7 @@ class Orchestrator:
             max_tokens_per_call=self.max_tokens_per_call,
             temperature=temperature,
             seed=self.seed + index + 1,
+            tools=self.tools,
             answer_max_chars=self.answer_max_chars,
         )
 

@@ -14,13 +14,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
-__all__ = ["child_environment", "create_private_file", "open_private", "private_dir"]
+__all__ = ["child_environment", "create_private_file", "looks_secret", "open_private", "private_dir"]
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 
-# Environment variables that may hold a credential, by name: API keys, tokens, passwords.
-_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.IGNORECASE)
+# Names of variables and settings that may hold a credential: a part that is a key, token or auth
+# (OPENAI_API_KEY, HF_TOKEN, not MAX_TOKENS), or a secret or password anywhere (PGPASSWORD).
+_SECRET_NAME = re.compile(
+    r"(^|_)(API_?KEY|KEY|TOKEN|AUTH|CREDENTIALS?)(_|$)|SECRET|PASSWORD|PASSWD", re.IGNORECASE
+)
 
 
 def private_dir(path: Path) -> Path:
@@ -66,10 +69,16 @@ def open_private(path: Path, mode: str = "a", encoding: str | None = "utf-8") ->
     return path.open(mode, encoding=encoding)
 
 
+def looks_secret(name: str) -> bool:
+    """Whether a variable or setting called `name` may hold a credential (an API key, a token, a
+    password): its value is then never passed on, printed or echoed in an error."""
+    return _SECRET_NAME.search(name) is not None
+
+
 def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """This process's environment without the variables whose names say they hold a secret
     (OPENHEAVY_API_KEY, OPENAI_API_KEY, a profile's api_key_env, tokens, passwords), plus `extra`:
     what a child process such as llama-server gets."""
-    env = {name: value for name, value in os.environ.items() if not _SECRET_NAME.search(name)}
+    env = {name: value for name, value in os.environ.items() if not looks_secret(name)}
     env.update(extra or {})
     return env

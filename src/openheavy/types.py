@@ -58,6 +58,7 @@ class Hit:
     url: str  # URL or file path; may be ""
     snippet: str
     score: float
+    source: str = ""  # the backend that found it ("searxng", "pydocs", ...), when a run searches several
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,46 @@ class DocumentOpened(Event):
     text_shown: str
     seconds: float
     cached: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class CodeRan(Event):
+    """The python tool ran code in the sandbox (openheavy/sandbox.py)."""
+
+    step: int
+    code: str
+    stdout: str  # as kept by the sandbox: truncated, with the truncation marked
+    stderr: str
+    exit_status: int  # 128 + N when signal N ended it
+    limit: str | None  # "cpu", "wall", "memory", "output", "processes": the limit that ended it
+    seconds: float
+    isolation: str  # "bwrap", or "none" for unconfined
+
+
+@dataclass(frozen=True, kw_only=True)
+class FetchRefused(Event):
+    """The SSRF guard refused to connect while opening result `ref`: `url` (the result itself, or a
+    page it redirected to through `chain`) resolves to `address`, which is `why` ("loopback", ...)."""
+
+    step: int
+    ref: int
+    url: str
+    host: str
+    port: int
+    address: str
+    why: str
+    chain: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PageUnreadable(Event):
+    """Result `ref` could not be read (anti-bot wall, login page, empty, timeout, ...): not citable."""
+
+    step: int
+    ref: int
+    url: str
+    reason: str  # a short code: "anti-bot", "login", "empty", "timeout", "http-status", ...
+    message: str
 
 
 @dataclass(frozen=True, kw_only=True)

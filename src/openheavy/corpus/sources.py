@@ -8,12 +8,9 @@ encoding cannot be told are refused with a `CorpusError` naming the file.
 
 from __future__ import annotations
 
-import io
 import json
-import logging
 import os
 import re
-import warnings
 from codecs import BOM_UTF16_BE, BOM_UTF16_LE, BOM_UTF32_BE, BOM_UTF32_LE
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +19,7 @@ from pathlib import Path
 
 from openheavy.corpus.chunking import TextFormat, split_sections
 from openheavy.errors import CorpusError
+from openheavy.pdf import read_pdf
 
 
 @dataclass(frozen=True)
@@ -35,10 +33,6 @@ class SourceDoc:
     format: TextFormat = "text"
     encoding: str = "utf-8"  # the encoding its file was read with; any other than UTF-8 was detected
 
-
-# pypdf logs the defects of a broken PDF before it raises; the error that names the file says enough, and
-# with no logging configured Python would print those lines bare on stderr.
-logging.getLogger("pypdf").addHandler(logging.NullHandler())
 
 # Directories that hold tooling, caches or dependencies, never a user's documents.
 SKIPPED_DIRS = frozenset({"node_modules", "__pycache__", "site-packages"})
@@ -304,30 +298,17 @@ def _read_html(path: Path, data: bytes, doc_id: str) -> list[SourceDoc]:
 
 
 def _read_pdf(path: Path, data: bytes, doc_id: str) -> list[SourceDoc]:
-    from pypdf import PdfReader  # pypdf takes a moment to import; only PDFs need it
-
     try:
-        # pypdf warns about the many small defects of real-world PDFs that it recovers from; they are
-        # not the user's problem and must not become errors where warnings are errors.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            reader = PdfReader(io.BytesIO(data))
-            if reader.is_encrypted and not reader.decrypt(""):
-                raise CorpusError(f"cannot index {path}: the PDF is encrypted — save a decrypted copy")
-            pages = [page.extract_text() or "" for page in reader.pages]
-            metadata_title = reader.metadata.title if reader.metadata else None
-    except CorpusError:
-        raise
-    except Exception as exc:  # pypdf raises many types for malformed files
-        raise CorpusError(f"cannot read PDF {path}: {exc} — is the file complete?") from exc
+        pdf = read_pdf(data)
+    except ValueError as exc:
+        raise CorpusError(f"cannot read PDF {path}: {exc}") from exc
     # Each page becomes a section, so a hit says which page it is on.
     parts: list[str] = []
-    for number, page in enumerate(pages, start=1):
-        body = _escape_markdown_headings(page.replace("\r\n", "\n").replace("\r", "\n").strip())
+    for number, page in enumerate(pdf.pages, start=1):
+        body = _escape_markdown_headings(page.strip())
         if body:
             parts.append(f"# Page {number}\n\n{body}")
-    title = str(metadata_title).strip() if metadata_title else ""
-    return [SourceDoc(doc_id, title or path.name, "\n\n".join(parts), str(path), "markdown")]
+    return [SourceDoc(doc_id, pdf.title or path.name, "\n\n".join(parts), str(path), "markdown")]
 
 
 def _escape_markdown_headings(text: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["compact_json", "duration", "one_line", "plural", "tokens_in_out"]
+__all__ = ["code_outcome", "compact_json", "duration", "one_line", "plural", "tokens_in_out"]
 
 
 def one_line(text: str, limit: int = 160) -> str:
@@ -30,6 +30,11 @@ def plural(number: int, noun: str) -> str:
 def tokens_in_out(prompt: int, completion: int) -> str:
     """Prompt and completion tokens: `1,234 in / 210 out`."""
     return f"{prompt:,} in / {completion:,} out"
+
+
+def code_outcome(limit: str | None, exit_status: int) -> str:
+    """How a run of the python tool ended: `exit status 1`, `stopped by the cpu limit`."""
+    return f"stopped by the {limit} limit" if limit else f"exit status {exit_status}"
 
 
 def compact_json(value: Any) -> str:

@@ -16,7 +16,14 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from openheavy.display.formatting import compact_json, duration, one_line, plural, tokens_in_out
+from openheavy.display.formatting import (
+    code_outcome,
+    compact_json,
+    duration,
+    one_line,
+    plural,
+    tokens_in_out,
+)
 from openheavy.display.render import render_summary
 from openheavy.trace import MetricsSink, RunFigures
 from openheavy.types import (
@@ -24,12 +31,15 @@ from openheavy.types import (
     AgentFinished,
     AgentStarted,
     CitationDropped,
+    CodeRan,
     DocumentOpened,
     Event,
     EventSink,
+    FetchRefused,
     ModelCalled,
     Note,
     OutputRejected,
+    PageUnreadable,
     RunFinished,
     RunStarted,
     SearchDone,
@@ -37,9 +47,9 @@ from openheavy.types import (
 
 __all__ = ["LiveDisplay", "describe_event"]
 
-# Actions whose outcome has its own event (SearchDone, DocumentOpened, AgentFinished): the plain display
-# prints that event instead of the bare action, so each step reads as one line.
-_ACTIONS_WITH_OWN_EVENT = frozenset({"search", "open", "answer"})
+# Actions whose outcome has its own event (SearchDone, DocumentOpened, CodeRan, AgentFinished): the plain
+# display prints that event instead of the bare action, so each step reads as one line.
+_ACTIONS_WITH_OWN_EVENT = frozenset({"search", "open", "python", "answer"})
 
 
 def _step_prefix(event: Event) -> str:
@@ -78,6 +88,16 @@ def describe_event(event: Event) -> str | None:
             shown, chars = len(event.text_shown), event.doc.get("chars")
             of = f" of {chars:,}" if isinstance(chars, int) and chars > shown else ""
             return f"{who} open [{event.ref}] {title} · {shown:,}{of} chars shown{cached}"
+        case CodeRan():
+            return f"{who} python {one_line(event.code, 80)} → {code_outcome(event.limit, event.exit_status)}"
+        case FetchRefused():
+            via = f" (redirected from {event.chain[-1]})" if event.chain else ""
+            where = f"{event.url}{via}"
+            return (
+                f"{who} open [{event.ref}] refused: {where} leads to {event.address}, a {event.why} address"
+            )
+        case PageUnreadable():
+            return f"{who} open [{event.ref}] unreadable ({event.reason}): {one_line(event.message)}"
         case CitationDropped():
             return f"{who} citation [{event.ref}] dropped: {event.reason}"
         case AgentFinished():
@@ -221,6 +241,13 @@ class LiveDisplay(EventSink):
                 view.status = f"step {step + 1} · thinking"
             case DocumentOpened():
                 view.last_document = f"[{event.ref}] {one_line(str(event.doc.get('title', '')), 50)}"
+                view.status = f"step {step + 1} · thinking"
+            case CodeRan():
+                outcome = code_outcome(event.limit, event.exit_status)
+                view.status = f"step {step + 1} · thinking (python: {outcome})"
+            case FetchRefused() | PageUnreadable():
+                what = "refused" if isinstance(event, FetchRefused) else f"unreadable ({event.reason})"
+                view.last_document = f"[{event.ref}] {what}"
                 view.status = f"step {step + 1} · thinking"
             case AgentFinished():
                 view.done = True

@@ -13,18 +13,21 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from openheavy.display.formatting import compact_json, duration, one_line, tokens_in_out
+from openheavy.display.formatting import code_outcome, compact_json, duration, one_line, tokens_in_out
 from openheavy.trace import RunFigures, RunRow, TraceRecord
 from openheavy.types import (
     ActionParsed,
     AgentFinished,
     AgentStarted,
     CitationDropped,
+    CodeRan,
     DocumentOpened,
     Event,
+    FetchRefused,
     ModelCalled,
     Note,
     OutputRejected,
+    PageUnreadable,
     RunFinished,
     RunStarted,
     SearchDone,
@@ -126,7 +129,8 @@ def _clip(text: str, max_chars: int | None) -> str:
 def _step_costs(events: Sequence[Event]) -> tuple[int, int, float]:
     prompt = sum(e.prompt_tokens for e in events if isinstance(e, ModelCalled))
     completion = sum(e.completion_tokens for e in events if isinstance(e, ModelCalled))
-    seconds = sum(e.seconds for e in events if isinstance(e, ModelCalled | SearchDone | DocumentOpened))
+    timed = ModelCalled | SearchDone | DocumentOpened | CodeRan
+    seconds = sum(e.seconds for e in events if isinstance(e, timed))
     return prompt, completion, seconds
 
 
@@ -264,6 +268,27 @@ class _TracePrinter:
                         title="text shown to the model",
                         title_align="left",
                     )
+                )
+            case CodeRan():
+                unconfined = " · UNCONFINED" if event.isolation == "none" else ""
+                outcome = code_outcome(event.limit, event.exit_status)
+                out.print(Text(f"python → {outcome} · {duration(event.seconds)}{unconfined}", style="bold"))
+                out.print(Panel(Text(_clip(event.code, self.max_chars)), title="code", title_align="left"))
+                for stream, text in (("stdout", event.stdout), ("stderr", event.stderr)):
+                    if text:
+                        out.print(Panel(Text(_clip(text, self.max_chars)), title=stream, title_align="left"))
+            case FetchRefused():
+                chain = "".join(f"{url} → " for url in event.chain)
+                out.print(
+                    Text(
+                        f"open [{event.ref}] refused by the SSRF guard: {chain}{event.url} — {event.host} is"
+                        f" {event.address}, a {event.why} address",
+                        style="red",
+                    )
+                )
+            case PageUnreadable():
+                out.print(
+                    Text(f"open [{event.ref}] unreadable ({event.reason}): {event.message}", style="yellow")
                 )
             case CitationDropped():
                 out.print(Text(f"citation [{event.ref}] dropped: {event.reason}", style="yellow"))

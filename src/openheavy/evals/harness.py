@@ -54,6 +54,7 @@ from openheavy.evals.store import (
 from openheavy.models.base import ChatModel
 from openheavy.modes import MODES
 from openheavy.normalize import plain_number
+from openheavy.tools.catalog import DEFAULT_TOOLS
 from openheavy.trace import RunFigures
 
 if TYPE_CHECKING:  # only for the annotation: importing the engine is not needed to evaluate
@@ -182,13 +183,15 @@ async def run_eval(
     dataset: str = "",
     retry_errors: bool = False,
     console: Console | None = None,
+    tools: Sequence[str] = DEFAULT_TOOLS,
 ) -> EvalSummary:
     """Answer every item in every mode with `runner`, grade, save to `out_dir`, and write the report.
 
     Resumable: (item, mode) pairs already saved in `out_dir` are skipped (errored ones too, unless
     `retry_errors`). At most `concurrency` runs are in flight. With `judge`, QA and math answers also
-    get an LLM verdict, reported separately. Raises `ConfigError` if `out_dir` holds another dataset's
-    results or was made with another seed.
+    get an LLM verdict, reported separately. `tools`: the agents' tools the runner was given, recorded
+    in `eval.json`. Raises `ConfigError` if `out_dir` holds another dataset's results or was made with
+    another seed or other tools.
     """
     if concurrency < 1:
         raise ConfigError(f"concurrency must be at least 1, not {concurrency}")
@@ -196,14 +199,16 @@ async def run_eval(
         raise ConfigError("no modes to evaluate")
     check_graders(items)
     # File work goes to a thread so that an embedding event loop (the server) is never blocked.
-    finished = await asyncio.to_thread(_prepare_out_dir, out_dir, items, modes, seed, dataset, retry_errors)
+    finished = await asyncio.to_thread(
+        _prepare_out_dir, out_dir, items, modes, seed, dataset, retry_errors, tuple(tools)
+    )
     pending = [(item, mode) for item in items for mode in modes if (item.id, mode.label) not in finished]
     total = len(items) * len(modes)
 
     semaphore = asyncio.Semaphore(concurrency)
     with (
         ResultsWriter(out_dir / RESULTS_FILE) as writer,
-        _ProgressDisplay(
+        ProgressDisplay(
             total, total - len(pending), enabled=progress, console=console, label=dataset or "eval"
         ) as display,
     ):
@@ -228,20 +233,26 @@ def _prepare_out_dir(
     seed: int,
     dataset: str,
     retry_errors: bool,
+    tools: tuple[str, ...],
 ) -> set[tuple[str, str]]:
     """Create or update `eval.json` and return the (item id, mode) pairs that need no new run."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    _update_meta(out_dir, items, modes, seed, dataset)
+    _update_meta(out_dir, items, modes, seed, dataset, tools)
     latest = latest_results(read_results(out_dir))
     return {key for key, row in latest.items() if not (retry_errors and row.error is not None)}
 
 
 def _update_meta(
-    out_dir: Path, items: Sequence[EvalItem], modes: Sequence[ModeSpec], seed: int, dataset: str
+    out_dir: Path,
+    items: Sequence[EvalItem],
+    modes: Sequence[ModeSpec],
+    seed: int,
+    dataset: str,
+    tools: tuple[str, ...],
 ) -> None:
     meta = read_meta(out_dir)
     if meta is None:
-        meta = EvalMeta(dataset=dataset, seed=seed)
+        meta = EvalMeta(dataset=dataset, seed=seed, tools=list(tools))
     else:
         if dataset and meta.dataset and meta.dataset != dataset:
             raise ConfigError(
@@ -251,6 +262,11 @@ def _update_meta(
             raise ConfigError(
                 f"{out_dir} holds results made with seed {meta.seed} — rerun with --seed {meta.seed} "
                 f"to resume, or choose another --out"
+            )
+        if tuple(meta.tools) != tools:
+            raise ConfigError(
+                f"{out_dir} holds results made with --tools {','.join(meta.tools)} — rerun with those "
+                "tools to resume, or choose another --out"
             )
     # A rerun may add modes or items (a larger --limit); the report covers the union.
     labels = {mode.label for mode in meta.modes}
@@ -314,7 +330,7 @@ async def _evaluate(
     )
 
 
-class _ProgressDisplay:
+class ProgressDisplay:
     """A rich progress bar with ETA on a terminal; elsewhere (CI, pipes, logs) a plain line every
     `every` items, so logs stay readable."""
 
@@ -331,7 +347,7 @@ class _ProgressDisplay:
         self._bar: Progress | None = None
         self._task: TaskID | None = None
 
-    def __enter__(self) -> _ProgressDisplay:
+    def __enter__(self) -> ProgressDisplay:
         if not self.enabled:
             return self
         if self.console.is_terminal:

@@ -18,7 +18,8 @@ def _accuracy(mode: ModeSummary) -> MetricSummary | None:
     return None if metric is None or metric.n == 0 else metric
 
 
-def _error_bars(metrics: Sequence[MetricSummary]) -> list[list[float]]:
+def error_bars(metrics: Sequence[MetricSummary]) -> list[list[float]]:
+    """matplotlib's `yerr`/`xerr` for `metrics`: the distances from each estimate down and up to its CI."""
     # Never negative (matplotlib refuses that), even where rounding puts an estimate a hair outside.
     return [[max(0.0, m.value - m.low) for m in metrics], [max(0.0, m.high - m.value) for m in metrics]]
 
@@ -51,7 +52,7 @@ def write_plots(summary: EvalSummary, out_dir: Path) -> list[str]:
     axes = figure.add_subplot()
     xs = [tokens for _, _, tokens in points]
     axes.errorbar(
-        xs, [m.value for _, m, _ in points], yerr=_error_bars([m for _, m, _ in points]), fmt="o", capsize=3
+        xs, [m.value for _, m, _ in points], yerr=error_bars([m for _, m, _ in points]), fmt="o", capsize=3
     )
     for mode, metric, tokens in points:
         axes.annotate(
@@ -86,7 +87,7 @@ def write_plots(summary: EvalSummary, out_dir: Path) -> list[str]:
             axes.errorbar(
                 [n for n, _ in series],
                 [m.value for m in metrics],
-                yerr=_error_bars(metrics),
+                yerr=error_bars(metrics),
                 marker="o",
                 capsize=3,
                 label=name,

@@ -2,8 +2,9 @@
 
 One model (one llama-server) serves every item and mode; one `Heavy` per corpus reuses it. Mode specs
 map onto run options through the mode registry: `heavy:N` runs N agents, `rank:N` ranks N samples —
-whole research trajectories (`rank-tools`) when the item has a corpus to search, plain answers
-otherwise (math, where the modes that search have nothing to search and are refused up front).
+whole agent trajectories (`rank-tools`) when the item's agents have a tool to use, plain answers
+otherwise. `tools` are the agents' tools (default: search); an item with no corpus (math) runs its
+agents with the tools that need none (`python`), and with none left its agent modes are refused.
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ from openheavy.evals.datasets import EvalItem
 from openheavy.evals.harness import ModeSpec, RunOutcome, outcome_from_result
 from openheavy.models.base import ChatModel
 from openheavy.modes import RunOptions, get_mode
+from openheavy.tools.catalog import CORPUS_TOOLS, DEFAULT_TOOLS
 from openheavy.types import EventSink
+
+
+def item_tools(tools: tuple[str, ...] | None, item: EvalItem) -> tuple[str, ...]:
+    """The agents' tools for `item`: `tools` (None: the default, search), less those that need a corpus
+    when the item has none."""
+    tools = tools or DEFAULT_TOOLS
+    return tools if item.corpus is not None else tuple(t for t in tools if t not in CORPUS_TOOLS)
 
 
 @dataclass
@@ -26,19 +35,27 @@ class HeavyRunner:
     settings: Settings
     verifier: str = "vote"
     max_steps: int | None = None
+    tools: tuple[str, ...] | None = None  # the agents' tools (tools/catalog.py); None: search
     sinks: list[EventSink] = field(default_factory=list)
     _engines: dict[str, Heavy] = field(default_factory=dict)
 
     def options(self, item: EvalItem, spec: ModeSpec, seed: int) -> tuple[str, RunOptions]:
         """The `Heavy.arun` mode and options for one (item, mode)."""
-        name = "rank-tools" if spec.name == "rank" and item.corpus is not None else spec.name
+        tools = item_tools(self.tools, item)
+        name = "rank-tools" if spec.name == "rank" and tools else spec.name
         mode = get_mode(name)
-        if mode.uses_corpus and item.corpus is None:
+        if mode.runs_agents and not tools:
             raise ConfigError(
                 f"{spec.label} needs a corpus to search, and {item.id} has none (math sets): "
-                "evaluate those with direct and rank:N"
+                "evaluate those with direct and rank:N, or give the agents a tool that needs none "
+                "(--tools python)"
             )
-        options = RunOptions(seed=seed, max_steps=self.max_steps, verifier=self.verifier)
+        options = RunOptions(
+            seed=seed,
+            max_steps=self.max_steps,
+            verifier=self.verifier,
+            tools=tools if mode.runs_agents and tools != DEFAULT_TOOLS else None,
+        )
         return name, options if mode.default_n is None else mode.with_n(options, spec.n)
 
     async def __call__(self, item: EvalItem, mode: ModeSpec, seed: int) -> RunOutcome:
@@ -55,11 +72,16 @@ class HeavyRunner:
 
 
 def make_heavy_runner(
-    settings: Settings, *, api_key: str | None = None, verifier: str = "vote", max_steps: int | None = None
+    settings: Settings,
+    *,
+    api_key: str | None = None,
+    verifier: str = "vote",
+    max_steps: int | None = None,
+    tools: tuple[str, ...] | None = None,
 ) -> HeavyRunner:
     """A `HeavyRunner` with its own model resolved from `settings.model`. A module-level function, so
     `functools.partial` of it can be shipped to Ray workers that each build their own."""
     from openheavy.models.registry import resolve_model
 
     model = resolve_model(settings.model, settings, api_key=api_key)
-    return HeavyRunner(model, settings, verifier=verifier, max_steps=max_steps)
+    return HeavyRunner(model, settings, verifier=verifier, max_steps=max_steps, tools=tools)

@@ -163,3 +163,19 @@ def _summarize_mode(
         mean_tokens=means["prompt_tokens"] + means["completion_tokens"] if done else None,
         means=means,
     )
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """The two-sided exact sign test of `wins` against `losses` (ties left out), as a p-value.
+
+    For paired 0/1 outcomes this is McNemar's exact test on the discordant pairs: under "no difference"
+    each discordant pair falls either way with probability 1/2, so the count is Binomial(n, 1/2). The
+    p-value doubles the smaller tail (capped at 1). Exact in integers, so no scipy is needed.
+    """
+    if wins < 0 or losses < 0:
+        raise ValueError(f"counts must be non-negative, got {wins} and {losses}")
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(wins, losses) + 1))
+    return min(1.0, 2 * tail / (1 << n))

@@ -1,5 +1,6 @@
-"""The saved results of an evaluation: `eval.json` (what was asked for: dataset, seed, modes, item ids)
-and `results.jsonl` (one graded row per finished (item, mode), appended and flushed as each finishes).
+"""The saved results of an evaluation: `eval.json` (what was asked for: dataset, seed, tools, modes,
+item ids) and `results.jsonl` (one graded row per finished (item, mode), appended and flushed as each
+finishes).
 
 The results directory is the single source of truth: the summary, report and plots are computed from
 these two files alone, so any earlier run, finished or interrupted, can be reported again.
@@ -13,15 +14,18 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import openheavy
 from openheavy.errors import ConfigError
 from openheavy.evals.datasets import ItemKind
+from openheavy.tools.catalog import DEFAULT_TOOLS
 
 log = logging.getLogger(__name__)
+
+Row = TypeVar("Row", bound=BaseModel)
 
 RESULTS_FILE = "results.jsonl"
 META_FILE = "eval.json"
@@ -45,6 +49,8 @@ class EvalMeta(_Saved):
 
     dataset: str = ""
     seed: int = 0
+    # The agents' tools (tools/catalog.py); files from before the option have the default.
+    tools: list[str] = Field(default_factory=lambda: list(DEFAULT_TOOLS))
     modes: list[ModeRecord] = Field(default_factory=list)
     item_ids: list[str] = Field(default_factory=list)
     created_at: float = Field(default_factory=time.time)
@@ -102,15 +108,25 @@ def read_meta(out_dir: Path) -> EvalMeta | None:
 
 def write_meta(out_dir: Path, meta: EvalMeta) -> None:
     """Write `eval.json` atomically, so an interrupt never leaves half a file."""
-    path = out_dir / META_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(meta.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    write_json_atomic(out_dir / META_FILE, meta)
+
+
+def write_json_atomic(path: Path, model: BaseModel) -> None:
+    """Write `model` as indented JSON to `path` through a temporary file, so an interrupt never leaves
+    half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(model.model_dump_json(indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
 def read_results(out_dir: Path) -> list[ResultRecord]:
     """Every saved row of `results.jsonl`, in file order. A line cut short by a crash is skipped."""
-    path = out_dir / RESULTS_FILE
+    return read_rows(out_dir / RESULTS_FILE, ResultRecord)
+
+
+def read_rows(path: Path, row_type: type[Row]) -> list[Row]:
+    """Every row of a JSONL results file that `ResultsWriter` appends to, as `row_type`, in file order.
+    A missing file has no rows; a line cut short by a crash is skipped with a warning."""
     if not path.is_file():
         return []
     rows = []
@@ -119,7 +135,7 @@ def read_results(out_dir: Path) -> list[ResultRecord]:
             if not line.strip():
                 continue
             try:
-                rows.append(ResultRecord.model_validate_json(line))
+                rows.append(row_type.model_validate_json(line))
             except ValidationError:
                 log.warning("%s:%d: skipping an unreadable result line (interrupted write?)", path, number)
     return rows
@@ -131,7 +147,8 @@ def latest_results(rows: Iterable[ResultRecord]) -> dict[tuple[str, str], Result
 
 
 class ResultsWriter:
-    """Appends result rows to `results.jsonl`, flushing each one as soon as it is written."""
+    """Appends result rows (any pydantic model: `ResultRecord` here, audit rows elsewhere) to a JSONL
+    file such as `results.jsonl`, flushing each one as soon as it is written."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -150,7 +167,7 @@ class ResultsWriter:
             self._file.write("\n")
         return self
 
-    def write(self, record: ResultRecord) -> None:
+    def write(self, record: BaseModel) -> None:
         """Append one row and flush it."""
         assert self._file is not None, "write() outside the with block"
         self._file.write(record.model_dump_json() + "\n")

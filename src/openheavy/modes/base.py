@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -18,6 +18,8 @@ from openheavy.models.base import ChatModel
 from openheavy.rank import Ranked, RankResult
 from openheavy.search.base import SearchBackend
 from openheavy.search.cache import CachedSearch
+from openheavy.tools.base import Tool
+from openheavy.tools.catalog import CORPUS_TOOLS, DEFAULT_TOOLS, check_tool_names
 from openheavy.types import EventStream
 from openheavy.verify import Verifier, make_verifier
 
@@ -39,8 +41,12 @@ class RunOptions:
     temperature: float | None = None
     max_tokens: int | None = None  # whole-run token budget
     max_seconds: float | None = None  # whole-run wall-time budget
+    # The agents' tools, by name (tools/catalog.py): None = search only. Modes without agents take none.
+    tools: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.tools is not None:
+            object.__setattr__(self, "tools", tuple(self.tools))  # a list passed in stays hashable
         at_least_one = {
             "max_steps": self.max_steps,
             "agents": self.agents,
@@ -58,14 +64,25 @@ class RunOptions:
             problems.append(f"max_seconds must be a number of seconds more than 0, got {self.max_seconds}")
         if self.temperature is not None and not (self.temperature >= 0 and math.isfinite(self.temperature)):
             problems.append(f"temperature must be 0 or more, got {self.temperature}")
+        if self.tools is not None:
+            try:
+                check_tool_names(self.tools)
+            except ConfigError as exc:
+                problems.append(str(exc))
         if problems:
             raise ConfigError(f"bad run options: {'; '.join(problems)}. Fix them and run again.")
+
+    @property
+    def tool_names(self) -> tuple[str, ...]:
+        """The agents' tools: `tools`, or the default (search)."""
+        return DEFAULT_TOOLS if self.tools is None else self.tools
 
 
 @dataclass(frozen=True)
 class RunContext:
     """What a mode works with: the question, its options over the settings, the model, the corpus
-    (opened on first use) and the run's event stream."""
+    (opened on first use), the run's event stream, and the tools its agents share (built from
+    `options.tool_names` by the caller, which checks them before the run starts)."""
 
     question: str
     options: RunOptions
@@ -76,6 +93,12 @@ class RunContext:
     corpus: str
     open_corpus: Callable[[], SearchBackend]
     budget: Budget  # the run's tokens and wall time, shared by every call of the run
+    tools: Sequence[Tool] = ()
+
+    @property
+    def searches_corpus(self) -> bool:
+        """Whether the agents' tools work on the corpus (without, the corpus is never opened)."""
+        return bool(CORPUS_TOOLS.intersection(self.options.tool_names))
 
     @property
     def max_steps(self) -> int:
@@ -94,8 +117,11 @@ class RunContext:
             self.options.verifier, self.model, self.options.reference, seed=self.options.seed
         )
 
-    async def search(self) -> CachedSearch:
-        """The corpus behind a per-run cache. Opening it may build it (pydocs, first use): off the loop."""
+    async def search(self) -> CachedSearch | None:
+        """The corpus behind a per-run cache, or None when the agents do not search it. Opening it may
+        build it (pydocs, first use): off the loop."""
+        if not self.searches_corpus:
+            return None
         return CachedSearch(await asyncio.to_thread(self.open_corpus))
 
     def describe(self) -> dict[str, Any]:
@@ -110,6 +136,7 @@ class RunContext:
             "n": self.options.n,
             "verifier": self.options.verifier,
             "seed": self.options.seed,
+            "tools": list(self.options.tool_names) if self.tools else [],  # none in a mode without agents
         }
 
 
@@ -129,11 +156,12 @@ class Outcome:
 class Mode(ABC):
     """One way to answer a question: a name in the registry and one `run` method.
 
-    `uses_corpus`: whether it searches the corpus. `default_n`: the N of an eval's `NAME:N` when none
-    is given (None: the mode takes no N); `with_n` applies an N to the options."""
+    `runs_agents`: whether it runs research agents, which take the run's tools (and search the corpus
+    when those include search); a mode without agents takes no tools. `default_n`: the N of an eval's
+    `NAME:N` when none is given (None: the mode takes no N); `with_n` applies an N to the options."""
 
     name: ClassVar[str]
-    uses_corpus: ClassVar[bool] = False
+    runs_agents: ClassVar[bool] = False
     default_n: ClassVar[int | None] = None
 
     def with_n(self, options: RunOptions, n: int) -> RunOptions:

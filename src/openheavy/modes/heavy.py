@@ -11,13 +11,14 @@ from openheavy.types import Note
 
 
 async def research_team(run: RunContext, agents: int | None) -> Orchestrator:
-    """An orchestrator for `agents` research agents (None: the planner decides) over the run's corpus."""
+    """An orchestrator for `agents` research agents (None: the planner decides) with the run's tools."""
     return Orchestrator(
         run.model,
         await run.search(),
         stream=run.stream,
         run_id=run.run_id,
         corpus=run.corpus,
+        tools=run.tools,
         agents=agents,
         max_agents=run.options.max_agents,
         max_steps=run.max_steps,
@@ -30,7 +31,7 @@ async def research_team(run: RunContext, agents: int | None) -> Orchestrator:
 
 class HeavyMode(Mode):
     name = "heavy"
-    uses_corpus = True
+    runs_agents = True
     default_n = 4
 
     def with_n(self, options: RunOptions, n: int) -> RunOptions:

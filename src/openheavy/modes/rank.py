@@ -34,7 +34,7 @@ class RankMode(Mode):
 
 class RankToolsMode(RankMode):
     name = "rank-tools"
-    uses_corpus = True
+    runs_agents = True
 
     async def run(self, run: RunContext) -> Outcome:
         orchestrator = await research_team(run, run.options.n)

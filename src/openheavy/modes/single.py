@@ -1,4 +1,5 @@
-"""Single mode: one research agent searches, reads and answers with citations."""
+"""Single mode: one research agent searches, reads (or computes, with the python tool) and answers
+with citations."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from openheavy.modes.base import Mode, Outcome, RunContext, budget_notes
 
 class SingleMode(Mode):
     name = "single"
-    uses_corpus = True
+    runs_agents = True
 
     async def run(self, run: RunContext) -> Outcome:
         agent = ResearchAgent(
@@ -22,6 +23,7 @@ class SingleMode(Mode):
             budget=run.budget,
             temperature=run.temperature,
             seed=run.options.seed,
+            tools=run.tools,
             answer_max_chars=run.settings.answer_max_chars,
         )
         result = await agent.run(run.question)

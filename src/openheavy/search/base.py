@@ -20,3 +20,15 @@ class SearchBackend(Protocol):
     async def open(self, id: str) -> Document:
         """The passage with this id (as given in `Hit.id`). Raises `DocumentNotFoundError`."""
         ...
+
+
+async def close_search(backend: SearchBackend) -> None:
+    """Release what a backend holds: `aclose()` for those with connections (web), else `close()`
+    (a local index's SQLite handles), else nothing."""
+    aclose = getattr(backend, "aclose", None)
+    if aclose is not None:
+        await aclose()
+        return
+    close = getattr(backend, "close", None)
+    if close is not None:
+        close()

@@ -1,8 +1,9 @@
 """The `Tool` protocol: a name, a description, a pydantic args model and an async call.
 
-Tools see the run through a `ToolContext`: the shared search cache, the agent's source book, and the
-event stream they report to. The JSON schema of a tool's arguments may depend on the agent's state
-(e.g. `open` only accepts numbers the agent has seen), so constrained decoding can't pick a bad one.
+Tools see the run through a `ToolContext`: the shared search cache (None for an agent with no
+corpus), the agent's source book, and the event stream they report to. The JSON schema of a tool's
+arguments may depend on the agent's state (e.g. `open` only accepts numbers the agent has seen), so
+constrained decoding can't pick a bad one.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class ToolContext:
     run_id: str
     agent: str
     step: int
-    search: CachedSearch
+    search: CachedSearch | None
     sources: SourceBook
     stream: EventStream
 

@@ -9,10 +9,12 @@ import time
 
 from pydantic import BaseModel, Field
 
+from openheavy.errors import AddressRefusedError, FetchError, OpenHeavyError
 from openheavy.prompts import fence_untrusted, render_prompt
+from openheavy.search.cache import CachedSearch
 from openheavy.tools.base import Observation, ToolContext
 from openheavy.tools.sources import SourceBook
-from openheavy.types import DocumentOpened, Hit, JsonSchema, SearchDone
+from openheavy.types import DocumentOpened, FetchRefused, Hit, JsonSchema, PageUnreadable, SearchDone
 
 QUERY_MAX_CHARS = 120
 
@@ -49,7 +51,7 @@ class SearchTool:
     async def call(self, args: BaseModel, ctx: ToolContext) -> Observation:
         assert isinstance(args, SearchArgs)
         started = time.perf_counter()
-        hits, cached = await ctx.search.search(args.query, self.k)
+        hits, cached = await _corpus(ctx).search(args.query, self.k)
         refs = ctx.sources.register(hits)
         ctx.stream.emit(
             SearchDone(
@@ -69,6 +71,7 @@ class SearchTool:
                 "tool_search_hit_read" if ref in ctx.sources.opened else "tool_search_hit",
                 ref=ref,
                 title=hit.title,
+                source=f" ({hit.source})" if hit.source else "",
                 snippet=" ".join(hit.snippet.split())[: self.snippet_chars],
             ).strip()
             for ref, hit in zip(refs, hits, strict=True)
@@ -107,7 +110,12 @@ class OpenTool:
             known = ", ".join(f"[{r}]" for r in ctx.sources.seen)
             return Observation(render_prompt("tool_open_unknown", ref=args.ref, known=known).strip())
         started = time.perf_counter()
-        document, cached = await ctx.search.open(hit.id)
+        try:
+            document, cached = await _corpus(ctx).open(hit.id)
+        except FetchError as exc:
+            # A refused or unreadable web page is an observation, not the agent's end: it can't be
+            # cited, and the agent reads something else.
+            return _unreadable(args.ref, exc, ctx)
         ctx.sources.mark_opened(args.ref, document)
         text = document.text.strip()
         shown = text if len(text) <= self.max_chars else text[: self.max_chars] + " […]"
@@ -137,6 +145,47 @@ class OpenTool:
         return Observation(fence_untrusted(observation.strip(), label=label))
 
 
+def _corpus(ctx: ToolContext) -> CachedSearch:
+    if ctx.search is None:  # ResearchAgent refuses these tools without a corpus; this is the backstop
+        raise OpenHeavyError("the search and open tools need a corpus, and this agent has none")
+    return ctx.search
+
+
+def _unreadable(ref: int, exc: FetchError, ctx: ToolContext) -> Observation:
+    ctx.sources.mark_unreadable(ref, str(exc))
+    if isinstance(exc, AddressRefusedError):
+        ctx.stream.emit(
+            FetchRefused(
+                run_id=ctx.run_id,
+                agent=ctx.agent,
+                step=ctx.step,
+                ref=ref,
+                url=exc.url,
+                host=exc.host,
+                port=exc.port,
+                address=exc.address,
+                why=exc.why,
+                chain=list(exc.chain),
+            )
+        )
+        return Observation(render_prompt("tool_open_refused", ref=ref, why=exc.why).strip())
+    ctx.stream.emit(
+        PageUnreadable(
+            run_id=ctx.run_id,
+            agent=ctx.agent,
+            step=ctx.step,
+            ref=ref,
+            url=exc.url,
+            reason=exc.reason,
+            message=str(exc),
+        )
+    )
+    observation = render_prompt(
+        "tool_open_unreadable", ref=ref, reason=exc.reason or "error", message=str(exc)
+    )
+    return Observation(observation.strip())
+
+
 def _hit_record(ref: int, hit: Hit) -> dict[str, object]:
     return {
         "ref": ref,
@@ -146,4 +195,5 @@ def _hit_record(ref: int, hit: Hit) -> dict[str, object]:
         "url": hit.url,
         "snippet": hit.snippet,
         "score": hit.score,
+        "source": hit.source,
     }

@@ -17,6 +17,7 @@ from openheavy.types import Document, Hit
 class SourceBook:
     seen: dict[int, Hit] = field(default_factory=dict)
     opened: dict[int, Document] = field(default_factory=dict)
+    unreadable: dict[int, str] = field(default_factory=dict)  # ref -> why (refused, anti-bot wall, ...)
     _ref_by_id: dict[str, int] = field(default_factory=dict)
 
     def register(self, hits: list[Hit]) -> list[int]:
@@ -34,5 +35,9 @@ class SourceBook:
     def mark_opened(self, ref: int, document: Document) -> None:
         self.opened[ref] = document
 
+    def mark_unreadable(self, ref: int, why: str) -> None:
+        """Record that `ref` could not be read: it is not offered to `open` again and can't be cited."""
+        self.unreadable[ref] = why
+
     def unopened_refs(self) -> list[int]:
-        return [ref for ref in self.seen if ref not in self.opened]
+        return [ref for ref in self.seen if ref not in self.opened and ref not in self.unreadable]

@@ -1,0 +1,1 @@
+"""Network access for web research: the SSRF guard and the page reader."""
