@@ -3,6 +3,7 @@
 Reads an eval folder's `results.jsonl`, opens each rank:N run's trace, grades every sample's extracted
 answer with the same grader as the report, and prints per mode:
   - sample accuracy: the share of all samples whose answer is right;
+  - greedy: the accuracy of the greedy sample (temperature 0; traces from before it was recorded: n/a);
   - chosen: the accuracy of the answer the verifier picked (what the report shows);
   - some sample right: the share of items where at least one sample was right (an oracle verifier).
 
@@ -22,14 +23,16 @@ from openheavy.evals.store import read_results
 PRIMARY = {"math": "correct", "qa": "em"}
 
 
-def sample_answers(trace_path: str) -> list[str]:
-    """The answers of all samples, as the verifier saw them (one `Note(topic="verifier")` each)."""
+def sample_answers(trace_path: str) -> list[tuple[str, bool]]:
+    """The answers of all samples, as the verifier saw them (one `Note(topic="verifier")` each), and
+    whether each was the greedy sample."""
     answers = []
     with open(trace_path, encoding="utf-8") as lines:
         for line in lines:
             event = json.loads(line)
             if event.get("kind") == "Note" and event.get("topic") == "verifier":
-                answers.append(str(event["data"]["answer"]))
+                data = event["data"]
+                answers.append((str(data["answer"]), data.get("temperature") == 0.0))
     return answers
 
 
@@ -47,20 +50,25 @@ def main() -> None:
             continue
         item = EvalItem(row.item_id, row.question, tuple(row.answers), row.kind)
         answers = sample_answers(row.trace_path)
-        right = [grade_answer(item, answer).metrics[metric] >= 1.0 for answer in answers]
+        right = [grade_answer(item, answer).metrics[metric] >= 1.0 for answer, _ in answers]
         mode = stats[row.mode]
         mode["items"] += 1
         mode["samples"] += len(right)
         mode["samples right"] += sum(right)
+        greedy = [ok for ok, (_, is_greedy) in zip(right, answers, strict=True) if is_greedy]
+        mode["greedy items"] += bool(greedy)
+        mode["greedy right"] += any(greedy)
         mode["chosen right"] += row.metrics.get(metric, 0.0)
         mode["some sample right"] += any(right)
 
     if not stats:
         raise SystemExit(f"no graded rank:N runs with traces in {args.folder / 'results.jsonl'}")
-    print(f"{'mode':<10} {'items':>5} {'sample accuracy':>16} {'chosen':>8} {'some sample right':>18}")
+    header = f"{'mode':<10} {'items':>5} {'sample accuracy':>16} {'greedy':>8} {'chosen':>8}"
+    print(f"{header} {'some sample right':>18}")
     for mode, s in sorted(stats.items()):
+        greedy = f"{s['greedy right'] / s['greedy items']:.3f}" if s["greedy items"] else "n/a"
         print(
-            f"{mode:<10} {int(s['items']):>5} {s['samples right'] / s['samples']:>16.3f} "
+            f"{mode:<10} {int(s['items']):>5} {s['samples right'] / s['samples']:>16.3f} {greedy:>8} "
             f"{s['chosen right'] / s['items']:>8.3f} {s['some sample right'] / s['items']:>18.3f}"
         )
 

@@ -8,7 +8,7 @@ import socket
 import sqlite3
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +62,25 @@ class ListSink(EventSink):
 
 def action(name: str, **args: Any) -> str:
     return json.dumps({"action": name, **args})
+
+
+def plan_reply(
+    tasks: list[str],
+    *,
+    shape: str = "long",
+    facet: str = "",
+    values: Sequence[str] = (),
+    queries: Sequence[Sequence[str]] | None = None,
+) -> dict[str, Any]:
+    """A planner's reply, as its JSON schema asks for it: each task with its first queries (by default
+    the task's last word: "find shlex" searches "shlex")."""
+    planned = queries if queries is not None else [[task.split()[-1]] for task in tasks]
+    return {
+        "answer_shape": shape,
+        "facet": facet,
+        "values": list(values),
+        "tasks": [{"task": task, "queries": list(qs)} for task, qs in zip(tasks, planned, strict=True)],
+    }
 
 
 PASSAGES = {

@@ -14,7 +14,7 @@ from typing import Any
 
 import uvicorn
 
-from fakes import PASSAGES, MemorySearch, action, allowed_actions
+from fakes import PASSAGES, MemorySearch, action, allowed_actions, plan_reply
 from openheavy.config import Settings
 from openheavy.models.scripted import FunctionModel
 from openheavy.server.app import create_app
@@ -56,12 +56,14 @@ def research_model(team: Team) -> FunctionModel:
             raise RuntimeError("backend exploded")
         system = messages[0].content
         if "planner" in system:
-            return json.dumps({"kind": "multi-part", "tasks": planned_tasks(team.tasks, schema)})
+            return json.dumps(plan_reply(planned_tasks(team.tasks, schema)))
         if "lead researcher" in system:
             gate = team.gate
             while gate is not None and not await asyncio.to_thread(gate.wait, 0.05):
                 pass  # short waits, so a test that fails before opening the gate still ends
-            return json.dumps({"agreements": "all agree", "conflicts": "none", "answer": ANSWER, "cite": [1]})
+            return json.dumps(
+                {"agreements": "all agree", "conflicts": "none", "short": "", "answer": ANSWER, "cite": [1]}
+            )
         if system.startswith("You are a helpful assistant"):
             return DIRECT_ANSWER
         if system.startswith("You are a careful problem solver"):

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from fakes import PASSAGES, MemorySearch, action
+from fakes import PASSAGES, MemorySearch, action, plan_reply
 from openheavy.agent import StopReason
 from openheavy.api import Heavy
 from openheavy.config import Settings
@@ -211,7 +211,7 @@ async def test_heavy_rank_returns_the_plan_and_the_ranking(settings: Settings) -
 
     def respond(messages: list[Any], schema: dict[str, Any] | None) -> str:
         if "planner" in messages[0].content:
-            return json.dumps({"kind": "multi-part", "tasks": ["find run", "find shlex"]})
+            return json.dumps(plan_reply(["find run", "find shlex"]))
         turns = sum(m.role == "assistant" for m in messages)
         if turns == 0:
             return action("search", query="shlex" if "shlex" in messages[1].content else "run")
@@ -221,7 +221,13 @@ async def test_heavy_rank_returns_the_plan_and_the_ranking(settings: Settings) -
 
     heavy = Heavy(FunctionModel(respond), MemorySearch(dict(PASSAGES)), settings=settings)
     result = await heavy.arun("q", "heavy-rank", RunOptions(verifier="vote"))
-    assert result.plan == {"kind": "multi-part", "tasks": ["find run", "find shlex"], "origin": "model"}
+    assert result.plan is not None
+    assert (result.plan["answer_shape"], result.plan["tasks"], result.plan["origin"]) == (
+        "long",
+        ["find run", "find shlex"],
+        "model",
+    )
+    assert result.plan["queries"] == [["run"], ["shlex"]]
     assert len(result.ranking or []) == 2 and len(result.agents) == 2
     assert result.figures.by_purpose.keys() >= {"plan", "action"}
     assert "synthesis" not in result.figures.by_purpose
@@ -232,10 +238,16 @@ async def test_heavy_mode_plans_researches_and_synthesizes(settings: Settings) -
 
     def respond(messages: list[Any], schema: dict[str, Any] | None) -> str:
         if "planner" in messages[0].content:
-            return json.dumps({"kind": "multi-part", "tasks": ["find run", "find shlex"]})
+            return json.dumps(plan_reply(["find run", "find shlex"]))
         if "lead researcher" in messages[0].content:
             return json.dumps(
-                {"agreements": "", "conflicts": "", "answer": "split [2] and run [1]", "cite": []}
+                {
+                    "agreements": "",
+                    "conflicts": "",
+                    "short": "",
+                    "answer": "split [2] and run [1]",
+                    "cite": [],
+                }
             )
         turns = sum(m.role == "assistant" for m in messages)
         if turns == 0:

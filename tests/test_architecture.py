@@ -43,12 +43,15 @@ CORE: dict[str, set[str]] = {
     "rank": BASE | {"models", "prompts", "verify"},
     "agent": BASE | {"models", "tools", "search", "prompts", "citations"},
     "direct": BASE | {"agent", "models", "prompts"},
-    "slicing": set(),
+    "partition": BASE,
+    "planning": BASE | {"partition", "search"},
+    "aggregation": BASE | {"agent", "citations", "partition", "verify"},
     "heavy": BASE
-    | {"agent", "verify", "rank", "models", "search", "tools", "prompts", "slicing", "citations"},
+    | {"agent", "verify", "rank", "models", "search", "tools", "prompts", "citations"}
+    | {"partition", "planning", "aggregation"},
     "modes": BASE
     | {"config", "models", "search", "tools", "agent", "citations", "direct", "heavy", "rank"}
-    | {"verify", "modes"},
+    | {"verify", "modes", "planning"},
 }
 # The shells sit on top of the core, in this order: each may import the whole core and the shells
 # before it, never one after it (the library must not need the CLI, an eval must not need a server).

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from fakes import plan_reply
 from openheavy.config import Settings
 from openheavy.corpus.catalog import open_corpus
 from openheavy.models.scripted import FunctionModel
@@ -56,11 +57,17 @@ def team_reply(messages: Sequence[Message], schema: JsonSchema, answer: str, cit
     if "tasks" in properties:
         count = properties["tasks"]["minItems"]
         tasks = [f"part {i + 1} of the question" for i in range(count)]
-        return json.dumps({"kind": "multi-part", "tasks": tasks})
+        return json.dumps(plan_reply(tasks, queries=[["question"]] * count))
     if "agreements" in properties:
         allowed = properties["cite"]["items"].get("enum", [])
         return json.dumps(
-            {"agreements": "", "conflicts": "", "answer": answer, "cite": [n for n in cite if n in allowed]}
+            {
+                "agreements": "",
+                "conflicts": "",
+                "short": answer[:40],
+                "answer": answer,
+                "cite": [n for n in cite if n in allowed],
+            }
         )
     return None
 

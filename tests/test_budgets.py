@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from fakes import PASSAGES, ListSink, MemorySearch, action, allowed_actions, silent_server
+from fakes import PASSAGES, ListSink, MemorySearch, action, allowed_actions, plan_reply, silent_server
 from openheavy import cli
 from openheavy.agent import Budget, ResearchAgent, StopReason
 from openheavy.api import Heavy
@@ -56,9 +56,10 @@ def team(messages: Sequence[Message], schema: JsonSchema | None) -> str:
     role = role_of(messages)
     if role == "planner":
         count = schema["properties"]["tasks"]["minItems"] if schema else 2
-        return json.dumps({"kind": "multi-part", "tasks": [f"part {i} of it" for i in range(1, count + 1)]})
+        return json.dumps(plan_reply([f"part {i} of running" for i in range(1, count + 1)]))
     if role == "synthesizer":
-        return json.dumps({"agreements": "", "conflicts": "", "answer": "Use run [1].", "cite": [1]})
+        synthesis = {"agreements": "", "conflicts": "", "short": "run", "answer": "Use run [1]."}
+        return json.dumps({**synthesis, "cite": [1]})
     if role == "judge":
         properties = (schema or {}).get("properties", {})
         if "winner" in properties:

@@ -74,9 +74,15 @@ def heavy_team(messages: list[Message], schema: JsonSchema | None) -> str:
     """The planner, two research agents and the synthesizer, told apart by the schema they are asked for."""
     properties = (schema or {}).get("properties", {})
     if "tasks" in properties:
-        return json.dumps({"kind": "multi-part", "tasks": TASKS})
+        tasks = [
+            {"task": TASKS[0], "queries": ["timeout argument"]},
+            {"task": TASKS[1], "queries": ["TimeoutExpired"]},
+        ]
+        return json.dumps({"answer_shape": "long", "facet": "", "values": [], "tasks": tasks})
     if "agreements" in properties:
-        return json.dumps({"agreements": "both", "conflicts": "none", "answer": HEAVY_ANSWER, "cite": [1]})
+        return json.dumps(
+            {"agreements": "both", "conflicts": "none", "short": "", "answer": HEAVY_ANSWER, "cite": [1]}
+        )
     turns = sum(message.role == "assistant" for message in messages)
     if turns == 0:
         return action("search", query="subprocess timeout")  # the same query: the second agent's is cached

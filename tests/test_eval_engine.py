@@ -44,9 +44,15 @@ def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
     system = messages[0].content
     query, gold, guess = about(messages)
     if "planner" in system:
-        return json.dumps({"kind": "multi-part", "tasks": [f"find {query}", f"check {query}"]})
+        tasks = [
+            {"task": f"find {query}", "queries": [query]},
+            {"task": f"check {query}", "queries": ["check"]},
+        ]
+        return json.dumps({"answer_shape": "long", "facet": "", "values": [], "tasks": tasks})
     if "lead researcher" in system:
-        return json.dumps({"agreements": "all", "conflicts": "none", "answer": f"{gold} [1]", "cite": [1]})
+        return json.dumps(
+            {"agreements": "all", "conflicts": "none", "short": "", "answer": f"{gold} [1]", "cite": [1]}
+        )
     if "research agent" not in system:  # direct mode
         return guess
     turns = sum(m.role == "assistant" for m in messages)
@@ -111,3 +117,30 @@ def test_math_items_are_refused_for_modes_that_need_a_corpus(tmp_path: Path) -> 
     )
     with pytest.raises(ConfigError, match="needs a corpus to search"):
         runner.options(item, ModeSpec("single"), seed=5)
+
+
+@pytest.mark.parametrize(("dataset", "verifier"), [("gsm8k", "check:numeric"), ("hotpotqa", "vote")])
+def test_the_eval_command_votes_with_the_datasets_own_verifier_by_default(
+    dataset: str, verifier: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from openheavy.cli import app
+
+    built: list[str] = []
+
+    def runner(settings: Settings, *, verifier: str = "", max_steps: Any = None, **_: Any) -> Any:
+        built.append(verifier)
+        model = FunctionModel(lambda messages, schema: "Adding up.\nANSWER: 3")
+        return HeavyRunner(model, settings, verifier=verifier, max_steps=max_steps)
+
+    monkeypatch.setattr("openheavy.evals.runner.make_heavy_runner", runner)
+    monkeypatch.setenv("OPENHEAVY_DATA_DIR", str(tmp_path / "data"))
+    out = tmp_path / "out"
+    args = ["eval", dataset, "--data-dir", str(FIXTURE_DATA), "--modes", "direct", "--limit", "1"]
+    result = CliRunner().invoke(app, [*args, "--model", "local:fast", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert built == [verifier]
+    explicit = CliRunner().invoke(app, [*args, "--verifier", "judge", "--out", str(tmp_path / "other")])
+    assert explicit.exit_code == 0, explicit.output
+    assert built == [verifier, "judge"]

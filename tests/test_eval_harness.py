@@ -31,7 +31,7 @@ from openheavy.evals import (
     run_eval,
 )
 from openheavy.evals.datasets import DATA_DIR_ENV, resolve_data_dir
-from openheavy.evals.harness import item_seed
+from openheavy.evals.harness import answer_with_sources, item_seed
 from openheavy.evals.store import read_results
 from openheavy.models.scripted import FunctionModel, Reply, Unconstrained
 from openheavy.trace import AgentFigures
@@ -273,6 +273,17 @@ def test_outcome_from_a_core_run_result(tmp_path: Path) -> None:
         searches=3, prompt_tokens=10, completion_tokens=5, wall_seconds=1.5, agents=2
     )
     assert outcome.stop_reason == "budget:steps"
+
+
+def test_a_wide_answer_is_graded_with_its_numbered_sources() -> None:
+    wide, exact = load_dataset("peps-wide", FIXTURE_DATA)[0], load_dataset("math500", FIXTURE_DATA)[0]
+    pep = {"number": 1, "title": "PEP 1 – PEP Purpose", "url": "https://peps.python.org/pep-0001/"}
+    outcome = RunOutcome(answer=" PEP 1 [1] ", citations=[pep])
+    assert answer_with_sources(wide, outcome) == (
+        " PEP 1 [1] \n\nSources:\n[1] PEP 1 – PEP Purpose — https://peps.python.org/pep-0001/"
+    )
+    assert answer_with_sources(exact, outcome) == " PEP 1 [1] "  # exact grading sees the answer alone
+    assert answer_with_sources(wide, RunOutcome(answer="PEP 1")) == "PEP 1"
 
 
 @pytest.mark.skipif(not REAL_DATA.is_dir(), reason="benchmark data not present")

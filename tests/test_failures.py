@@ -23,7 +23,7 @@ import pytest
 from typer.testing import CliRunner
 
 import openheavy
-from fakes import PASSAGES, MemorySearch, action, damage_sqlite_page, silent_server
+from fakes import PASSAGES, MemorySearch, action, damage_sqlite_page, plan_reply, silent_server
 from openheavy import cli
 from openheavy.api import Heavy
 from openheavy.config import Settings
@@ -39,6 +39,9 @@ from openheavy.trace import RunStore, read_trace, run_store_path
 from openheavy.types import JsonSchema, Message, RunStarted
 
 FIXTURE_CORPUS = Path(__file__).parent / "fixtures" / "corpus"
+
+
+SYNTHESIS = {"agreements": "", "conflicts": "", "short": "run", "answer": "Use run [1].", "cite": [1]}
 
 
 def role_of(messages: Sequence[Message]) -> str:
@@ -81,7 +84,7 @@ async def test_a_run_whose_model_always_fails_is_a_failed_run_in_every_mode(
 async def test_heavy_with_every_agent_failed_raises_naming_each_agent(settings: Settings) -> None:
     def planner_only(messages: Sequence[Message], schema: JsonSchema | None) -> str:
         if role_of(messages) == "planner":
-            return json.dumps({"kind": "multi-part", "tasks": ["the timeout", "the error"]})
+            return json.dumps(plan_reply(["the timeout", "the error"]))
         return down(messages, schema)
 
     heavy = Heavy(FunctionModel(planner_only), MemorySearch(dict(PASSAGES)), settings=settings)
@@ -97,9 +100,9 @@ async def test_heavy_with_every_agent_failed_raises_naming_each_agent(settings: 
 def team_with_one_failing_agent(messages: Sequence[Message], schema: JsonSchema | None) -> str:
     role = role_of(messages)
     if role == "planner":
-        return json.dumps({"kind": "multi-part", "tasks": ["find subprocess.run", "find shlex"]})
+        return json.dumps(plan_reply(["find subprocess.run", "find shlex"]))
     if role == "synthesizer":
-        return json.dumps({"agreements": "", "conflicts": "", "answer": "Use run [1].", "cite": [1]})
+        return json.dumps(SYNTHESIS)
     if role == "other":  # a judge breaking ties
         return json.dumps({"reason": "fine", "score": 7})
     if "find shlex" in messages[1].content:
@@ -118,7 +121,7 @@ async def test_a_partial_failure_names_the_agent_that_failed_in_the_notes(
 ) -> None:
     heavy = Heavy(FunctionModel(team_with_one_failing_agent), MemorySearch(dict(PASSAGES)), settings=settings)
     result = await heavy.arun("How do I time out subprocess.run?", mode, RunOptions(agents=2))
-    assert result.answer == "Use run [1]."
+    assert result.answer.endswith("Use run [1].")
     failed = [note for note in result.notes if "agent-2" in note]
     assert len(failed) == 1 and "failed" in failed[0] and "HTTP 500" in failed[0]
     assert not any("agent-1" in note for note in result.notes)

@@ -1,14 +1,16 @@
-"""Heavy mode: plan of N, concurrent agents, shared cache, failures, budgets, synthesis citations."""
+"""Heavy mode: plans with distinct queries and checked partitions, concurrent agents, shared cache,
+failures, budgets, and merging by the answer's shape (vote, list union, synthesis)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from fakes import PASSAGES, ListSink, MemorySearch, action, allowed_actions
+from fakes import PASSAGES, ListSink, MemorySearch, action, allowed_actions, plan_reply
 from openheavy.agent import Budget
 from openheavy.errors import AgentsFailedError
 from openheavy.heavy import Orchestrator, fallback_angles
@@ -35,24 +37,41 @@ def role_of(messages: Sequence[Message]) -> str:
 
 def task_of(messages: Sequence[Message]) -> str:
     for task in TASKS:
-        if f"Your part of the work: {task}" in messages[1].content:
+        if (
+            f"Your part of the work: {task}" in messages[1].content
+            or f"Your angle: {task}" in messages[1].content
+        ):
             return task
     raise AssertionError("no task in the agent prompt")
 
 
+def synthesis_reply(answer: str, cite: list[int], short: str = "") -> str:
+    return json.dumps({"agreements": "", "conflicts": "", "short": short, "answer": answer, "cite": cite})
+
+
 def scripted_team(
-    *, tasks: list[str] = TASKS, synthesis: dict[str, Any] | None = None, fail_task: str | None = None
+    *,
+    tasks: list[str] = TASKS,
+    synthesis: dict[str, Any] | None = None,
+    fail_task: str | None = None,
+    shape: str = "long",
 ) -> Any:
     def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
         role = role_of(messages)
         if role == "planner":
-            return json.dumps({"kind": "multi-part", "tasks": tasks})
+            return json.dumps(plan_reply(tasks, shape=shape, queries=[[QUERIES[t]] for t in tasks]))
         if role == "synthesizer":
             readable = schema["properties"]["cite"]["items"].get("enum", []) if schema else []
             cite = [1] if 1 in readable else []  # the schema allows only documents some agent read
             return json.dumps(
                 synthesis
-                or {"agreements": "all agree", "conflicts": "none", "answer": "Use run [1].", "cite": cite}
+                or {
+                    "agreements": "all agree",
+                    "conflicts": "none",
+                    "short": "",
+                    "answer": "Use run [1].",
+                    "cite": cite,
+                }
             )
         task = task_of(messages)
         if task == fail_task:
@@ -82,12 +101,22 @@ def make(model: Any, backend: MemorySearch | None = None, **kwargs: Any) -> tupl
 
 
 async def test_plan_of_n_runs_one_agent_per_distinct_subtask() -> None:
-    orchestrator, sink = make(FunctionModel(scripted_team()))
+    model = FunctionModel(scripted_team())
+    orchestrator, sink = make(model)
     result = await orchestrator.run("How do I run commands?")
     assert result.plan.tasks == TASKS and result.plan.origin == "model"
+    assert [a.queries for a in result.plan.assignments] == [(QUERIES[t],) for t in TASKS]
     assert [a.task for a in result.agents] == TASKS
     assert {e.agent for e in sink.of("AgentStarted")} == {"agent-1", "agent-2", "agent-3"}
     assert all(a.ok and a.citations for a in result.agents)
+    # each agent is told its own first queries, after the shared question
+    firsts = [
+        c.messages[1].content for c in model.calls if role_of(c.messages) == "agent" and len(c.messages) == 2
+    ]
+    assert sorted(f'Search first for: "{QUERIES[t]}"' in m for t in TASKS for m in firsts).count(True) == 3
+    [plan] = sink.of("PlanMade")
+    assert (plan.shape, plan.origin, plan.problems) == ("long", "model", [])
+    assert plan.assignments[0] == {"task": TASKS[0], "queries": ["subprocess run"]}
 
 
 async def test_fixed_agent_count_is_asked_of_the_planner() -> None:
@@ -105,54 +134,138 @@ async def test_unusable_plan_falls_back_to_distinct_angles() -> None:
         if role_of(messages) == "planner":
             return Unconstrained("I think we need agents.")
         if role_of(messages) == "synthesizer":
-            return json.dumps({"agreements": "", "conflicts": "", "answer": "x", "cite": []})
+            return synthesis_reply("x", [])
         if not any(m.role == "assistant" for m in messages):  # the first action must use a tool
             return action("search", query="shlex")
         return action("answer", answer="nothing", cite=[])
 
     orchestrator, sink = make(FunctionModel(respond), agents=3)
-    result = await orchestrator.run("What is shlex?")
+    question = "How does shlex split a shell command line?"
+    result = await orchestrator.run(question)
     assert result.plan.origin == "fallback"
-    assert result.plan.tasks == ["What is shlex?", *fallback_angles()[:2]]
+    assert result.plan.tasks == [question, *fallback_angles()[:2]]
     assert all(a.ok for a in result.agents)
-    assert sink.of("Note")[0].data["problem"]
+    [plan] = sink.of("PlanMade")
+    assert "ValueError" in plan.problems[0]
+    # even without a planner, each agent starts from other words of the question
+    queries = [a.queries for a in result.plan.assignments]
+    assert all(len(q) == 1 for q in queries) and len({q[0] for q in queries}) == 3
 
 
-async def test_a_list_question_over_years_is_sliced_by_period_without_the_planner() -> None:
-    seen: list[str] = []
+def list_team(
+    plan: dict[str, Any], answers: dict[str, tuple[str, str, list[int]]], seen: list[str] | None = None
+) -> Any:
+    """A planner that replies `plan`, and agents that each search, open result 1 and answer; an agent's
+    script is the entry of `answers` (query, answer, cite) whose key is in its prompt."""
 
     def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
         role = role_of(messages)
-        assert role != "planner", "a period list question must not need a planner call"
+        if role == "planner":
+            return json.dumps(plan)
         if role == "synthesizer":
-            return json.dumps({"agreements": "", "conflicts": "", "answer": "PEPs: none", "cite": []})
-        seen.append(messages[1].content)
-        if not any(m.role == "assistant" for m in messages):  # the first action must use a tool
-            return action("search", query="PEP")
-        return action("answer", answer="none found", cite=[])
+            return synthesis_reply("synthesized", [])
+        if seen is not None and len(messages) == 2:
+            seen.append(messages[1].content)
+        key = next(k for k in answers if k in messages[1].content)
+        query, answer, cite = answers[key]
+        turns = sum(m.role == "assistant" for m in messages)
+        if turns == 0:
+            return action("search", query=query)
+        if turns == 1 and cite:
+            return action("open", ref=1)
+        return action("answer", answer=answer, cite=cite)
 
-    orchestrator, sink = make(FunctionModel(respond))  # auto: up to 4 agents
+    return respond
+
+
+async def test_a_list_question_is_split_by_the_planners_facet_one_slice_per_agent() -> None:
+    plan = plan_reply(
+        ["PEPs by Jane"],
+        shape="list",
+        facet="year",
+        values=["2016", "2017", "2018", "2019", "2020"],
+        queries=[["Jane Doe PEP"]],
+    )
+    seen: list[str] = []
+    answers = {y: ("PEP", "none found", []) for y in ("2016 to 2017", "2018", "2019", "2020")}
+    orchestrator, sink = make(FunctionModel(list_team(plan, answers, seen)))  # auto: up to 4 agents
     question = "List every PEP Jane Doe wrote from 2016 to 2020, with links."
-    result = await orchestrator.run(question)
-    assert result.plan.origin == "period" and result.plan.kind == "list"
-    assert result.plan.tasks == [
-        f"List every PEP Jane Doe wrote {years}, with links."
-        for years in ("from 2016 to 2017", "in 2018", "in 2019", "in 2020")
+    result = await orchestrator.plan(question)
+    assert result.shape == "list" and result.partition is not None
+    assert result.partition.origin == "planner"
+    # five years, four agents: contiguous slices that cover the span without overlap
+    assert result.partition.slices == ("2016 to 2017", "2018", "2019", "2020")
+    assert [a.slice for a in result.assignments] == ["2016 to 2017", "2018", "2019", "2020"]
+    assert [a.queries for a in result.assignments] == [
+        ("Jane Doe PEP 2016 to 2017",),
+        ("Jane Doe PEP 2018",),
+        ("Jane Doe PEP 2019",),
+        ("Jane Doe PEP 2020",),
     ]
-    assert len(result.agents) == 4 and all(a.ok for a in result.agents)
-    assert all(question in prompt for prompt in seen)  # every agent still sees the whole question
-    note = sink.of("Note")[0]
-    assert (note.topic, note.data["origin"]) == ("plan", "period")
+    await orchestrator.research(question, result)
+    assert len(seen) == 4 and all(question in prompt for prompt in seen)  # everyone sees the question
+    assert any("the items whose year is 2018" in prompt for prompt in seen)
+    [event] = sink.of("PlanMade")
+    assert event.partition["slices"] == list(result.partition.slices)
 
 
-async def test_period_slicing_needs_a_list_question_and_enough_years() -> None:
-    not_a_list, _ = make(FunctionModel(scripted_team()))
-    assert (await not_a_list.plan("Who led Python from 2016 to 2020?")).origin == "model"
-    too_few_years, _ = make(FunctionModel(scripted_team()), agents=3)
-    assert (await too_few_years.plan("List every PEP from 2019 to 2020.")).origin == "fixed"
-    enough, _ = make(FunctionModel(scripted_team()), agents=2)
-    plan = await enough.plan("List every PEP from 2019 to 2022.")
-    assert plan.origin == "period" and len(plan.tasks) == 2
+async def test_bad_numeric_values_are_repaired_from_the_span_the_question_names() -> None:
+    plan = plan_reply(
+        ["PEPs", "more PEPs"],
+        shape="list",
+        facet="year",
+        values=["2016", "2018"],
+        queries=[["Jane Doe PEP"], ["Doe"]],
+    )
+    orchestrator, _ = make(FunctionModel(list_team(plan, {})), agents=2)
+    result = await orchestrator.plan("List every PEP Jane Doe wrote from 2016 to 2019.")
+    assert result.partition is not None and result.partition.origin == "span"
+    assert result.partition.slices == ("2016 to 2017", "2018 to 2019")
+    assert "the values leave out 2017" in result.problems
+
+
+async def test_a_list_question_without_numbers_is_split_by_a_named_facet() -> None:
+    plan = plan_reply(
+        ["Final ones", "Draft ones", "the rest"],
+        shape="list",
+        facet="status",
+        values=["Final", "Draft", "Final"],
+        queries=[["typing PEP final"], ["typing PEP draft"], ["typing PEP draft"]],
+    )
+    orchestrator, _ = make(FunctionModel(list_team(plan, {})), agents=3)
+    result = await orchestrator.plan("List every PEP in the Typing topic.")
+    assert result.partition is not None and result.partition.slices == ("Final", "Draft")
+    assert "value 'Final' overlaps 'Final'" in result.problems
+    # three agents, two slices: the third covers the whole list from another angle, with a query of its
+    # own (its planned one repeats a slice's search)
+    assert [a.slice for a in result.assignments] == ["Final", "Draft", ""]
+    assert [a.queries for a in result.assignments][:2] == [("typing PEP final",), ("typing PEP draft",)]
+    assert result.assignments[2].task == "the rest"
+    assert result.assignments[2].queries and result.assignments[2].queries[0] not in {
+        "typing PEP final",
+        "typing PEP draft",
+    }
+
+
+async def test_an_unusable_partition_falls_back_to_distinct_query_angles() -> None:
+    # the old failure: steps of work instead of slices, and the same query for everyone
+    plan = plan_reply(
+        ["find the PEPs", "organize them", "add links"],
+        shape="list",
+        facet="",
+        values=["find", "organize", "add links"],
+        queries=[["typing PEPs"], ["typing PEPs"], ["PEPs typing"]],
+    )
+    orchestrator, sink = make(FunctionModel(list_team(plan, {})), agents=3)
+    question = "List every PEP in the Typing topic whose status is Final, with links."
+    result = await orchestrator.plan(question)
+    assert result.shape == "list" and result.partition is not None
+    assert (result.partition.origin, result.partition.slices) == ("fallback", ())
+    queries = [a.queries[0] for a in result.assignments]
+    assert queries[0] == "typing PEPs" and len(set(queries)) == 3
+    assert any("repeats agent-1's search" in p for p in result.problems)
+    [event] = sink.of("PlanMade")
+    assert event.partition["origin"] == "fallback" and event.problems == list(result.problems)
 
 
 async def test_agents_model_calls_interleave() -> None:
@@ -181,9 +294,9 @@ async def test_shared_cache_fetches_each_query_and_document_once() -> None:
     def same_query(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
         role = role_of(messages)
         if role == "planner":
-            return json.dumps({"kind": "simple", "tasks": TASKS[:2]})
+            return json.dumps(plan_reply(TASKS[:2], shape="short"))
         if role == "synthesizer":
-            return json.dumps({"agreements": "", "conflicts": "", "answer": "ok [1]", "cite": [1]})
+            return synthesis_reply("ok [1]", [1])
         turns = sum(m.role == "assistant" for m in messages)
         if turns == 0:
             return action("search", query="subprocess timeout")
@@ -202,7 +315,13 @@ async def test_shared_cache_fetches_each_query_and_document_once() -> None:
 
 async def test_synthesis_may_cite_only_documents_some_agent_read() -> None:
     # `cite` is held to the documents read by the schema; markers in the text can name any number
-    synthesis = {"agreements": "", "conflicts": "", "answer": "run [1], shlex [3], fake [7].", "cite": []}
+    synthesis = {
+        "agreements": "",
+        "conflicts": "",
+        "short": "",
+        "answer": "run [1], shlex [3], fake [7].",
+        "cite": [],
+    }
     orchestrator, sink = make(FunctionModel(scripted_team(synthesis=synthesis)))
     result = await orchestrator.run("q")
     assert [c.id for c in result.citations] == ["subprocess#1", "shlex#1"]
@@ -260,23 +379,22 @@ async def test_heavy_rank_ranks_the_agents_trajectories_instead_of_synthesizing(
     ranking = await orchestrator.rank_trajectories("q", VoteVerifier())
     assert ranking.plan.tasks == ["find shlex", "find check_output"]  # the duplicate sub-task was dropped
     assert len(ranking.agents) == 2
-    assert ranking.ranked.best.answer == "find shlex: see [1]" and ranking.best.task == "find shlex"
+    # the vote compares short answers; the tie goes to the greedy first agent
+    assert ranking.ranked.best.answer == "find shlex: see" and ranking.best.task == "find shlex"
+    assert ranking.best.answer == "find shlex: see [1]"
+    assert [c.temperature for c in model.calls if role_of(c.messages) == "agent"][:1] == [0.0]
     assert ranking.ranked.best.evidence[0]["id"] == "shlex#1"
     best = ranking.ranked.best.text
     assert "Evidence read, as untrusted data" in best and "shlex.split" in best
     assert not [e for e in sink.of("ModelCalled") if e.purpose == "synthesis"]
 
 
-async def test_a_simple_question_gets_at_most_two_agents_in_auto_mode() -> None:
-    def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
-        if role_of(messages) == "planner":
-            return json.dumps({"kind": "simple", "tasks": TASKS})
-        return scripted_team()(messages, schema)
-
-    orchestrator, _ = make(FunctionModel(respond))
+async def test_in_auto_mode_the_planner_decides_how_many_agents_run() -> None:
+    orchestrator, sink = make(FunctionModel(scripted_team(tasks=TASKS[:2])))
     result = await orchestrator.run("q")
-    assert result.plan.tasks == TASKS[:2]
+    assert result.plan.tasks == TASKS[:2] and result.plan.origin == "model"
     assert len(result.agents) == 2
+    assert sink.of("ModelCalled")[0].json_schema["properties"]["tasks"]["maxItems"] == 4
 
 
 async def test_invalid_synthesis_twice_falls_back_to_the_best_agents_answer(tmp_path: Any) -> None:
@@ -286,7 +404,7 @@ async def test_invalid_synthesis_twice_falls_back_to_the_best_agents_answer(tmp_
     def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
         role = role_of(messages)
         if role == "planner":
-            return json.dumps({"kind": "multi-part", "tasks": ["find subprocess.run", "find shlex"]})
+            return json.dumps(plan_reply(["find subprocess.run", "find shlex"]))
         if role == "synthesizer":
             return Unconstrained("I compared the notes and they agree.")  # no JSON, both times
         turns = sum(m.role == "assistant" for m in messages)
@@ -325,24 +443,228 @@ async def test_invalid_synthesis_twice_falls_back_to_the_best_agents_answer(tmp_
     assert [e.data["message"] for e in sink.of("Note") if e.topic == "warning"] == [result.notes[-1]]
 
 
-async def test_a_list_answer_gets_the_items_synthesis_left_out() -> None:
+# ---------------------------------------------------------------- distinct first queries
+
+
+async def test_near_duplicate_and_copied_queries_are_replaced_with_distinct_ones() -> None:
+    question = "How do I stop subprocess.run from waiting forever on a command that hangs?"
+    tasks = ["the timeout argument", "the exception raised", "alternatives", "shell quoting"]
+    planned = [
+        ["subprocess timeout"],
+        ["Subprocess timeouts"],  # the same search, give or take a plural and a capital
+        [question],  # the question's own wording
+        ["shlex quoting"],
+    ]
+    plan = plan_reply(tasks, shape="short", queries=planned)
+    seen: list[str] = []
+    answers = {t: ("subprocess", f"{t} [1]", [1]) for t in tasks}
+    orchestrator, sink = make(FunctionModel(list_team(plan, answers, seen)), agents=4)
+    result = await orchestrator.plan(question)
+    queries = [a.queries[0] for a in result.assignments]
+    assert queries[0] == "subprocess timeout" and queries[3] == "shlex quoting"
+    assert queries[1] not in ("Subprocess timeouts", "subprocess timeout")
+    assert queries[2] != question
+    assert len({frozenset(q.casefold().split()) for q in queries}) == 4
+    problems = sink.of("PlanMade")[0].problems
+    assert "agent-2: query 'Subprocess timeouts' repeats agent-1's search" in problems
+    assert any(p.startswith("agent-3: query") and "copies the question" in p for p in problems)
+    # the agents are told their own queries, after the shared question
+    await orchestrator.research(question, result)
+    assert sorted(any(f'"{q}"' in prompt for prompt in seen) for q in queries) == [True] * 4
+    assert all(prompt.startswith(f"Question: {question}\n") for prompt in seen)
+
+
+async def test_an_agent_whose_assignment_repeats_another_samples_with_temperature() -> None:
+    # "What is x?" has one content word: the fallback cannot give two agents different queries
+    def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> Reply:
+        if role_of(messages) == "planner":
+            return Unconstrained("no plan")
+        if role_of(messages) == "synthesizer":
+            return synthesis_reply("x", [])
+        if not any(m.role == "assistant" for m in messages):
+            return action("search", query="x")
+        return action("answer", answer="nothing", cite=[])
+
+    model = FunctionModel(respond)
+    orchestrator, _ = make(model, agents=2, temperature=0.0)
+    plan = await orchestrator.plan("What is shlex?")
+    assert plan.assignments[0].queries == ("shlex",) and plan.assignments[1].queries == ()
+    await orchestrator.research("What is shlex?", plan)
+    temperatures = {c.temperature for c in model.calls if role_of(c.messages) == "agent"}
+    assert temperatures == {0.0}  # the tasks differ (question, fallback angle): no need to sample
+    duplicated = replace(plan, assignments=(plan.assignments[0], plan.assignments[0]))
+    model.calls.clear()
+    await orchestrator.research("What is shlex?", duplicated)
+    by_seed = {c.seed: c.temperature for c in model.calls if role_of(c.messages) == "agent"}
+    assert by_seed == {1: 0.0, 2: 0.4}  # distinct seeds; the repeat samples
+
+
+# ---------------------------------------------------------------- merging by the answer's shape
+
+
+def short_team(plan: dict[str, Any], scripts: dict[str, tuple[str, str]], synthesis: str = "") -> Any:
+    """Agents that search their planned query, open result 1 and answer: `scripts[task]` is (query,
+    answer). The synthesizer, if called, answers `synthesis`."""
+
     def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
         role = role_of(messages)
         if role == "planner":
-            return json.dumps({"kind": "list", "tasks": TASKS})
+            return json.dumps(plan)
         if role == "synthesizer":
-            return json.dumps(
-                {"agreements": "", "conflicts": "", "answer": "Commands: run [1].", "cite": [1]}
-            )
-        return scripted_team()(messages, schema)
+            return synthesis_reply(synthesis, [], short=synthesis)
+        task = next(t for t in scripts if t in messages[1].content)
+        query, answer = scripts[task]
+        turns = sum(m.role == "assistant" for m in messages)
+        if turns == 0:
+            return action("search", query=query)
+        if turns == 1:
+            return action("open", ref=1)
+        return action("answer", answer=answer, cite=[1])
 
-    orchestrator, _ = make(FunctionModel(respond))
-    result = await orchestrator.run("Which functions run commands?")
-    # run-wide: agent-1 read subprocess#1 [1], agent-2 subprocess#2 [2], agent-3 shlex#1 [3]. Synthesis
-    # cited only [1]; subprocess#2 is another passage of a cited document, so only shlex is added.
-    assert result.plan.kind == "list"
-    assert result.answer == "Commands: run [1].\n\nAlso found by the agents:\n- shlex — split [2]"
+    return respond
+
+
+NOVELISTS = {
+    "farrell#1": ("J. G. Farrell", "J. G. Farrell wrote The Siege of Krishnapur (1973)."),
+    "aragon#1": ("Louis Aragon", "Louis Aragon was a French poet and novelist."),
+    "siege#1": ("The Siege of Krishnapur", "The Siege of Krishnapur is a novel by J. G. Farrell."),
+}
+NOVEL_QUESTION = "Which novelist, J. G. Farrell or Louis Aragon, wrote The Siege of Krishnapur?"
+
+
+async def test_three_agreeing_short_answers_outvote_one_verbose_dissent_without_synthesis() -> None:
+    tasks = ["angle one", "angle two", "angle three", "angle four"]
+    scripts = {
+        "angle one": ("siege krishnapur", "J. G. Farrell [1]."),
+        "angle two": ("farrell", "J. G. Farrell. He wrote it in 1973 [1]."),
+        "angle three": ("krishnapur novel", "j. g. farrell [1]"),
+        "angle four": (
+            "aragon",
+            "Louis Aragon. He was a prolific French novelist, and the siege it describes fits the themes "
+            "of his long, detailed and very carefully argued work [1].",
+        ),
+    }
+    plan = plan_reply(tasks, shape="short", queries=[[scripts[t][0]] for t in tasks])
+    model = FunctionModel(short_team(plan, scripts, synthesis="Louis Aragon"))
+    orchestrator, sink = make(model, MemorySearch(dict(NOVELISTS)), agents=4)
+    result = await orchestrator.run(NOVEL_QUESTION)
+    assert result.answer.startswith("J. G. Farrell")
+    assert "Aragon" not in result.answer
+    assert not [c for c in model.calls if role_of(c.messages) == "synthesizer"]  # the vote decided
+    [vote] = sink.of("VoteTaken")
+    assert (vote.winner, vote.decided_by) == ("J. G. Farrell", "majority")
+    assert vote.candidates[0] == {"answer": "J. G. Farrell", "agents": ["agent-1", "agent-2", "agent-3"]}
+    assert vote.candidates[1]["agents"] == ["agent-4"]
+    # the answer cites what the agreeing agents read, and nothing only the dissenter read
+    assert {c.id for c in result.citations} == {"siege#1", "farrell#1"}
+
+
+async def test_a_tie_goes_to_the_synthesizer_which_sees_the_candidates() -> None:
+    tasks = ["angle one", "angle two"]
+    scripts = {"angle one": ("farrell", "J. G. Farrell [1]."), "angle two": ("aragon", "Louis Aragon [1].")}
+    plan = plan_reply(tasks, shape="short", queries=[[scripts[t][0]] for t in tasks])
+    model = FunctionModel(short_team(plan, scripts, synthesis="J. G. Farrell"))
+    orchestrator, sink = make(model, MemorySearch(dict(NOVELISTS)), agents=2)
+    result = await orchestrator.run(NOVEL_QUESTION)
+    [synthesis] = [c for c in model.calls if role_of(c.messages) == "synthesizer"]
+    assert 'The agents\' short answers disagree: "J. G. Farrell" (agent-1); "Louis Aragon" (agent-2)' in (
+        synthesis.messages[1].content
+    )
+    assert result.answer == "J. G. Farrell"
+    [vote] = sink.of("VoteTaken")
+    assert (vote.winner, vote.decided_by) == ("J. G. Farrell", "synthesizer")
+
+
+async def test_a_comparison_the_planner_called_a_list_gets_no_list_merge() -> None:
+    # The planner's mistake: a list, one slice per novelist. Each agent researches its novelist; their
+    # items are only the question's own candidates, so this is a choice: voted, with no list appended.
+    plan = plan_reply(
+        ["Farrell", "Aragon"],
+        shape="list",
+        facet="novelist",
+        values=["J. G. Farrell", "Louis Aragon"],
+        queries=[["farrell"], ["aragon"]],
+    )
+    scripts = {  # keyed by each agent's slice
+        "novelist is J. G. Farrell": ("farrell", "J. G. Farrell wrote The Siege of Krishnapur [1]."),
+        "novelist is Louis Aragon": ("aragon", "Louis Aragon, a poet, did not write it [1]."),
+    }
+    model = FunctionModel(short_team(plan, scripts, synthesis="J. G. Farrell"))
+    orchestrator, sink = make(model, MemorySearch(dict(NOVELISTS)), agents=2)
+    result = await orchestrator.run(NOVEL_QUESTION)
+    assert result.plan.shape == "list"
+    assert result.answer == "J. G. Farrell"
+    assert "Items found" not in result.answer and "Aragon" not in result.answer
+    assert not sink.of("ListMerged")
+    [vote] = sink.of("VoteTaken")
+    assert vote.decided_by == "synthesizer" and "a choice, not a list" in vote.reason
+
+
+async def test_a_yes_no_question_is_never_a_list() -> None:
+    plan = plan_reply(["one", "two"], shape="list", facet="opera", values=["Vanessa", "Aida"])
+    scripts = {"angle: one": ("vanessa", "Yes, both have three acts [1]."), "angle: two": ("aida", "yes [1]")}
+    operas = {
+        "vanessa#1": ("Vanessa", "Vanessa, an opera in three acts."),
+        "aida#1": ("Aida", "Aida: 3 acts"),
+    }
+    orchestrator, sink = make(FunctionModel(short_team(plan, scripts)), MemorySearch(operas), agents=2)
+    result = await orchestrator.run("Do the operas Vanessa and Aida have the same number of acts?")
+    assert result.plan.shape == "short" and result.plan.partition is None
+    assert "a yes/no question has a short answer, not a list one" in result.plan.problems
+    assert result.answer.startswith("Yes")
+    assert sink.of("VoteTaken")[0].winner == "Yes" and not sink.of("ListMerged")
+
+
+async def test_a_list_answer_is_the_deduplicated_union_of_every_agents_items_with_evidence() -> None:
+    passages = {
+        "pep-0484#1": ("PEP 484 – Type Hints", "Typing: Final. Type hints."),
+        "pep-0526#1": ("PEP 526 – Variable Annotations", "Typing: Final. Variable annotations, type hints."),
+        "pep-0544#1": ("PEP 544 – Protocols", "Typing: Final. Structural subtyping with protocols."),
+    }
+    plan = plan_reply(
+        ["early", "late"], shape="list", facet="decade", values=["2010s", "2020s"], queries=[["PEP"], ["PEP"]]
+    )
+
+    def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
+        role = role_of(messages)
+        if role == "planner":
+            return json.dumps(plan)
+        assert role != "synthesizer", "a list is merged in code, not synthesized"
+        mine = "2010s" in messages[1].content
+        script = (
+            [
+                action("search", query="type hints"),
+                action("open", ref=1),  # pep-0484
+                action("open", ref=2),  # pep-0526
+                action("answer", answer="- PEP 484, type hints [1]\n- PEP 526 [2]", cite=[1, 2]),
+            ]
+            if mine
+            else [
+                action("search", query="protocols annotations"),
+                action("open", ref=1),  # pep-0526
+                action("open", ref=2),  # pep-0544
+                # the same PEP 526 in other words, and one cited with no item text
+                action("answer", answer="Variable annotations (PEP 526) [1].", cite=[1, 2]),
+            ]
+        )
+        return script[sum(m.role == "assistant" for m in messages)]
+
+    backend = MemorySearch(passages)
+    orchestrator, sink = make(FunctionModel(respond), backend, agents=2)
+    result = await orchestrator.run("List every Final PEP in the Typing topic.")
+    assert result.answer == (
+        "Items found (3):\n- PEP 484, type hints [1]\n- PEP 526 [2]\n- PEP 544 – Protocols [3]"
+    )
     assert [(c.number, c.id, c.source.read_by) for c in result.citations] == [
-        (1, "subprocess#1", ("agent-1",)),
-        (2, "shlex#1", ("agent-3",)),
+        (1, "pep-0484#1", ("agent-1",)),
+        (2, "pep-0526#1", ("agent-1", "agent-2")),
+        (3, "pep-0544#1", ("agent-2",)),
     ]
+    [merged] = sink.of("ListMerged")
+    assert merged.duplicates == 1
+    assert merged.items[1] == {
+        "text": "PEP 526",
+        "documents": ["pep-0526#1"],
+        "agents": ["agent-1", "agent-2"],
+    }
+    assert not sink.of("VoteTaken")

@@ -37,7 +37,13 @@ async def test_samples_run_concurrently_with_distinct_seeds() -> None:
     # Every call started before any finished: the four requests were in flight together.
     assert max(c.started for c in calls) < min(c.finished for c in calls)
     assert sorted(c.seed for c in calls if c.seed is not None) == [10, 11, 12, 13]
-    assert {(c.temperature, c.max_tokens) for c in calls} == {(0.9, 99)}
+    # sample 0 is greedy (what one call answers), the others sample at the temperature asked for
+    assert sorted((c.seed, c.temperature, c.max_tokens) for c in calls) == [
+        (10, 0.0, 99),
+        (11, 0.9, 99),
+        (12, 0.9, 99),
+        (13, 0.9, 99),
+    ]
     assert [s.seed for s in (r.sample for r in result.ranking)] == [10, 12, 13, 11]
 
 
@@ -84,6 +90,7 @@ async def test_events_a_model_call_per_sample_and_a_note_per_score() -> None:
         "score": pytest.approx(2 / 3),
         "reason": "2/3 samples agree on '1'",
         "answer": "1",
+        "temperature": 0.0,
     }
 
 
@@ -125,10 +132,26 @@ async def test_vote_tie_goes_to_the_higher_logprob() -> None:
             Completion(sampled("B"), Usage(10, 5), mean_logprob=-0.3),
         ]
     )
-    result, _ = await run_rank(model, 2)
+    result, _ = await run_rank(model, 2, greedy_first=False)
     assert result.best.index == 1
     assert result.best.mean_logprob == -0.3
     assert "broken by mean log-prob" in result.ranking[0].reason
+
+
+async def test_with_no_majority_the_greedy_sample_is_the_answer() -> None:
+    # Four different numbers: the vote cannot do better than what one greedy call answers.
+    answers = iter(["17", "21", "30", "12"])  # in call order: sample 0 first
+    model = FunctionModel(lambda messages, schema: sampled(next(answers)))
+    result, _ = await run_rank(model, 4, verifier=make_verifier("check:numeric", None))
+    greedy = next(c for c in model.calls if c.temperature == 0.0)
+    assert greedy.seed == 0 and result.best.index == 0 and result.best.greedy
+    assert "broken by the greedy sample (#0)" in result.ranking[0].reason
+
+
+async def test_a_majority_overrules_the_greedy_sample() -> None:
+    model = ScriptedModel([sampled(a) for a in ("17", "21", "21", "30")])
+    result, _ = await run_rank(model, 4, verifier=make_verifier("check:numeric", None))
+    assert result.answer == "21" and result.ranking[0].reason == "2/4 samples agree on '21'"
 
 
 async def test_judge_verifier_usage_and_events_are_counted() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from fakes import PASSAGES, MemorySearch, action, allowed_actions
+from fakes import PASSAGES, MemorySearch, action, allowed_actions, plan_reply
 from openheavy.api import Heavy
 from openheavy.cli import app
 from openheavy.config import Settings
@@ -117,9 +117,13 @@ async def test_heavy_gives_every_agent_python_over_one_sandbox(
         system = messages[0].content
         if "planner" in system:
             systems["planner"] = system
-            return json.dumps({"kind": "multi-part", "tasks": ["compute 6 * 7", "compute 6 + 7"]})
+            tasks = ["compute 6 * 7", "compute 6 + 7"]
+            return json.dumps(plan_reply(tasks, queries=[["product"], ["sum"]]))
         if "lead researcher" in system:
-            return json.dumps({"agreements": "", "conflicts": "", "answer": "42 and 13", "cite": []})
+            return json.dumps(
+                {"agreements": "", "conflicts": "", "short": "", "answer": "42 and 13", "cite": []}
+            )
+        assert "Search first for" not in messages[1].content  # agents without search get no queries
         task = messages[1].content.split("Your part of the work: ")[1].splitlines()[0]
         systems[task] = system
         if sum(m.role == "assistant" for m in messages) == 0:

@@ -64,7 +64,7 @@ async def test_research_search_and_get_run_over_http_with_progress(tmp_path: Pat
 
             record = await client.call_tool("get_run", {"id": run_id, "trace": True})
             assert record.structured_content["run"]["status"] == "ok"
-            assert {"Note", "AgentStarted", "SearchDone"} <= {
+            assert {"PlanMade", "AgentStarted", "SearchDone"} <= {
                 r["kind"] for r in record.structured_content["trace"]
             }
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fakes import PASSAGES, MemorySearch, action
+from fakes import PASSAGES, MemorySearch, action, plan_reply
 from openheavy import prompts
 from openheavy.agent import ResearchAgent
 from openheavy.api import Heavy
@@ -88,9 +88,10 @@ def heavy_model(question_marker: str) -> FunctionModel:
         assert schema is not None
         properties = schema.get("properties", {})
         if "tasks" in properties:
-            return json.dumps({"kind": "multi-part", "tasks": ["the timeout", "the error"]})
+            return json.dumps(plan_reply(["the timeout", "the error"], queries=[["zorblat"], ["zorblat"]]))
         if "agreements" in properties:
-            return json.dumps({"agreements": "", "conflicts": "", "answer": "Pass timeout [1].", "cite": [1]})
+            synthesis = {"agreements": "", "conflicts": "", "short": "timeout", "answer": "Pass timeout [1]."}
+            return json.dumps({**synthesis, "cite": [1]})
         said = [m for m in messages if m.role == "assistant"]
         if not said:
             return action("search", query="zorblat")

@@ -7,6 +7,7 @@ import json
 import re
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,28 @@ async def test_vote_tie_broken_by_the_tie_breaker() -> None:
     assert "broken by fixed (mean score 'A' 0.20, 'B' 0.90)" in by_index(scores)[0].reason
 
 
+async def test_vote_tie_goes_to_the_greedy_sample_before_any_other_rule() -> None:
+    judge = FixedVerifier({"A": 0.9, "B": 0.1})
+    tied = samples("A", "B", "A", "B", logprobs=[-0.1, -0.9, -0.1, -0.9])
+    tied[3] = replace(tied[3], temperature=0.0)  # the greedy sample answered B
+    scores = await VoteVerifier(tie_breaker=judge).score("q", tied)
+    assert best(scores) == 1  # B, though the log-probs and the judge prefer A
+    assert judge.seen == []  # decided without a judge call
+    assert "tie between 'A' and 'B' broken by the greedy sample (#3)" in by_index(scores)[1].reason
+    # a greedy sample outside the tie decides nothing: the next rule does
+    outside = samples("A", "B", "C", "C", logprobs=[-0.1, -0.9, -0.5, -0.5])
+    outside[0] = replace(outside[0], temperature=0.0)
+    scores = await VoteVerifier().score("q", outside)
+    assert best(scores) == 2 and "broken by" not in by_index(scores)[2].reason  # C has the majority
+
+
+async def test_vote_tie_goes_to_the_log_prob_before_the_judge() -> None:
+    judge = FixedVerifier({"A": 0.9, "B": 0.1})
+    scores = await VoteVerifier(tie_breaker=judge).score("q", samples("A", "B", logprobs=[-0.9, -0.1]))
+    assert best(scores) == 1 and judge.seen == []
+    assert "broken by mean log-prob" in scores[0].reason
+
+
 async def test_vote_tie_broken_by_mean_logprob() -> None:
     scores = await VoteVerifier().score("q", samples("A", "B", logprobs=[-0.9, -0.1]))
     assert best(scores) == 1
@@ -144,10 +167,10 @@ async def test_vote_tie_broken_by_earliest_sample() -> None:
 
 
 async def test_vote_tie_falls_through_an_undecided_or_failing_tie_breaker() -> None:
-    undecided = FixedVerifier({"A": 0.5, "B": 0.5})
-    scores = await VoteVerifier(tie_breaker=undecided).score("q", samples("A", "B", logprobs=[-0.9, -0.1]))
-    assert best(scores) == 1
-    assert "fixed undecided" in scores[0].reason and "broken by mean log-prob" in scores[0].reason
+    undecided = FixedVerifier({"A": 0.5, "B": 0.5, "C": 0.5})
+    scores = await VoteVerifier(tie_breaker=undecided).score("q", samples("A", "B", "C"))
+    assert best(scores) == 0
+    assert "fixed undecided" in scores[0].reason and "broken by earliest sample" in scores[0].reason
 
     failing = FixedVerifier({}, fail=True)
     scores = await VoteVerifier(tie_breaker=failing).score("q", samples("A", "B"))

@@ -164,14 +164,18 @@ class ResearchAgent:
         self.usage = Usage()
 
     # ------------------------------------------------------------------ loop
-    async def run(self, question: str, task: str | None = None) -> AgentResult:
-        """Research `question` (or the sub-`task` of it) until an answer or a spent budget."""
+    async def run(self, question: str, task: str | None = None, *, brief: str | None = None) -> AgentResult:
+        """Research `question` (or the sub-`task` of it) until an answer or a spent budget. `brief`, when
+        given, is shown instead of the sub-task line: an orchestrator's instructions for this agent
+        (heavy mode's task, slice and first queries)."""
         self.stream.emit(AgentStarted(run_id=self.run_id, agent=self.name, task=task or question))
         # Shared prefix first (system, question), the agent's own sub-task last: prompt caches in
         # llama.cpp / vLLM then serve the common part once for all agents of a run.
         system = self.system_prompt()
         user = render_prompt("agent_question", question=question)
-        if task and task.strip() != question.strip():
+        if brief:
+            user += "\n" + brief
+        elif task and task.strip() != question.strip():
             user += "\n" + render_prompt("agent_subtask", task=task)
         self.messages = [Message("system", system), Message("user", user)]
         step = 0

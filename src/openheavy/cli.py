@@ -471,7 +471,13 @@ def eval_(
         Path | None, typer.Option(help="Benchmark data folder (default ../shared/data).")
     ] = None,
     max_steps: Annotated[int | None, typer.Option(min=1, help="Actions per agent.")] = None,
-    verifier: Annotated[str, typer.Option(help="rank: vote | judge | check:NAME | reward:URL")] = "vote",
+    verifier: Annotated[
+        str | None,
+        typer.Option(
+            help="rank: vote | judge | check:NAME | reward:URL (default: check:numeric on gsm8k, "
+            "check:math on math500, vote elsewhere)"
+        ),
+    ] = None,
     tools: ToolsOption = None,
     judge: Annotated[bool, typer.Option("--judge", help="Also grade with an LLM judge (the model).")] = False,
     retry_errors: Annotated[bool, typer.Option("--retry-errors", help="Rerun items that errored.")] = False,
@@ -496,6 +502,7 @@ def eval_(
     only the tools that need no corpus (python)."""
     from openheavy.evals import build_corpus, dataset_corpora, load_dataset, parse_modes, render_report
     from openheavy.evals.cluster import RayRunner
+    from openheavy.evals.datasets import default_verifier
     from openheavy.evals.harness import run_eval
     from openheavy.evals.runner import HeavyRunner, item_tools, make_heavy_runner
     from openheavy.models.base import ChatModel
@@ -532,7 +539,7 @@ def eval_(
                 make_heavy_runner,
                 settings,
                 api_key=key,
-                verifier=verifier,
+                verifier=verifier or default_verifier(dataset),
                 max_steps=max_steps,
                 tools=agent_tools,
             )

@@ -1,9 +1,12 @@
-"""Heavy mode: plan, fan out N research agents concurrently, compare their notes, synthesize.
+"""Heavy mode: plan, fan out N research agents concurrently, and merge their answers by the answer's shape.
 
-`Orchestrator.plan` asks the model how many agents the question needs and what each should do;
-`Orchestrator.research` runs them in one `TaskGroup` over a shared search cache (one agent failing never
-loses the others' work); `Orchestrator.synthesize` compares the notes and writes one cited answer.
-Citations may point only at passages some agent actually opened.
+`Orchestrator.plan` asks the model for the answer's shape and one assignment per agent (a task and its
+own first queries; for a list, a slice of a checked partition), and checks it in code
+(`openheavy.planning`, `openheavy.partition`). `Orchestrator.research` runs the agents in one
+`TaskGroup` over a shared search cache (one agent failing never loses the others' work).
+`Orchestrator.synthesize` merges: short answers are voted, lists are the deduplicated union of the
+agents' items, long answers are synthesized (`openheavy.aggregation`). Citations may point only at
+passages some agent actually opened. The plan, the vote and the merge are events in the trace.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -22,21 +24,44 @@ from openheavy.agent import (
     ResearchAgent,
     works_on_corpus,
 )
-from openheavy.citations import Citation, RunSources, resolve_citations
+from openheavy.aggregation import (
+    AnswerVote,
+    ListItem,
+    is_choice,
+    lead_sentence,
+    lead_with,
+    merge_list_items,
+    short_answer,
+    vote_on_answers,
+)
+from openheavy.citations import Citation, RunSources, Source, resolve_citations
 from openheavy.errors import AgentsFailedError, OpenHeavyError
 from openheavy.json_output import first_json_object
 from openheavy.models.base import ChatModel
 from openheavy.models.recording import RecordingModel
+from openheavy.partition import Partition, check_partition
+from openheavy.planning import (
+    TASK_MAX_CHARS,
+    Assignment,
+    Plan,
+    PlanOutput,
+    copies_question,
+    decide_shape,
+    names_candidates,
+    plan_schema,
+    query_words,
+    seed_queries,
+    spread_queries,
+)
 from openheavy.prompts import fence_untrusted, load_prompt, render_prompt
-from openheavy.rank import RankResult, rank
+from openheavy.rank import SAMPLE_TEMPERATURE, RankResult, rank
 from openheavy.search.cache import CachedSearch
-from openheavy.slicing import LIST_CUE, find_period, period_slices
 from openheavy.tools.base import Tool
-from openheavy.types import EventStream, JsonSchema, Message, Note, Usage
+from openheavy.types import EventStream, JsonSchema, ListMerged, Message, PlanMade, Usage, VoteTaken
 from openheavy.verify import Sample, Verifier
 
-TASK_MAX_CHARS = 240
-SIMPLE_MAX_AGENTS = 2
+SHORT_MAX_CHARS = 80  # the synthesizer's direct answer, which leads its answer
+SYNTHESIS_MAX_SOURCES = 12  # sources listed to the synthesizer, the ones the agents cited first
 
 
 def fallback_angles() -> list[str]:
@@ -45,27 +70,12 @@ def fallback_angles() -> list[str]:
     return [line.strip() for line in load_prompt("plan_fallback_angles").splitlines() if line.strip()]
 
 
-class PlanOutput(BaseModel):
-    kind: Literal["simple", "multi-part", "list"] = "simple"
-    tasks: list[str] = Field(min_length=1)
-
-
 class SynthesisOutput(BaseModel):
     agreements: str = ""
     conflicts: str = ""
+    short: str = ""
     answer: str = Field(min_length=1)
     cite: list[int] = Field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Plan:
-    kind: str  # "simple", "multi-part", "list"
-    tasks: list[str]
-    origin: str  # "model", "fixed" (model, agent count given), "period" (sliced by years), "fallback"
-
-    def to_record(self) -> dict[str, Any]:
-        """The JSON form in run results."""
-        return {"kind": self.kind, "tasks": self.tasks, "origin": self.origin}
 
 
 @dataclass(frozen=True)
@@ -149,65 +159,45 @@ class Orchestrator:
 
     # ------------------------------------------------------------------ plan
     async def plan(self, question: str) -> Plan:
-        """Decide how many agents to run and give each a distinct sub-task.
-
-        A list question over an explicit span of years is sliced by period without asking the model
-        (see `openheavy.slicing`); anything else goes to the planner model."""
-        sliced = self._period_plan(question)
-        if sliced is not None:
-            self._emit_plan(sliced, "")
-            return sliced
+        """Decide the answer's shape and give each agent a distinct assignment, checked in code: its own
+        first queries and, for a list question, its own slice of a checked partition. An unusable
+        planner reply falls back to fixed angles. The plan is reported as a `PlanMade` event."""
         low, high = (self.agents, self.agents) if self.agents else (1, self.max_agents)
         count_rule = (
             render_prompt("plan_count_exact", count=low)
             if low == high
             else render_prompt("plan_count_range", low=low, high=high)
         ).strip()
-        schema: JsonSchema = {
-            "type": "object",
-            "properties": {
-                "kind": {"type": "string", "enum": ["simple", "multi-part", "list"]},
-                "tasks": {
-                    "type": "array",
-                    "items": {"type": "string", "minLength": 3, "maxLength": TASK_MAX_CHARS},
-                    "minItems": low,
-                    "maxItems": high,
-                },
-            },
-            "required": ["kind", "tasks"],
-            "additionalProperties": False,
-        }
         messages = [
             Message("system", render_prompt("plan_system", agents_work=self._agents_work(), max_agents=high)),
             Message("user", render_prompt("plan_user", question=question, count_rule=count_rule)),
         ]
-        plan: Plan | None = None
-        problem = ""
+        output: PlanOutput | None = None
+        problems: list[str] = []
         try:
             planner = self.recorder.labelled(agent="planner", purpose="plan")
             completion = await planner.complete(
                 messages,
-                json_schema=schema,
+                json_schema=plan_schema(low, high),
                 temperature=self.temperature,
                 seed=self.seed,
             )
             self._charge(completion.usage)
-            parsed = PlanOutput.model_validate(first_json_object(completion.text))
-            tasks = _distinct([t.strip()[:TASK_MAX_CHARS] for t in parsed.tasks if t.strip()])
-            if len(tasks) < low:
-                problem = f"the planner gave {len(tasks)} distinct sub-tasks, {low} needed"
-            else:
-                if parsed.kind == "simple" and not self.agents:
-                    # The schema asks for "kind" before "tasks", so the model commits to it first;
-                    # a simple question gets at most two agents however many tasks were written.
-                    tasks = tasks[:SIMPLE_MAX_AGENTS]
-                plan = Plan(parsed.kind, tasks[:high], "fixed" if self.agents else "model")
+            output = PlanOutput.model_validate(first_json_object(completion.text))
         except (ValueError, ValidationError, OpenHeavyError) as exc:
-            problem = f"{type(exc).__name__}: {exc}"
-        if plan is None:
-            count = self.agents or min(2, self.max_agents)
-            plan = Plan("simple", [question, *fallback_angles()][:count], "fallback")
-        self._emit_plan(plan, problem)
+            problems.append(f"{type(exc).__name__}: {exc}")
+        plan = self._checked_plan(question, output, low, high, problems)
+        self.stream.emit(
+            PlanMade(
+                run_id=self.run_id,
+                agent="planner",
+                shape=plan.shape,
+                assignments=[a.to_record() for a in plan.assignments],
+                origin=plan.origin,
+                partition=plan.partition.to_record() if plan.partition else None,
+                problems=list(plan.problems),
+            )
+        )
         return plan
 
     def _agents_work(self) -> str:
@@ -216,39 +206,119 @@ class Orchestrator:
             return render_prompt("plan_agents_search", corpus=self.corpus).strip()
         return render_prompt("plan_agents_no_corpus").strip()
 
-    def _period_plan(self, question: str) -> Plan | None:
-        """One agent per slice of years for a list question that names a span of years, or None.
-        With a fixed agent count the span must have at least that many years to slice."""
-        period = find_period(question)
-        if period is None or not LIST_CUE.search(question):
-            return None
-        tasks = period_slices(question, period, self.agents or self.max_agents)
-        if len(tasks) < max(2, self.agents or 0):
-            return None
-        return Plan("list", tasks, "period")
+    def _checked_plan(
+        self, question: str, output: PlanOutput | None, low: int, high: int, problems: list[str]
+    ) -> Plan:
+        proposed: list[tuple[str, list[str]]] = []
+        if output is not None:
+            seen: set[tuple[str, frozenset[str]]] = set()
+            for proposal in output.tasks:
+                task = " ".join(proposal.task.split())[:TASK_MAX_CHARS]
+                # The same task is a distinct assignment only with other queries.
+                key = (task.casefold(), frozenset(w for q in proposal.queries for w in query_words(q)))
+                if task and key not in seen:
+                    seen.add(key)
+                    proposed.append((task, proposal.queries))
+            if len(proposed) < low:
+                problems.append(f"the planner gave {len(proposed)} distinct tasks, {low} needed")
+        if output is None or len(proposed) < low:
+            count = self.agents or min(2, self.max_agents)
+            tasks = [question, *fallback_angles()][:count]
+            queries, fixes = spread_queries([[] for _ in tasks], question)
+            assignments = tuple(Assignment(t, q) for t, q in zip(tasks, queries, strict=True))
+            return Plan("long", assignments, "fallback", problems=tuple(problems + fixes))
+        origin = "fixed" if self.agents else "model"
+        shape, why = decide_shape(question, output.answer_shape)
+        if why:
+            problems.append(why)
+        if shape == "list":
+            return self._list_plan(question, output, proposed, high, origin, problems)
+        proposed = proposed[:high]
+        queries, fixes = spread_queries([q for _, q in proposed], question)
+        assignments = tuple(Assignment(task, q) for (task, _), q in zip(proposed, queries, strict=True))
+        return Plan(shape, assignments, origin, problems=tuple(problems + fixes))
 
-    def _emit_plan(self, plan: Plan, problem: str) -> None:
-        self.stream.emit(
-            Note(
-                run_id=self.run_id,
-                agent="planner",
-                topic="plan",
-                data={"kind": plan.kind, "tasks": plan.tasks, "origin": plan.origin, "problem": problem},
+    def _list_plan(
+        self,
+        question: str,
+        output: PlanOutput,
+        proposed: list[tuple[str, list[str]]],
+        high: int,
+        origin: str,
+        problems: list[str],
+    ) -> Plan:
+        """One agent per slice of a checked partition; without a usable partition, the fixed split: the
+        whole list from different query angles. With a fixed agent count above the number of slices,
+        the agents left over take query angles too, which also catches items outside every slice."""
+        count = self.agents or high
+        partition, found = check_partition(output.facet, output.values, question, count=count)
+        problems += found
+        # The planner's own queries (not copies of the question), then the question's words.
+        bases = [
+            q
+            for q in dict.fromkeys(" ".join(q.split()) for _, qs in proposed for q in qs)
+            if q and not copies_question(q, question)
+        ] or seed_queries(question, count)
+        assignments: list[Assignment] = []
+        if partition is not None:
+            for index, part in enumerate(partition.slices):
+                base = bases[index % len(bases)] if bases else ""
+                query = base if query_words(part) <= query_words(base) else f"{base} {part}".strip()
+                assignments.append(Assignment(f"{partition.facet}: {part}", (query,), part))
+        else:
+            partition = Partition("query angle", (), "fallback", tuple(found))
+        extra = (self.agents or max(len(proposed), min(2, high))) - len(assignments)
+        if extra > 0:
+            # The planner's tasks not yet standing behind a slice, then the question itself.
+            rest = proposed[len(assignments) :][:extra]
+            rest += [(question, [])] * (extra - len(rest))
+            angles, fixes = spread_queries(
+                [qs for _, qs in rest], question, taken_by=[q for a in assignments for q in a.queries[:1]]
             )
-        )
+            problems += fixes
+            assignments += [Assignment(task, q) for (task, _), q in zip(rest, angles, strict=True)]
+        return Plan("list", tuple(assignments), origin, partition, tuple(problems))
 
     # -------------------------------------------------------------- research
     async def research(self, question: str, plan: Plan) -> list[AgentResult]:
-        """Run one agent per sub-task, all at once. Failures are returned, never raised."""
-        agents = [self._agent(i, self.temperature) for i in range(len(plan.tasks))]
+        """Run one agent per assignment, all at once. Failures are returned, never raised."""
         tasks: list[asyncio.Task[AgentResult]] = []
         async with asyncio.TaskGroup() as group:
-            for agent, task in zip(agents, plan.tasks, strict=True):
-                tasks.append(group.create_task(self._run_agent(agent, question, task)))
+            for index, assignment in enumerate(plan.assignments):
+                agent = self._agent(index, self._temperature_for(plan, index))
+                brief = self._brief(question, plan, assignment)
+                tasks.append(group.create_task(self._run_agent(agent, question, assignment.task, brief)))
         results = [t.result() for t in tasks]
         for result in results:
             self.usage = self.usage + result.usage
         return results
+
+    def _temperature_for(self, plan: Plan, index: int) -> float | None:
+        """The run's temperature, except for an agent whose assignment repeats an earlier one's: it
+        samples, so that it does not retrace the other's steps."""
+        assignment = plan.assignments[index]
+        if assignment not in plan.assignments[:index]:
+            return self.temperature
+        return max(self.temperature or 0.0, SAMPLE_TEMPERATURE)
+
+    def _brief(self, question: str, plan: Plan, assignment: Assignment) -> str | None:
+        """What this agent is told after the shared question: its task or slice and its first queries."""
+        if not assignment.queries or not (self.tools is None or works_on_corpus(self.tools)):
+            return None  # nothing to search (or nothing to search with): the plain sub-task line
+        queries = ", ".join(f'"{q}"' for q in assignment.queries)
+        if plan.shape == "list" and assignment.slice and plan.partition is not None:
+            brief = render_prompt(
+                "heavy_brief_slice", facet=plan.partition.facet, slice=assignment.slice, queries=queries
+            )
+        elif plan.shape == "list":
+            brief = render_prompt("heavy_brief_list_angle", queries=queries)
+        elif assignment.task.strip() == question.strip():
+            brief = render_prompt("heavy_brief_whole", queries=queries)
+        elif plan.shape == "short":
+            brief = render_prompt("heavy_brief_angle", task=assignment.task, queries=queries)
+        else:
+            brief = render_prompt("heavy_brief_part", task=assignment.task, queries=queries)
+        return brief.strip()
 
     def _agent(self, index: int, temperature: float | None) -> ResearchAgent:
         return ResearchAgent(
@@ -267,9 +337,11 @@ class Orchestrator:
             answer_max_chars=self.answer_max_chars,
         )
 
-    async def _run_agent(self, agent: ResearchAgent, question: str, task: str) -> AgentResult:
+    async def _run_agent(
+        self, agent: ResearchAgent, question: str, task: str, brief: str | None = None
+    ) -> AgentResult:
         try:
-            return await agent.run(question, task)
+            return await agent.run(question, task, brief=brief)
         except Exception as exc:  # anything unexpected: keep the other agents' work
             message = f"{type(exc).__name__}: {exc}"
             return AgentResult.failure(agent.name, task, 0, agent.usage, agent.sources, message)
@@ -281,25 +353,35 @@ class Orchestrator:
         verifier: Verifier,
         *,
         tasks: list[str] | None = None,
-        temperature: float = 0.7,
+        temperature: float = SAMPLE_TEMPERATURE,
+        greedy_first: bool = True,
     ) -> RankedTrajectories:
         """Instead of synthesis: run one agent per task and return their whole trajectories ranked by
-        `verifier` (answer plus the evidence read). `tasks` defaults to the planner's sub-tasks; the
-        rank-tools mode passes the question N times, so the agents differ only by seed."""
-        plan = Plan("simple", tasks, "fixed") if tasks else await self.plan(question)
+        `verifier` (short answer plus the evidence read). `tasks` defaults to the planner's assignments;
+        the rank-tools mode passes the question N times, so the agents differ only by seed. With
+        `greedy_first`, agent 1 decodes greedily (what one agent alone would answer) and the others
+        sample at `temperature`."""
+        plan = (
+            Plan("short", tuple(Assignment(t) for t in tasks), "fixed")
+            if tasks
+            else await self.plan(question)
+        )
         results: dict[int, AgentResult] = {}
 
         async def sampler(index: int) -> Sample:
-            agent = self._agent(index, temperature)
-            result = await self._run_agent(agent, question, plan.tasks[index])
+            heat = 0.0 if greedy_first and index == 0 else temperature
+            agent = self._agent(index, heat)
+            assignment = plan.assignments[index]
+            brief = self._brief(question, plan, assignment)
+            result = await self._run_agent(agent, question, assignment.task, brief)
             results[index] = result
             self.usage = self.usage + result.usage
-            return trajectory_sample(index, result)
+            return trajectory_sample(index, result, temperature=heat)
 
         ranked = await rank(
             question,
             self.model,
-            n=len(plan.tasks),
+            n=len(plan.assignments),
             verifier=verifier,
             stream=self.stream,
             run_id=self.run_id,
@@ -310,7 +392,9 @@ class Orchestrator:
 
     # ------------------------------------------------------------- synthesis
     async def synthesize(self, question: str, plan: Plan, results: list[AgentResult]) -> HeavyResult:
-        """Compare the agents' notes and write one answer citing only passages they read."""
+        """Merge the agents' answers by the plan's shape: a vote for a short answer (the synthesizer
+        breaks ties), the deduplicated union of items for a list, a synthesis for a long answer. The
+        answer cites only passages some agent read."""
         sources = RunSources.gather((r.agent, r.sources.opened.values()) for r in results)
         usable = [r for r in results if r.ok and r.answer.strip()]
         if not usable:
@@ -321,6 +405,101 @@ class Orchestrator:
             # One agent: its answer is the answer; comparing notes would only cost tokens.
             only = usable[0]
             return HeavyResult(only.answer, sources.adopt(only.citations), plan, results, usage=self.usage)
+        if plan.shape == "list":
+            items, duplicates = merge_list_items(results, sources)
+            candidates = names_candidates(question)
+            if is_choice(items, candidates):
+                reason = (
+                    f"the question names its candidate answers ({', '.join(candidates)}) and the agents "
+                    "found only those: a choice, not a list"
+                )
+                return await self._vote(question, plan, results, sources, reason)
+            if items:
+                return self._list_answer(plan, results, sources, items, duplicates)
+        if plan.shape == "short":
+            return await self._vote(question, plan, results, sources, "")
+        return await self._synthesis(question, plan, results, sources)
+
+    async def _vote(
+        self, question: str, plan: Plan, results: list[AgentResult], sources: RunSources, reason: str
+    ) -> HeavyResult:
+        """A short answer: the majority of the agents' short answers wins, written from the agreeing
+        agent that cites the most, with every agreeing agent's sources. A tie goes to the synthesizer."""
+        vote = vote_on_answers(results)
+        if vote.winner is None:
+            heavy = await self._synthesis(question, plan, results, sources, vote=vote)
+            self._emit_vote(vote, lead_sentence(heavy.answer), "synthesizer", reason)
+            return heavy
+        agreeing = [r for r in results if r.agent in vote.winner.agents]
+        chosen = max(agreeing, key=lambda r: len(r.citations))  # max keeps the first of equals
+        text = lead_with(short_answer(chosen), sources.globalize(chosen.answer, chosen.citations))
+        cite = [sources.by_id[c.id].number for r in agreeing for c in r.citations if c.id in sources.by_id]
+        answer, citations = resolve_citations(
+            text,
+            cite,
+            sources.by_number,
+            drop_reason=lambda _: "no agent read this document",
+            stream=self.stream,
+            run_id=self.run_id,
+            agent="synthesizer",
+        )
+        decided_by = "majority" if vote.voters > 1 else "only answer"
+        self._emit_vote(vote, vote.winner.answer, decided_by, reason)
+        return HeavyResult(answer, citations, plan, results, usage=self.usage)
+
+    def _emit_vote(self, vote: AnswerVote, winner: str, decided_by: str, reason: str) -> None:
+        self.stream.emit(
+            VoteTaken(
+                run_id=self.run_id,
+                candidates=vote.to_record(),
+                winner=winner,
+                decided_by=decided_by,
+                reason=reason,
+            )
+        )
+
+    def _list_answer(
+        self,
+        plan: Plan,
+        results: list[AgentResult],
+        sources: RunSources,
+        items: list[ListItem],
+        duplicates: int,
+    ) -> HeavyResult:
+        """A list answer: every item any agent found, once, each with its sources."""
+        self.stream.emit(
+            ListMerged(
+                run_id=self.run_id,
+                items=[item.to_record(sources) for item in items],
+                duplicates=duplicates,
+            )
+        )
+        lines = "\n".join(f"- {item.text} [{', '.join(map(str, item.sources))}]" for item in items)
+        text = render_prompt("heavy_list_answer", count=len(items), items=lines).strip()
+        answer, citations = resolve_citations(
+            text,
+            [],
+            sources.by_number,
+            drop_reason=lambda _: "no agent read this document",
+            stream=self.stream,
+            run_id=self.run_id,
+            agent="synthesizer",
+        )
+        return HeavyResult(answer, citations, plan, results, usage=self.usage)
+
+    async def _synthesis(
+        self,
+        question: str,
+        plan: Plan,
+        results: list[AgentResult],
+        sources: RunSources,
+        *,
+        vote: AnswerVote | None = None,
+    ) -> HeavyResult:
+        """Compare the agents' notes and write one answer citing only passages they read. The input is
+        bounded: each note is an agent's answer (itself bounded), and at most `SYNTHESIS_MAX_SOURCES`
+        sources are listed, those the agents cited first."""
+        usable = [r for r in results if r.ok and r.answer.strip()]
         notes = [
             render_prompt(
                 "synthesis_note", agent=r.agent, task=r.task, answer=sources.globalize(r.answer, r.citations)
@@ -329,6 +508,9 @@ class Orchestrator:
             else render_prompt("synthesis_note_failed", agent=r.agent, task=r.task, error=r.error).strip()
             for r in results
         ]
+        if vote is not None and len(vote.candidates) > 1:
+            shown = "; ".join(f'"{c.answer}" ({", ".join(c.agents)})' for c in vote.candidates)
+            notes.append(render_prompt("synthesis_vote", candidates=shown).strip())
         listing = (
             "\n".join(
                 render_prompt(
@@ -338,7 +520,7 @@ class Orchestrator:
                     location=f" ({s.document.url})" if s.document.url else "",
                     excerpt=_excerpt(s.document.text),
                 ).strip()
-                for s in sources.by_id.values()
+                for s in _listed_sources(sources, results)
             )
             or render_prompt("synthesis_no_sources").strip()
         )
@@ -348,6 +530,7 @@ class Orchestrator:
             "properties": {
                 "agreements": {"type": "string", "maxLength": self.answer_max_chars // 4},
                 "conflicts": {"type": "string", "maxLength": self.answer_max_chars // 4},
+                "short": {"type": "string", "maxLength": SHORT_MAX_CHARS},
                 # a merged list may be longer than any one agent's answer
                 "answer": {"type": "string", "minLength": 1, "maxLength": self.answer_max_chars * 4 // 3},
                 "cite": (
@@ -356,7 +539,7 @@ class Orchestrator:
                     else {"type": "array", "items": {"type": "integer"}, "maxItems": 0}
                 ),
             },
-            "required": ["agreements", "conflicts", "answer", "cite"],
+            "required": ["agreements", "conflicts", "short", "answer", "cite"],
             "additionalProperties": False,
         }
         # The notes and sources carry what the agents read: data for the synthesizer, never instructions.
@@ -404,7 +587,7 @@ class Orchestrator:
                 usage=self.usage,
             )
         answer, citations = resolve_citations(
-            output.answer,
+            lead_with(output.short, output.answer),
             output.cite,
             sources.by_number,
             drop_reason=lambda _: "no agent read this document",
@@ -412,8 +595,6 @@ class Orchestrator:
             run_id=self.run_id,
             agent="synthesizer",
         )
-        if plan.kind == "list":
-            answer, citations = _merge_list_sources(answer, citations, results, sources)
         return HeavyResult(
             answer,
             citations,
@@ -428,8 +609,9 @@ class Orchestrator:
         self.usage = self.usage + usage
 
 
-def trajectory_sample(index: int, result: AgentResult) -> Sample:
-    """An agent's trajectory as a rank sample: its answer plus the evidence it read, for the verifier."""
+def trajectory_sample(index: int, result: AgentResult, *, temperature: float | None = None) -> Sample:
+    """An agent's trajectory as a rank sample: its short answer (what votes compare), and its whole
+    answer plus the evidence it read (what a judge reads)."""
     evidence = "\n".join(
         f"[{c.number}] {c.title}: {_excerpt(c.source.document.text, 400)}" for c in result.citations
     )
@@ -442,10 +624,11 @@ def trajectory_sample(index: int, result: AgentResult) -> Sample:
     return Sample(
         index=index,
         text=text,
-        answer=result.answer,
+        answer=short_answer(result) if result.ok else "",
         evidence=[c.to_record() for c in result.citations],
         usage=result.usage,
         error=result.error,
+        temperature=temperature,
     )
 
 
@@ -460,38 +643,17 @@ def _describe_failures(results: list[AgentResult]) -> str:
     )
 
 
-def _merge_list_sources(
-    answer: str, citations: list[Citation], results: list[AgentResult], sources: RunSources
-) -> tuple[str, list[Citation]]:
-    """For list questions, coverage matters: add every item an agent cited that synthesis left out."""
-    cited = {c.doc_id for c in citations}
-    added: list[Citation] = []
-    for result in results:
-        for citation in result.citations:
-            source = sources.by_id.get(citation.id)
-            if source and source.document.doc_id not in cited:
-                cited.add(source.document.doc_id)
-                added.append(Citation(len(citations) + len(added) + 1, source))
-    if not added:
-        return answer, citations
-    items = "\n".join(f"- {c.title} [{c.number}]" for c in added)
-    return render_prompt("heavy_list_merge", answer=answer, items=items).strip(), [*citations, *added]
+def _listed_sources(sources: RunSources, results: Sequence[AgentResult]) -> list[Source]:
+    """The sources shown to the synthesizer: those some agent cited first, then the others read, at most
+    `SYNTHESIS_MAX_SOURCES`."""
+    cited = [c.id for r in results for c in r.citations if c.id in sources.by_id]
+    ordered = list(dict.fromkeys([*cited, *sources.by_id]))
+    return [sources.by_id[i] for i in ordered[:SYNTHESIS_MAX_SOURCES]]
 
 
 def _excerpt(text: str, chars: int = 300) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= chars else flat[:chars] + " […]"
-
-
-def _distinct(tasks: list[str]) -> list[str]:
-    seen: set[str] = set()
-    kept = []
-    for task in tasks:
-        key = " ".join(task.casefold().split())
-        if key not in seen:
-            seen.add(key)
-            kept.append(task)
-    return kept
 
 
 __all__ = ["HeavyResult", "Orchestrator", "Plan", "RankedTrajectories", "trajectory_sample"]

@@ -219,12 +219,69 @@ class Note(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class PlanMade(Event):
+    """Heavy mode's plan, as checked in code: the answer's shape, one assignment per agent (its task, its
+    first queries, and for a list its slice), the partition of a list question, where the plan came
+    from ("model", "fixed": the model with a given agent count, "fallback") and what the checks fixed."""
+
+    shape: str  # "short", "list", "long"
+    assignments: list[dict[str, Any]]
+    origin: str
+    partition: dict[str, Any] | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, kw_only=True)
+class VoteTaken(Event):
+    """The agents' short answers, grouped by their normalized form, and what decided the final one:
+    "majority", "synthesizer" (a tie, or no two agents agreeing), or "only answer"."""
+
+    candidates: list[dict[str, Any]]  # {"answer", "agents"}, most votes first
+    winner: str
+    decided_by: str
+    reason: str = ""  # why a vote was taken where the plan expected another merge
+
+
+@dataclass(frozen=True, kw_only=True)
+class ListMerged(Event):
+    """A list answer as the deduplicated union of the items every agent found, each with its evidence."""
+
+    items: list[dict[str, Any]]  # {"text", "documents", "agents"}
+    duplicates: int  # items found by more than one agent (merged into one)
+
+
+@dataclass(frozen=True, kw_only=True)
 class RunFinished(Event):
     status: Literal["ok", "cancelled", "failed"]
     answer: str
     citations: list[dict[str, Any]]
     figures: dict[str, Any]
     error: str | None = None
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.__name__: cls
+    for cls in (
+        RunStarted,
+        AgentStarted,
+        ModelCalled,
+        ActionParsed,
+        OutputRejected,
+        SearchDone,
+        DocumentOpened,
+        CodeRan,
+        FetchRefused,
+        PageUnreadable,
+        CitationDropped,
+        AgentFinished,
+        PlanMade,
+        VoteTaken,
+        ListMerged,
+        Note,
+        RunFinished,
+    )
+}
+"""Every event class by `Event.kind`: the one list, for turning records (trace lines) back into events."""
 
 
 class EventSink:

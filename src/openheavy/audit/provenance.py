@@ -16,10 +16,11 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 import openheavy
 from openheavy.errors import ConfigError
+from openheavy.evals.store import SavedModel
 from openheavy.prompts import list_prompts, load_prompt
 from openheavy.trace import TraceRecord
 
@@ -33,11 +34,7 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-class _Saved(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class PromptSet(_Saved):
+class PromptSet(SavedModel):
     """Every prompt template of one openheavy version: name -> text, with where they came from."""
 
     source: str  # "openheavy 0.1.0 (installed)", a folder, a git revision, an audit directory
@@ -55,7 +52,7 @@ class PromptSet(_Saved):
         return text_hash(lines)
 
 
-class SystemPrompt(_Saved):
+class SystemPrompt(SavedModel):
     """A distinct system prompt seen in the traces."""
 
     sha256: str
@@ -64,7 +61,7 @@ class SystemPrompt(_Saved):
     purposes: list[str] = Field(default_factory=list)
 
 
-class PromptsSeen(_Saved):
+class PromptsSeen(SavedModel):
     """What the traces of an audit's runs show was sent: system prompts and the templates used."""
 
     calls: int = 0
@@ -115,7 +112,7 @@ def prompts_seen(traces: Iterable[Iterable[TraceRecord]], prompt_set: PromptSet)
     )
 
 
-class PromptDiff(_Saved):
+class PromptDiff(SavedModel):
     """How two prompt sets differ."""
 
     ours: str

@@ -13,13 +13,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
 import openheavy
 from openheavy.audit.lookup import LookupRecord
 from openheavy.audit.provenance import PromptSet, prompt_set_from
-from openheavy.errors import ConfigError
-from openheavy.evals.store import RESULTS_FILE, read_rows, write_json_atomic
+from openheavy.evals.store import RESULTS_FILE, SavedModel, read_json_file, read_rows, write_json_atomic
 
 AUDIT_FILE = "audit.json"
 CALIBRATION_FILE = "calibration.jsonl"
@@ -29,12 +28,7 @@ Arm = Literal["model", "vs"]
 ARMS: tuple[Arm, ...] = ("model", "vs")
 
 
-class _Saved(BaseModel):
-    # Old files must stay readable when a field is added later.
-    model_config = ConfigDict(extra="ignore")
-
-
-class ArmInfo(_Saved):
+class ArmInfo(SavedModel):
     """One side of an audit: the model it ran (or the audit folder its rows were imported from)."""
 
     model: str
@@ -42,7 +36,7 @@ class ArmInfo(_Saved):
     prompt_set: PromptSet
 
 
-class AuditMeta(_Saved):
+class AuditMeta(SavedModel):
     """`audit.json`."""
 
     probes: list[str]
@@ -59,7 +53,7 @@ class AuditMeta(_Saved):
     openheavy_version: str = openheavy.__version__
 
 
-class JudgeRecord(_Saved):
+class JudgeRecord(SavedModel):
     """The judge's reading of one row, or the error that kept it from giving one."""
 
     model: str
@@ -71,7 +65,7 @@ class JudgeRecord(_Saved):
     trace: str | None = None  # the judge call's trace, relative to the audit folder
 
 
-class AuditRow(_Saved):
+class AuditRow(SavedModel):
     """One line of `results.jsonl`: an item answered by one arm, with its judgement and lookups."""
 
     probe: str
@@ -100,7 +94,7 @@ class AuditRow(_Saved):
         return (self.probe, self.item_id, self.arm)
 
 
-class CalibrationRow(_Saved):
+class CalibrationRow(SavedModel):
     """The judge on one hand-labelled item: what the label says, and what the judge said."""
 
     probe: str
@@ -116,13 +110,7 @@ class CalibrationRow(_Saved):
 
 def read_meta(out_dir: Path) -> AuditMeta | None:
     """The saved `audit.json`, or None if there is none."""
-    path = out_dir / AUDIT_FILE
-    if not path.is_file():
-        return None
-    try:
-        return AuditMeta.model_validate_json(path.read_bytes())
-    except ValidationError as exc:
-        raise ConfigError(f"{path} is not an audit description ({exc.error_count()} errors)") from exc
+    return read_json_file(out_dir / AUDIT_FILE, AuditMeta, "an audit description")
 
 
 def write_meta(out_dir: Path, meta: AuditMeta) -> None:

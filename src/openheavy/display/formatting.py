@@ -1,12 +1,24 @@
 """Short text for people, shared by the live view and the renderers: one-line clipping, durations,
-counts, token figures."""
+counts, token figures, and one-line accounts of heavy mode's plan, vote and list merge."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-__all__ = ["code_outcome", "compact_json", "duration", "one_line", "plural", "tokens_in_out"]
+from openheavy.types import ListMerged, PlanMade, VoteTaken
+
+__all__ = [
+    "code_outcome",
+    "compact_json",
+    "describe_merge",
+    "describe_plan",
+    "describe_vote",
+    "duration",
+    "one_line",
+    "plural",
+    "tokens_in_out",
+]
 
 
 def one_line(text: str, limit: int = 160) -> str:
@@ -40,3 +52,36 @@ def code_outcome(limit: str | None, exit_status: int) -> str:
 def compact_json(value: Any) -> str:
     """`value` as one line of JSON, non-ASCII kept as it is; anything else as its `str`."""
     return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def describe_plan(event: PlanMade) -> str:
+    """`list answer · 4 agents (model) · split by year: 2004 | 2005 | 2006 | 2007`."""
+    text = f"{event.shape} answer · {plural(len(event.assignments), 'agent')} ({event.origin})"
+    partition = event.partition or {}
+    if partition.get("slices"):
+        text += f" · split by {partition.get('facet', '')}: " + " | ".join(map(str, partition["slices"]))
+    elif partition:
+        text += " · no usable split: query angles"
+    queries = [q for a in event.assignments for q in a.get("queries", [])[:1]]
+    if queries:
+        text += " · first queries: " + " | ".join(f'"{q}"' for q in queries)
+    return text
+
+
+def describe_vote(event: VoteTaken) -> str:
+    """`"Louis Aragon" by majority (3 of 4 agents); also "J. G. Farrell" (1)`."""
+    counts = [len(c.get("agents", [])) for c in event.candidates]
+    total = sum(counts)
+    lead = counts[0] if counts else 0
+    text = f'"{event.winner}" by {event.decided_by}'
+    if event.decided_by == "majority":
+        text += f" ({lead} of {total} agents)"
+    others = [f'"{c.get("answer", "")}" ({n})' for c, n in zip(event.candidates, counts, strict=True)]
+    if len(others) > 1:
+        text += "; answers: " + ", ".join(others)
+    return text
+
+
+def describe_merge(event: ListMerged) -> str:
+    """`12 items (3 found by more than one agent)`."""
+    return f"{plural(len(event.items), 'item')} ({event.duplicates} found by more than one agent)"

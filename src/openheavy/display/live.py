@@ -19,6 +19,9 @@ from rich.text import Text
 from openheavy.display.formatting import (
     code_outcome,
     compact_json,
+    describe_merge,
+    describe_plan,
+    describe_vote,
     duration,
     one_line,
     plural,
@@ -36,13 +39,16 @@ from openheavy.types import (
     Event,
     EventSink,
     FetchRefused,
+    ListMerged,
     ModelCalled,
     Note,
     OutputRejected,
     PageUnreadable,
+    PlanMade,
     RunFinished,
     RunStarted,
     SearchDone,
+    VoteTaken,
 )
 
 __all__ = ["LiveDisplay", "describe_event"]
@@ -107,6 +113,12 @@ def describe_event(event: Event) -> str | None:
             return f"{who} finished ({event.stop_reason}) after {plural(event.steps, 'step')} · {sources}"
         case Note():
             return f"{who} {event.topic}: {one_line(compact_json(event.data), 200)}"
+        case PlanMade():
+            return f"{who} plan: {describe_plan(event)}"
+        case VoteTaken():
+            return f"{who} vote: {describe_vote(event)}"
+        case ListMerged():
+            return f"{who} list merged: {describe_merge(event)}"
         case RunFinished():
             error = f": {one_line(event.error)}" if event.error else ""
             return f"run {event.run_id} {event.status}{error}"
@@ -259,6 +271,8 @@ class LiveDisplay(EventSink):
                 )
             case Note():
                 view.status = f"{event.topic}: {one_line(compact_json(event.data), 80)}"
+            case PlanMade():
+                view.status = f"plan: {one_line(describe_plan(event), 80)}"
             case _:
                 pass
         if not view.started:

@@ -13,7 +13,16 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from openheavy.display.formatting import code_outcome, compact_json, duration, one_line, tokens_in_out
+from openheavy.display.formatting import (
+    code_outcome,
+    compact_json,
+    describe_merge,
+    describe_plan,
+    describe_vote,
+    duration,
+    one_line,
+    tokens_in_out,
+)
 from openheavy.trace import RunFigures, RunRow, TraceRecord
 from openheavy.types import (
     ActionParsed,
@@ -24,13 +33,16 @@ from openheavy.types import (
     DocumentOpened,
     Event,
     FetchRefused,
+    ListMerged,
     ModelCalled,
     Note,
     OutputRejected,
     PageUnreadable,
+    PlanMade,
     RunFinished,
     RunStarted,
     SearchDone,
+    VoteTaken,
 )
 
 __all__ = [
@@ -295,6 +307,30 @@ class _TracePrinter:
             case Note():
                 out.print(Text.assemble(("note ", "bold"), f"{event.topic}: "))
                 out.print(Text(json.dumps(event.data, indent=2, ensure_ascii=False, default=str)))
+            case PlanMade():
+                out.print(Text.assemble(("plan ", "bold"), describe_plan(event)))
+                table = Table(show_edge=False, pad_edge=False)
+                for column in ("agent", "task", "first queries"):
+                    table.add_column(column, overflow="fold")
+                for number, assignment in enumerate(event.assignments, start=1):
+                    queries = ", ".join(f'"{q}"' for q in assignment.get("queries", []))
+                    table.add_row(f"agent-{number}", Text(str(assignment.get("task", ""))), Text(queries))
+                out.print(table)
+                for problem in event.problems:
+                    out.print(Text(f"plan check: {problem}", style="yellow"))
+            case VoteTaken():
+                out.print(Text.assemble(("vote ", "bold"), describe_vote(event)))
+                if event.reason:
+                    out.print(Text(event.reason, style="dim"))
+            case ListMerged():
+                out.print(Text.assemble(("list merged ", "bold"), describe_merge(event)))
+                for item in event.items:
+                    found_by = ", ".join(item.get("agents", []))
+                    out.print(
+                        Text(
+                            f"- {item.get('text', '')} · {', '.join(item.get('documents', []))} · {found_by}"
+                        )
+                    )
             case AgentFinished():
                 title = f"answer of {event.agent} · {event.stop_reason} · {event.steps} steps"
                 out.print(Panel(Text(event.answer or "(no answer)"), title=title, title_align="left"))

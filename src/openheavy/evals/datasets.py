@@ -23,6 +23,16 @@ ItemKind = Literal["qa", "math", "wide"]
 #: The dataset names `load_dataset` knows; anything else must be a path to a generic .jsonl file.
 DATASET_NAMES: tuple[str, ...] = ("hotpotqa", "musique", "gsm8k", "math500", "peps-wide")
 
+#: The verifier `rank:N` votes with on a dataset when no `--verifier` is given: self-consistency over what
+#: the dataset's answers are (numbers for GSM8K, math expressions for MATH-500); `vote` elsewhere.
+DEFAULT_VERIFIERS: dict[str, str] = {"gsm8k": "check:numeric", "math500": "check:math"}
+
+
+def default_verifier(dataset: str) -> str:
+    """The verifier for `dataset`'s rank runs when none is named (`DEFAULT_VERIFIERS`, else "vote")."""
+    return DEFAULT_VERIFIERS.get(dataset, "vote")
+
+
 #: Overrides the benchmark data root. Deliberately not `OPENHEAVY_DATA_DIR`: `Settings.data_dir` already
 #: reads that variable for the user data directory (indexes, runs), and the two must not be confused.
 DATA_DIR_ENV = "OPENHEAVY_EVAL_DATA_DIR"

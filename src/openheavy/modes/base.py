@@ -13,18 +13,15 @@ from openheavy.agent import ANSWERED, AgentResult, Budget, StopReason
 from openheavy.citations import Citation
 from openheavy.config import Settings
 from openheavy.errors import ConfigError
-from openheavy.heavy import Plan
 from openheavy.models.base import ChatModel
-from openheavy.rank import Ranked, RankResult
+from openheavy.planning import Plan
+from openheavy.rank import SAMPLE_TEMPERATURE, Ranked, RankResult
 from openheavy.search.base import SearchBackend
 from openheavy.search.cache import CachedSearch
 from openheavy.tools.base import Tool
 from openheavy.tools.catalog import CORPUS_TOOLS, DEFAULT_TOOLS, check_tool_names
 from openheavy.types import EventStream
 from openheavy.verify import Verifier, make_verifier
-
-# A sampled answer gets some temperature by default: N greedy samples would all be the same.
-SAMPLE_TEMPERATURE = 0.7
 
 
 @dataclass(frozen=True)
@@ -184,13 +181,17 @@ def budget_notes(agents: list[AgentResult]) -> list[str]:
     ]
 
 
-def ranked_outcome(ranked: RankResult, agents: list[AgentResult], citations: list[Citation]) -> Outcome:
-    """The best of a ranking as the answer, with the whole ranking and what failed (by agent name when
-    the samples are agents' trajectories)."""
+def ranked_outcome(
+    ranked: RankResult, agents: list[AgentResult], citations: list[Citation], answer: str | None = None
+) -> Outcome:
+    """The best of a ranking as the answer (`answer`: the best sample's whole answer, where the ranking
+    compared short ones), with the whole ranking and what failed (by agent name when the samples are
+    agents' trajectories)."""
     failed = (
         [f"{a.agent} failed: {a.error}" for a in agents if a.error]
         if agents
         else [f"sample {f.index} failed: {f.error}" for f in ranked.failed]
     )
     notes = failed + budget_notes(agents)
-    return Outcome(ranked.best.answer, citations, agents=agents, ranking=ranked.ranking, notes=notes)
+    best = ranked.best.answer if answer is None else answer
+    return Outcome(best, citations, agents=agents, ranking=ranked.ranking, notes=notes)

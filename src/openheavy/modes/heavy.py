@@ -55,5 +55,6 @@ class HeavyRankMode(HeavyMode):
         trajectories = await orchestrator.rank_trajectories(
             run.question, run.verifier(), temperature=run.sample_temperature
         )
-        outcome = ranked_outcome(trajectories.ranked, trajectories.agents, trajectories.best.citations)
+        best = trajectories.best
+        outcome = ranked_outcome(trajectories.ranked, trajectories.agents, best.citations, best.answer)
         return replace(outcome, plan=trajectories.plan)

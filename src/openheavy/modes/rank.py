@@ -44,4 +44,5 @@ class RankToolsMode(RankMode):
             tasks=[run.question] * run.options.n,
             temperature=run.sample_temperature,
         )
-        return ranked_outcome(trajectories.ranked, trajectories.agents, trajectories.best.citations)
+        best = trajectories.best
+        return ranked_outcome(trajectories.ranked, trajectories.agents, best.citations, best.answer)

@@ -46,8 +46,8 @@ METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
 
 # Ranges spelled out rather than taken from `ipaddress`'s is_private / is_global, whose answers have
 # changed between Python versions (100.64.0.0/10 is neither private nor global there).
-_REFUSED_V4: tuple[tuple[ipaddress.IPv4Network, str], ...] = tuple(
-    (ipaddress.IPv4Network(net), why)
+_REFUSED: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...] = tuple(
+    (ipaddress.ip_network(net), why)
     for net, why in (
         ("0.0.0.0/8", "unspecified"),
         ("10.0.0.0/8", "private"),
@@ -64,11 +64,6 @@ _REFUSED_V4: tuple[tuple[ipaddress.IPv4Network, str], ...] = tuple(
         ("203.0.113.0/24", "reserved (documentation)"),
         ("224.0.0.0/4", "multicast"),
         ("240.0.0.0/4", "reserved"),  # includes 255.255.255.255, broadcast
-    )
-)
-_REFUSED_V6: tuple[tuple[ipaddress.IPv6Network, str], ...] = tuple(
-    (ipaddress.IPv6Network(net), why)
-    for net, why in (
         ("::/128", "unspecified"),
         ("::1/128", "loopback"),
         ("::/96", "reserved (IPv4-compatible)"),
@@ -90,19 +85,12 @@ def refusal_reason(address: IPAddress) -> str | None:
     judged by the IPv4 address they lead to."""
     if address in METADATA_ADDRESSES:
         return "cloud metadata"
-    if isinstance(address, ipaddress.IPv4Address):
-        for network, why in _REFUSED_V4:
-            if address in network:
-                return why
-        return None
-    embedded = _embedded_ipv4(address)
+    embedded = _embedded_ipv4(address) if isinstance(address, ipaddress.IPv6Address) else None
     if embedded is not None:
         inner = refusal_reason(embedded)
         return f"{inner}, inside an IPv6 address" if inner else None
-    for network6, why in _REFUSED_V6:
-        if address in network6:
-            return why
-    return None
+    # A network never contains an address of the other IP version, so one list serves both.
+    return next((why for network, why in _REFUSED if address in network), None)
 
 
 def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from openheavy.search.web import WebBackend, WebResult, WebSession, parse_answer, web_hits
+from openheavy.search.web import ApiResults, KeyedWebBackend, web_hits
 from openheavy.types import Hit
 
 ENDPOINT = "https://api.search.brave.com/res/v1/web/search"
@@ -18,43 +18,23 @@ HINTS = {
 }
 
 
-class _Result(BaseModel):
-    url: str = ""
-    title: str = ""
-    description: str = ""
-
-
-class _Web(BaseModel):
-    results: list[_Result] = []
-
-
 class _Answer(BaseModel):
-    web: _Web = _Web()
+    web: ApiResults = ApiResults()
 
 
-class BraveSearch(WebBackend):
+class BraveSearch(KeyedWebBackend):
     """Web search through the Brave Search API."""
 
-    def __init__(
-        self, api_key: str, session: WebSession, *, endpoint: str = ENDPOINT, name: str = "brave"
-    ) -> None:
-        self._api_key = api_key  # never in a message, a log line or a trace
-        self.session = session
-        self.endpoint = endpoint
-        self.name = name
-
-    def __repr__(self) -> str:
-        return f"BraveSearch(endpoint={self.endpoint!r})"
+    default_endpoint = ENDPOINT
+    default_name = "brave"
+    hints = HINTS
 
     async def search(self, query: str, k: int = 5) -> list[Hit]:
-        data = await self.session.request_json(
-            self.name,
+        answer = await self.ask_json(
+            _Answer,
             "GET",
             self.endpoint,
             params={"q": query, "count": min(k, 20)},
             headers={"Accept": "application/json", "X-Subscription-Token": self._api_key},
-            hints=HINTS,
         )
-        answer = parse_answer(_Answer, data, self.name)
-        rows = (WebResult(r.url, r.title, r.description) for r in answer.web.results)
-        return web_hits(rows, k, self.name)
+        return web_hits(answer.web.rows(), k, self.name)

@@ -6,9 +6,7 @@ An instance answers 403 to `format=json` unless `json` is in `search.formats` of
 
 from __future__ import annotations
 
-from pydantic import BaseModel
-
-from openheavy.search.web import WebBackend, WebResult, WebSession, parse_answer, web_hits
+from openheavy.search.web import ApiResults, WebBackend, WebSession, web_hits
 from openheavy.types import Hit
 
 HINTS = {
@@ -20,18 +18,10 @@ HINTS = {
 }
 
 
-class _Result(BaseModel):
-    url: str = ""
-    title: str = ""
-    content: str = ""
-
-
-class _Answer(BaseModel):
-    results: list[_Result] = []
-
-
 class SearxngSearch(WebBackend):
     """Web search through a SearXNG instance at `base_url`."""
+
+    hints = HINTS
 
     def __init__(self, base_url: str, session: WebSession, *, name: str = "searxng") -> None:
         self.base_url = base_url.rstrip("/")
@@ -39,14 +29,11 @@ class SearxngSearch(WebBackend):
         self.name = name
 
     async def search(self, query: str, k: int = 5) -> list[Hit]:
-        data = await self.session.request_json(
-            self.name,
+        answer = await self.ask_json(
+            ApiResults,
             "GET",
             f"{self.base_url}/search",
             params={"q": query, "format": "json"},
             headers={"Accept": "application/json"},
-            hints=HINTS,
         )
-        answer = parse_answer(_Answer, data, self.name)
-        rows = (WebResult(r.url, r.title, r.content) for r in answer.results)
-        return web_hits(rows, k, self.name)
+        return web_hits(answer.rows(), k, self.name)

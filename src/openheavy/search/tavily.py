@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
-
-from openheavy.search.web import WebBackend, WebResult, WebSession, parse_answer, web_hits
+from openheavy.search.web import ApiResults, KeyedWebBackend, web_hits
 from openheavy.types import Hit
 
 ENDPOINT = "https://api.tavily.com/search"
@@ -18,39 +16,19 @@ HINTS = {
 }
 
 
-class _Result(BaseModel):
-    url: str = ""
-    title: str = ""
-    content: str = ""
-
-
-class _Answer(BaseModel):
-    results: list[_Result] = []
-
-
-class TavilySearch(WebBackend):
+class TavilySearch(KeyedWebBackend):
     """Web search through the Tavily API."""
 
-    def __init__(
-        self, api_key: str, session: WebSession, *, endpoint: str = ENDPOINT, name: str = "tavily"
-    ) -> None:
-        self._api_key = api_key  # never in a message, a log line or a trace
-        self.session = session
-        self.endpoint = endpoint
-        self.name = name
-
-    def __repr__(self) -> str:
-        return f"TavilySearch(endpoint={self.endpoint!r})"
+    default_endpoint = ENDPOINT
+    default_name = "tavily"
+    hints = HINTS
 
     async def search(self, query: str, k: int = 5) -> list[Hit]:
-        data = await self.session.request_json(
-            self.name,
+        answer = await self.ask_json(
+            ApiResults,
             "POST",
             self.endpoint,
             headers={"Authorization": f"Bearer {self._api_key}"},
             json={"query": query, "max_results": min(k, 20), "search_depth": "basic"},
-            hints=HINTS,
         )
-        answer = parse_answer(_Answer, data, self.name)
-        rows = (WebResult(r.url, r.title, r.content) for r in answer.results)
-        return web_hits(rows, k, self.name)
+        return web_hits(answer.rows(), k, self.name)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import html
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import httpcore
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import AliasChoices, BaseModel, Field, ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
@@ -234,11 +234,29 @@ def parse_answer(model: type[M], data: Any, backend: str) -> M:
 
 
 class WebBackend:
-    """What every web search backend does alike: `open` reads the result's page through the session;
-    subclasses write `search`."""
+    """What every web search backend does alike: `open` reads the result's page through the session, and
+    `ask_json` makes an API request and checks its answer; subclasses write `search`."""
 
     name: str
     session: WebSession
+    hints: ClassVar[Mapping[int, str]] = {}  # what to do about an HTTP status, for `request_json`
+
+    async def ask_json(
+        self,
+        answer: type[M],
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+    ) -> M:
+        """One API request through the session (retried, with this backend's `hints` in its errors), its
+        JSON answer checked against `answer`."""
+        data = await self.session.request_json(
+            self.name, method, url, params=params, headers=headers, json=json, hints=self.hints
+        )
+        return parse_answer(answer, data, self.name)
 
     async def open(self, id: str) -> Document:
         """The page at URL `id`. Raises `AddressRefusedError` or `PageUnreadableError`."""
@@ -247,3 +265,41 @@ class WebBackend:
     async def aclose(self) -> None:
         """Close the session's connections."""
         await self.session.aclose()
+
+
+class KeyedWebBackend(WebBackend):
+    """A search API at one endpoint that takes an API key. The key is never shown: not in a message, a log
+    line, a trace or the repr."""
+
+    default_endpoint: ClassVar[str]
+    default_name: ClassVar[str]
+
+    def __init__(
+        self, api_key: str, session: WebSession, *, endpoint: str | None = None, name: str | None = None
+    ) -> None:
+        self._api_key = api_key
+        self.session = session
+        self.endpoint = endpoint or self.default_endpoint
+        self.name = name or self.default_name
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(endpoint={self.endpoint!r})"
+
+
+class ApiResult(BaseModel):
+    """One result as the search APIs send it: the snippet is `content` (Tavily, SearXNG) or `description`
+    (Brave)."""
+
+    url: str = ""
+    title: str = ""
+    snippet: str = Field("", validation_alias=AliasChoices("content", "description"))
+
+
+class ApiResults(BaseModel):
+    """A list of `results` as the search APIs send it (Brave's sits under `web`)."""
+
+    results: list[ApiResult] = []
+
+    def rows(self) -> Iterator[WebResult]:
+        """The results as `WebResult`s."""
+        return (WebResult(r.url, r.title, r.snippet) for r in self.results)

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from openheavy.display import describe_event
 from openheavy.errors import ConfigError
+from openheavy.prompts import render_prompt
 from openheavy.server.citations import answer_markdown
 from openheavy.server.config import ServerConfig
 from openheavy.server.options import OPTION_NAMES, ResearchOptions, ResearchRequest, parse_model_field
@@ -143,7 +144,7 @@ def question_from_messages(messages: list[ChatMessage], max_chars: int) -> str:
         f"{m.role}: {m.text().strip()}" for i, m in enumerate(messages) if i != last_user and m.text().strip()
     ]
     if context:
-        question += "\n\nThe conversation so far, as context for the question above:\n" + "\n".join(context)
+        question = render_prompt("server_conversation", question=question, turns="\n".join(context)).strip()
     if len(question) > max_chars:
         raise RequestRejectedError(
             f"the question with its conversation is {len(question):,} characters; the limit is "

@@ -97,14 +97,13 @@ def _groups(records: list[TraceRecord]) -> list[dict[str, Any]]:
 
 def _plan(records: list[TraceRecord]) -> dict[str, Any] | None:
     for record in records:
-        if record.kind == "Note" and record.payload.get("topic") == "plan":
-            data = record.payload.get("data")
-            if isinstance(data, dict):
-                return {
-                    "kind": data.get("kind", ""),
-                    "origin": data.get("origin", ""),
-                    "tasks": [str(t) for t in data.get("tasks", [])],
-                }
+        if record.kind == "PlanMade":
+            assignments = record.payload.get("assignments") or []
+            return {
+                "shape": str(record.payload.get("shape", "")),
+                "origin": str(record.payload.get("origin", "")),
+                "tasks": [str(a.get("task", "")) for a in assignments if isinstance(a, dict)],
+            }
     return None
 
 

@@ -72,15 +72,21 @@ class PythonTool:
 
 def describe_result(result: CodeResult) -> str:
     """What the model is shown after a run: the outcome, then stdout and stderr fenced as data."""
+    seconds = f"{result.seconds:.2f}"
     if result.limit:
-        outcome = f"The code was stopped: {result.limit_message()} (exit status {result.exit_status})."
+        outcome = render_prompt(
+            "tool_python_stopped",
+            limit=result.limit_message(),
+            exit_status=result.exit_status,
+            seconds=seconds,
+        )
     elif result.exit_status == 0:
-        outcome = "The code ran (exit status 0)."
+        outcome = render_prompt("tool_python_ran", seconds=seconds)
     else:
-        outcome = f"The code failed (exit status {result.exit_status})."
-    lines = [f"{outcome} {result.seconds:.2f} s."]
+        outcome = render_prompt("tool_python_failed", exit_status=result.exit_status, seconds=seconds)
+    lines = [outcome.strip()]
     if not result.stdout and not result.stderr:
-        lines.append("It printed nothing: print() the values you need.")
+        lines.append(render_prompt("tool_python_silent").strip())
         return "\n".join(lines)
     # Fenced as untrusted data, each stream under a fresh tag: printed text cannot close the fence.
     for stream, text in (("stdout", result.stdout), ("stderr", result.stderr)):

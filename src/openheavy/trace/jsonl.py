@@ -13,24 +13,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from openheavy.errors import OpenHeavyError
 from openheavy.private_files import open_private
-from openheavy.types import (
-    ActionParsed,
-    AgentFinished,
-    AgentStarted,
-    CitationDropped,
-    CodeRan,
-    DocumentOpened,
-    Event,
-    EventSink,
-    FetchRefused,
-    ModelCalled,
-    Note,
-    OutputRejected,
-    PageUnreadable,
-    RunFinished,
-    RunStarted,
-    SearchDone,
-)
+from openheavy.types import EVENT_TYPES, Event, EventSink, ModelCalled
 
 __all__ = [
     "EVENT_TYPES",
@@ -40,27 +23,6 @@ __all__ = [
     "read_trace",
     "trace_path",
 ]
-
-EVENT_TYPES: dict[str, type[Event]] = {
-    cls.__name__: cls
-    for cls in (
-        RunStarted,
-        AgentStarted,
-        ModelCalled,
-        ActionParsed,
-        OutputRejected,
-        SearchDone,
-        DocumentOpened,
-        CodeRan,
-        FetchRefused,
-        PageUnreadable,
-        CitationDropped,
-        AgentFinished,
-        Note,
-        RunFinished,
-    )
-}
-"""Event classes by `Event.kind`, for turning trace records back into events."""
 
 
 def trace_path(runs_dir: Path, run_id: str) -> Path:

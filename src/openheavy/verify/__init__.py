@@ -17,7 +17,7 @@ from openheavy.verify.judge import JudgeVerifier
 from openheavy.verify.reward import RewardVerifier
 from openheavy.verify.spec import VERIFIER_SPECS as VERIFIER_SPECS
 from openheavy.verify.spec import make_verifier
-from openheavy.verify.vote import VoteVerifier
+from openheavy.verify.vote import Tally, VoteVerifier, tally
 
 __all__ = [
     "CHECKERS",
@@ -26,9 +26,11 @@ __all__ = [
     "RewardVerifier",
     "Sample",
     "Score",
+    "Tally",
     "Verifier",
     "VoteVerifier",
     "extract_answer",
     "make_verifier",
     "math_equal",
+    "tally",
 ]

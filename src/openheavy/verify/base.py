@@ -31,6 +31,11 @@ class Sample:
     error: str | None = None
     mean_logprob: float | None = None  # breaks vote ties when the backend reports it
     seed: int | None = None
+    temperature: float | None = None  # 0: the greedy sample, which breaks vote ties first
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
 
     @property
     def ok(self) -> bool:

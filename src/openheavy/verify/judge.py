@@ -16,7 +16,7 @@ from openheavy.json_output import first_json_object
 from openheavy.models.base import ChatModel
 from openheavy.models.recording import CallLabel, RecordingModel
 from openheavy.normalize import normalize_answer
-from openheavy.prompts import fill_template, load_prompt
+from openheavy.prompts import render_prompt
 from openheavy.types import EventStream, JsonSchema, Message, Usage
 from openheavy.verify.base import Sample, Score
 
@@ -72,15 +72,16 @@ def _clip(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     half = limit // 2
-    return f"{text[:half]}\n[… {len(text) - 2 * half} characters omitted …]\n{text[-half:]}"
+    omitted = render_prompt("judge_omitted", count=len(text) - 2 * half).strip()
+    return f"{text[:half]}\n{omitted}\n{text[-half:]}"
 
 
 def _render_evidence(evidence: Sequence[dict[str, Any]], limit: int = 10) -> str:
     if not evidence:
-        return "(none)"
+        return render_prompt("judge_no_evidence").strip()
     lines = [_clip(json.dumps(item, ensure_ascii=False, default=str), 300) for item in evidence[:limit]]
     if len(evidence) > limit:
-        lines.append(f"(and {len(evidence) - limit} more)")
+        lines.append(render_prompt("judge_more_evidence", count=len(evidence) - limit).strip())
     return "\n".join(f"- {line}" for line in lines)
 
 
@@ -145,7 +146,7 @@ class JudgeVerifier:
                 return parse(first_json_object(completion.text))
             except (ValueError, ValidationError) as exc:
                 error = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-                retry = fill_template(load_prompt("judge_retry").strip(), error=error)
+                retry = render_prompt("judge_retry", error=error).strip()
                 messages = [*messages, Message("assistant", completion.text), Message("user", retry)]
         raise ModelOutputError(
             f"the judge's reply did not match its JSON schema, even after a retry: {error}"
@@ -154,14 +155,14 @@ class JudgeVerifier:
     async def _pointwise(
         self, question: str, sample: Sample, model: RecordingModel
     ) -> tuple[int | None, str]:
-        user = fill_template(
-            load_prompt("judge_pointwise").strip(),
+        user = render_prompt(
+            "judge_pointwise",
             question=question,
             work=_clip(sample.text, self.max_chars),
             evidence=_render_evidence(sample.evidence),
             answer=sample.answer,
-        )
-        messages = [Message("system", load_prompt("judge_system").strip()), Message("user", user)]
+        ).strip()
+        messages = [Message("system", render_prompt("judge_system").strip()), Message("user", user)]
         try:
             verdict = await self._ask(model, messages, POINTWISE_SCHEMA, _PointVerdict.model_validate)
         except Exception as exc:  # one failed grading must not lose the others
@@ -172,15 +173,15 @@ class JudgeVerifier:
         self, question: str, first: Sample, second: Sample, model: RecordingModel
     ) -> int | None:
         """Index of the winner, `first` shown as A; None if the call failed."""
-        user = fill_template(
-            load_prompt("judge_pairwise").strip(),
+        user = render_prompt(
+            "judge_pairwise",
             question=question,
             work_a=_clip(first.text, self.max_chars // 2),
             answer_a=first.answer,
             work_b=_clip(second.text, self.max_chars // 2),
             answer_b=second.answer,
-        )
-        messages = [Message("system", load_prompt("judge_system").strip()), Message("user", user)]
+        ).strip()
+        messages = [Message("system", render_prompt("judge_system").strip()), Message("user", user)]
         try:
             verdict = await self._ask(model, messages, PAIRWISE_SCHEMA, _PairVerdict.model_validate)
         except Exception:  # a lost game is not worth losing the ranking over

@@ -5,12 +5,39 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from statistics import fmean
 
 from openheavy.errors import OpenHeavyError
 from openheavy.normalize import normalize_answer
 from openheavy.types import EventStream, Usage
 from openheavy.verify.base import Sample, Score, Verifier, _label
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Votes counted: positions grouped by equal key, the largest group first (on equal sizes, the group
+    whose first member comes first). Positions whose key is None cast no vote."""
+
+    keys: tuple[str, ...]  # one per group
+    groups: tuple[tuple[int, ...], ...]
+
+    @property
+    def leader(self) -> int | None:
+        """The index of the one largest group, or None when no group is larger than all others."""
+        if not self.groups or (len(self.groups) > 1 and len(self.groups[1]) == len(self.groups[0])):
+            return None
+        return 0
+
+
+def tally(keys: Sequence[str | None]) -> Tally:
+    """Group positions 0..n-1 by their key: the majority count every vote in openheavy shares."""
+    members: dict[str, list[int]] = {}
+    for position, key in enumerate(keys):
+        if key is not None:
+            members.setdefault(key, []).append(position)
+    ordered = sorted(members.items(), key=lambda kv: (-len(kv[1]), kv[1][0]))
+    return Tally(tuple(k for k, _ in ordered), tuple(tuple(v) for _, v in ordered))
 
 
 def _ordered_if_decisive(groups: list[list[Sample]], values: list[float]) -> list[list[Sample]] | None:
@@ -29,10 +56,27 @@ async def _break_tie(
     stream: EventStream | None,
     run_id: str,
 ) -> tuple[list[list[Sample]], str]:
-    """Order equally voted answer groups. Rules in turn: the tie-breaker verifier's mean score, the mean
-    log-probability, the earliest sample. Returns the order and a note naming the rule that decided."""
+    """Order equally voted answer groups. Rules in turn: the group holding the greedy sample, the mean
+    log-probability, the tie-breaker verifier's mean score, the earliest sample. Returns the order and
+    a note naming the rule that decided.
+
+    The greedy sample is what one call would have answered: with no majority, the vote should not do
+    worse than it. A small model's judge is a weaker signal than either, and costs calls, so it
+    comes after them."""
     names = " and ".join(_label(group[0].answer) for group in tied)
     note = f"tie between {names}"
+    greedy = [group for group in tied if any(s.greedy for s in group)]
+    if len(greedy) == 1:
+        rest = sorted((g for g in tied if g is not greedy[0]), key=lambda g: min(s.index for s in g))
+        index = next(s.index for s in greedy[0] if s.greedy)
+        return greedy + rest, f"{note} broken by the greedy sample (#{index})"
+    logprobs = [[s.mean_logprob for s in group if s.mean_logprob is not None] for group in tied]
+    if all(logprobs):
+        means = [fmean(values) for values in logprobs if values]
+        by_logprob = _ordered_if_decisive(tied, means)
+        if by_logprob is not None:
+            shown = ", ".join(f"{_label(g[0].answer)} {m:.3f}" for g, m in zip(tied, means, strict=True))
+            return by_logprob, f"{note} broken by mean log-prob ({shown})"
     if tie_breaker is not None:
         try:
             scores = await tie_breaker.score(
@@ -43,18 +87,11 @@ async def _break_tie(
         else:
             by_index = {score.index: score.score for score in scores}
             means = [fmean(by_index.get(s.index, 0.0) for s in group) for group in tied]
-            order = _ordered_if_decisive(tied, means)
+            by_score = _ordered_if_decisive(tied, means)
             shown = ", ".join(f"{_label(g[0].answer)} {m:.2f}" for g, m in zip(tied, means, strict=True))
-            if order is not None:
-                return order, f"{note} broken by {tie_breaker.name} (mean score {shown})"
+            if by_score is not None:
+                return by_score, f"{note} broken by {tie_breaker.name} (mean score {shown})"
             note += f" ({tie_breaker.name} undecided: {shown})"
-    logprobs = [[s.mean_logprob for s in group if s.mean_logprob is not None] for group in tied]
-    if all(logprobs):
-        means = [fmean(values) for values in logprobs if values]
-        order = _ordered_if_decisive(tied, means)
-        if order is not None:
-            shown = ", ".join(f"{_label(g[0].answer)} {m:.3f}" for g, m in zip(tied, means, strict=True))
-            return order, f"{note} broken by mean log-prob ({shown})"
     order = sorted(tied, key=lambda group: min(s.index for s in group))
     return order, f"{note} broken by earliest sample (#{min(s.index for s in order[0])})"
 
@@ -71,10 +108,11 @@ async def _vote(
 ) -> list[Score]:
     """Majority vote: each sample scores the share of samples whose key equals its own. A None key (no
     answer, no number) scores 0 and never wins. A tie for first place goes to `_break_tie`."""
-    groups: dict[str, list[Sample]] = {}
-    for sample, key in zip(samples, keys, strict=True):
-        if key is not None:
-            groups.setdefault(key, []).append(sample)
+    counted = tally(keys)
+    groups = {
+        key: [samples[position] for position in members]
+        for key, members in zip(counted.keys, counted.groups, strict=True)
+    }
     total = len(samples)
     top = max((len(group) for group in groups.values()), default=0)
     tied = [group for group in groups.values() if len(group) == top]
@@ -101,9 +139,10 @@ async def _vote(
 class VoteVerifier:
     """Self-consistency: the answer most samples agree on wins; each sample scores its answer's vote share.
 
-    Ties for first place are broken by `tie_breaker` (normally the judge) if given, else by the mean
-    log-probability of each answer's samples if the backend reported them, else by the earliest sample.
-    The reason says which rule decided.
+    Ties for first place are broken by the greedy sample (temperature 0) if one of the tied answers has
+    it, else by the mean log-probability of each answer's samples if the backend reported them, else by
+    `tie_breaker` (normally the judge) if given, else by the earliest sample. The reason says which rule
+    decided.
     """
 
     def __init__(self, *, tie_breaker: Verifier | None = None) -> None:

@@ -1,0 +1,128 @@
+"""What heavy mode's mechanisms did in an eval folder, read from the runs' traces.
+
+Per mode (every mode with traces; heavy modes show the plan columns):
+  - the median number of distinct queries and of distinct documents opened per run (all agents);
+  - how answers were merged: plan shapes, partition origins (planner / span / fallback), how votes were
+    decided (majority / synthesizer / only answer) and how many list merges ran;
+  - the mean of each graded metric and of tokens per item, and tokens against `single` on the same items.
+With `--groups TASKS.jsonl --group-field FIELD`, metrics are also split by whether each task's record
+has FIELD inside its `criteria` (for the PEP set: `created_from`, tasks with and without a year span).
+Writes the table as JSON next to the printout with `--json PATH`.
+
+    python benchmarks/heavy_report.py docs/results/hotpotqa-50
+    python benchmarks/heavy_report.py docs/results/peps-wide \
+        --groups ../shared/data/peps/wide_dev.jsonl --group-field created_from
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+from statistics import fmean, median
+from typing import Any
+
+from openheavy.evals.store import latest_results, read_results
+from openheavy.trace import read_trace
+
+
+def run_facts(trace_path: str) -> dict[str, Any]:
+    """Distinct queries and documents of one run, and its plan, vote and merge events."""
+    queries: set[str] = set()
+    documents: set[str] = set()
+    facts: dict[str, Any] = {"shape": None, "partition": None, "vote": None, "merged": False}
+    for record in read_trace(Path(trace_path)):
+        payload = record.payload
+        if record.kind == "SearchDone":
+            queries.add(" ".join(str(payload.get("query", "")).casefold().split()))
+        elif record.kind == "DocumentOpened":
+            documents.add(str(payload.get("doc", {}).get("id", "")))
+        elif record.kind == "PlanMade":
+            facts["shape"] = payload.get("shape")
+            partition = payload.get("partition") or {}
+            facts["partition"] = partition.get("origin")
+        elif record.kind == "VoteTaken":
+            facts["vote"] = payload.get("decided_by")
+        elif record.kind == "ListMerged":
+            facts["merged"] = True
+    facts["queries"] = len(queries)
+    facts["documents"] = len(documents)
+    return facts
+
+
+def task_groups(path: Path, field: str) -> dict[str, str]:
+    """Item id -> "with FIELD" / "without FIELD", from a tasks file whose records have `criteria`."""
+    groups = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            record = json.loads(line)
+            has = field in (record.get("criteria") or {})
+            groups[str(record["id"])] = f"with {field}" if has else f"without {field}"
+    return groups
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("folder", type=Path, help="an `openheavy eval --out` folder")
+    parser.add_argument("--groups", type=Path, help="a tasks .jsonl whose records carry `criteria`")
+    parser.add_argument("--group-field", default="created_from")
+    parser.add_argument("--json", type=Path, help="also write the table here")
+    args = parser.parse_args()
+
+    rows = latest_results(read_results(args.folder))
+    groups = task_groups(args.groups, args.group_field) if args.groups else {}
+    tokens_by = {
+        (item, mode): r.figures.get("prompt_tokens", 0) + r.figures.get("completion_tokens", 0)
+        for (item, mode), r in rows.items()
+        if r.error is None
+    }
+    table: dict[str, dict[str, Any]] = {}
+    per_mode: dict[str, list[Any]] = defaultdict(list)
+    for (item, mode), row in sorted(rows.items()):
+        if row.error is None:
+            per_mode[mode].append((item, row))
+    for mode, entries in per_mode.items():
+        facts = [run_facts(r.trace_path) for _, r in entries if r.trace_path and Path(r.trace_path).is_file()]
+        metrics = sorted({m for _, r in entries for m in r.metrics})
+        entry: dict[str, Any] = {
+            "items": len(entries),
+            "median distinct queries": median(f["queries"] for f in facts) if facts else None,
+            "median distinct documents": median(f["documents"] for f in facts) if facts else None,
+            "mean tokens": fmean(tokens_by[(i, mode)] for i, _ in entries),
+        }
+        single = [
+            (tokens_by[(i, mode)], tokens_by[(i, "single")]) for i, _ in entries if (i, "single") in tokens_by
+        ]
+        if single and mode != "single":
+            entry["tokens / single"] = sum(a for a, _ in single) / max(1, sum(b for _, b in single))
+        for metric in metrics:
+            entry[metric] = fmean(r.metrics.get(metric, 0.0) for _, r in entries)
+            for group in sorted(set(groups.values())):
+                chosen = [r for i, r in entries if groups.get(i) == group]
+                if chosen:
+                    entry[f"{metric} ({group}, {len(chosen)})"] = fmean(
+                        r.metrics.get(metric, 0.0) for r in chosen
+                    )
+        if any(f["shape"] for f in facts):
+            entry["shapes"] = dict(Counter(f["shape"] for f in facts if f["shape"]))
+            entry["partitions"] = dict(Counter(f["partition"] for f in facts if f["partition"]))
+            entry["votes"] = dict(Counter(f["vote"] for f in facts if f["vote"]))
+            entry["list merges"] = sum(f["merged"] for f in facts)
+        table[mode] = entry
+
+    if not table:
+        raise SystemExit(f"no graded runs in {args.folder / 'results.jsonl'}")
+    for mode, entry in table.items():
+        print(mode)
+        for key, value in entry.items():
+            shown = f"{value:.3f}" if isinstance(value, float) else value
+            print(f"  {key:<40} {shown}")
+    if args.json:
+        args.json.write_text(json.dumps(table, indent=2), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,235 @@
+"""How heavy mode turns its agents' answers into one, by the shape of the answer.
+
+- Short answers (a name, a number, yes/no, a choice): each agent's short answer is normalized and
+  voted. A majority decides, so three agents agreeing cannot be overruled by one verbose note; the
+  synthesizer only breaks ties (`vote_on_answers`).
+- Lists: the deduplicated union of the items every agent found, each with the documents that support
+  it (`merge_list_items`). Nothing an agent found and cited is dropped, as a synthesized paragraph may.
+- Long answers go to the synthesizer (heavy.py).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from openheavy.agent import AgentResult
+from openheavy.citations import RunSources, cited_numbers, renumber_markers
+from openheavy.normalize import normalize_answer
+from openheavy.partition import overlaps
+from openheavy.verify import tally
+
+__all__ = [
+    "AnswerVote",
+    "Candidate",
+    "ListItem",
+    "is_choice",
+    "lead_sentence",
+    "lead_with",
+    "merge_list_items",
+    "short_answer",
+    "vote_on_answers",
+]
+
+SHORT_MAX_CHARS = 120
+ITEM_MAX_CHARS = 200
+
+_BULLET = re.compile(r"^\s*(?:[-*•+]|\d{1,3}[.)])\s+")
+_MARKER_RUN = re.compile(r"(?:\s*\[\d+(?:\s*,\s*\d+)*\])+")
+_LEADING_JUNK = re.compile(r"^(?:[\s,;:.–—-]+|(?:and|or)\b\s*)+", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+_ABBREVIATIONS = frozenset({"e.g", "i.e", "etc", "vs", "mr", "mrs", "ms", "dr", "st", "jr", "sr", "no", "cf"})
+_YES_NO = re.compile(r"^(yes|no)\b[,.;:!]?", re.IGNORECASE)
+
+
+# ---------------------------------------------------------------- short answers
+
+
+def short_answer(result: AgentResult) -> str:
+    """An agent's short answer: its `short` field where the agent gives one, else the first sentence of
+    its answer (answers lead with the direct answer), without citation markers."""
+    short = getattr(result, "short", "")  # the agent's own short answer, where AgentResult has one
+    if isinstance(short, str) and short.strip():
+        return renumber_markers(short, {})
+    return lead_sentence(result.answer)
+
+
+def lead_sentence(text: str) -> str:
+    """The first sentence of `text` (initials and common abbreviations do not end one), without
+    citation markers or list bullets; a leading "Yes," or "No," alone."""
+    line = next((ln for ln in renumber_markers(text, {}).splitlines() if ln.strip()), "")
+    line = _BULLET.sub("", line).strip().strip("*_#").strip()
+    yes_no = _YES_NO.match(line)
+    if yes_no:
+        return yes_no[1]
+    for match in _SENTENCE_END.finditer(line):
+        before = line[: match.start()].split()
+        last = before[-1].casefold() if before else ""
+        if len(last) == 1 or last in _ABBREVIATIONS:  # "J. G. Farrell", "e.g. this"
+            continue
+        return line[: match.start()].strip()[:SHORT_MAX_CHARS]
+    return line[:SHORT_MAX_CHARS]
+
+
+def lead_with(short: str, answer: str) -> str:
+    """`answer`, led by `short` unless it already begins with it."""
+    short, answer = short.strip(), answer.strip()
+    if not short or normalize_answer(answer).startswith(normalize_answer(short)):
+        return answer
+    if not answer:
+        return short
+    return f"{short}\n\n{answer}"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One distinct short answer and the agents that gave it (in agent order)."""
+
+    answer: str  # as the first of its agents wrote it
+    agents: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AnswerVote:
+    """The agents' short answers grouped, most votes first; `winner` is None when no answer has more
+    votes than every other (then the synthesizer decides)."""
+
+    candidates: tuple[Candidate, ...]
+    winner: Candidate | None
+    voters: int = 0  # the agents whose answers counted
+
+    def to_record(self) -> list[dict[str, Any]]:
+        return [{"answer": c.answer, "agents": list(c.agents)} for c in self.candidates]
+
+
+def vote_on_answers(results: Sequence[AgentResult]) -> AnswerVote:
+    """Vote on the short answers of the agents that answered. Only answers that cite a source vote when
+    any does: "I could not find it", however often said, must not outvote an answer that was read. The
+    winner needs more votes than any other answer and, when two or more agents vote, at least two."""
+    answered = [r for r in results if r.ok and r.answer.strip()]
+    if any(r.citations for r in answered):
+        answered = [r for r in answered if r.citations]
+    shorts = [short_answer(r) for r in answered]
+    counted = tally([normalize_answer(s) or None for s in shorts])
+    candidates = tuple(
+        Candidate(shorts[members[0]], tuple(answered[i].agent for i in members)) for members in counted.groups
+    )
+    leader = counted.leader
+    winner = None
+    if leader is not None and (len(counted.groups[leader]) >= 2 or len(answered) == 1):
+        winner = candidates[leader]
+    return AnswerVote(candidates, winner, len(answered))
+
+
+# ---------------------------------------------------------------- lists
+
+
+@dataclass(frozen=True)
+class ListItem:
+    """One item of a merged list: its text, the run-wide numbers of the sources that support it, and
+    the agents that found it."""
+
+    text: str
+    sources: tuple[int, ...]
+    agents: tuple[str, ...]
+    from_title: bool = field(default=False, compare=False)  # a cited document with no item text
+
+    def to_record(self, sources: RunSources) -> dict[str, Any]:
+        numbers = sources.by_number
+        return {
+            "text": self.text,
+            "documents": [numbers[n].document.id for n in self.sources if n in numbers],
+            "agents": list(self.agents),
+        }
+
+
+def merge_list_items(results: Sequence[AgentResult], sources: RunSources) -> tuple[list[ListItem], int]:
+    """The deduplicated union of the list items the agents found, and how many found items were
+    duplicates of another agent's (merged into it).
+
+    An item is a stretch of an agent's answer that ends in citation markers (one per line or bullet, or
+    several in a line: "PEP 492 [1], PEP 525 [2]"); a document an agent cited that no item's markers
+    name becomes an item of its own, under its title. Items are the same when their normalized texts are
+    equal or one holds the other (two words at least), or when two agents each gave one item resting on
+    exactly the same documents."""
+    merged: list[ListItem] = []
+    sole: list[bool] = []  # per merged item: the only item of its first agent resting on its documents
+    duplicates = 0
+    for result in results:
+        if not result.ok:
+            continue
+        found = _items_of(result, sources)
+        per_evidence: dict[frozenset[int], int] = {}
+        for item in found:
+            per_evidence[frozenset(item.sources)] = per_evidence.get(frozenset(item.sources), 0) + 1
+        for item in found:
+            alone = per_evidence[frozenset(item.sources)] == 1
+            same = next(
+                (i for i, known in enumerate(merged) if _same_item(item, known, alone and sole[i])), None
+            )
+            if same is None:
+                merged.append(item)
+                sole.append(alone)
+                continue
+            known = merged[same]
+            if result.agent not in known.agents:
+                duplicates += 1
+            merged[same] = ListItem(
+                known.text,
+                tuple(dict.fromkeys(known.sources + item.sources)),
+                tuple(dict.fromkeys(known.agents + item.agents)),
+                known.from_title,
+            )
+    return merged, duplicates
+
+
+def is_choice(items: Sequence[ListItem], candidates: Sequence[str]) -> bool:
+    """Whether a "list" is really a choice among the candidates the question names: every item is one
+    of those candidates (it begins with one), as when agents each research one of two named people."""
+    keys = [normalize_answer(c) for c in candidates if normalize_answer(c)]
+    if len(keys) < 2 or not items:
+        return False
+    return all(any(normalize_answer(item.text).startswith(key) for key in keys) for item in items)
+
+
+def _items_of(result: AgentResult, sources: RunSources) -> list[ListItem]:
+    """One agent's items, with run-wide source numbers."""
+    text = sources.globalize(result.answer, result.citations)
+    known = set(sources.by_number)
+    items: list[ListItem] = []
+    for line in text.splitlines():
+        line = _BULLET.sub("", line)
+        start = 0
+        for run in _MARKER_RUN.finditer(line):
+            piece = _clean_item(line[start : run.start()])
+            numbers = tuple(dict.fromkeys(n for n in cited_numbers(run.group(0)) if n in known))
+            start = run.end()
+            if piece and numbers:
+                items.append(ListItem(piece, numbers, (result.agent,)))
+    covered = {n for item in items for n in item.sources}
+    for citation in result.citations:
+        source = sources.by_id.get(citation.id)
+        if source is not None and source.number not in covered:
+            covered.add(source.number)
+            items.append(ListItem(source.document.title, (source.number,), (result.agent,), from_title=True))
+    return items
+
+
+def _clean_item(text: str) -> str:
+    text = _LEADING_JUNK.sub("", text.strip()).strip().strip("*_").rstrip(" ,;:.–—-").strip()
+    if len(text) > ITEM_MAX_CHARS:
+        text = text[:ITEM_MAX_CHARS].rsplit(" ", 1)[0] + " …"
+    return text
+
+
+def _same_item(item: ListItem, known: ListItem, both_alone: bool) -> bool:
+    key, other = normalize_answer(item.text), normalize_answer(known.text)
+    if key == other:
+        return True
+    if min(len(key.split()), len(other.split())) >= 2 and overlaps(item.text, known.text):
+        return True
+    # Two agents naming one document's item in their own words: the same item when, for each of them,
+    # it is the only item those documents support.
+    return both_alone and known.agents[0] not in item.agents and set(item.sources) == set(known.sources)

@@ -1,0 +1,315 @@
+"""Heavy mode's plan: the shape of the answer, and for each agent a task with its own first queries.
+
+The planner model proposes; code checks, because a small planner writes the same sub-task four times or
+copies the question into every query, and then four agents read the same pages:
+
+- every agent gets its own first queries: a query that is a near-duplicate of another agent's (the
+  same content words, give or take a plural, or one's words inside the other's) or a copy of the
+  question's wording is dropped, and an agent left with none gets a query made of a different window of
+  the question's content words;
+- the answer's shape ("short": a name, number, yes/no or choice; "list": every item of a kind; "long":
+  an explanation or several parts) decides how the answers are merged. The planner states it; a yes/no
+  question is never a list. `names_candidates` finds the candidate answers a question names itself
+  ("Which novelist, J. G. Farrell or Louis Aragon, wrote …?"), which the merge uses to tell a choice
+  from a list.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from openheavy.partition import FACET_MAX_CHARS, VALUE_MAX_CHARS, Partition
+from openheavy.search.local import query_terms
+from openheavy.types import JsonSchema
+
+__all__ = [
+    "SHAPES",
+    "AnswerShape",
+    "Assignment",
+    "Plan",
+    "PlanOutput",
+    "decide_shape",
+    "names_candidates",
+    "near_duplicate",
+    "plan_schema",
+    "query_words",
+    "seed_queries",
+    "spread_queries",
+]
+
+AnswerShape = Literal["short", "list", "long"]
+SHAPES: tuple[AnswerShape, ...] = ("short", "list", "long")
+TASK_MAX_CHARS = 240
+QUERY_MAX_CHARS = 80
+QUERIES_PER_AGENT = 2
+MAX_VALUES = 12  # more values than agents are grouped into slices
+SIMILAR = 0.75  # Jaccard overlap of content words from which two queries are the same search
+COPY_SHARE = 0.8  # a query holding this share of a (long) question's content words copies it
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One agent's share of the work: its task, the queries it starts from and, for a list, its slice."""
+
+    task: str
+    queries: tuple[str, ...] = ()
+    slice: str = ""
+
+    def to_record(self) -> dict[str, Any]:
+        record: dict[str, Any] = {"task": self.task, "queries": list(self.queries)}
+        if self.slice:
+            record["slice"] = self.slice
+        return record
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What heavy mode runs: one assignment per agent, and the shape that decides how answers merge.
+
+    `origin`: "model" (the planner decided the agent count), "fixed" (the planner, with a given count),
+    "fallback" (the planner's output was unusable). `problems`: what the checks found and fixed."""
+
+    shape: AnswerShape
+    assignments: tuple[Assignment, ...]
+    origin: str
+    partition: Partition | None = None
+    problems: tuple[str, ...] = ()
+
+    @property
+    def tasks(self) -> list[str]:
+        return [a.task for a in self.assignments]
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON form in run results."""
+        return {
+            "answer_shape": self.shape,
+            "tasks": self.tasks,
+            "queries": [list(a.queries) for a in self.assignments],
+            "origin": self.origin,
+            "partition": self.partition.to_record() if self.partition else None,
+            "problems": list(self.problems),
+        }
+
+
+# ---------------------------------------------------------------- the planner's output
+
+
+class ProposedTask(BaseModel):
+    task: str
+    queries: list[str] = Field(default_factory=list)
+
+
+class PlanOutput(BaseModel):
+    """The planner's reply, as the schema of `plan_schema` asks for it."""
+
+    answer_shape: AnswerShape
+    facet: str = ""
+    values: list[str] = Field(default_factory=list)
+    tasks: list[ProposedTask] = Field(min_length=1)
+
+
+def plan_schema(low: int, high: int) -> JsonSchema:
+    """The planner's JSON schema for `low`..`high` agents. The shape comes first, so that the model
+    commits to it before writing tasks; facet and values matter for list questions only."""
+    return {
+        "type": "object",
+        "properties": {
+            "answer_shape": {"type": "string", "enum": list(SHAPES)},
+            "facet": {"type": "string", "maxLength": FACET_MAX_CHARS},
+            "values": {
+                "type": "array",
+                "items": {"type": "string", "minLength": 1, "maxLength": VALUE_MAX_CHARS},
+                "maxItems": MAX_VALUES,
+            },
+            "tasks": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "task": {"type": "string", "minLength": 3, "maxLength": TASK_MAX_CHARS},
+                        "queries": {
+                            "type": "array",
+                            "items": {"type": "string", "minLength": 2, "maxLength": QUERY_MAX_CHARS},
+                            "minItems": 1,
+                            "maxItems": QUERIES_PER_AGENT,
+                        },
+                    },
+                    "required": ["task", "queries"],
+                    "additionalProperties": False,
+                },
+                "minItems": low,
+                "maxItems": high,
+            },
+        },
+        "required": ["answer_shape", "facet", "values", "tasks"],
+        "additionalProperties": False,
+    }
+
+
+# ---------------------------------------------------------------- answer shape
+
+# English auxiliaries that open a yes/no question ("Are both … ?", "Did X … ?").
+_YES_NO_OPENERS = frozenset(
+    "is are was were am do does did can could has have had will would shall should may might must".split()  # noqa: SIM905
+)
+# Lower-case words that may stand inside a name ("First for Women", "Jean de La Fontaine").
+_NAME_JOINERS = frozenset("of for the and de da del der di du la le van von y el al bin".split())  # noqa: SIM905
+_CLAUSE_MARK = re.compile(r"([,:;?!])")
+_OR = re.compile(r"\s+or\s+|^or\s+", re.IGNORECASE)
+
+
+def decide_shape(question: str, proposed: AnswerShape) -> tuple[AnswerShape, str]:
+    """The shape heavy mode uses, and why it differs from the planner's (or "").
+
+    A yes/no question has a short answer whatever the planner said: its agents vote (the winning agent's
+    explanation follows the "yes"), and a list merge would append every document they read to it."""
+    if proposed != "short" and _is_yes_no(question):
+        return "short", f"a yes/no question has a short answer, not a {proposed} one"
+    return proposed, ""
+
+
+def names_candidates(question: str) -> list[str]:
+    """The candidate answers a question names itself, in order: "Which novelist, J. G. Farrell or Louis
+    Aragon, wrote …?" names J. G. Farrell and Louis Aragon. Candidates are names (capitalized words,
+    numbers or quoted text) joined by "or", set off by a comma or colon; "PEPs that X authored or
+    co-authored" names none."""
+    pieces = _CLAUSE_MARK.split(question)  # text, mark, text, mark, …
+    for at in range(0, len(pieces), 2):
+        sides = [side.strip() for side in _OR.split(pieces[at].strip())]
+        if len(sides) < 2:
+            continue
+        # "A, B, or C": earlier names stand in the pieces before, joined by commas.
+        names = [side for side in sides if side]
+        back = at
+        while back >= 2 and pieces[back - 1] == "," and _is_name(pieces[back - 2].strip()):
+            names.insert(0, pieces[back - 2].strip())
+            back -= 2
+        set_off = back == 0 or pieces[back - 1] in ",:"
+        if set_off and len(names) >= 2 and all(_is_name(name) for name in names):
+            return names
+    return []
+
+
+def _is_yes_no(question: str) -> bool:
+    words = question.strip().split(maxsplit=1)
+    return bool(words) and words[0].casefold() in _YES_NO_OPENERS
+
+
+def _is_name(text: str) -> bool:
+    if len(text) >= 2 and text[0] in "\"“'" and text[-1] in "\"”'":
+        return True
+    words = text.split()
+    if not 1 <= len(words) <= 6:
+        return False
+    starts = [w for w in words if w.casefold() not in _NAME_JOINERS]
+    return (
+        bool(starts)
+        and all(w[0].isupper() or w[0].isdigit() for w in starts)
+        and (words[0][0].isupper() or words[0][0].isdigit())
+    )
+
+
+# ---------------------------------------------------------------- distinct queries
+
+
+def query_words(query: str) -> frozenset[str]:
+    """The content words of a query as a search engine sees them (`query_terms`), with a plural "s"
+    folded away, so that "PEPs by Warsaw" and "Warsaw PEP" are the same search."""
+    return frozenset(_singular(word) for word in query_terms(query))
+
+
+def near_duplicate(a: frozenset[str], b: frozenset[str]) -> bool:
+    """Whether two queries' `query_words` make the same search: equal, one inside the other, or
+    sharing at least `SIMILAR` of their words."""
+    if not a or not b:
+        return False
+    if a <= b or b <= a:
+        return True
+    return len(a & b) / len(a | b) >= SIMILAR
+
+
+def copies_question(query: str, question: str) -> bool:
+    """Whether `query` is the question's wording rather than keywords of the searcher's own: it holds
+    most of the content words of a question that has many."""
+    asked = query_words(question)
+    if len(asked) < 5:
+        return False  # a short question's words are the obvious keywords
+    return len(query_words(query) & asked) >= COPY_SHARE * len(asked)
+
+
+def seed_queries(question: str, count: int) -> list[str]:
+    """Distinct queries made of the question's content words, for agents the planner gave none: windows
+    of a few words spread over the question, so that each agent starts from a different part of it."""
+    terms = [t for t in query_terms(question) if len(t) > 1]
+    if not terms or count < 1:
+        return []
+    # Names and numbers first (capitalized after the first word, or holding a digit): they are what a
+    # question is about, so the first windows start from them.
+    words = re.findall(r"\w+", question)[1:]
+    marked = {w.casefold() for w in words if w[0].isupper() or any(ch.isdigit() for ch in w)}
+    terms = [t for t in terms if t in marked] + [t for t in terms if t not in marked]
+    width = max(2, min(4, math.ceil(len(terms) / count)))
+    if len(terms) <= width:
+        return [" ".join(terms)]
+    last_start = len(terms) - width
+    starts = sorted({round(i * last_start / max(count - 1, 1)) for i in range(count)})
+    found: list[str] = []
+    for start in starts:
+        query = " ".join(terms[start : start + width])
+        if not any(near_duplicate(query_words(query), query_words(other)) for other in found):
+            found.append(query)
+    return found
+
+
+def spread_queries(
+    proposed: Sequence[Sequence[str]], question: str, *, taken_by: Sequence[str] = ()
+) -> tuple[list[tuple[str, ...]], list[str]]:
+    """Each agent's first queries, checked: a query that copies the question or repeats another agent's
+    search is dropped, and an agent left with none gets a seed query from the question's words that no
+    other agent has. `taken_by`: the queries of agents planned before these (numbered from 1), which
+    these must not repeat either. Returns the queries per agent and what was changed."""
+    problems: list[str] = []
+    first = len(taken_by)
+    # (agent, query words) of every query kept so far
+    taken: list[tuple[int, frozenset[str]]] = [(i, query_words(q)) for i, q in enumerate(taken_by)]
+    seeds = seed_queries(question, 2 * len(proposed) + 2)
+    spread: list[tuple[str, ...]] = []
+    for agent, queries in enumerate(proposed, start=first):
+        name = f"agent-{agent + 1}"
+        kept: list[str] = []
+        for raw in queries:
+            query = " ".join(raw.split())[:QUERY_MAX_CHARS]
+            words = query_words(query)
+            if not words:
+                continue
+            if copies_question(query, question):
+                problems.append(f"{name}: query {query!r} copies the question")
+                continue
+            clash = next((other for other, seen in taken if near_duplicate(words, seen)), None)
+            if clash is not None and clash != agent:
+                problems.append(f"{name}: query {query!r} repeats agent-{clash + 1}'s search")
+                continue
+            if clash is None:
+                kept.append(query)
+                taken.append((agent, words))
+        if not kept:
+            seed = next(
+                (s for s in seeds if not any(near_duplicate(query_words(s), seen) for _, seen in taken)),
+                None,
+            )
+            if seed is not None:
+                kept.append(seed)
+                taken.append((agent, query_words(seed)))
+                problems.append(f"{name}: starts from {seed!r}, from the question's words")
+        spread.append(tuple(kept[:QUERIES_PER_AGENT]))
+    return spread, problems
+
+
+def _singular(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word

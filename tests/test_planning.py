@@ -1,0 +1,111 @@
+"""Plan checks: distinct first queries per agent, seed queries from the question's words, the answer's
+shape, and the candidates a question names itself."""
+
+from __future__ import annotations
+
+import pytest
+
+from openheavy.planning import (
+    copies_question,
+    decide_shape,
+    names_candidates,
+    near_duplicate,
+    query_words,
+    seed_queries,
+    spread_queries,
+)
+
+QUESTION = (
+    "Make a complete map of the PEPs that Jo Doe authored or co-authored from 2004 to 2007, with links."
+)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        ("subprocess timeout", "Subprocess timeouts", True),  # case and plural
+        ("Doe PEPs", "PEPs by Doe", True),  # stopwords do not count
+        ("subprocess timeout", "subprocess run timeout", True),  # one inside the other
+        ("Jo Doe PEP 2004", "Jo Doe PEP 2005", False),  # another slice
+        ("shlex split", "subprocess timeout", False),
+        ("", "subprocess", False),
+    ],
+)
+def test_near_duplicate_queries(a: str, b: str, same: bool) -> None:
+    assert near_duplicate(query_words(a), query_words(b)) is same
+
+
+def test_a_query_that_copies_a_long_question_is_a_copy() -> None:
+    assert copies_question(QUESTION, QUESTION)
+    assert copies_question("complete map PEPs Jo Doe authored co-authored 2004 2007 links", QUESTION)
+    assert not copies_question("Jo Doe PEP", QUESTION)
+    assert not copies_question("shlex", "What is shlex?")  # a short question's words are the keywords
+
+
+def test_seed_queries_start_from_names_and_numbers_and_differ() -> None:
+    seeds = seed_queries(QUESTION, 4)
+    assert seeds[0].startswith("peps jo doe")
+    assert len(seeds) == 4
+    assert all(not near_duplicate(query_words(a), query_words(b)) for a in seeds for b in seeds if a != b)
+    assert seed_queries("What is shlex?", 4) == ["shlex"]
+    assert seed_queries("?", 3) == []
+
+
+def test_spread_queries_drops_repeats_and_copies_and_gives_seeds_instead() -> None:
+    spread, problems = spread_queries(
+        [["Jo Doe PEPs", "Doe PEP"], ["PEPs by Jo Doe"], [QUESTION], ["2004 peps"]], QUESTION
+    )
+    assert spread[0] == ("Jo Doe PEPs",)  # its own second query repeated its first
+    assert spread[3] == ("2004 peps",)
+    assert spread[1] and spread[2] and spread[1] != spread[2]
+    assert all(
+        not near_duplicate(query_words(a[0]), query_words(b[0])) for a in spread for b in spread if a is not b
+    )
+    assert problems[0] == "agent-2: query 'PEPs by Jo Doe' repeats agent-1's search"
+    assert problems[1].startswith("agent-2: starts from ")
+    assert problems[2].startswith("agent-3: query 'Make a complete map") and problems[2].endswith(
+        "copies the question"
+    )
+
+
+def test_spread_queries_respects_queries_taken_by_earlier_agents() -> None:
+    spread, problems = spread_queries([["Jo Doe PEP"]], QUESTION, taken_by=["PEPs Jo Doe", "2004"])
+    assert spread[0] and spread[0][0] != "Jo Doe PEP"
+    assert problems[0] == "agent-3: query 'Jo Doe PEP' repeats agent-1's search"
+
+
+@pytest.mark.parametrize(
+    ("question", "proposed", "shape"),
+    [
+        ("Are Vanessa and Aida both operas?", "list", "short"),
+        ("Did Jo Doe write PEP 8?", "list", "short"),
+        ("List every PEP Jo Doe wrote.", "list", "list"),
+        ("Is shlex in the standard library?", "short", "short"),
+        ("Can I give subprocess.run a timeout?", "long", "short"),  # "Yes", then the explanation
+        ("What is the difference between deep and shallow copy?", "long", "long"),
+    ],
+)
+def test_decide_shape(question: str, proposed: str, shape: str) -> None:
+    assert decide_shape(question, proposed)[0] == shape  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("question", "candidates"),
+    [
+        (
+            "Which novelist, J. G. Farrell or Louis Aragon, wrote The Siege of Krishnapur?",
+            ["J. G. Farrell", "Louis Aragon"],
+        ),
+        (
+            "Which magazine was started first, Arthur's Magazine or First for Women?",
+            ["Arthur's Magazine", "First for Women"],
+        ),
+        ("Which is older: Paris, Rome, or Athens?", ["Paris", "Rome", "Athens"]),
+        ('Which film came first, "Up" or "Cars"?', ['"Up"', '"Cars"']),
+        ("Which PEPs are Deferred or Withdrawn?", []),  # criteria, not candidates
+        (QUESTION, []),  # "authored or co-authored"
+        ("Which is faster, a list or a tuple?", []),  # not names
+    ],
+)
+def test_names_candidates(question: str, candidates: list[str]) -> None:
+    assert names_candidates(question) == candidates
