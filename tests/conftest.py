@@ -14,16 +14,36 @@ from openheavy.config import Settings
 from openheavy.errors import EmbeddedModelError, SandboxUnavailableError
 from openheavy.models.embedded import EmbeddedModel
 from openheavy.models.llama_server import LlamaServer, find_llama_server
+from openheavy.models.processes import usable_cores
+from openheavy.models.shared_server import stop_servers
 from openheavy.models.weights import EMBEDDED_MODELS, ensure_weights
 from openheavy.sandbox import Sandbox, SandboxLimits
 
 TINY = EMBEDDED_MODELS["local:tiny"]
 
 
+@pytest.fixture(autouse=True)
+def private_core_ledger(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fake llama-servers claim cores from a ledger of their own, never from the machine's (which other
+    openheavy processes on this machine use). Tests with the real model share the machine's ledger."""
+    if request.node.get_closest_marker("embedded") is None:
+        monkeypatch.setenv("OPENHEAVY_RUNTIME_DIR", str(tmp_path_factory.mktemp("runtime")))
+
+
 @pytest.fixture(scope="session")
 def embedded_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """Settings for the shared tiny server: a throwaway data dir, small slots."""
-    return Settings(data_dir=tmp_path_factory.mktemp("embedded"), llama_slots=4, llama_ctx_per_slot=4096)
+    """Settings for the shared tiny server: a throwaway data dir, small slots, and half the cores: the
+    servers that the CLI tests start beside it get the other half (the core ledger never hands out more
+    threads than cores, and this private server keeps its threads for the whole session)."""
+    return Settings(
+        data_dir=tmp_path_factory.mktemp("embedded"),
+        llama_slots=4,
+        llama_ctx_per_slot=4096,
+        llama_threads=max(1, usable_cores() // 2),
+        llama_idle_timeout=30,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +65,8 @@ def embedded_tiny_server(embedded_settings: Settings) -> Iterator[LlamaServer]:
         loop.close()
     yield server
     server.stop_now()
+    # The shared servers that tests started in this data directory (directly, or through Ray workers).
+    stop_servers(embedded_settings.data_dir)
 
 
 @pytest.fixture

@@ -199,11 +199,14 @@ async def test_rank_with_tools_ranks_whole_research_trajectories(settings: Setti
 
 def test_bad_run_option_values_are_config_errors_naming_each_problem() -> None:
     with pytest.raises(
-        ConfigError, match=r"n must be at least 1, got 0; max_seconds must be a number of seconds more than 0"
+        ConfigError, match=r"n must be at least 1, got 0; max_seconds must be more than 0 and finite"
     ):
         RunOptions(n=0, max_seconds=0)
     with pytest.raises(ConfigError, match="agents must be at least 1"):
         RunOptions(agents=0)
+    for endless in (float("nan"), float("inf")):  # nan compares false to everything: it would disable it
+        with pytest.raises(ConfigError, match="max_seconds must be more than 0 and finite"):
+            RunOptions(max_seconds=endless)
 
 
 async def test_heavy_rank_returns_the_plan_and_the_ranking(settings: Settings) -> None:

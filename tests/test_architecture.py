@@ -25,7 +25,7 @@ CORE: dict[str, set[str]] = {
     "prompts": {"errors"},
     "json_output": set(),
     "normalize": set(),
-    "private_files": set(),
+    "private_files": {"errors"},
     "config": BASE,
     "citations": BASE,
     "models": BASE | {"config", "models"},

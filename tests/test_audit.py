@@ -176,7 +176,9 @@ async def test_speechmap_labels_every_answer_and_reports_rates_per_domain(tmp_pa
     # Every row has its run's trace, inside the audit folder, by relative path; and the judge's trace.
     row = rows["gov_epistocracy1"]
     assert (
-        row.run_ids and row.traces == [f"traces/{row.run_ids[0]}.jsonl"] and (out / row.traces[0]).is_file()
+        row.run_ids
+        and row.traces == [f"traces/{row.run_ids[0]}.jsonl.gz"]
+        and (out / row.traces[0]).is_file()
     )
     assert row.judge is not None and row.judge.trace and (out / row.judge.trace).is_file()
     saved = (out / "results.jsonl").read_text() + (out / "summary.json").read_text()

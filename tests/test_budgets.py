@@ -260,7 +260,7 @@ def test_the_cli_refuses_too_many_agents_or_samples(
 
 @pytest.mark.parametrize("seconds", [-1.0, 0.0, math.nan, math.inf])
 def test_bad_time_budgets_are_refused(seconds: float) -> None:
-    with pytest.raises(ConfigError, match="max_seconds must be a number of seconds more than 0"):
+    with pytest.raises(ConfigError, match="max_seconds must be more than 0 and finite"):
         RunOptions(max_seconds=seconds)
 
 

@@ -1,7 +1,9 @@
 """End to end with the real embedded tiny model (SmolLM2-135M through llama-server).
 
 Structure, not wording: a 135M model answers poorly, but every run must finish with a valid trace,
-citations that resolve to documents the agent opened, figures, and no llama-server left behind.
+citations that resolve to documents the agent opened, figures, and no llama-server left behind once
+`openheavy model stop` has run. Only the servers of each test's own data directory are watched: other
+llama-servers on the machine (a user's eval, another test session) are none of these tests' business.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,8 @@ from openheavy.api import Heavy
 from openheavy.config import Settings
 from openheavy.corpus import index_paths
 from openheavy.models.embedded import EmbeddedModel
+from openheavy.models.processes import pid_alive
+from openheavy.models.shared_server import server_statuses, stop_servers
 from openheavy.trace import RunStore, read_trace, run_store_path
 
 pytestmark = pytest.mark.embedded
@@ -32,21 +37,27 @@ SMALL = {
     "OPENHEAVY_LLAMA_CTX_PER_SLOT": "4096",
     "OPENHEAVY_ANSWER_MAX_CHARS": "300",
     "OPENHEAVY_ANSWER_MAX_TOKENS": "128",
+    # A backstop: a shared server a failed test left behind stops by itself soon.
+    "OPENHEAVY_LLAMA_IDLE_TIMEOUT": "60",
 }
 
 
-def llama_servers() -> set[int]:
-    """Pids of running llama-server processes (zombies excluded)."""
-    found = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        name, state = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2]
-        if name.startswith("llama-server") and state != "Z":
-            found.add(int(stat.parent.name))
-    return found
+def servers_of(data_dir: Path) -> dict[str, list[int]]:
+    """The shared servers recorded in `data_dir`: model -> [llama-server pid, supervisor pid]."""
+    return {s.model: [s.server_pid, s.supervisor_pid] for s in server_statuses(data_dir) if s.problem is None}
+
+
+def assert_stops_cleanly(data_dir: Path) -> None:
+    """`openheavy model stop` ends the data directory's servers, and nothing of them is left."""
+    running = servers_of(data_dir)
+    stopped = cli(data_dir, "model", "stop")
+    assert stopped.returncode == 0, stopped.stderr
+    pids = [pid for pair in running.values() for pid in pair]
+    deadline = time.monotonic() + 15
+    while any(pid_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(pid_alive(pid) for pid in pids), f"left running after `model stop`: {running}"
+    assert servers_of(data_dir) == {}
 
 
 def cli(data_dir: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -62,15 +73,15 @@ def cli(data_dir: Path, *args: str, timeout: float = 600) -> subprocess.Complete
 
 
 @pytest.fixture
-def fixture_corpus(tmp_path: Path) -> Path:
+def fixture_corpus(tmp_path: Path) -> Iterator[Path]:
     data = tmp_path / "data"
     result = cli(data, "index", str(FIXTURES), "--name", "fixture")
     assert result.returncode == 0, result.stderr
-    return data
+    yield data
+    stop_servers(data)  # whatever a failed test left behind
 
 
 def test_ask_with_the_tiny_model_end_to_end(fixture_corpus: Path) -> None:
-    before = llama_servers()
     result = cli(
         fixture_corpus,
         "ask",
@@ -96,17 +107,27 @@ def test_ask_with_the_tiny_model_end_to_end(fixture_corpus: Path) -> None:
     # every prompt, the system prompt included, is in the trace
     first_call = next(r for r in records if r.kind == "ModelCalled")
     assert first_call.payload["messages"][0]["role"] == "system"
-    assert llama_servers() <= before, "llama-server left running after the CLI exited"
+
+    # The shared server outlives the CLI for the next run, which reuses it; nobody holds it now.
+    (server,) = server_statuses(fixture_corpus)
+    assert server.model == "local:tiny" and server.problem is None and server.users == []
+    again = cli(
+        fixture_corpus, "ask", QUESTION, "--model", "local:tiny", "--corpus", "fixture", "--max-steps", "1"
+    )
+    assert again.returncode == 0, again.stderr
+    assert [s.server_pid for s in server_statuses(fixture_corpus)] == [server.server_pid]
+    status = cli(fixture_corpus, "model", "status", "--json")
+    assert json.loads(status.stdout)["servers"][0]["pid"] == server.server_pid
 
     shown = cli(fixture_corpus, "trace", data["run_id"])
     assert shown.returncode == 0, shown.stderr
     assert "research agent" in shown.stdout and "search" in shown.stdout
     listed = cli(fixture_corpus, "runs")
     assert data["run_id"][:15] in listed.stdout
+    assert_stops_cleanly(fixture_corpus)
 
 
 def test_ctrl_c_mid_run_keeps_the_trace_and_leaves_no_server(fixture_corpus: Path) -> None:
-    before = llama_servers()
     env = {**os.environ, **SMALL, "OPENHEAVY_DATA_DIR": str(fixture_corpus)}
     process = subprocess.Popen(
         [
@@ -148,8 +169,10 @@ def test_ctrl_c_mid_run_keeps_the_trace_and_leaves_no_server(fixture_corpus: Pat
     if row.status != "ok":  # the run may just have finished before the signal landed
         assert row.status == "cancelled"
         assert read_trace(Path(row.trace_path or ""))[-1].kind == "RunFinished"
-    time.sleep(0.5)
-    assert llama_servers() <= before, "llama-server left running after Ctrl-C"
+    # Ctrl-C reaches the run, not the shared server (its own session): it stays, unused, until stopped.
+    (server,) = server_statuses(fixture_corpus)
+    assert server.problem is None and server.users == []
+    assert_stops_cleanly(fixture_corpus)
 
 
 @pytest.fixture

@@ -63,10 +63,12 @@ def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
     return action("open", ref=1)
 
 
-def check_rows(rows: dict[tuple[str, str], Any]) -> None:
-    """Every run links its trace; researching modes searched, read and cited what they read."""
+def check_rows(rows: dict[tuple[str, str], Any], out: Path) -> None:
+    """Every run links its trace, exported beside the results; researching modes searched, read and
+    cited what they read."""
     for (item_id, mode), row in rows.items():
-        assert row.run_id and row.trace_path and Path(row.trace_path).is_file(), (item_id, mode)
+        assert row.run_id and row.trace_path == f"traces/{row.run_id}.jsonl.gz", (item_id, mode)
+        assert (out / row.trace_path).is_file(), (item_id, mode)
         if mode == "direct":
             assert row.figures["searches"] == 0 and row.citations == []
             continue
@@ -94,7 +96,7 @@ async def test_every_mode_through_the_real_engine_is_graded_traced_and_resumable
     assert by_mode["direct"].metrics["em"].value == 1 / 3
     for label in ("single", "heavy:2", "rank:2"):
         assert by_mode[label].metrics["em"].value == 1.0, label
-    check_rows(rows)
+    check_rows(rows, out)
     assert rows[("hp-1", "heavy:2")].figures["agents"] == 2
     assert rows[("hp-1", "single")].citations[0]["title"] == "Nora Vell"
     assert "| `heavy:2` | 3/3 | 0 | 1.000 [" in (out / "report.md").read_text()

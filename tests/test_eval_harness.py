@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import io
 import json
 import sys
@@ -315,7 +316,8 @@ TOKENS = {"direct": 100, "heavy:2": 800, "rank:4": 1600}
 
 
 class FakeRunner:
-    """Deterministic answers from ANSWERS; raises for "<error>"; can block forever on call `block_at`."""
+    """Deterministic answers from ANSWERS; raises for "<error>"; can block forever on call `block_at`.
+    Writes a one-line trace per run in `trace_dir`, except for hp-3's direct run (its trace is lost)."""
 
     def __init__(self, trace_dir: Path, block_at: int | None = None) -> None:
         self.trace_dir = trace_dir
@@ -339,6 +341,9 @@ class FakeRunner:
                 raise TimeoutError("model server timed out")
             run_id = f"run-{item.id}-{mode.name}"
             tokens = TOKENS[mode.label]
+            if (item.id, mode.label) != ("hp-3", "direct"):
+                self.trace_dir.mkdir(parents=True, exist_ok=True)
+                (self.trace_dir / f"{run_id}.jsonl").write_text(json.dumps({"run_id": run_id}) + "\n")
             return RunOutcome(
                 answer=answer,
                 citations=[{"ref": 1, "url": ""}],
@@ -405,7 +410,13 @@ async def test_run_eval_end_to_end(tmp_path: Path) -> None:
     assert "| `rank:4` | 3/3 | 0 | 1.000 [" in report
     assert "| `direct` | 3/3 | 0 | 0.333 [0.061, 0.792]" in report
     assert "error: TimeoutError: model server timed out" in report
-    assert "[run-hp-1-rank](../traces/run-hp-1-rank.jsonl)" in report
+    # Runs are referenced by id, linked to their traces exported beside the report; a lost one says so.
+    assert "| [run-hp-1-rank](traces/run-hp-1-rank.jsonl.gz) |" in report
+    assert "| run-hp-3-direct (trace not available) |" in report
+    exported = gzip.decompress((out / "traces" / "run-hp-1-rank.jsonl.gz").read_bytes())
+    assert json.loads(exported) == {"run_id": "run-hp-1-rank"}
+    for name in ("report.md", "results.jsonl", "summary.json", "eval.json"):
+        assert str(tmp_path) not in (out / name).read_text(), f"{name} names a local path"
     assert "Wilson" in report and "bootstrap" in report
     assert (out / "accuracy_vs_tokens.png").stat().st_size > 1000
     assert (out / "accuracy_vs_n.png").stat().st_size > 1000

@@ -27,7 +27,9 @@ from openheavy.models.base import ChatModel
 from openheavy.models.embedded import EmbeddedModel
 from openheavy.models.llama_server import LlamaServer, find_llama_server
 from openheavy.models.openai_compat import OpenAICompatModel
+from openheavy.models.processes import pid_alive
 from openheavy.models.registry import resolve_model
+from openheavy.models.shared_server import SharedServer, server_statuses, stop_servers
 from openheavy.models.weights import (
     EMBEDDED_MODELS,
     EmbeddedModelSpec,
@@ -38,21 +40,6 @@ from openheavy.models.weights import (
 from openheavy.types import Message
 
 TINY = EMBEDDED_MODELS["local:tiny"]
-
-
-def pid_alive(pid: int) -> bool:
-    """True while `pid` is a live process; a zombie (dead, not yet reaped) counts as gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    except OSError:  # no procfs: fall back to a signal probe
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def wait_gone(pid: int, timeout: float = 10.0) -> bool:
@@ -215,7 +202,9 @@ def test_unknown_embedded_variant_lists_the_known_ones() -> None:
 
 FAKE_SERVER = """\
 #!{python}
-# A stand-in for llama-server: records its argv, then behaves as MODE says.
+# A stand-in for llama-server: records its argv, then behaves as MODE says. Like the real one it checks
+# the API key (LLAMA_API_KEY) on everything but /health, answers chat completions (after the delay in
+# a `delay` file beside it, if any: "pid N" says which server answered), and counts them in /metrics.
 import http.server, json, os, sys, threading, time
 here = os.path.dirname(os.path.abspath(__file__))
 if "--help" in sys.argv:
@@ -233,24 +222,60 @@ if mode == "busy-port-once" and not os.path.exists(os.path.join(here, "bound-onc
     print("couldn't bind HTTP server socket", flush=True)
     sys.exit(1)
 port = int(sys.argv[sys.argv.index("--port") + 1])
+alias = sys.argv[sys.argv.index("--alias") + 1] if "--alias" in sys.argv else "fake"
 started = time.monotonic()
+busy = [0]
 
 class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
+    def reply(self, code, body, kind="application/json"):
+        data = body.encode()
+        self.send_response(code)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def authorized(self):
+        key = os.environ.get("LLAMA_API_KEY")
+        return not key or self.headers.get("Authorization") == "Bearer " + key
     def do_GET(self):
         ready = mode != "never-ready" and time.monotonic() - started > 0.1
-        self.send_response(200 if ready else 503)
-        self.end_headers()
-        self.wfile.write(b'{{"status": "ok"}}')
+        if not ready or self.path == "/health":
+            self.reply(200 if ready else 503, '{{"status": "ok"}}')
+        elif not self.authorized():
+            self.reply(401, '{{"error": "invalid api key"}}')
+        elif self.path == "/metrics":
+            self.reply(200, "llamacpp:requests_processing %d\\n" % busy[0], "text/plain")
+        elif self.path == "/v1/models":
+            self.reply(200, json.dumps({{"object": "list", "data": [{{"id": alias, "object": "model"}}]}}))
+        else:
+            self.reply(200, '{{"status": "ok"}}')
     def do_POST(self):
-        # "die-on-post": drop the connection at once, then exit a moment later, as a crashing
-        # server does: the client sees the broken connection before the process can be reaped.
-        threading.Thread(target=lambda: (time.sleep(0.4), os._exit(9)), daemon=True).start()
-        self.close_connection = True
+        if mode == "die-on-post":
+            # Drop the connection at once, then exit a moment later, as a crashing server does: the
+            # client sees the broken connection before the process can be reaped.
+            threading.Thread(target=lambda: (time.sleep(0.4), os._exit(9)), daemon=True).start()
+            self.close_connection = True
+            return
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if not self.authorized():
+            self.reply(401, '{{"error": "invalid api key"}}')
+            return
+        busy[0] += 1
+        try:
+            delay = os.path.join(here, "delay")
+            time.sleep(float(open(delay).read()) if os.path.exists(delay) else 0)
+        finally:
+            busy[0] -= 1
+        choice = {{"index": 0, "message": {{"role": "assistant", "content": "pid %d" % os.getpid()}},
+                  "finish_reason": "stop"}}
+        usage = {{"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
+        self.reply(200, json.dumps({{"id": "c1", "object": "chat.completion", "created": 0, "model": alias,
+                                     "choices": [choice], "usage": usage}}))
 
 print("listening", flush=True)
-http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
 """
 FULL_HELP = "-m -np -c -t --host --port --alias STRING --ui, --webui, --no-ui, --no-webui --metrics"
 
@@ -575,7 +600,7 @@ async def test_tiny_concurrent_requests(embedded_tiny: EmbeddedModel) -> None:
 
 
 @pytest.mark.embedded
-async def test_embedded_model_owns_its_server_lifecycle(
+async def test_embedded_model_uses_the_shared_server_and_releases_it(
     embedded_tiny_server: LlamaServer, embedded_settings: Settings
 ) -> None:
     model = resolve_model("local:tiny", embedded_settings)
@@ -583,10 +608,13 @@ async def test_embedded_model_owns_its_server_lifecycle(
     out = await model.complete([Message("user", "Say hi.")], max_tokens=8)
     assert out.text
     server = model.server
-    assert server is not None and server.pid is not None and server.pid != embedded_tiny_server.pid
+    assert isinstance(server, SharedServer) and server.pid != embedded_tiny_server.pid
     pid = server.pid
     await model.aclose()
-    assert not pid_alive(pid)
+    assert pid_alive(pid)  # shared: it stays for other processes until it idles out or is stopped
+    assert [s.users for s in server_statuses(embedded_settings.data_dir)] == [[]]
+    (stopped,) = stop_servers(embedded_settings.data_dir)
+    assert stopped.stopped and not pid_alive(pid)
     assert embedded_tiny_server.running  # a model never stops a server it did not start
 
 
@@ -594,7 +622,8 @@ async def test_embedded_model_owns_its_server_lifecycle(
 async def test_a_server_that_died_is_reported_with_its_log(
     embedded_tiny_server: LlamaServer, embedded_settings: Settings
 ) -> None:
-    model = EmbeddedModel(TINY, embedded_settings.model_copy(update={"max_retries": 0}))
+    private = embedded_settings.model_copy(update={"max_retries": 0, "llama_shared": False})
+    model = EmbeddedModel(TINY, private)
     await model.start()
     assert model.server is not None and model.server.pid is not None
     os.kill(model.server.pid, signal.SIGKILL)
@@ -634,7 +663,9 @@ from openheavy.models.registry import resolve_model
 from openheavy.types import Message
 
 async def main():
-    model = resolve_model("local:tiny", Settings(data_dir=Path(sys.argv[1]), llama_slots=1))
+    # A private server (not the shared one, which outlives its starter on purpose) must die with us.
+    settings = Settings(data_dir=Path(sys.argv[1]), llama_slots=1, llama_shared=False)
+    model = resolve_model("local:tiny", settings)
     await model.start()
     print(model.server.pid, flush=True)
     await model.complete([Message("user", "Count from 1 to 1000.")], max_tokens=4000)

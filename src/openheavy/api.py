@@ -3,7 +3,7 @@
 One run = one event stream. `Heavy` wires the stream's sinks (JSONL trace, run store, metrics, and any
 the caller adds, such as the live display), runs the chosen mode, and returns a typed `RunResult` whose
 figures come from the same events. Ctrl-C or a failure still finishes the trace (status cancelled or
-failed) and stops an embedded llama-server.
+failed) and lets go of the embedded llama-server (the shared one stays for other processes).
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Errors that openheavy raises on purpose are printed as one line that says what to do (naming the run
 they happened in, if any), with exit code 1; with `--json`, as one JSON object on stdout. Ctrl-C exits
-with 130 after the run's trace is closed, the run marked cancelled and the model server stopped;
-SIGTERM and SIGHUP take the same path and exit with 143 and 129.
+with 130 after the run's trace is closed, the run marked cancelled and the model server let go (a
+shared one stays up); SIGTERM and SIGHUP take the same path and exit with 143 and 129.
 """
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import math
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
@@ -159,6 +161,31 @@ def _settings(**overrides: Any) -> Settings:
         _fail(str(exc))
 
 
+# The run budgets, the same flags on ask, compare and eval.
+MaxStepsOption = Annotated[int | None, typer.Option(min=1, help="Budget: actions per agent.")]
+MaxTokensOption = Annotated[
+    int | None, typer.Option(min=1, help="Budget: tokens per run, prompt + completion (default 60,000).")
+]
+MaxSecondsOption = Annotated[
+    float | None, typer.Option(help="Budget: wall-clock seconds per run (default 900).", show_default=False)
+]
+
+
+def _check_seconds(value: float | None) -> float | None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        _fail(f"--max-seconds must be a positive, finite number of seconds, got {value}")
+    return value
+
+
+def _budget_limits(settings: Settings, options: RunOptions) -> dict[str, str]:
+    """The flag and value of each budget as the run used it, for the line that says what a budget stopped."""
+    return {
+        "steps": f"--max-steps {options.max_steps or settings.max_steps}",
+        "tokens": f"--max-tokens {options.max_tokens or settings.max_tokens:,}",
+        "time": f"--max-seconds {options.max_seconds or settings.max_seconds:g}",
+    }
+
+
 def _parse_agents(value: str) -> int | None:
     if value == "auto":
         return None
@@ -285,7 +312,9 @@ def ask(
             "SearXNG (comma list or repeated; adds to the config's allow_hosts).",
         ),
     ] = None,
-    max_steps: Annotated[int | None, typer.Option(min=1, help="Actions per agent.")] = None,
+    max_steps: MaxStepsOption = None,
+    max_tokens: MaxTokensOption = None,
+    max_seconds: MaxSecondsOption = None,
     agents: Annotated[str, typer.Option(help="heavy: 'auto' or a number of agents.")] = "auto",
     max_agents: Annotated[int, typer.Option(min=1, help="heavy: most agents the planner may use.")] = 4,
     n: Annotated[int, typer.Option(min=1, help="rank: number of samples.")] = 4,
@@ -297,7 +326,13 @@ def ask(
 ) -> None:
     """Research QUESTION and print a cited answer with its figures."""
     from openheavy.display.live import LiveDisplay
-    from openheavy.display.render import render_agent_table, render_answer, render_ranking, render_summary
+    from openheavy.display.render import (
+        render_agent_table,
+        render_answer,
+        render_budget_stops,
+        render_ranking,
+        render_summary,
+    )
 
     runs = _RunIds()
     with _errors(as_json=as_json, runs=runs), _progress(enabled=not as_json) as progress:
@@ -309,6 +344,8 @@ def ask(
         agent_count = _parse_agents(agents)
         options = RunOptions(
             max_steps=max_steps,
+            max_tokens=max_tokens,
+            max_seconds=_check_seconds(max_seconds),
             agents=agent_count,
             max_agents=max_agents,
             n=n,
@@ -333,7 +370,10 @@ def ask(
     if result.figures.agents > 1:
         render_agent_table(result.figures, out)
     for note in result.notes:
-        out.print(f"[yellow]note:[/] {note}", highlight=False)
+        out.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+    stops = render_budget_stops(str(result.stop_reason), result.agents, _budget_limits(settings, options))
+    if stops:
+        out.print(f"[yellow]{escape(stops)}[/]", highlight=False)
     out.print(render_summary(result.figures, result.run_id), style="dim", highlight=False)
 
 
@@ -392,7 +432,10 @@ def compare(
     api_key: ApiKeyOption = None,
     api_key_file: ApiKeyFileOption = None,
     corpus: Annotated[str | None, typer.Option(help="Corpus to search (default pydocs).")] = None,
-    max_steps: Annotated[int | None, typer.Option(min=1, help="Actions per agent.")] = None,
+    max_steps: MaxStepsOption = None,
+    max_tokens: MaxTokensOption = None,
+    max_seconds: MaxSecondsOption = None,
+    max_agents: Annotated[int, typer.Option(min=1, help="heavy: most agents the planner may use.")] = 4,
     n: Annotated[int, typer.Option(min=1, help="rank: number of samples.")] = 4,
     verifier: Annotated[str, typer.Option(help="rank: vote | judge | check:NAME | reward:URL")] = "vote",
     tools: ToolsOption = None,
@@ -400,9 +443,14 @@ def compare(
 ) -> None:
     """Run several modes on one question and show the answers and their cost side by side. --tools
     applies to the modes that run agents."""
-    from rich.table import Table
+    from dataclasses import replace
 
+    from rich.text import Text
+
+    from openheavy.display.formatting import one_line
     from openheavy.display.live import LiveDisplay
+    from openheavy.display.render import render_answer, render_budget_stops
+    from openheavy.display.tables import Column, one_line_table
 
     runs = _RunIds()
 
@@ -414,8 +462,8 @@ def compare(
                     err.rule(f"[bold]{mode}")
                 sinks: list[EventSink] = [runs] if as_json else [runs, LiveDisplay(err)]
                 mode_tools = agent_tools if MODES[mode].runs_agents else None
-                options = RunOptions(max_steps=max_steps, n=n, verifier=verifier, tools=mode_tools)
-                results.append(await heavy.arun(question, mode, options, sinks=sinks))
+                mode_options = replace(options, tools=mode_tools)
+                results.append(await heavy.arun(question, mode, mode_options, sinks=sinks))
         return results
 
     with _errors(as_json=as_json, runs=runs), _progress(enabled=not as_json) as progress:
@@ -426,27 +474,55 @@ def compare(
         key = _api_key(api_key, api_key_file)
         settings = _settings(model=model, corpus=corpus, api_key=key)
         agent_tools = _parse_tools(tools)
+        options = RunOptions(
+            max_steps=max_steps,
+            max_tokens=max_tokens,
+            max_seconds=_check_seconds(max_seconds),
+            max_agents=max_agents,
+            n=n,
+            verifier=verifier,
+        )
         _check_tools(agent_tools, settings)
         results = asyncio.run(run_all(Heavy(settings=settings, api_key=key, progress=progress)))
     if as_json:
         sys.stdout.write(json.dumps([r.to_dict() for r in results], ensure_ascii=False, indent=2) + "\n")
         return
-    table = Table(title=question, show_lines=True)
-    for column in ("mode", "answer", "searches", "docs read", "cited", "tokens in/out", "wall s", "run"):
-        table.add_column(column, overflow="fold")
+    # Each answer in full, then one line of figures per mode, side by side at any width.
     for r in results:
-        f = r.figures
-        table.add_row(
+        out.rule(f"[bold]{escape(r.mode)}")
+        render_answer(r.answer, r.citations, out)
+    out.rule()
+    out.print(
+        escape(one_line(question, 300)), style="bold", highlight=False, no_wrap=True, overflow="ellipsis"
+    )
+    columns = [
+        Column("mode", keep=9),
+        Column("answer", keep=5, flexible=True),
+        Column("searches", keep=3, justify="right"),
+        Column("read", keep=2, justify="right"),
+        Column("cited", keep=4, justify="right"),
+        Column("tokens", keep=7, justify="right"),
+        Column("wall s", keep=6, justify="right"),
+        Column("run", keep=8),
+    ]
+    rows: list[list[str | Text]] = [
+        [
             r.mode,
-            r.answer,
-            str(f.searches),
-            str(f.documents_read),
-            str(f.sources_cited),
-            f"{f.prompt_tokens:,} / {f.completion_tokens:,}",
-            f"{f.wall_seconds:.1f}",
+            one_line(r.answer, 200),
+            str(r.figures.searches),
+            str(r.figures.documents_read),
+            str(r.figures.sources_cited),
+            f"{r.figures.total_tokens:,}",
+            f"{r.figures.wall_seconds:.1f}",
             r.run_id,
-        )
-    out.print(table)
+        ]
+        for r in results
+    ]
+    out.print(one_line_table(columns, rows, out.width))
+    for r in results:
+        stops = render_budget_stops(str(r.stop_reason), r.agents, _budget_limits(settings, options))
+        if stops:
+            out.print(f"[yellow]{escape(r.mode)}: {escape(stops)}[/]", highlight=False)
 
 
 @app.command("eval")
@@ -470,7 +546,9 @@ def eval_(
     data_dir: Annotated[
         Path | None, typer.Option(help="Benchmark data folder (default ../shared/data).")
     ] = None,
-    max_steps: Annotated[int | None, typer.Option(min=1, help="Actions per agent.")] = None,
+    max_steps: MaxStepsOption = None,
+    max_tokens: MaxTokensOption = None,
+    max_seconds: MaxSecondsOption = None,
     verifier: Annotated[
         str | None,
         typer.Option(
@@ -482,7 +560,12 @@ def eval_(
     judge: Annotated[bool, typer.Option("--judge", help="Also grade with an LLM judge (the model).")] = False,
     retry_errors: Annotated[bool, typer.Option("--retry-errors", help="Rerun items that errored.")] = False,
     report: Annotated[
-        Path | None, typer.Option("--report", help="Only re-render the report of this results folder.")
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Only re-render the report of this results folder (and make an older one portable: "
+            "traces still on this machine are copied into it, the others marked not available).",
+        ),
     ] = None,
     ray: Annotated[
         str | None,
@@ -509,9 +592,20 @@ def eval_(
     from openheavy.models.registry import resolve_model
 
     if report is not None:
+        from openheavy.evals.portable import make_portable
+
         with _errors():
+            if not (report / "eval.json").is_file():
+                render_report(report)  # says what is missing and what to run
+            portable = make_portable(report, _settings().runs_dir)
             render_report(report)
-        out.print(f"report: {report / 'report.md'}")
+        if portable.rewritten:
+            out.print(
+                f"traces: {portable.exported} copied into {report / 'traces'}, {portable.missing} not "
+                "available on this machine (marked so in the report)",
+                highlight=False,
+            )
+        out.print(f"report: {report / 'report.md'}", highlight=False)
         return
     if dataset is None:
         _fail("name a DATASET (hotpotqa, musique, gsm8k, math500, peps-wide or a .jsonl), or --report DIR")
@@ -519,6 +613,10 @@ def eval_(
     settings = _settings(model=model, api_key=key)
     out_dir = results or Path("eval-out") / Path(dataset).stem
     with _errors():
+        # Checked here, once: a bad budget must not become an errored result for every item.
+        budgets = RunOptions(
+            max_steps=max_steps, max_tokens=max_tokens, max_seconds=_check_seconds(max_seconds)
+        )
         items = load_dataset(dataset, data_dir, limit=limit)
         mode_specs = parse_modes(modes)
         agent_tools = _parse_tools(tools)
@@ -540,7 +638,7 @@ def eval_(
                 settings,
                 api_key=key,
                 verifier=verifier or default_verifier(dataset),
-                max_steps=max_steps,
+                budgets=budgets,
                 tools=agent_tools,
             )
             runner: HeavyRunner | RayRunner
@@ -573,7 +671,27 @@ def eval_(
                     await judge_model.aclose()
 
         asyncio.run(evaluate())
+    stops = _eval_budget_stops(out_dir, _budget_limits(settings, budgets))
+    if stops:
+        out.print(f"[yellow]{escape(stops)}[/]", highlight=False)
     out.print(f"results: {out_dir / 'results.jsonl'} · report: {out_dir / 'report.md'}")
+
+
+def _eval_budget_stops(out_dir: Path, limits: dict[str, str]) -> str | None:
+    """Which budget stopped how many runs of each mode, e.g. `stopped by budget: tokens (--max-tokens
+    500): heavy:4 ×3, single ×1`; None when no budget stopped a run."""
+    from openheavy.evals.store import latest_results, read_results
+
+    counts: dict[str, dict[str, int]] = {}
+    for row in latest_results(read_results(out_dir)).values():
+        if row.stop_reason.startswith("budget:"):
+            by_mode = counts.setdefault(row.stop_reason.removeprefix("budget:"), {})
+            by_mode[row.mode] = by_mode.get(row.mode, 0) + 1
+    parts = [
+        f"{budget} ({limits.get(budget, budget)}): " + ", ".join(f"{m} ×{c}" for m, c in modes.items())
+        for budget, modes in counts.items()
+    ]
+    return "stopped by budget: " + " · ".join(parts) if parts else None
 
 
 @app.command()
@@ -718,34 +836,62 @@ def index(
 
 
 @app.command()
-def corpora() -> None:
+def corpora(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")] = False,
+) -> None:
     """List local corpora with their document and chunk counts."""
-    from rich.table import Table
+    from rich.text import Text
 
     from openheavy.corpus.catalog import list_corpora
+    from openheavy.display.tables import Column, one_line_table
 
     settings = _settings()
     with _errors():
         found = list_corpora(settings.index_dir)
+    if as_json:
+        listed = [
+            {
+                "name": info.name,
+                "documents": info.documents,
+                "chunks": info.chunks,
+                "updated_at": info.updated_at.isoformat(),
+                "path": str(info.path),
+                "problem": info.problem,
+            }
+            for info in found
+        ]
+        sys.stdout.write(json.dumps(listed, ensure_ascii=False, indent=2) + "\n")
+        return
     if not found:
         out.print("no corpora yet: `openheavy index PATH --name NAME`, or ask a question to build pydocs")
         return
-    table = Table("name", "documents", "chunks", "updated", "path")
-    for info in found:
-        if info.problem is not None:
-            table.add_row(info.name, "[red]unusable[/]", "", str(info.updated_at), str(info.path))
-        else:
-            table.add_row(
-                info.name, f"{info.documents:,}", f"{info.chunks:,}", str(info.updated_at), str(info.path)
-            )
-    out.print(table)
+    columns = [
+        Column("name", keep=9, flexible=True),
+        Column("documents", keep=8, justify="right"),
+        Column("chunks", keep=7, justify="right"),
+        Column("updated", keep=6),
+    ]
+    rows: list[list[str | Text]] = [
+        [
+            info.name,
+            Text("unusable", style="red") if info.problem else f"{info.documents:,}",
+            "" if info.problem else f"{info.chunks:,}",
+            info.updated_at.strftime("%Y-%m-%d %H:%M"),
+        ]
+        for info in found
+    ]
+    out.print(one_line_table(columns, rows, out.width))
+    out.print(f"in {settings.index_dir}", style="dim", highlight=False)
     for info in found:
         if info.problem is not None:
             err.print(f"[yellow]warning:[/] {escape(info.problem)}", highlight=False)
 
 
 @app.command()
-def runs(limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20) -> None:
+def runs(
+    limit: Annotated[int, typer.Option(min=1, help="How many, newest first.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")] = False,
+) -> None:
     """List past runs."""
     from openheavy.display.render import render_runs
     from openheavy.trace import RunStore, run_store_path
@@ -753,17 +899,31 @@ def runs(limit: Annotated[int, typer.Option(min=1, help="How many, newest first.
     settings = _settings()
     with _errors():
         rows = RunStore(run_store_path(settings.runs_dir)).list(limit=limit)
+    if as_json:
+        listed = [row.model_dump(mode="json") for row in rows]
+        sys.stdout.write(json.dumps(listed, ensure_ascii=False, indent=2) + "\n")
+        return
     render_runs(rows, out)
 
 
 @app.command()
 def trace(
-    run_id: Annotated[str, typer.Argument(help="A run id (or a unique prefix) from `openheavy runs`.")],
+    run_id: Annotated[
+        str,
+        typer.Argument(
+            help="A run id (or a unique prefix) from `openheavy runs`, or a trace file "
+            "(.jsonl, or .jsonl.gz as exported beside eval results)."
+        ),
+    ],
 ) -> None:
     """Print a run step by step: every prompt, output, search, document, token and second."""
     from openheavy.display.render import render_trace
     from openheavy.trace import RunStore, read_trace, run_store_path
 
+    if run_id.endswith((".jsonl", ".jsonl.gz")) and Path(run_id).is_file():
+        with _errors():
+            render_trace(read_trace(Path(run_id)), out)
+        return
     settings = _settings()
     with _errors():
         row = RunStore(run_store_path(settings.runs_dir)).get(run_id)
@@ -771,6 +931,111 @@ def trace(
             _fail(f"run {row.run_id} has no trace file")
         records = read_trace(Path(row.trace_path))
     render_trace(records, out)
+
+
+model_app = typer.Typer(
+    help="The shared embedded model servers of this data directory: what runs, who uses it; stop them.",
+    no_args_is_help=True,
+)
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("status")
+def model_status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON, for scripts.")] = False,
+) -> None:
+    """Show the shared llama-servers: model, pid, port, threads, busy slots, uptime, idle time, users."""
+    from rich.text import Text
+
+    from openheavy.display.formatting import duration
+    from openheavy.display.tables import Column, one_line_table
+    from openheavy.models.core_ledger import CoreLedger
+    from openheavy.models.shared_server import server_statuses
+
+    settings = _settings()
+    with _errors():
+        statuses = server_statuses(settings.data_dir)
+        ledger = CoreLedger(settings.runtime_dir)
+        used = ledger.used()
+    if as_json:
+        report = {
+            "data_dir": str(settings.data_dir),
+            "servers": [s.to_dict() for s in statuses],
+            "cores": {"total": ledger.cores, "used_by_llama_servers": used},
+        }
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    if not statuses:
+        out.print(f"no shared model server in {settings.data_dir}", highlight=False)
+    else:
+        columns = [
+            Column("model", keep=9, flexible=True),
+            Column("pid", keep=8, justify="right"),
+            Column("port", keep=4, justify="right"),
+            Column("threads", keep=3, justify="right"),
+            Column("busy", keep=7, justify="right"),
+            Column("up", keep=5, justify="right"),
+            Column("idle", keep=6, justify="right"),
+            Column("users", keep=2, justify="right"),
+        ]
+        rows: list[list[str | Text]] = []
+        for status in statuses:
+            idle = status.idle_for
+            rows.append(
+                [
+                    status.model,
+                    str(status.server_pid),
+                    str(status.port),
+                    str(status.threads),
+                    f"{status.busy_slots if status.busy_slots is not None else '?'}/{status.slots}",
+                    duration(status.uptime),
+                    "stale" if status.problem else "busy" if idle is None else duration(idle),
+                    str(len(status.users)),
+                ]
+            )
+        out.print(one_line_table(columns, rows, out.width))
+        for status in statuses:
+            if status.problem:
+                out.print(
+                    f"{status.model}: stale record, {status.problem} (replaced on next use)", highlight=False
+                )
+            for user in status.users:
+                ago = duration(max(0.0, time.time() - user.last_used))
+                out.print(
+                    f"{status.model}: used by pid {user.pid}, last request {ago} ago ({user.command})",
+                    highlight=False,
+                    no_wrap=True,
+                    overflow="ellipsis",
+                )
+    out.print(
+        f"llama.cpp threads on this machine: {used} of {ledger.cores} cores", style="dim", highlight=False
+    )
+
+
+@model_app.command("stop")
+def model_stop(
+    model: Annotated[
+        str | None, typer.Argument(help="local | local:fast | local:tiny (default: all).")
+    ] = None,
+) -> None:
+    """Stop the shared llama-servers of this data directory (runs using them get an error)."""
+    from openheavy.models.shared_server import stop_servers
+
+    settings = _settings()
+    with _errors():
+        stopped = stop_servers(settings.data_dir, model)
+    if not stopped:
+        which = f"for {model} " if model else ""
+        out.print(f"no shared model server {which}in {settings.data_dir}", highlight=False)
+    for server in stopped:
+        if not server.was_running:
+            out.print(
+                f"{server.model}: removed a stale record (pid {server.server_pid} was gone)", highlight=False
+            )
+        elif server.stopped:
+            out.print(f"{server.model}: stopped llama-server pid {server.server_pid}", highlight=False)
+        else:
+            _fail(f"{server.model}: llama-server pid {server.server_pid} did not stop — kill it yourself")
 
 
 @app.command()

@@ -12,6 +12,7 @@ The config file is TOML, at `$OPENHEAVY_CONFIG` or `~/.config/openheavy/config.t
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -28,6 +29,20 @@ from pydantic_settings import (
 
 from openheavy.errors import ConfigError
 from openheavy.private_files import looks_secret
+
+
+def default_runtime_dir() -> Path:
+    """Where machine-wide state of this user lives (the llama.cpp core ledger): `$OPENHEAVY_RUNTIME_DIR`,
+    else `$XDG_RUNTIME_DIR/openheavy`, else a per-user folder in the temporary directory. Not in the
+    data directory: every data directory on the machine shares the cores."""
+    explicit = os.environ.get("OPENHEAVY_RUNTIME_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and Path(runtime).is_dir():
+        return Path(runtime) / "openheavy"
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    return Path(tempfile.gettempdir()) / f"openheavy-{uid}"
 
 
 def config_file_path() -> Path:
@@ -71,6 +86,12 @@ class Settings(BaseSettings):
     llama_slots: int = 4
     llama_ctx_per_slot: int = 8192
     llama_start_timeout: float = 180.0
+    # One llama-server per data directory and model, shared by every openheavy process (models.shared_server);
+    # False: each process starts a private one that dies with it.
+    llama_shared: bool = True
+    llama_idle_timeout: float = Field(default=300.0, ge=0)  # a shared server nobody used for this long stops
+    llama_core_wait: float = Field(default=600.0, ge=0)  # how long a new server waits for a free CPU core
+    runtime_dir: Path = Field(default_factory=default_runtime_dir)  # machine-wide state (the core ledger)
 
     # Model requests
     request_timeout: float = Field(600.0, gt=0, allow_inf_nan=False)

@@ -8,13 +8,24 @@ their mode (a user may share a data directory on purpose); files created from no
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
-__all__ = ["child_environment", "create_private_file", "looks_secret", "open_private", "private_dir"]
+from openheavy.errors import ConfigError
+
+__all__ = [
+    "child_environment",
+    "create_private_file",
+    "looks_secret",
+    "open_private",
+    "private_dir",
+    "write_private",
+]
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -26,8 +37,12 @@ _SECRET_NAME = re.compile(
 )
 
 
-def private_dir(path: Path) -> Path:
-    """`path` as a folder, creating it and any missing parents owner-only (0700). Returns `path`."""
+def private_dir(path: Path, *, exclusive: bool = False) -> Path:
+    """`path` as a folder, creating it and any missing parents owner-only (0700). Returns `path`.
+
+    `exclusive`: the folder must be ours alone even if it existed (state that other processes trust,
+    possibly under a shared temporary directory): it is made 0700, and one that belongs to another user
+    raises `ConfigError`, for another user could have made it first to read or forge what is in it."""
     missing: list[Path] = []
     current = path
     while not current.exists():
@@ -43,6 +58,13 @@ def private_dir(path: Path) -> Path:
         os.chmod(folder, DIR_MODE)  # mkdir's mode passes through the umask
     if not path.is_dir():
         raise NotADirectoryError(f"{path} exists and is not a folder")
+    if exclusive:
+        if hasattr(os, "getuid") and path.stat().st_uid != os.getuid():
+            raise ConfigError(
+                f"{path} belongs to another user — set OPENHEAVY_RUNTIME_DIR (or OPENHEAVY_DATA_DIR) to a "
+                "folder of your own"
+            )
+        os.chmod(path, DIR_MODE)
     return path
 
 
@@ -67,6 +89,21 @@ def open_private(path: Path, mode: str = "a", encoding: str | None = "utf-8") ->
         raise ValueError(f"open_private writes: mode 'a' or 'w', not {mode!r}")
     create_private_file(path)
     return path.open(mode, encoding=encoding)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace `path` with `text` atomically (a reader never sees half a file); owner-only (0600) from
+    its first byte, in a folder that is ours alone (`private_dir(exclusive=True)`)."""
+    private_dir(path.parent, exclusive=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def looks_secret(name: str) -> bool:

@@ -36,7 +36,6 @@ from openheavy.audit.provenance import PromptSet, installed_prompt_set
 from openheavy.audit.report import render_audit_report
 from openheavy.audit.store import (
     CALIBRATION_FILE,
-    TRACES_DIR,
     ArmInfo,
     AuditMeta,
     AuditRow,
@@ -51,6 +50,7 @@ from openheavy.audit.store import (
 from openheavy.audit.summary import AuditSummary
 from openheavy.errors import ConfigError
 from openheavy.evals.harness import ProgressDisplay, item_seed
+from openheavy.evals.portable import TRACES_DIR, export_trace
 from openheavy.evals.store import RESULTS_FILE, ResultsWriter
 from openheavy.models.base import ChatModel
 from openheavy.models.recording import CallLabel, RecordingModel
@@ -329,7 +329,9 @@ async def _audit_item(context: _Context, item: AuditItem, arm: Arm) -> AuditRow:
         if sink.run_id:
             run_ids.append(sink.run_id)
             source = trace_path(engine.settings.runs_dir, sink.run_id)
-            traces.append(await asyncio.to_thread(_keep_trace, source, context.out_dir, sink.run_id))
+            # Exported as eval results export theirs (gzip); "" when the trace is gone.
+            kept = await asyncio.to_thread(export_trace, source, context.out_dir, sink.run_id)
+            traces.append(kept or "")
         if result is None:
             break
         answers.append(result.answer)
@@ -360,15 +362,6 @@ async def _audit_item(context: _Context, item: AuditItem, arm: Arm) -> AuditRow:
     if context.judge is not None and error is None and item.probe in ANSWERING:
         row = row.model_copy(update={"judge": await _judge_row(context, context.judge, item, row)})
     return row
-
-
-def _keep_trace(source: Path, out_dir: Path, run_id: str) -> str:
-    """Copy a run's trace into the audit folder; its path relative to the folder ("" if it is gone)."""
-    relative = f"{TRACES_DIR}/{run_id}.jsonl"
-    if not source.is_file():
-        return ""
-    shutil.copyfile(source, out_dir / relative)
-    return relative
 
 
 def _lookups(context: _Context, prompts: Sequence[str], traces: Sequence[str]) -> dict[str, object]:

@@ -22,7 +22,6 @@ from openheavy.evals.store import RESULTS_FILE, SavedModel, read_json_file, read
 
 AUDIT_FILE = "audit.json"
 CALIBRATION_FILE = "calibration.jsonl"
-TRACES_DIR = "traces"
 
 Arm = Literal["model", "vs"]
 ARMS: tuple[Arm, ...] = ("model", "vs")

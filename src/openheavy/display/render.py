@@ -23,6 +23,7 @@ from openheavy.display.formatting import (
     one_line,
     tokens_in_out,
 )
+from openheavy.display.tables import Column, one_line_table
 from openheavy.trace import RunFigures, RunRow, TraceRecord
 from openheavy.types import (
     ActionParsed,
@@ -48,6 +49,7 @@ from openheavy.types import (
 __all__ = [
     "render_agent_table",
     "render_answer",
+    "render_budget_stops",
     "render_ranking",
     "render_runs",
     "render_summary",
@@ -74,6 +76,25 @@ def render_summary(figures: RunFigures, run_id: str) -> str:
     return " · ".join(parts)
 
 
+def render_budget_stops(
+    stop_reason: str, agents: Sequence[dict[str, Any]], limits: dict[str, str]
+) -> str | None:
+    """One line naming each budget that stopped the run or some of its agents, with the flag that set
+    it, and what it stopped, e.g. `stopped by budget: tokens (--max-tokens 500): agent-1, agent-3 ·
+    steps (--max-steps 3): agent-2`; None when no budget stopped anything."""
+    stopped: dict[str, list[str]] = {}
+    for agent in agents:
+        reason = str(agent.get("stop_reason", ""))
+        if reason.startswith("budget:"):
+            stopped.setdefault(reason.removeprefix("budget:"), []).append(str(agent.get("agent", "an agent")))
+    if stop_reason.startswith("budget:") and not stopped:
+        stopped[stop_reason.removeprefix("budget:")] = ["the run"]
+    if not stopped:
+        return None
+    parts = [f"{name} ({limits.get(name, name)}): {', '.join(who)}" for name, who in stopped.items()]
+    return "stopped by budget: " + " · ".join(parts)
+
+
 def render_answer(answer: str, citations: Sequence[dict[str, Any]], console: Console) -> None:
     """Print an answer followed by its numbered citations: `[1] title — url or path`."""
     console.print(Text(answer.strip() or "(no answer)"))
@@ -97,34 +118,41 @@ def _citation_line(citation: dict[str, Any], position: int) -> Text:
 _STATUS_STYLE = {"ok": "green", "running": "cyan", "cancelled": "yellow", "failed": "red"}
 
 
+_RUN_COLUMNS = (
+    Column("run", keep=9),
+    Column("started", keep=3),
+    Column("mode", keep=4),
+    Column("model", keep=2),
+    Column("status", keep=8),
+    Column("question", keep=7, flexible=True),
+    Column("tokens", keep=6, justify="right"),
+    Column("time", keep=5, justify="right"),
+)
+
+
 def render_runs(rows: Sequence[RunRow], console: Console) -> None:
-    """Print a table of past runs: id, start time, mode, model, status, question, tokens, wall time."""
+    """Print a table of past runs, one line each at any width: id, status, question, tokens and wall
+    time always; mode, start time and model as the width allows."""
     if not rows:
         console.print(Text("no runs yet — ask a question with `openheavy ask`"))
         return
-    table = Table(show_edge=False, pad_edge=False)
-    table.add_column("run", no_wrap=True)
-    table.add_column("started", no_wrap=True)
-    table.add_column("mode")
-    table.add_column("model", overflow="fold")
-    table.add_column("status")
-    table.add_column("question", ratio=1)
-    table.add_column("tokens", justify="right")
-    table.add_column("time", justify="right")
+    cells: list[list[str | Text]] = []
     for row in rows:
         figures = row.run_figures
         wall = row.finished_at - row.started_at if row.finished_at is not None else None
-        table.add_row(
-            row.run_id,
-            time.strftime("%Y-%m-%d %H:%M", time.localtime(row.started_at)),
-            row.mode,
-            row.model,
-            Text(row.status, style=_STATUS_STYLE.get(row.status, "")),
-            Text(one_line(row.question, 60)),
-            f"{figures.total_tokens:,}" if figures.total_tokens else "",
-            duration(wall) if wall is not None else "",
+        cells.append(
+            [
+                row.run_id,
+                time.strftime("%Y-%m-%d %H:%M", time.localtime(row.started_at)),
+                row.mode,
+                row.model,
+                Text(row.status, style=_STATUS_STYLE.get(row.status, "")),
+                one_line(row.question, 60),
+                f"{figures.total_tokens:,}" if figures.total_tokens else "",
+                duration(wall) if wall is not None else "",
+            ]
         )
-    console.print(table)
+    console.print(one_line_table(_RUN_COLUMNS, cells, console.width))
 
 
 # ---------------------------------------------------------------- full traces

@@ -3,7 +3,8 @@
 The harness does not know how a question is answered: it calls a `Runner` you inject (the CLI wraps
 the core run API in one; tests pass a fake; a cluster runner can fan out through Ray behind the same
 seam). Each finished (item, mode) is appended to `results.jsonl` and flushed at once, so an interrupted
-evaluation loses at most the runs in flight, and a rerun skips everything already saved.
+evaluation loses at most the runs in flight, and a rerun skips everything already saved. Each run's trace
+is exported beside the results (`evals.portable`), so the folder can be moved or published.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from openheavy.evals.grading import (
     grade_answer,
     judge_answer,
 )
+from openheavy.evals.portable import export_trace, make_portable
 from openheavy.evals.report import render_report
 from openheavy.evals.stats import EvalSummary
 from openheavy.evals.store import (
@@ -217,7 +219,7 @@ async def run_eval(
 
         async def run_pair(item: EvalItem, mode: ModeSpec) -> None:
             async with semaphore:
-                record = await _evaluate(item, mode, runner, item_seed(seed, item.id), judge)
+                record = await _evaluate(item, mode, runner, item_seed(seed, item.id), judge, out_dir)
             writer.write(record)
             display.advance(failed=record.error is not None)
 
@@ -225,6 +227,8 @@ async def run_eval(
         async with asyncio.TaskGroup() as group:
             for item, mode in pending:
                 group.create_task(run_pair(item, mode))
+    # A folder resumed from before trace export still names absolute paths: export what is here.
+    await asyncio.to_thread(make_portable, out_dir)
     return await asyncio.to_thread(render_report, out_dir)
 
 
@@ -285,7 +289,7 @@ def _update_meta(
 
 
 async def _evaluate(
-    item: EvalItem, mode: ModeSpec, runner: Runner, seed: int, judge: ChatModel | None
+    item: EvalItem, mode: ModeSpec, runner: Runner, seed: int, judge: ChatModel | None, out_dir: Path
 ) -> ResultRecord:
     started = time.perf_counter()
     try:
@@ -309,6 +313,8 @@ async def _evaluate(
             verdict = JudgeRecord(correct=decision.correct, reason=decision.reason)
         except Exception as exc:  # a failed judge call must not cost the finished run
             verdict = JudgeRecord(error=f"{type(exc).__name__}: {exc}")
+    # Gzip off the loop; a trace that is not on this machine (a remote Ray worker's) is "not available".
+    trace = await asyncio.to_thread(export_trace, outcome.trace_path, out_dir, outcome.run_id)
 
     return ResultRecord(
         item_id=item.id,
@@ -322,7 +328,7 @@ async def _evaluate(
         answer=outcome.answer,
         citations=[dict(citation) for citation in outcome.citations],
         run_id=outcome.run_id,
-        trace_path=str(outcome.trace_path) if outcome.trace_path is not None else None,
+        trace_path=trace,
         figures=figures,
         error=outcome.error,
         stop_reason=outcome.stop_reason,

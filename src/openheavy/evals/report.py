@@ -1,16 +1,17 @@
 """The report of an evaluation: `summary.json`, `report.md` (per-mode table, judge table, plots, every
-item's row) and the plots, recomputed from the saved results alone by `render_report`."""
+item's row with its run id, linked to the trace exported beside it) and the plots, recomputed from the
+saved results alone by `render_report`. Links are relative: the folder can be moved or published."""
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from openheavy.errors import ConfigError
 from openheavy.evals.grading import EVAL_INSTALL_HINT
 from openheavy.evals.plots import write_plots
+from openheavy.evals.portable import exported_trace
 from openheavy.evals.stats import CI_NOTE, EvalSummary, MetricSummary, summarize
 from openheavy.evals.store import (
     META_FILE,
@@ -73,13 +74,11 @@ def _cell(text: str, limit: int = 100) -> str:
 
 
 def _run_link(row: ResultRecord, out_dir: Path) -> str:
-    label = row.run_id or "trace"
-    if not row.trace_path:
-        return _cell(row.run_id) or "—"
-    target = Path(row.trace_path)
-    # Relative links keep working when the results directory is moved together with its traces.
-    href = os.path.relpath(target, out_dir) if target.is_absolute() else row.trace_path
-    return f"[{_cell(label)}]({href.replace(' ', '%20')})"
+    if not row.run_id:
+        return "—"
+    if exported_trace(row, out_dir) is None or row.trace_path is None:
+        return f"{_cell(row.run_id)} (trace not available)"
+    return f"[{_cell(row.run_id)}]({row.trace_path.replace(' ', '%20')})"
 
 
 def render_markdown(

@@ -35,6 +35,8 @@ class HeavyRunner:
     settings: Settings
     verifier: str = "vote"
     max_steps: int | None = None
+    # The run budgets (max_steps, max_tokens, max_seconds) every item runs under; None: the settings'.
+    budgets: RunOptions | None = None
     tools: tuple[str, ...] | None = None  # the agents' tools (tools/catalog.py); None: search
     sinks: list[EventSink] = field(default_factory=list)
     _engines: dict[str, Heavy] = field(default_factory=dict)
@@ -50,9 +52,12 @@ class HeavyRunner:
                 "evaluate those with direct and rank:N, or give the agents a tool that needs none "
                 "(--tools python)"
             )
+        budgets = self.budgets or RunOptions()
         options = RunOptions(
             seed=seed,
-            max_steps=self.max_steps,
+            max_steps=self.max_steps or budgets.max_steps,
+            max_tokens=budgets.max_tokens,
+            max_seconds=budgets.max_seconds,
             verifier=self.verifier,
             tools=tools if mode.runs_agents and tools != DEFAULT_TOOLS else None,
         )
@@ -77,6 +82,7 @@ def make_heavy_runner(
     api_key: str | None = None,
     verifier: str = "vote",
     max_steps: int | None = None,
+    budgets: RunOptions | None = None,
     tools: tuple[str, ...] | None = None,
 ) -> HeavyRunner:
     """A `HeavyRunner` with its own model resolved from `settings.model`. A module-level function, so
@@ -84,4 +90,4 @@ def make_heavy_runner(
     from openheavy.models.registry import resolve_model
 
     model = resolve_model(settings.model, settings, api_key=api_key)
-    return HeavyRunner(model, settings, verifier=verifier, max_steps=max_steps, tools=tools)
+    return HeavyRunner(model, settings, verifier=verifier, max_steps=max_steps, budgets=budgets, tools=tools)

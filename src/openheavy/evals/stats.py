@@ -119,7 +119,12 @@ def summarize(meta: EvalMeta, rows: Iterable[ResultRecord], out_dir: Path) -> Ev
     latest = latest_results(rows)
     modes = [_summarize_mode(mode, meta.item_ids, latest) for mode in _all_modes(meta, latest.values())]
     return EvalSummary(
-        dataset=meta.dataset, seed=meta.seed, items=len(meta.item_ids), out_dir=str(out_dir), modes=modes
+        dataset=meta.dataset,
+        seed=meta.seed,
+        items=len(meta.item_ids),
+        # As given when relative; an absolute path would name this machine's folders in a published file.
+        out_dir=out_dir.name if out_dir.is_absolute() else str(out_dir),
+        modes=modes,
     )
 
 

@@ -83,6 +83,8 @@ class ResultRecord(SavedModel):
     answer: str = ""
     citations: list[dict[str, Any]] = Field(default_factory=list)
     run_id: str = ""
+    # The exported trace, relative to the results folder (`traces/RUN_ID.jsonl.gz`); None: not available.
+    # Folders written before traces were exported hold absolute paths here until `make_portable` runs.
     trace_path: str | None = None
     figures: dict[str, float] = Field(default_factory=dict)
     error: str | None = None
@@ -124,6 +126,15 @@ def write_json_atomic(path: Path, model: BaseModel) -> None:
     half a file."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(model.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def rewrite_rows(path: Path, rows: Iterable[BaseModel]) -> None:
+    """Replace a JSONL results file with `rows` through a temporary file (an upgrade of its rows, never
+    an append: `ResultsWriter` does those), so an interrupt leaves the old file or the new, whole."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.writelines(row.model_dump_json() + "\n" for row in rows)
     os.replace(tmp, path)
 
 

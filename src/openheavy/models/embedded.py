@@ -2,7 +2,9 @@
 llama-server that openheavy starts itself (`models.llama_server`).
 
 Because llama-server speaks the OpenAI API, `EmbeddedModel` is only a server lifecycle around an
-`OpenAICompatModel`: embedded and remote models share one request path.
+`OpenAICompatModel`: embedded and remote models share one request path. By default the server is the
+data directory's shared one (`models.shared_server`): the model holds a lease on it while open, and
+closing the model leaves it running for other processes until it idles out.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from openheavy.config import Settings
 from openheavy.errors import EmbeddedModelError, ModelUnreachableError
 from openheavy.models.llama_server import LlamaServer
 from openheavy.models.openai_compat import OpenAICompatModel
+from openheavy.models.shared_server import SharedServer
 from openheavy.models.weights import EmbeddedModelSpec, ensure_weights
 from openheavy.types import Completion, JsonSchema, Message
 
@@ -26,10 +29,12 @@ _DEATH_GRACE_SECONDS = 2.0  # how long a failed request waits for a dying llama-
 
 
 class EmbeddedModel:
-    """A `ChatModel` served by a llama-server that it starts on first use (or on `await start()`).
+    """A `ChatModel` served by llama-server, found or started on first use (or on `await start()`).
 
-    Requests go through `OpenAICompatModel`, exactly as for a remote server. Pass `server=` to share a
-    running server (tests start one for a whole session); the model then never stops it.
+    Requests go through `OpenAICompatModel`, exactly as for a remote server. The server is the data
+    directory's shared one (`settings.llama_shared`, the default), or else a private one that this model
+    starts and stops. Pass `server=` to use a running server (tests start one for a whole session); the
+    model then never stops it.
     """
 
     def __init__(
@@ -42,7 +47,7 @@ class EmbeddedModel:
         self.spec = spec
         self.settings = settings
         self.name = spec.spec
-        self.server = server
+        self.server: LlamaServer | SharedServer | None = server
         self._owns_server = server is None
         self._client: OpenAICompatModel | None = None
         self._start_lock = asyncio.Lock()
@@ -63,8 +68,13 @@ class EmbeddedModel:
             try:
                 if self.server is None:
                     weights = await asyncio.to_thread(ensure_weights, self.spec, self.settings.models_dir)
-                    self.server = LlamaServer.from_settings(weights, self.settings, alias=self.spec.alias)
-                if not self.server.running:
+                    if self.settings.llama_shared:
+                        self.server = await SharedServer.acquire(
+                            self.spec.spec, self.spec.alias, weights, self.settings
+                        )
+                    else:
+                        self.server = LlamaServer.from_settings(weights, self.settings, alias=self.spec.alias)
+                if isinstance(self.server, LlamaServer) and not self.server.running:
                     await self.server.start()
             except EmbeddedModelError as exc:
                 self._start_error = exc
@@ -100,6 +110,8 @@ class EmbeddedModel:
     ) -> Completion:
         """One completion from the embedded model (starting the server first if needed)."""
         client = await self._ensure_client()
+        if isinstance(self.server, SharedServer):
+            self.server.touch()
         try:
             return await client.complete(
                 messages, json_schema=json_schema, max_tokens=max_tokens, temperature=temperature, seed=seed
@@ -107,8 +119,12 @@ class EmbeddedModel:
         except ModelUnreachableError as exc:
             server = self.server
             if server is not None and await server.exited_within(_DEATH_GRACE_SECONDS):
+                code = f"code {server.returncode}" if server.returncode is not None else f"pid {server.pid}"
+                stopped = (
+                    " (stopped by `openheavy model stop`, or it crashed)" if server.returncode is None else ""
+                )
                 raise EmbeddedModelError(
-                    f"the embedded llama-server exited (code {server.returncode}); last lines of "
+                    f"the embedded llama-server exited ({code}){stopped}; last lines of "
                     f"{server.log_path}:\n{server.log_tail()}"
                 ) from exc
             raise
@@ -118,11 +134,16 @@ class EmbeddedModel:
         return await self.server.metrics() if self.server is not None else {}
 
     async def aclose(self) -> None:
-        """Close connections and stop the server if this model started it."""
+        """Close connections; give the shared server's lease back, or stop a private server this model
+        started. A later request starts over."""
         client, self._client = self._client, None
         try:
             if client is not None:
                 await client.aclose()
         finally:
             if self._owns_server and self.server is not None:
-                await self.server.stop()
+                server, self.server = self.server, None
+                if isinstance(server, SharedServer):
+                    server.release()
+                else:
+                    await server.stop()

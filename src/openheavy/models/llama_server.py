@@ -1,6 +1,7 @@
 """`LlamaServer`: one llama.cpp `llama-server` process that openheavy starts on a free loopback port,
 health-checks and stops itself, and never leaves orphaned (async context manager, parent-death signal,
-`atexit`)."""
+`atexit`). Its threads are claimed from the machine-wide core ledger (`models.core_ledger`) before it
+starts and given back when it stops. Sharing one server between processes is `models.shared_server`."""
 
 from __future__ import annotations
 
@@ -25,11 +26,12 @@ from typing import IO, Self
 
 import httpx2
 
-from openheavy.config import Settings
+from openheavy.config import Settings, default_runtime_dir
 from openheavy.errors import EmbeddedModelError
+from openheavy.models.core_ledger import CoreClaim, CoreLedger
 from openheavy.private_files import child_environment, create_private_file, private_dir
 
-__all__ = ["LlamaServer", "find_llama_server"]
+__all__ = ["LlamaServer", "find_llama_server", "log_tail", "parse_metrics"]
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +118,8 @@ def _stop_all_at_exit() -> None:
         server.stop_now()
 
 
-def _log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
+def log_tail(path: Path, lines: int = _LOG_TAIL_LINES) -> str:
+    """The last `lines` lines of a server log, for error messages."""
     try:
         with path.open("rb") as f:
             f.seek(0, os.SEEK_END)
@@ -148,6 +151,8 @@ class LlamaServer:
         start_timeout: float = 180.0,
         api_key: str | None = None,
         extra_args: Sequence[str] = (),
+        core_ledger: CoreLedger | None = None,
+        core_wait: float = 600.0,
     ) -> None:
         self.model_path = Path(model_path)
         self.log_dir = Path(log_dir)
@@ -155,11 +160,13 @@ class LlamaServer:
         self.alias = alias
         self.slots = slots
         self.ctx_per_slot = ctx_per_slot
-        self.threads = threads or os.cpu_count() or 2
+        self.threads = threads or os.cpu_count() or 2  # wanted; the core ledger may grant fewer
         self.start_timeout = start_timeout
         # A per-process key keeps other local users off our server; /health stays open without it.
         self.api_key = api_key if api_key is not None else secrets.token_urlsafe(24)
         self.extra_args = tuple(extra_args)
+        self.core_ledger = core_ledger if core_ledger is not None else CoreLedger(default_runtime_dir())
+        self.core_wait = core_wait
         self.host = "127.0.0.1"
         self.port: int | None = None
         self.log_path: Path | None = None
@@ -167,6 +174,7 @@ class LlamaServer:
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
         self._last_returncode: int | None = None
+        self._cores: CoreClaim | None = None
 
     @classmethod
     def from_settings(cls, model_path: Path, settings: Settings, *, alias: str = "") -> LlamaServer:
@@ -180,6 +188,8 @@ class LlamaServer:
             ctx_per_slot=settings.llama_ctx_per_slot,
             threads=settings.llama_threads,
             start_timeout=settings.llama_start_timeout,
+            core_ledger=CoreLedger(settings.runtime_dir),
+            core_wait=settings.llama_core_wait,
         )
 
     # -------------------------------------------------------------- state
@@ -197,6 +207,11 @@ class LlamaServer:
     @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
+
+    @property
+    def threads_running(self) -> int | None:
+        """The threads the running server was started with (`-t`), which the core ledger granted."""
+        return self._cores.threads if self._cores is not None else None
 
     @property
     def running(self) -> bool:
@@ -221,7 +236,7 @@ class LlamaServer:
 
     def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
         """The last lines the server wrote, for error messages."""
-        return _log_tail(self.log_path, lines) if self.log_path is not None else "(not started)"
+        return log_tail(self.log_path, lines) if self.log_path is not None else "(not started)"
 
     # -------------------------------------------------------------- lifecycle
 
@@ -248,6 +263,9 @@ class LlamaServer:
         flags = await asyncio.to_thread(_supported_flags, binary)
         started = time.monotonic()
         try:
+            label = f"{self.alias or self.model_path.stem} for {self.log_dir.parent}"
+            self._cores = await self.core_ledger.claim(self.threads, label=label, wait=self.core_wait)
+            started = time.monotonic()  # the start timeout counts from here, not from the wait for cores
             for _ in range(3):  # a free port can be taken between our probe and the server's bind
                 self._spawn(binary, flags)
                 if await self._wait_until_healthy(started):
@@ -261,6 +279,7 @@ class LlamaServer:
             )
         except BaseException:
             self._reap()  # synchronous: also runs when the start itself is cancelled (Ctrl-C)
+            self._release_cores()
             raise
 
     def _command(self, binary: Path, flags: frozenset[str]) -> list[str]:
@@ -271,7 +290,7 @@ class LlamaServer:
             "--port", str(self.port),
             "-np", str(self.slots),
             "-c", str(self.slots * self.ctx_per_slot),
-            "-t", str(self.threads),
+            "-t", str(self.threads_running or self.threads),
         ]  # fmt: skip
         if self.alias and "--alias" in flags:
             cmd += ["--alias", self.alias]
@@ -357,6 +376,7 @@ class LlamaServer:
                     await asyncio.sleep(0.02)
         finally:
             self._reap()  # kills and reaps even if this coroutine is cancelled mid-wait
+            self._release_cores()
 
     def stop_now(self, grace: float = 5.0) -> None:
         """Blocking stop, for `atexit`, signal handlers and synchronous test fixtures."""
@@ -368,6 +388,15 @@ class LlamaServer:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(grace)
         self._reap()
+        self._release_cores()
+
+    def _release_cores(self) -> None:
+        claim, self._cores = self._cores, None
+        if claim is not None:
+            try:
+                self.core_ledger.release(claim)
+            except (OSError, EmbeddedModelError) as exc:  # the claim dies with this process anyway
+                log.warning("could not give back %d llama.cpp threads: %s", claim.threads, exc)
 
     def _reap(self) -> None:
         proc, self._proc = self._proc, None
@@ -391,12 +420,15 @@ class LlamaServer:
                 response = await client.get(f"{self.url}/metrics", headers=headers)
             except httpx2.TransportError:
                 return {}
-        if response.status_code != 200:
-            return {}
-        figures: dict[str, float] = {}
-        for line in response.text.splitlines():
-            if line.startswith("llamacpp:"):
-                name, _, value = line.removeprefix("llamacpp:").partition(" ")
-                with contextlib.suppress(ValueError):
-                    figures[name] = float(value)
-        return figures
+        return parse_metrics(response.text) if response.status_code == 200 else {}
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """llama-server's Prometheus lines (`llamacpp:NAME VALUE`) as `{NAME: VALUE}`."""
+    figures: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("llamacpp:"):
+            name, _, value = line.removeprefix("llamacpp:").partition(" ")
+            with contextlib.suppress(ValueError):
+                figures[name] = float(value)
+    return figures

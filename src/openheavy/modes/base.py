@@ -56,9 +56,9 @@ class RunOptions:
             for name, value in at_least_one.items()
             if value is not None and value < 1
         ]
-        # `not x > 0` rather than `x <= 0`: NaN compares false either way, and must not pass.
+        # `not (x > 0)` also refuses nan, which compares false to everything and would disable the budget.
         if self.max_seconds is not None and not (self.max_seconds > 0 and math.isfinite(self.max_seconds)):
-            problems.append(f"max_seconds must be a number of seconds more than 0, got {self.max_seconds}")
+            problems.append(f"max_seconds must be more than 0 and finite, got {self.max_seconds}")
         if self.temperature is not None and not (self.temperature >= 0 and math.isfinite(self.temperature)):
             problems.append(f"temperature must be 0 or more, got {self.temperature}")
         if self.tools is not None:

@@ -3,6 +3,7 @@ and normalized for snapshot tests."""
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Iterable
 from dataclasses import fields
@@ -102,13 +103,19 @@ class TraceRecord(BaseModel):
 
 
 def read_trace(path: Path) -> list[TraceRecord]:
-    """The records of a JSONL trace. A truncated last line (a run killed mid-write) is skipped."""
+    """The records of a JSONL trace (gzip-compressed when the name ends in .gz, as eval results export
+    them). A truncated last line (a run killed mid-write) is skipped."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        if path.suffix == ".gz":
+            lines = gzip.decompress(path.read_bytes()).decode("utf-8").splitlines()
+        else:
+            lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
         raise OpenHeavyError(
             f"no trace file at {path} — `openheavy runs` lists runs and their traces"
         ) from None
+    except (gzip.BadGzipFile, EOFError, UnicodeDecodeError) as exc:
+        raise OpenHeavyError(f"trace {path} is damaged ({exc}) — copy it again from where it came") from exc
     numbered = [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
     records: list[TraceRecord] = []
     prompts: dict[str, list[dict[str, str]]] = {}
