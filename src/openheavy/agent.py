@@ -8,18 +8,18 @@ model once; a second failure raises `ModelOutputError`.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
 from openheavy.citations import Citation, Source, resolve_citations
-from openheavy.errors import ModelOutputError, OpenHeavyError
+from openheavy.errors import BudgetExceededError, ModelOutputError, OpenHeavyError
 from openheavy.json_output import first_json_object
 from openheavy.models.base import ChatModel
-from openheavy.models.recording import CallLabel, RecordingModel
+from openheavy.models.budget import Budget, BudgetName, estimate_prompt_tokens
+from openheavy.models.recording import CallLabel, RecordingModel, output_token_bound
 from openheavy.prompts import render_prompt
 from openheavy.search.cache import CachedSearch
 from openheavy.tools.base import Tool, ToolContext
@@ -36,10 +36,10 @@ from openheavy.types import (
     Usage,
 )
 
+__all__ = ["ANSWERED", "FAILED", "AgentResult", "Budget", "BudgetName", "ResearchAgent", "StopReason"]
+
 ANSWER_MAX_CHARS = 1500
 MAX_CITES = 8
-
-BudgetName = Literal["steps", "tokens", "time"]
 
 
 @dataclass(frozen=True)
@@ -57,27 +57,6 @@ class StopReason:
 
 ANSWERED = StopReason("answered")
 FAILED = StopReason("error")
-
-
-@dataclass
-class Budget:
-    """Tokens and wall time for a whole run, shared by all its agents (steps are per agent)."""
-
-    max_tokens: int
-    max_seconds: float
-    started: float = field(default_factory=time.monotonic)
-    used: Usage = field(default_factory=Usage)
-
-    def charge(self, usage: Usage) -> None:
-        self.used = self.used + usage
-
-    def exhausted(self) -> BudgetName | None:
-        """`"tokens"` or `"time"` once that budget is spent, else None."""
-        if self.used.total >= self.max_tokens:
-            return "tokens"
-        if time.monotonic() - self.started >= self.max_seconds:
-            return "time"
-        return None
 
 
 class AnswerArgs(BaseModel):
@@ -162,14 +141,17 @@ class ResearchAgent:
             raise OpenHeavyError("an agent needs at least one tool; for no tools, answer directly")
         if search is None and self.works_on_corpus:
             raise OpenHeavyError("the search tool needs a corpus: pass `search`, or leave search out")
-        self.model = RecordingModel(model, stream=stream, run_id=run_id, label=CallLabel(agent=name))
+        # The budget is the run's (given, or carried by a run's model); every call is checked against it.
+        self.model = RecordingModel(
+            model, stream=stream, run_id=run_id, label=CallLabel(agent=name), budget=budget
+        )
         self.search = search
         self.stream = stream
         self.run_id = run_id
         self.name = name
         self.corpus = corpus or (search.name if search is not None else "")
         self.max_steps = max_steps
-        self.budget = budget or Budget(max_tokens=10**9, max_seconds=float("inf"))
+        self.budget = self.model.budget or Budget.unlimited()
         self.max_tokens_per_call = max_tokens_per_call
         # Constrained decoding stops a string at its maxLength: this bounds the answer's length and
         # cost (a small model may otherwise repeat itself until the limit).
@@ -199,7 +181,7 @@ class ResearchAgent:
         step = 0
         try:
             for step in range(1, self.max_steps + 1):
-                spent = self.budget.exhausted()
+                spent = self.budget.exhausted() or self._no_room_for_two_calls()
                 final = step == self.max_steps or spent is not None
                 action = await self.step(step, final=final)
                 if action.name == "answer":
@@ -242,7 +224,9 @@ class ResearchAgent:
         tool = self.tools[action.name]
         self._used_a_tool = True
         ctx = ToolContext(self.run_id, self.name, step, self.search, self.sources, self.stream)
-        observation = await tool.call(action.args, ctx)
+        observation = await self.budget.bounded(
+            f"{self.name}'s {action.name} at step {step}", lambda: tool.call(action.args, ctx)
+        )
         last = step + 1 == self.max_steps or self.budget.exhausted() is not None
         if last:
             final_prompt = "agent_final" if self.works_on_corpus else "agent_final_no_corpus"
@@ -304,7 +288,6 @@ class ResearchAgent:
                 seed=self.seed,
             )
             self.usage = self.usage + completion.usage
-            self.budget.charge(completion.usage)
             try:
                 return self._parse(completion.text, final)
             except ValueError as exc:
@@ -360,18 +343,29 @@ class ResearchAgent:
 
     def _fail(self, task: str, steps: int, exc: Exception) -> AgentResult:
         message = f"{type(exc).__name__}: {exc}"
+        # A budget that stops the agent before it could answer is why it stopped, not a fault.
+        reason = StopReason("budget", exc.budget) if isinstance(exc, BudgetExceededError) else FAILED
         self.stream.emit(
             AgentFinished(
                 run_id=self.run_id,
                 agent=self.name,
                 answer="",
                 citations=[],
-                stop_reason=str(FAILED),
+                stop_reason=str(reason),
                 error=message,
                 steps=steps,
             )
         )
-        return AgentResult.failure(self.name, task, steps, self.usage, self.sources, message)
+        failed = AgentResult.failure(self.name, task, steps, self.usage, self.sources, message)
+        return replace(failed, stop_reason=reason)
+
+    def _no_room_for_two_calls(self) -> BudgetName | None:
+        """ "tokens" when what is left of the token budget cannot pay for this step's call and an answer
+        after it: this step must answer, while it still can."""
+        schema = self.action_schema(final=False)
+        reply = self.max_tokens_per_call or output_token_bound(schema)
+        bound = estimate_prompt_tokens(self.messages) + reply
+        return "tokens" if self.budget.room() < 2 * bound else None
 
     def _resolve_citations(self, args: AnswerArgs) -> tuple[str, list[Citation]]:
         """Keep citations to opened documents only (drops are recorded) and renumber them 1..k."""

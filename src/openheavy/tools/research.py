@@ -1,6 +1,7 @@
 """The research tools: `search` the corpus and `open` a result to read it.
 
-What the model reads back (the observations) is written in the `tool_*` prompt templates."""
+What the model reads back (the observations) is written in the `tool_*` prompt templates; whatever
+came from the corpus (titles, snippets, text) is fenced as untrusted data (`fence_untrusted`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 from pydantic import BaseModel, Field
 
 from openheavy.errors import AddressRefusedError, FetchError, OpenHeavyError
-from openheavy.prompts import render_prompt
+from openheavy.prompts import fence_untrusted, render_prompt
 from openheavy.search.cache import CachedSearch
 from openheavy.tools.base import Observation, ToolContext
 from openheavy.tools.sources import SourceBook
@@ -75,9 +76,8 @@ class SearchTool:
             ).strip()
             for ref, hit in zip(refs, hits, strict=True)
         ]
-        return Observation(
-            render_prompt("tool_search_results", query=args.query, results="\n".join(lines)).strip()
-        )
+        label = render_prompt("tool_search_results", query=args.query).strip()
+        return Observation(fence_untrusted("\n".join(lines), label=label))
 
 
 class OpenTool:
@@ -141,7 +141,8 @@ class OpenTool:
         observation = render_prompt(
             "tool_open_document", ref=args.ref, title=document.title, location=location, text=shown
         )
-        return Observation(observation.strip())
+        label = render_prompt("tool_open_label", ref=args.ref).strip()
+        return Observation(fence_untrusted(observation.strip(), label=label))
 
 
 def _corpus(ctx: ToolContext) -> CachedSearch:
