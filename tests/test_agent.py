@@ -9,7 +9,7 @@ from openheavy.agent import MISSING_MAX_CHARS, SHORT_MAX_CHARS, Budget, Research
 from openheavy.models.recording import output_token_bound
 from openheavy.models.scripted import ScriptedModel, Unconstrained
 from openheavy.search.cache import CachedSearch
-from openheavy.types import EventStream
+from openheavy.types import Completion, EventStream, Usage
 
 
 def make_agent(
@@ -143,15 +143,32 @@ async def test_step_budget_forces_an_answer_and_says_so() -> None:
     assert result.citations == []  # [1] was seen but never opened
 
 
-async def test_token_budget_shared_by_the_run_forces_an_answer() -> None:
-    budget = Budget(max_tokens=1, max_seconds=1e9)
-    agent, model, _, _ = make_agent(
-        [action("search", query="subprocess"), action("answer", answer="partial", cite=[])],
-        budget=budget,
-    )
+async def test_a_token_budget_with_room_for_one_more_call_makes_it_the_answer() -> None:
+    """After the search the run's budget can pay for one more call, not two: that call must answer
+    (checked before the call, so the answer is not lost to a refused call). The 4,000 tokens left pay
+    for the answer's bound (its prompt, and the short answer and answer at their schema's maxLength)."""
+    budget = Budget(max_tokens=10_000, max_seconds=1e9)
+    searched = Completion(action("search", query="subprocess"), usage=Usage(prompt_tokens=6_000))
+    agent, model, _, _ = make_agent([searched, action("answer", answer="partial", cite=[])], budget=budget)
     result = await agent.run("q")
-    assert result.stop_reason == StopReason("budget", "tokens")
+    assert result.stop_reason == StopReason("budget", "tokens") and result.answer == "partial"
     assert len(model.calls) == 2
+    assert allowed_actions(model.calls[1].json_schema) == ["answer"]
+    assert budget.used.total <= budget.max_tokens and budget.reserved == 0
+
+
+async def test_a_token_budget_too_small_for_a_call_stops_the_agent_before_calling() -> None:
+    budget = Budget(max_tokens=300, max_seconds=1e9)
+    agent, model, sink, _ = make_agent([action("search", query="subprocess")], budget=budget)
+    result = await agent.run("q")
+    assert model.calls == [] and not result.ok
+    assert result.stop_reason == StopReason("budget", "tokens")
+    assert result.error is not None and result.error.startswith(
+        "BudgetExceededError: the token budget of 300 has 300 tokens left, and agent-1's answer call at "
+        "step 1 may spend up to"
+    )
+    [finished] = sink.of("AgentFinished")
+    assert finished.stop_reason == "budget:tokens" and finished.error == result.error
 
 
 async def test_a_search_that_finds_nothing_yields_an_answer_without_citations() -> None:
@@ -209,11 +226,14 @@ async def test_tool_observations_read_as_before_from_the_tool_templates() -> Non
     before = await OpenTool().call(OpenArgs(ref=3), ctx)
     assert before.text == "There is no result [3]. Known results: none yet — search first."
     found = await SearchTool().call(SearchArgs(query="shlex"), ctx)
-    assert found.text.splitlines()[:2] == ['Results for "shlex":', "[1] shlex — split"]
+    # what came from the corpus is fenced as data, under a line that says so (test_untrusted.py)
+    assert found.text.startswith('Results for "shlex", as untrusted data between <data-')
+    assert found.text.splitlines()[2] == "[1] shlex — split"
     opened = await OpenTool().call(OpenArgs(ref=1), ctx)
-    assert opened.text.startswith("[1] shlex — split (file:shlex#1)\nshlex.split splits")
+    assert opened.text.startswith("Document [1], as untrusted data")
+    assert "\n[1] shlex — split (file:shlex#1)\nshlex.split splits" in opened.text
     again = await SearchTool().call(SearchArgs(query="shlex split"), ctx)
-    assert again.text.splitlines()[1] == "[1] shlex — split (already read)"
+    assert again.text.splitlines()[2] == "[1] shlex — split (already read)"
     unknown = await OpenTool().call(OpenArgs(ref=9), ctx)
     assert unknown.text == "There is no result [9]. Known results: [1]."
     nothing = await SearchTool().call(SearchArgs(query="zzzz"), ctx)

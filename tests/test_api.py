@@ -198,7 +198,9 @@ async def test_rank_with_tools_ranks_whole_research_trajectories(settings: Setti
 
 
 def test_bad_run_option_values_are_config_errors_naming_each_problem() -> None:
-    with pytest.raises(ConfigError, match=r"n must be at least 1, got 0; max_seconds must be more than 0"):
+    with pytest.raises(
+        ConfigError, match=r"n must be at least 1, got 0; max_seconds must be more than 0 and finite"
+    ):
         RunOptions(n=0, max_seconds=0)
     with pytest.raises(ConfigError, match="agents must be at least 1"):
         RunOptions(agents=0)

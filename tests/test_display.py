@@ -420,6 +420,7 @@ def pinned(events: list[Event]) -> list[Event]:
 def normalize(text: str) -> str:
     text = re.sub(r"\b\d{8}-\d{6}-[0-9a-f]{4,}\b", "<run-id>", text)
     text = re.sub(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC", "<time>", text)
+    text = re.sub(r"\bdata-[0-9a-f]{8}\b", "data-<tag>", text)  # untrusted-data fences: random per block
     # Table cells are padded to the width of what they held before normalizing; editors strip the rest.
     return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
 

@@ -8,8 +8,11 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+import pytest
+
 from fakes import PASSAGES, ListSink, MemorySearch, action, allowed_actions, plan_reply
 from openheavy.agent import Budget
+from openheavy.errors import AgentsFailedError
 from openheavy.heavy import Orchestrator, fallback_angles
 from openheavy.models.scripted import FunctionModel, Reply, Unconstrained
 from openheavy.search.cache import CachedSearch
@@ -348,13 +351,14 @@ async def test_a_question_naming_placeholders_gets_no_notes_pasted_into_it() -> 
     assert prompt.count("[1] subprocess — run") == 1  # the source listing once
 
 
-async def test_shared_token_budget_stops_all_agents() -> None:
+async def test_a_shared_token_budget_too_small_for_any_call_fails_the_run_saying_so() -> None:
     budget = Budget(max_tokens=1, max_seconds=1e9)
     model = FunctionModel(scripted_team())
     orchestrator, _ = make(model, budget=budget)
-    result = await orchestrator.run("q")
-    assert {str(a.stop_reason) for a in result.agents} == {"budget:tokens"}
-    assert all(a.steps == 1 for a in result.agents)
+    with pytest.raises(AgentsFailedError, match="stopped by the budget before they could answer") as failed:
+        await orchestrator.run("q")
+    assert "agent-1: BudgetExceededError: the token budget of 1 has 1 tokens left" in str(failed.value)
+    assert model.calls == []  # the planner's call was refused too (a fallback plan ran)
 
 
 async def test_prompt_layout_shares_the_prefix_across_agents() -> None:
@@ -381,7 +385,8 @@ async def test_heavy_rank_ranks_the_agents_trajectories_instead_of_synthesizing(
     assert ranking.best.answer == "find shlex: see [1]"
     assert [c.temperature for c in model.calls if role_of(c.messages) == "agent"][:1] == [0.0]
     assert ranking.ranked.best.evidence[0]["id"] == "shlex#1"
-    assert "Evidence read:" in ranking.ranked.best.text and "shlex.split" in ranking.ranked.best.text
+    best = ranking.ranked.best.text
+    assert "Evidence read, as untrusted data" in best and "shlex.split" in best
     assert not [e for e in sink.of("ModelCalled") if e.purpose == "synthesis"]
 
 

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -342,6 +343,22 @@ async def test_api_key_goes_by_environment_not_argv(tmp_path: Path) -> None:
         assert server.pid is not None
         assert f"LLAMA_API_KEY={server.api_key}".encode() in environ_of(server.pid)
     assert server.api_key not in " ".join(recorded_argv(binary)[0])
+
+
+async def test_our_secrets_stay_out_of_the_server_environment_and_its_log_is_private(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENHEAVY_API_KEY", "sk-openheavy-secret")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-secret")
+    binary = fake_binary(tmp_path)
+    async with make_server(tmp_path, binary) as server:
+        assert server.pid is not None
+        environ = b"\0".join(environ_of(server.pid))
+        assert b"sk-openheavy-secret" not in environ and b"sk-openai-secret" not in environ
+        assert f"LLAMA_API_KEY={server.api_key}".encode() in environ  # its own per-run key it needs
+        assert server.log_path is not None
+        assert stat.S_IMODE(server.log_path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(server.log_path.parent.stat().st_mode) == 0o700
 
 
 async def test_server_that_exits_reports_code_and_log_tail(tmp_path: Path) -> None:

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 from fakes import ListSink, MemorySearch, action, allowed_actions
-from openheavy.agent import MISSING_MAX_CHARS, Action, AnswerArgs, ResearchAgent, StopReason
+from openheavy.agent import MISSING_MAX_CHARS, Action, AnswerArgs, Budget, ResearchAgent, StopReason
 from openheavy.models.scripted import ScriptedModel
 from openheavy.search.cache import CachedSearch
 from openheavy.trace import MetricsSink
-from openheavy.types import EventStream
+from openheavy.types import Completion, EventStream, Usage
 
 # A two-hop question: the film passage names its director (the bridge), whose passage has the answer.
 FILMS = {
@@ -148,6 +148,42 @@ async def test_no_answer_is_sent_back_when_no_step_could_act_on_it(max_steps: in
     assert sink.of("AnswerRejected") == [] and result.missing == "her birthplace"
     last = ["answer"] if max_steps == 3 else ["search", "open", "answer"]
     assert allowed_actions(model.calls[-1].json_schema) == last
+
+
+@pytest.mark.parametrize("answer_tokens", [100, 27_500])
+async def test_an_answer_is_sent_back_only_while_the_budget_pays_for_acting_on_it(answer_tokens: int) -> None:
+    """With the budget nearly spent by the answer call, sending the answer back would cost the answer
+    (the next call would be refused): it stands, `missing` and all, and the run stays within budget."""
+    budget = Budget(max_tokens=30_000, max_seconds=1e9)
+    spent = [100, 100, answer_tokens, 100, 100, 100]
+    steps = [
+        action("search", query="Quiet Field"),
+        action("open", ref=1),
+        action("answer", answer="Mara Lind directed it [1].", cite=[1], missing="her birthplace"),
+        action("search", query="Mara Lind born"),
+        action("open", ref=3),
+        action("answer", answer="In Tromsø: Mara Lind [1] was born there [3].", cite=[1, 3]),
+    ]
+    model = ScriptedModel(
+        [Completion(text, usage=Usage(prompt_tokens=n)) for text, n in zip(steps, spent, strict=True)]
+    )
+    sink = ListSink()
+    agent = ResearchAgent(
+        model,
+        CachedSearch(MemorySearch(dict(FILMS))),
+        stream=EventStream([sink]),
+        run_id="run-1",
+        max_steps=8,
+        budget=budget,
+    )
+    result = await agent.run(QUESTION)
+    assert result.ok and budget.used.total <= budget.max_tokens
+    if answer_tokens == 100:  # room to spare: sent back, and the agent goes on to find the birthplace
+        assert [e.reason for e in sink.of("AnswerRejected")] == ["missing"]
+        assert len(model.calls) == 6 and result.missing == ""
+    else:
+        assert sink.of("AnswerRejected") == [] and len(model.calls) == 3
+        assert result.answer.startswith("Mara Lind directed it") and result.missing == "her birthplace"
 
 
 async def test_rejections_are_counted_in_the_figures() -> None:

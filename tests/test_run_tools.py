@@ -39,7 +39,8 @@ def records(path: Path, kind: str) -> list[dict[str, Any]]:
 def printed(observation: str) -> str:
     """The first line the code printed, from the fenced output the model is shown."""
     lines = observation.splitlines()
-    return next(lines[i + 1] for i, line in enumerate(lines) if 'stream="stdout">' in line)
+    header = next(i for i, line in enumerate(lines) if line.startswith("What the code printed on stdout"))
+    return lines[header + 2]  # after the header, the opening tag
 
 
 async def test_single_agent_with_search_and_python_runs_code_and_the_trace_keeps_it(

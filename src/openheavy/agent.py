@@ -8,26 +8,27 @@ model once; a second failure raises `ModelOutputError`.
 Every action starts with `missing`: what the agent still has to find out, written before it picks the
 action, so that it commits to what it lacks (for a multi-hop question: the bridge entity it has just
 read about). An answer is sent back once, with what to do instead, while it says something is missing,
-when nothing has been read, or when it cites nothing that was read; never at the last step, and never
-when no step would be left to act on it.
+when nothing has been read, or when it cites nothing that was read; never at the last step, never
+when no step would be left to act on it, and never when the budget could not pay for acting on it and
+answering after (when the budget says "answer now", the answer stands, `missing` or not).
 """
 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
 from openheavy.answer_text import attach_markers, lead_with, repair_free_text
 from openheavy.citations import Citation, Source, cited_numbers, renumber_markers, resolve_citations
-from openheavy.errors import ModelOutputError, OpenHeavyError
+from openheavy.errors import BudgetExceededError, ModelOutputError, OpenHeavyError
 from openheavy.json_output import first_json_object
 from openheavy.models.base import ChatModel
-from openheavy.models.recording import CallLabel, RecordingModel
+from openheavy.models.budget import Budget, BudgetName, estimate_prompt_tokens
+from openheavy.models.recording import CallLabel, RecordingModel, output_token_bound
 from openheavy.prompts import render_prompt
 from openheavy.search.cache import CachedSearch
 from openheavy.search.queries import QueryLog
@@ -47,6 +48,8 @@ from openheavy.types import (
     Usage,
 )
 
+__all__ = ["ANSWERED", "FAILED", "AgentResult", "Budget", "BudgetName", "ResearchAgent", "StopReason"]
+
 ANSWER_MAX_CHARS = 1500
 MAX_CITES = 8
 MISSING_MAX_CHARS = 120
@@ -60,8 +63,6 @@ CHARS_PER_WORD = 6
 _NOTHING = frozenset(
     {"", "none", "nothing", "n a", "na", "no", "nil", "nothing missing", "nothing is missing"}
 )
-
-BudgetName = Literal["steps", "tokens", "time"]
 
 
 @dataclass(frozen=True)
@@ -79,27 +80,6 @@ class StopReason:
 
 ANSWERED = StopReason("answered")
 FAILED = StopReason("error")
-
-
-@dataclass
-class Budget:
-    """Tokens and wall time for a whole run, shared by all its agents (steps are per agent)."""
-
-    max_tokens: int
-    max_seconds: float
-    started: float = field(default_factory=time.monotonic)
-    used: Usage = field(default_factory=Usage)
-
-    def charge(self, usage: Usage) -> None:
-        self.used = self.used + usage
-
-    def exhausted(self) -> BudgetName | None:
-        """`"tokens"` or `"time"` once that budget is spent, else None."""
-        if self.used.total >= self.max_tokens:
-            return "tokens"
-        if time.monotonic() - self.started >= self.max_seconds:
-            return "time"
-        return None
 
 
 class AnswerArgs(BaseModel):
@@ -196,14 +176,17 @@ class ResearchAgent:
             raise OpenHeavyError("an agent needs at least one tool; for no tools, answer directly")
         if search is None and self.works_on_corpus:
             raise OpenHeavyError("the search tool needs a corpus: pass `search`, or leave search out")
-        self.model = RecordingModel(model, stream=stream, run_id=run_id, label=CallLabel(agent=name))
+        # The budget is the run's (given, or carried by a run's model); every call is checked against it.
+        self.model = RecordingModel(
+            model, stream=stream, run_id=run_id, label=CallLabel(agent=name), budget=budget
+        )
         self.search = search
         self.stream = stream
         self.run_id = run_id
         self.name = name
         self.corpus = corpus or (search.name if search is not None else "")
         self.max_steps = max_steps
-        self.budget = budget or Budget(max_tokens=10**9, max_seconds=float("inf"))
+        self.budget = self.model.budget or Budget.unlimited()
         self.max_tokens_per_call = max_tokens_per_call
         # The length the prompt asks for; the schema allows `answer_hard_chars` (see the factor's note).
         self.answer_max_chars = answer_max_chars
@@ -237,8 +220,9 @@ class ResearchAgent:
         step = 0
         try:
             for step in range(1, self.max_steps + 1):
-                spent = self.budget.exhausted()
-                final = step == self.max_steps or spent is not None
+                last = step == self.max_steps  # then one call is all that is left to pay for
+                spent = self.budget.exhausted() or (None if last else self._no_room_for_two_calls())
+                final = last or spent is not None
                 action = await self.step(step, final=final)
                 if action.name == "answer":
                     assert isinstance(action.args, AnswerArgs)
@@ -293,7 +277,9 @@ class ResearchAgent:
         self._used_a_tool = True
         self._tools_used.add(action.name)
         ctx = ToolContext(self.run_id, self.name, step, self.search, self.sources, self.stream, self.queries)
-        observation = await tool.call(action.args, ctx)
+        observation = await self.budget.bounded(
+            f"{self.name}'s {action.name} at step {step}", lambda: tool.call(action.args, ctx)
+        )
         last = step + 1 == self.max_steps or self.budget.exhausted() is not None
         if last:
             final_prompt = "agent_final" if self.works_on_corpus else "agent_final_no_corpus"
@@ -317,7 +303,8 @@ class ResearchAgent:
 
     def _answer_problem(self, action: Action, step: int) -> tuple[str, str] | None:
         """Why an answer is not ready (`(reason, what to do)`), or None. Each reason sends an answer back
-        once, and only when a step that can act on it is left (the last step may only answer)."""
+        once, and only when a step that can act on it is left (the last step may only answer) and the
+        budget can pay for that step and an answer after it: a rejection never costs the answer."""
         if step + 1 >= self.max_steps or self.budget.exhausted() is not None:
             return None
         assert isinstance(action.args, AnswerArgs)
@@ -343,7 +330,12 @@ class ResearchAgent:
             read = ", ".join(f"[{ref}]" for ref in opened)
             problems.append(("uncited", render_prompt("agent_reject_uncited", refs=read)))
         fresh = [(reason, message.strip()) for reason, message in problems if reason not in self._rejected]
-        return fresh[0] if fresh else None
+        if not fresh:
+            return None
+        reason, message = fresh[0]
+        if self._no_room_for_two_calls(self._rejection(step, action, message)) is not None:
+            return None
+        return reason, message
 
     def _send_back(self, step: int, action: Action, reason: str, message: str) -> None:
         """Reject an answer once: record why and show the model what to do instead. The step is spent."""
@@ -351,8 +343,12 @@ class ResearchAgent:
         self.stream.emit(
             AnswerRejected(run_id=self.run_id, agent=self.name, step=step, reason=reason, message=message)
         )
+        self.messages += self._rejection(step, action, message)
+
+    def _rejection(self, step: int, action: Action, message: str) -> list[Message]:
+        """The turns a rejected answer adds: the answer, then why it was sent back and what to do."""
         text = render_prompt("agent_answer_rejected", problem=message, step=step, max_steps=self.max_steps)
-        self.messages += [Message("assistant", action.raw), Message("user", text)]
+        return [Message("assistant", action.raw), Message("user", text)]
 
     def action_schema(self, final: bool) -> JsonSchema:
         """The JSON schema of the actions allowed now."""
@@ -395,7 +391,6 @@ class ResearchAgent:
                 seed=self.seed,
             )
             self.usage = self.usage + completion.usage
-            self.budget.charge(completion.usage)
             try:
                 return self._parse(completion.text, final)
             except ValueError as exc:
@@ -496,18 +491,34 @@ class ResearchAgent:
 
     def _fail(self, task: str, steps: int, exc: Exception) -> AgentResult:
         message = f"{type(exc).__name__}: {exc}"
+        # A budget that stops the agent before it could answer is why it stopped, not a fault.
+        reason = StopReason("budget", exc.budget) if isinstance(exc, BudgetExceededError) else FAILED
         self.stream.emit(
             AgentFinished(
                 run_id=self.run_id,
                 agent=self.name,
                 answer="",
                 citations=[],
-                stop_reason=str(FAILED),
+                stop_reason=str(reason),
                 error=message,
                 steps=steps,
             )
         )
-        return AgentResult.failure(self.name, task, steps, self.usage, self.sources, message)
+        failed = AgentResult.failure(self.name, task, steps, self.usage, self.sources, message)
+        return replace(failed, stop_reason=reason)
+
+    def _no_room_for_two_calls(self, added: Sequence[Message] = ()) -> BudgetName | None:
+        """ "tokens" when what is left of the token budget cannot pay for this step's call and an answer
+        after it: this step must answer, while it still can. `added`: turns the conversation would gain
+        first (a rejected answer's), counted in the prompt."""
+        prompt = estimate_prompt_tokens([*self.messages, *added])
+
+        def bound(final: bool) -> int:
+            return prompt + (self.max_tokens_per_call or output_token_bound(self.action_schema(final=final)))
+
+        # The answer's bound is its own: this step's schema may not allow answering (the first step
+        # must use a tool), and an answer may run longer than any tool call.
+        return "tokens" if self.budget.room() < bound(final=False) + bound(final=True) else None
 
     def _resolve_citations(self, text: str, cite: list[int]) -> tuple[str, list[Citation]]:
         """Keep citations to opened documents only (drops are recorded) and renumber them 1..k."""

@@ -19,6 +19,8 @@ from openheavy.config import Settings, load_settings
 from openheavy.corpus.catalog import open_corpus
 from openheavy.errors import ConfigError
 from openheavy.models.base import ChatModel
+from openheavy.models.budget import Budget
+from openheavy.models.recording import RecordingModel
 from openheavy.models.registry import resolve_model
 from openheavy.modes import MODES, Mode, RunContext, RunOptions, get_mode
 from openheavy.sandbox import Sandbox
@@ -78,6 +80,20 @@ class RunResult:
             "notes": self.notes,
             "short_answer": self.short_answer,
         }
+
+
+def _check_text(question: str) -> None:
+    """Refuse a question that is not valid text: bytes that were not UTF-8 (Python keeps them as lone
+    surrogates) would otherwise fail at the model server, which would be blamed for them."""
+    try:
+        question.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        char = question[exc.start]
+        byte = f" (byte 0x{ord(char) - 0xDC00:02x})" if 0xDC80 <= ord(char) <= 0xDCFF else ""
+        raise ConfigError(
+            f"the question is not valid UTF-8: character {exc.start + 1}{byte} is not text — save or type "
+            "it as UTF-8 (iconv -f LATIN1 -t UTF-8 converts a Latin-1 file)"
+        ) from None
 
 
 class Heavy:
@@ -209,6 +225,27 @@ class Heavy:
             return []
         return build_tools(options.tool_names, Sandbox.from_settings(self.settings))
 
+    def _check_limits(self, strategy: Mode, options: RunOptions) -> None:
+        """Refuse more concurrent agents or samples than the settings allow: each is a request in flight
+        at the model server at once, and thousands of them are a mistake, never a plan."""
+        agents, samples = self.settings.agent_limit, self.settings.sample_limit
+        asked = {"--agents": options.agents or 0, "--max-agents": options.max_agents}
+        if strategy.name == "rank-tools":
+            asked["--n"] = options.n  # N research agents
+        problems = [
+            f"{flag} {value} is more than agent_limit {agents}"
+            for flag, value in asked.items()
+            if value > agents
+        ]
+        if options.n > samples:
+            problems.append(f"--n {options.n} is more than sample_limit {samples}")
+        if problems:
+            raise ConfigError(
+                f"{'; '.join(problems)} — each agent or sample is a request in flight at the model server; "
+                "ask for fewer, or raise the limit (OPENHEAVY_AGENT_LIMIT, OPENHEAVY_SAMPLE_LIMIT or "
+                "agent_limit / sample_limit in the config file) for a server with that many slots"
+            )
+
     async def arun(
         self,
         question: str,
@@ -222,7 +259,9 @@ class Heavy:
         strategy = get_mode(mode)
         if not question.strip():
             raise ConfigError("the question is empty")
+        _check_text(question)
         options = options or RunOptions()
+        self._check_limits(strategy, options)
         # Usage errors, not failed runs, so raised before the run starts: a mode that cannot take the
         # tools, a tool this machine cannot run (no bubblewrap for python), a bad model spec.
         tools = self._agent_tools(strategy, mode, options)
@@ -230,23 +269,24 @@ class Heavy:
         run_id = new_run_id()
         path = trace_path(self.settings.runs_dir, run_id)
         metrics = MetricsSink()
-        stream = EventStream(
-            [
-                JsonlTraceSink(path),
-                RunStoreSink(RunStore(run_store_path(self.settings.runs_dir)), path),
-                metrics,
-                *sinks,
-            ]
+        # The store first: a damaged one stops the run before it leaves an empty trace behind.
+        store = RunStore(run_store_path(self.settings.runs_dir))
+        stream = EventStream([JsonlTraceSink(path), RunStoreSink(store, path), metrics, *sinks])
+        # One budget for everything the run does: every call through the run's model is checked against
+        # it, whichever part of the run wraps the model for its own recording.
+        budget = Budget(
+            options.max_tokens or self.settings.max_tokens, options.max_seconds or self.settings.max_seconds
         )
         run = RunContext(
             question=question,
             options=options,
             settings=self.settings,
-            model=self.model(),
+            model=RecordingModel(self.model(), stream=None, run_id=run_id, budget=budget),
             stream=stream,
             run_id=run_id,
             corpus=self.corpus_name,
             open_corpus=self.search_backend,
+            budget=budget,
             tools=tools,
         )
         try:

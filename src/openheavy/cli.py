@@ -1,7 +1,9 @@
 """The `openheavy` command: a thin shell over the library API.
 
-Errors that openheavy raises on purpose are printed as one line that says what to do, with exit code 1;
-Ctrl-C exits with 130 after the run's trace is closed and the model server let go (a shared one stays up).
+Errors that openheavy raises on purpose are printed as one line that says what to do (naming the run
+they happened in, if any), with exit code 1; with `--json`, as one JSON object on stdout. Ctrl-C exits
+with 130 after the run's trace is closed, the run marked cancelled and the model server let go (a
+shared one stays up); SIGTERM and SIGHUP take the same path and exit with 143 and 129.
 """
 
 from __future__ import annotations
@@ -10,11 +12,14 @@ import asyncio
 import functools
 import json
 import math
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -29,7 +34,7 @@ from openheavy.modes import MODES, RunOptions
 from openheavy.prompts import list_prompts, load_prompt
 from openheavy.search.base import SearchBackend, close_search
 from openheavy.tools.catalog import DEFAULT_TOOLS, TOOL_NAMES
-from openheavy.types import EventSink
+from openheavy.types import Event, EventSink, RunStarted
 
 app = typer.Typer(
     help="openheavy: parallel tool-using research agents, ranked generation and verifiers, in the open.",
@@ -43,23 +48,88 @@ err = Console(stderr=True)
 
 def main() -> None:
     """Entry point of the `openheavy` script."""
-    app()
+    with _termination_as_interrupt():
+        app()
 
 
-def _fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+# The termination signals this process received: SIGTERM and SIGHUP are turned into Ctrl-C.
+_terminated_by: list[int] = []
+
+
+@contextmanager
+def _termination_as_interrupt() -> Iterator[None]:
+    """Handle SIGTERM and SIGHUP exactly as Ctrl-C: a running run is cancelled (trace kept, run marked
+    cancelled, model server stopped) and the exit code says which signal it was (128 + its number)."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        _terminated_by.append(signum)
+        # Whatever handles Ctrl-C now (asyncio cancels the run; elsewhere KeyboardInterrupt) takes over.
+        signal.raise_signal(signal.SIGINT)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _interrupted_code() -> int:
+    """The exit code of an interrupted command: 130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP."""
+    return 128 + (_terminated_by[-1] if _terminated_by else signal.SIGINT)
+
+
+def _interrupted_by() -> str:
+    """ "cancelled" after Ctrl-C, else the name of the termination signal ("SIGTERM")."""
+    return signal.Signals(_terminated_by[-1]).name if _terminated_by else "cancelled"
+
+
+# Whether the running command reports errors as JSON (`--json`).
+_json_errors: ContextVar[bool] = ContextVar("openheavy_json_errors", default=False)
+
+
+class _RunIds(EventSink):
+    """Remembers the run that started last, so that an error can name it."""
+
+    def __init__(self) -> None:
+        self.run_id: str | None = None
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self.run_id = event.run_id
+
+
+def _fail(message: str, code: int = 1, *, run_id: str | None = None, status: str = "failed") -> NoReturn:
+    if _json_errors.get():
+        report = {"status": status, "error": message, "run_id": run_id, "exit_code": code}
+        with suppress(OSError):  # a closed pipe or terminal (SIGHUP) must not turn into a traceback
+            sys.stdout.write(json.dumps(report, ensure_ascii=False) + "\n")
+        raise typer.Exit(code)
+    where = f"\n  run {run_id}: `openheavy trace {run_id}` shows every step" if run_id else ""
+    with suppress(OSError):
+        err.print(f"[bold red]error:[/] {escape(message)}{escape(where)}", highlight=False)
     raise typer.Exit(code)
 
 
 @contextmanager
-def _errors() -> Iterator[None]:
+def _errors(*, as_json: bool = False, runs: _RunIds | None = None) -> Iterator[None]:
+    """Report what goes wrong inside as one line (or one JSON object with `as_json`) and an exit code."""
+    token = _json_errors.set(as_json)
     try:
         yield
     except OpenHeavyError as exc:
-        _fail(str(exc))
+        _fail(str(exc), run_id=runs.run_id if runs else None)
     except KeyboardInterrupt:
-        err.print("[yellow]cancelled[/]: the run's trace was kept and marked cancelled (`openheavy runs`).")
-        raise typer.Exit(130) from None
+        what = _interrupted_by()
+        message = "the run's trace was kept and marked cancelled (`openheavy runs`)."
+        if as_json:
+            run_id = runs.run_id if runs else None
+            _fail(f"{what}: {message}", _interrupted_code(), run_id=run_id, status="cancelled")
+        with suppress(OSError):
+            err.print(f"[yellow]{what}[/]: {message}", highlight=False)
+        raise typer.Exit(_interrupted_code()) from None
+    finally:
+        _json_errors.reset(token)
 
 
 @contextmanager
@@ -154,14 +224,77 @@ ToolsOption = Annotated[
 ]
 
 
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option(help="Deprecated: every user sees it in `ps`. Use --api-key-file or OPENHEAVY_API_KEY."),
+]
+ApiKeyFileOption = Annotated[
+    Path | None, typer.Option("--api-key-file", help="Read the API key for a remote model from this file.")
+]
+
+
+def _api_key(api_key: str | None, api_key_file: Path | None) -> str | None:
+    """The API key given on the command line: from --api-key-file, or from the deprecated --api-key
+    (with a warning: a command line is visible to every user of the machine and kept in shell history)."""
+    if api_key is not None and api_key_file is not None:
+        _fail("give the API key once: --api-key-file FILE (or OPENHEAVY_API_KEY), not --api-key as well")
+    if api_key is not None:
+        err.print(
+            "[yellow]warning:[/] --api-key shows the key to every user of this machine (`ps`) and keeps it "
+            "in your shell history; use --api-key-file FILE or OPENHEAVY_API_KEY (--api-key is deprecated)",
+            highlight=False,
+        )
+        return api_key
+    if api_key_file is None:
+        return None
+    try:
+        key = api_key_file.read_text(encoding="utf-8").strip()
+        private = api_key_file.stat().st_mode & 0o077 == 0
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"cannot read the API key file {api_key_file} ({exc}) — check the path")
+    if not key:
+        _fail(f"the API key file {api_key_file} is empty — put the key in it, on one line")
+    if not private:
+        err.print(
+            f"[yellow]warning:[/] other users can read {escape(str(api_key_file))}: chmod 600 it",
+            highlight=False,
+        )
+    return key
+
+
+def _read_question(question: str | None, question_file: Path | None) -> str:
+    """The question: the argument, standard input when it is `-`, or the file `--question-file` names.
+    Text from a file or stdin that is not UTF-8 is passed on as read, for the run to refuse by name."""
+    if question_file is not None:
+        if question is not None:
+            _fail("give the question once: as an argument, - for standard input, or --question-file FILE")
+        try:
+            data = question_file.read_bytes()
+        except OSError as exc:
+            _fail(f"cannot read the question file {question_file} ({exc.strerror or exc}) — check the path")
+    elif question == "-":
+        data = sys.stdin.buffer.read()
+    elif question is None:
+        _fail("no question: give it as an argument, - to read standard input, or --question-file FILE")
+    else:
+        return question
+    return data.decode("utf-8", errors="surrogateescape").strip()
+
+
 @app.command()
 def ask(
-    question: Annotated[str, typer.Argument(help="The question to research.")],
+    question: Annotated[
+        str | None, typer.Argument(help="The question to research; - reads it from standard input.")
+    ] = None,
+    question_file: Annotated[
+        Path | None, typer.Option("--question-file", help="Read the question from this file (UTF-8).")
+    ] = None,
     mode: Annotated[str, typer.Option(help=" | ".join(MODES))] = "single",
     model: Annotated[
         str | None, typer.Option(help="local | local:fast | local:tiny | http://host:port/v1 | PROFILE")
     ] = None,
-    api_key: Annotated[str | None, typer.Option(help="API key for a remote model (or env).")] = None,
+    api_key: ApiKeyOption = None,
+    api_key_file: ApiKeyFileOption = None,
     corpus: Annotated[str | None, typer.Option(help="Corpus to search (default pydocs).")] = None,
     search: Annotated[
         list[str] | None,
@@ -201,11 +334,14 @@ def ask(
         render_summary,
     )
 
-    if mode not in MODES:
-        _fail(f"unknown --mode {mode!r}; choose one of {', '.join(MODES)}")
-    settings = _settings(model=model, corpus=corpus, api_key=api_key)
-    agent_count = _parse_agents(agents)
-    with _errors(), _progress(enabled=not as_json) as progress:
+    runs = _RunIds()
+    with _errors(as_json=as_json, runs=runs), _progress(enabled=not as_json) as progress:
+        if mode not in MODES:
+            _fail(f"unknown --mode {mode!r}; choose one of {', '.join(MODES)}")
+        text = _read_question(question, question_file)
+        key = _api_key(api_key, api_key_file)
+        settings = _settings(model=model, corpus=corpus, api_key=key)
+        agent_count = _parse_agents(agents)
         options = RunOptions(
             max_steps=max_steps,
             max_tokens=max_tokens,
@@ -218,12 +354,12 @@ def ask(
             tools=_parse_tools(tools),
         )
         backend = _search_backend(settings, search, corpus, allow_host or [], progress)
-        heavy = Heavy(corpus=backend, settings=settings, api_key=api_key, progress=progress)
-        sinks = [] if (as_json or quiet) else [LiveDisplay(err)]
+        heavy = Heavy(corpus=backend, settings=settings, api_key=key, progress=progress)
+        sinks: list[EventSink] = [runs] if (as_json or quiet) else [runs, LiveDisplay(err)]
         result: RunResult = (
-            heavy.run(question, mode, options, sinks=sinks)
+            heavy.run(text, mode, options, sinks=sinks)
             if backend is None
-            else asyncio.run(_run_closing(heavy, backend, question, mode, options, sinks))
+            else asyncio.run(_run_closing(heavy, backend, text, mode, options, sinks))
         )
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n")
@@ -293,7 +429,8 @@ def compare(
     model: Annotated[
         str | None, typer.Option(help="local | local:fast | local:tiny | http://host:port/v1 | PROFILE")
     ] = None,
-    api_key: Annotated[str | None, typer.Option(help="API key for a remote model (or env).")] = None,
+    api_key: ApiKeyOption = None,
+    api_key_file: ApiKeyFileOption = None,
     corpus: Annotated[str | None, typer.Option(help="Corpus to search (default pydocs).")] = None,
     max_steps: MaxStepsOption = None,
     max_tokens: MaxTokensOption = None,
@@ -315,13 +452,28 @@ def compare(
     from openheavy.display.render import render_answer, render_budget_stops
     from openheavy.display.tables import Column, one_line_table
 
-    chosen = [m.strip() for m in modes.split(",") if m.strip()]
-    unknown = [m for m in chosen if m not in MODES]
-    if unknown or not chosen:
-        _fail(f"unknown mode(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(MODES)}")
-    settings = _settings(model=model, corpus=corpus, api_key=api_key)
-    agent_tools = _parse_tools(tools)
-    with _errors():
+    runs = _RunIds()
+
+    async def run_all(heavy: Heavy) -> list[RunResult]:
+        results = []
+        async with heavy:
+            for mode in chosen:
+                if not as_json:
+                    err.rule(f"[bold]{mode}")
+                sinks: list[EventSink] = [runs] if as_json else [runs, LiveDisplay(err)]
+                mode_tools = agent_tools if MODES[mode].runs_agents else None
+                mode_options = replace(options, tools=mode_tools)
+                results.append(await heavy.arun(question, mode, mode_options, sinks=sinks))
+        return results
+
+    with _errors(as_json=as_json, runs=runs), _progress(enabled=not as_json) as progress:
+        chosen = [m.strip() for m in modes.split(",") if m.strip()]
+        unknown = [m for m in chosen if m not in MODES]
+        if unknown or not chosen:
+            _fail(f"unknown mode(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(MODES)}")
+        key = _api_key(api_key, api_key_file)
+        settings = _settings(model=model, corpus=corpus, api_key=key)
+        agent_tools = _parse_tools(tools)
         options = RunOptions(
             max_steps=max_steps,
             max_tokens=max_tokens,
@@ -330,22 +482,8 @@ def compare(
             n=n,
             verifier=verifier,
         )
-
-    async def run_all(heavy: Heavy) -> list[RunResult]:
-        results = []
-        async with heavy:
-            for mode in chosen:
-                if not as_json:
-                    err.rule(f"[bold]{mode}")
-                sinks = [] if as_json else [LiveDisplay(err)]
-                mode_tools = agent_tools if MODES[mode].runs_agents else None
-                mode_options = replace(options, tools=mode_tools)
-                results.append(await heavy.arun(question, mode, mode_options, sinks=sinks))
-        return results
-
-    with _errors(), _progress(enabled=not as_json) as progress:
         _check_tools(agent_tools, settings)
-        results = asyncio.run(run_all(Heavy(settings=settings, api_key=api_key, progress=progress)))
+        results = asyncio.run(run_all(Heavy(settings=settings, api_key=key, progress=progress)))
     if as_json:
         sys.stdout.write(json.dumps([r.to_dict() for r in results], ensure_ascii=False, indent=2) + "\n")
         return
@@ -398,7 +536,8 @@ def eval_(
     model: Annotated[
         str | None, typer.Option(help="local | local:fast | local:tiny | http://host:port/v1 | PROFILE")
     ] = None,
-    api_key: Annotated[str | None, typer.Option(help="API key for a remote model (or env).")] = None,
+    api_key: ApiKeyOption = None,
+    api_key_file: ApiKeyFileOption = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Items in flight at once.")] = 1,
     results: Annotated[
         Path | None, typer.Option("--out", help="Results folder (default eval-out/DATASET).")
@@ -470,7 +609,8 @@ def eval_(
         return
     if dataset is None:
         _fail("name a DATASET (hotpotqa, musique, gsm8k, math500, peps-wide or a .jsonl), or --report DIR")
-    settings = _settings(model=model, api_key=api_key)
+    key = _api_key(api_key, api_key_file)
+    settings = _settings(model=model, api_key=key)
     out_dir = results or Path("eval-out") / Path(dataset).stem
     with _errors():
         # Checked here, once: a bad budget must not become an errored result for every item.
@@ -496,7 +636,7 @@ def eval_(
             make = functools.partial(
                 make_heavy_runner,
                 settings,
-                api_key=api_key,
+                api_key=key,
                 verifier=verifier or default_verifier(dataset),
                 budgets=budgets,
                 tools=agent_tools,
@@ -510,7 +650,7 @@ def eval_(
                 err.print(f"starting {workers} Ray workers ({'this machine' if ray == 'local' else ray}) …")
                 runner = RayRunner(make, workers=workers, address=None if ray == "local" else ray)
                 if judge:  # runs go to the workers; the judge runs here, on a model of its own
-                    judge_model = resolve_model(settings.model, settings, api_key=api_key)
+                    judge_model = resolve_model(settings.model, settings, api_key=key)
             try:
                 await run_eval(
                     items,
@@ -595,7 +735,8 @@ def audit(
     corpus: Annotated[
         str | None, typer.Option(help="Corpus the research modes search (default pydocs).")
     ] = None,
-    api_key: Annotated[str | None, typer.Option(help="API key for a remote model (or env).")] = None,
+    api_key: ApiKeyOption = None,
+    api_key_file: ApiKeyFileOption = None,
     concurrency: Annotated[int, typer.Option(min=1, help="Items in flight at once.")] = 1,
     seed: Annotated[int, typer.Option(help="Run seed; each item's seed derives from it.")] = 0,
     data_dir: Annotated[
@@ -629,7 +770,8 @@ def audit(
             ours = str(results) if results is not None and (results / "audit.json").is_file() else None
             out.print(write_prompt_diff(ours, vs, results), markup=False, highlight=False)
             return
-        settings = _settings(model=model, api_key=api_key)
+        key = _api_key(api_key, api_key_file)
+        settings = _settings(model=model, api_key=key)
         out_dir = results or Path("audit-out") / "-".join(p for p in chosen if p != "prompts")
         request = AuditRequest(
             probes=tuple(chosen),
@@ -649,7 +791,7 @@ def audit(
             retry_errors=retry_errors,
             calibrate=calibration,
         )
-        summary = asyncio.run(audit_command(request, settings, api_key=api_key, console=err))
+        summary = asyncio.run(audit_command(request, settings, api_key=key, console=err))
     for alarmed in summary.alarms:
         err.print(
             f"[bold red]alarm:[/] {alarmed.probe} {alarmed.metric} ({alarmed.group}) "
@@ -680,9 +822,10 @@ def index(
             report = index_paths(list(paths), name, settings.index_dir, progress=progress, warn=warn)
         except KeyboardInterrupt:
             err.print(
-                "[yellow]cancelled[/]: files indexed so far stay indexed; run the command again to finish."
+                f"[yellow]{_interrupted_by()}[/]: files indexed so far stay indexed; run the command again "
+                "to finish."
             )
-            raise typer.Exit(130) from None
+            raise typer.Exit(_interrupted_code()) from None
     skipped = f", {len(report.skipped)} skipped" if report.skipped else ""
     out.print(
         f"corpus [bold]{name}[/]: {report.documents:,} documents, {report.chunks:,} chunks · "

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -27,6 +28,7 @@ from pydantic_settings import (
 )
 
 from openheavy.errors import ConfigError
+from openheavy.private_files import looks_secret
 
 DRY_SAMPLING: dict[str, float | int | str] = {
     "dry_multiplier": 0.8,
@@ -107,16 +109,19 @@ class Settings(BaseSettings):
     runtime_dir: Path = Field(default_factory=default_runtime_dir)  # machine-wide state (the core ledger)
 
     # Model requests
-    request_timeout: float = 600.0
-    max_retries: int = 3
-    temperature: float = 0.0
+    request_timeout: float = Field(600.0, gt=0, allow_inf_nan=False)
+    max_retries: int = Field(3, ge=0)
+    temperature: float = Field(0.0, ge=0, allow_inf_nan=False)
 
-    # Agent budgets
-    max_steps: int = 6
-    max_tokens: int = 60_000  # per run, prompt + completion
-    max_seconds: float = 900.0  # per run
-    answer_max_tokens: int = 512  # unconstrained answers (direct, rank samples)
-    answer_max_chars: int = 1500  # an agent's answer; synthesis may use a third more
+    # Budgets. Tokens and seconds are per run, enforced on every call (see models/budget.py).
+    max_steps: int = Field(6, ge=1)
+    max_tokens: int = Field(60_000, ge=1)  # prompt + completion
+    max_seconds: float = Field(900.0, gt=0, allow_inf_nan=False)
+    answer_max_tokens: int = Field(512, ge=1)  # unconstrained answers (direct, rank samples)
+    answer_max_chars: int = Field(1500, ge=1)  # an agent's answer; synthesis may use a third more
+    # Requests in flight at once: 4x the embedded server's 4 slots for agents, 16x for short samples.
+    agent_limit: int = Field(16, ge=1)  # research agents per run (heavy, heavy-rank, rank-tools)
+    sample_limit: int = Field(64, ge=1)  # samples per run (rank)
 
     # The python tool's sandbox (openheavy/sandbox.py). "none" runs code UNCONFINED: no file system or
     # network isolation; only for machines without bubblewrap, never the default.
@@ -178,10 +183,23 @@ class Settings(BaseSettings):
         return self.data_dir / "models"
 
 
+def _problem(error: ErrorDetails) -> str:
+    """One validation error as "max_seconds: input should be ... (got 'nan')"; a key's value is never
+    repeated."""
+    where = ".".join(map(str, error["loc"]))
+    got = "" if looks_secret(where) else f" (got {error.get('input')!r})"
+    return f"{where}: {error['msg'].lower()}{got}"
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Settings from all sources; `overrides` (CLI flags) win. `None` overrides are ignored."""
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
         return Settings(**given)
-    except Exception as exc:  # pydantic.ValidationError or a TOML syntax error
+    except ValidationError as exc:
+        problems = "; ".join(_problem(error) for error in exc.errors())
+        raise ConfigError(
+            f"invalid settings: {problems} — fix the flag, OPENHEAVY_* variable or {config_file_path()}"
+        ) from exc
+    except Exception as exc:  # a TOML syntax error
         raise ConfigError(f"invalid settings ({config_file_path()} or OPENHEAVY_* env): {exc}") from exc

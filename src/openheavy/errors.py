@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
+BudgetName = Literal["steps", "tokens", "time"]
+"""The budgets of a run: actions per agent, tokens and wall time."""
+
 
 class OpenHeavyError(Exception):
     """Base of every error openheavy raises on purpose."""
@@ -59,6 +64,14 @@ class CorpusError(SearchError):
     """Files or documents that cannot be indexed: a missing path, a bad name, a malformed file."""
 
 
+class AgentsFailedError(OpenHeavyError):
+    """Every research agent of a run failed: the run has no answer to give."""
+
+
+class DamagedRunStoreError(OpenHeavyError):
+    """The run store's SQLite file is damaged, truncated, or not a database at all."""
+
+
 class FetchError(SearchError):
     """A web page could not be fetched or read. `url` is the page asked for, `reason` a short code
     ("refused", "timeout", "http-status", "content-type", "anti-bot", "login", "empty", ...)."""
@@ -99,7 +112,11 @@ class PageUnreadableError(FetchError):
 
 
 class BudgetExceededError(OpenHeavyError):
-    """A run's budget (steps, tokens, wall time) ran out."""
+    """A run's budget ran out: `budget` says which ("tokens" or "time"), the message what it stopped."""
+
+    def __init__(self, message: str, *, budget: BudgetName = "tokens") -> None:
+        super().__init__(message)
+        self.budget = budget
 
 
 class RunNotFoundError(OpenHeavyError):

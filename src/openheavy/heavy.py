@@ -36,7 +36,7 @@ from openheavy.aggregation import (
 )
 from openheavy.answer_text import lead_with, repair_free_text
 from openheavy.citations import Citation, RunSources, Source, renumber_markers, resolve_citations
-from openheavy.errors import OpenHeavyError
+from openheavy.errors import AgentsFailedError, OpenHeavyError
 from openheavy.json_output import first_json_object
 from openheavy.models.base import ChatModel
 from openheavy.models.recording import RecordingModel
@@ -54,7 +54,7 @@ from openheavy.planning import (
     seed_queries,
     spread_queries,
 )
-from openheavy.prompts import load_prompt, render_prompt
+from openheavy.prompts import fence_untrusted, load_prompt, render_prompt
 from openheavy.rank import SAMPLE_TEMPERATURE, RankResult, rank
 from openheavy.search.cache import CachedSearch
 from openheavy.search.queries import QueryLog
@@ -143,8 +143,9 @@ class Orchestrator:
             raise OpenHeavyError(f"--max-agents must be at least 1, got {max_agents}")
         if agents is not None and agents < 1:
             raise OpenHeavyError(f"--agents must be 'auto' or at least 1, got {agents}")
-        self.model = model
-        self.recorder = RecordingModel(model, stream=stream, run_id=run_id)
+        # Planner, synthesis, agents and ranked samples all spend the one budget of the run.
+        self.recorder = RecordingModel(model, stream=stream, run_id=run_id, budget=budget)
+        self.model: ChatModel = self.recorder
         self.search = search
         self.stream = stream
         self.run_id = run_id
@@ -154,7 +155,7 @@ class Orchestrator:
         self.agents = agents
         self.max_agents = max(max_agents, agents or 0)
         self.max_steps = max_steps
-        self.budget = budget or Budget(max_tokens=10**9, max_seconds=float("inf"))
+        self.budget = self.recorder.budget or Budget.unlimited()
         self.max_tokens_per_call = max_tokens_per_call
         self.answer_max_chars = answer_max_chars
         self.temperature = temperature
@@ -413,13 +414,9 @@ class Orchestrator:
         sources = RunSources.gather((r.agent, r.sources.opened.values()) for r in results)
         usable = [r for r in results if r.ok and r.answer.strip()]
         if not usable:
-            failures = "; ".join(f"{r.agent}: {r.error}" for r in results if r.error)
-            answer = (
-                render_prompt("heavy_no_answer_failures", failures=failures)
-                if failures
-                else render_prompt("heavy_no_answer")
-            )
-            return HeavyResult(answer.strip(), [], plan, results, usage=self.usage)
+            # A run with no answer is a failed run (exit code, run store, eval error), never an "answer"
+            # made of the failures.
+            raise AgentsFailedError(_describe_failures(results))
         if len(usable) == 1 and len(results) == 1:
             # One agent: its answer is the answer; comparing notes would only cost tokens.
             only = usable[0]
@@ -570,11 +567,18 @@ class Orchestrator:
             "required": ["agreements", "conflicts", "short", "answer", "cite"],
             "additionalProperties": False,
         }
+        # The notes and sources carry what the agents read: data for the synthesizer, never instructions.
+        fenced_notes = fence_untrusted(
+            "\n\n".join(notes), label=render_prompt("synthesis_notes_label").strip()
+        )
+        fenced_sources = fence_untrusted(listing, label=render_prompt("synthesis_sources_label").strip())
         messages = [
             Message("system", render_prompt("synthesis_system")),
             Message(
                 "user",
-                render_prompt("synthesis_user", question=question, notes="\n\n".join(notes), sources=listing),
+                render_prompt(
+                    "synthesis_user", question=question, notes=fenced_notes, sources=fenced_sources
+                ),
             ),
         ]
         error: str | None = None
@@ -653,7 +657,6 @@ class Orchestrator:
 
     def _charge(self, usage: Usage) -> None:
         self.usage = self.usage + usage
-        self.budget.charge(usage)
 
 
 def trajectory_sample(index: int, result: AgentResult, *, temperature: float | None = None) -> Sample:
@@ -662,7 +665,11 @@ def trajectory_sample(index: int, result: AgentResult, *, temperature: float | N
     evidence = "\n".join(
         f"[{c.number}] {c.title}: {_excerpt(c.source.document.text, 400)}" for c in result.citations
     )
-    evidence = evidence or render_prompt("heavy_trajectory_no_evidence").strip()
+    evidence = (
+        fence_untrusted(evidence, label=render_prompt("heavy_trajectory_evidence_label").strip())
+        if evidence
+        else render_prompt("heavy_trajectory_no_evidence").strip()
+    )
     text = render_prompt("heavy_trajectory", answer=result.answer, evidence=evidence).strip()
     return Sample(
         index=index,
@@ -672,6 +679,17 @@ def trajectory_sample(index: int, result: AgentResult, *, temperature: float | N
         usage=result.usage,
         error=result.error,
         temperature=temperature,
+    )
+
+
+def _describe_failures(results: list[AgentResult]) -> str:
+    """Why a run whose agents all failed has no answer: each agent's error, and what to do."""
+    errors = "; ".join(f"{r.agent}: {(r.error or 'no answer')[:300]}" for r in results)
+    if all(r.stop_reason.kind == "budget" for r in results):
+        return f"all {len(results)} agents were stopped by the budget before they could answer ({errors})"
+    return (
+        f"all {len(results)} agents failed, so there is no answer ({errors}) — the first error says what "
+        "went wrong; fix that (often the model server) and ask again"
     )
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from openheavy.corpus.sources import SourceDoc
+from openheavy.private_files import child_environment
 
 # Bump when the rendering below changes, so that built `pydocs` indexes are rebuilt.
 PYDOCS_VERSION = "1"
@@ -233,7 +234,8 @@ def _run_worker(names: list[str], timeout: float) -> tuple[str, bool]:
     """Run one child on `names`: (its stdout, whether it exited cleanly within the time limit)."""
     # No display: nothing the imports do can open a window. -I: no user site, no $PYTHON* variables and
     # no current directory on sys.path, so a user's `random.py` cannot shadow the standard library.
-    env = {k: v for k, v in os.environ.items() if k not in {"DISPLAY", "WAYLAND_DISPLAY"}}
+    # Modules it imports run code: none of our secrets in its environment.
+    env = {k: v for k, v in child_environment().items() if k not in {"DISPLAY", "WAYLAND_DISPLAY"}}
     command = [sys.executable, "-I", "-c", _WORKER.read_text(encoding="utf-8"), *names]
     try:
         completed = subprocess.run(

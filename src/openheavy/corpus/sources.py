@@ -325,7 +325,7 @@ _HEADING_LIKE = re.compile(r"(?m)^( {0,3})(#{1,6}(?:[ \t]|$)|=+[ \t]*$|-{3,}[ \t
 def _read_jsonl(path: Path, data: bytes, doc_id: str) -> list[SourceDoc]:
     docs: list[SourceDoc] = []
     seen: dict[str, int] = {}
-    for number, line in enumerate(_jsonl_text(path, data).split("\n"), start=1):
+    for number, line in enumerate(jsonl_text(path, data).split("\n"), start=1):
         if not line.strip():
             continue
         where = f"{path}:{number}"
@@ -354,9 +354,10 @@ def _read_jsonl(path: Path, data: bytes, doc_id: str) -> list[SourceDoc]:
     return docs
 
 
-def _jsonl_text(path: Path, data: bytes) -> str:
-    """A JSONL file's text. JSON text must be UTF-8 (RFC 8259), and ids in a guessed encoding would be
-    silently wrong, so other encodings are refused with the line and a conversion command."""
+def jsonl_text(path: Path, data: bytes) -> str:
+    """The text of a JSON or JSONL file (`data`, read from `path`). JSON text must be UTF-8 (RFC 8259),
+    and ids in a guessed encoding would be silently wrong, so other encodings are refused with the line
+    and a conversion command (`CorpusError`). Corpus files and eval datasets both read through it."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -364,9 +365,10 @@ def _jsonl_text(path: Path, data: bytes) -> str:
         guess = None if b"\0" in data[:BINARY_SNIFF_BYTES] else detect_encoding(data)
         source = _iconv_name(guess) if guess else "ENCODING"
         looks = f" (it looks like {guess})" if guess else ""
+        kind = "JSON Lines" if path.suffix == ".jsonl" else "JSON"
         raise CorpusError(
-            f"{path}:{line}: not UTF-8{looks} — JSON Lines files must be UTF-8; convert it:"
-            f" iconv -f {source} -t UTF-8 {path.name} > {path.stem}.utf8.jsonl"
+            f"{path}:{line}: not UTF-8{looks} — {kind} files must be UTF-8; convert it:"
+            f" iconv -f {source} -t UTF-8 {path.name} > {path.stem}.utf8{path.suffix}"
         ) from None
     return text.replace("\r\n", "\n").replace("\r", "\n")
 

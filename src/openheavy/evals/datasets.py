@@ -16,7 +16,7 @@ from typing import Any, Literal, NamedTuple, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
-from openheavy.errors import ConfigError
+from openheavy.errors import ConfigError, CorpusError
 
 ItemKind = Literal["qa", "math", "wide"]
 
@@ -201,20 +201,30 @@ def _require(path: Path, what: str) -> Path:
     return path
 
 
+def _utf8_text(path: Path) -> str:
+    """The text of a JSON or JSONL file; one that is not UTF-8 is refused by line, with the command that
+    converts it (the corpus reader's wording: imported here, on call, to keep loading light)."""
+    from openheavy.corpus.sources import jsonl_text
+
+    try:
+        return jsonl_text(path, path.read_bytes())
+    except CorpusError as exc:
+        raise DatasetError(str(exc)) from None
+
+
 def _read_jsonl(path: Path, model: type[_R]) -> Iterator[_R]:
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield model.model_validate_json(line)
-            except ValidationError as exc:
-                raise DatasetError(f"{path}:{number}: not a valid record: {_first_error(exc)}") from exc
+    for number, line in enumerate(_utf8_text(path).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield model.model_validate_json(line)
+        except ValidationError as exc:
+            raise DatasetError(f"{path}:{number}: not a valid record: {_first_error(exc)}") from exc
 
 
 def _read_json_list(path: Path, model: type[_R]) -> list[_R]:
     try:
-        return TypeAdapter(list[model]).validate_json(path.read_bytes())  # type: ignore[valid-type]
+        return TypeAdapter(list[model]).validate_json(_utf8_text(path))  # type: ignore[valid-type]
     except ValidationError as exc:
         raise DatasetError(f"{path}: not a JSON list of records: {_first_error(exc)}") from exc
 
@@ -402,6 +412,11 @@ def load_dataset(name: str, data_dir: Path | None = None, limit: int | None = No
     else:
         raise DatasetError(
             f"unknown dataset {name!r} — use one of {', '.join(DATASET_NAMES)} or a path to a .jsonl file"
+        )
+    if not items:
+        raise DatasetError(
+            f"dataset {name} holds no questions — a .jsonl dataset needs one JSON object per line with "
+            '"question" and "answer" (or "answers")'
         )
     _check_unique_ids(items, name)
     if limit is not None:

@@ -26,7 +26,8 @@ from pydantic import BaseModel, Field, ValidationError
 
 from openheavy.errors import EmbeddedModelError
 from openheavy.models.processes import process_start, same_process, usable_cores
-from openheavy.models.state_files import locked, read_json, write_private
+from openheavy.models.state_files import locked, read_json
+from openheavy.private_files import write_private
 
 __all__ = ["CoreClaim", "CoreLedger"]
 

@@ -29,6 +29,7 @@ import httpx2
 from openheavy.config import Settings, default_runtime_dir
 from openheavy.errors import EmbeddedModelError
 from openheavy.models.core_ledger import CoreClaim, CoreLedger
+from openheavy.private_files import child_environment, create_private_file, private_dir
 
 __all__ = ["LlamaServer", "find_llama_server", "log_tail", "parse_metrics"]
 
@@ -302,13 +303,14 @@ class LlamaServer:
 
     def _spawn(self, binary: Path, flags: frozenset[str]) -> None:
         self.port = _free_port()
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.log_dir)
         stem = re.sub(r"[^\w.-]+", "-", self.alias or self.model_path.stem)
         self._prune_logs(stem)
         self.log_path = self.log_dir / f"llama-server-{stem}-{self.port}.log"
+        create_private_file(self.log_path)  # owner-only: the log holds the prompts llama-server saw
         self._log_file = self.log_path.open("wb")
-        env = dict(os.environ)
-        env["LLAMA_API_KEY"] = self.api_key  # by environment: argv is visible to every user in `ps`
+        # The key by environment (argv is visible to every user in `ps`); our own secrets not at all.
+        env = child_environment({"LLAMA_API_KEY": self.api_key})
         self._proc = subprocess.Popen(
             self._command(binary, flags),
             stdin=subprocess.DEVNULL,

@@ -2,9 +2,11 @@
 
 Every call through it is reported in full as a `ModelCalled` event (prompt, schema, output, tokens,
 cached tokens, seconds), labelled with who made it and why (`CallLabel`), and a call constrained to a
-JSON schema gets the schema's bound as its `max_tokens` unless the caller set one. Agents, planner,
-synthesis, rank samples and both judges call their model through it, so no call goes unrecorded and no
-caller re-implements the recording (in the style of pydantic-ai's wrapper models).
+JSON schema gets the schema's bound as its `max_tokens` unless the caller set one. With a `Budget` (a
+run gives one to the model every part of it wraps), each call is checked against the tokens and time
+left before it starts and bounded by the time left while it runs. Agents, planner, synthesis, rank
+samples and both judges call their model through it, so no call goes unrecorded or unbudgeted and no
+caller re-implements either (in the style of pydantic-ai's wrapper models).
 """
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from openheavy.models.base import ChatModel
+from openheavy.models.budget import Budget, estimate_prompt_tokens
 from openheavy.types import Completion, EventStream, JsonSchema, Message, ModelCalled
+
+# The reply bound of a call that names none (no max_tokens, no schema): it is sent as the call's
+# max_tokens when a budget must know what the call may spend.
+DEFAULT_REPLY_TOKENS = 1024
 
 
 @dataclass(frozen=True)
@@ -33,8 +40,9 @@ class RecordingModel:
         recorder = RecordingModel(model, stream=stream, run_id=run_id, label=CallLabel(agent="agent-1"))
         await recorder.labelled(step=2, purpose="action").complete(messages, json_schema=schema)
 
-    Wrapping a `RecordingModel` wraps the model inside it, so a call is never recorded twice. Without a
-    stream (the eval judge runs outside any run) nothing is recorded, and the bound still applies.
+    Wrapping a `RecordingModel` wraps the model inside it, so a call is never recorded twice, and keeps
+    its budget unless another is given. Without a stream (the eval judge runs outside any run) nothing
+    is recorded, and the bounds still apply.
     """
 
     def __init__(
@@ -44,12 +52,15 @@ class RecordingModel:
         stream: EventStream | None,
         run_id: str,
         label: CallLabel | None = None,
+        budget: Budget | None = None,
     ) -> None:
+        inner = model.budget if isinstance(model, RecordingModel) else None
         self.model: ChatModel = model.model if isinstance(model, RecordingModel) else model
         self.name = self.model.name
         self.stream = stream
         self.run_id = run_id
         self.label = label or CallLabel()
+        self.budget: Budget | None = budget or inner
 
     def labelled(
         self, *, agent: str | None = None, step: int | None = None, purpose: str | None = None
@@ -60,7 +71,9 @@ class RecordingModel:
             step=self.label.step if step is None else step,
             purpose=self.label.purpose if purpose is None else purpose,
         )
-        return RecordingModel(self.model, stream=self.stream, run_id=self.run_id, label=label)
+        return RecordingModel(
+            self.model, stream=self.stream, run_id=self.run_id, label=label, budget=self.budget
+        )
 
     async def complete(
         self,
@@ -78,9 +91,24 @@ class RecordingModel:
         """
         if json_schema is not None and max_tokens is None:
             max_tokens = output_token_bound(json_schema)
-        completion = await self.model.complete(
-            messages, json_schema=json_schema, max_tokens=max_tokens, temperature=temperature, seed=seed
-        )
+        if self.budget is None:
+            completion = await self.model.complete(
+                messages, json_schema=json_schema, max_tokens=max_tokens, temperature=temperature, seed=seed
+            )
+        else:
+            reply_tokens = DEFAULT_REPLY_TOKENS if max_tokens is None else max_tokens
+            completion = await self.budget.bounded(
+                self.describe_call(),
+                lambda: self.model.complete(
+                    messages,
+                    json_schema=json_schema,
+                    max_tokens=reply_tokens,
+                    temperature=temperature,
+                    seed=seed,
+                ),
+                tokens=estimate_prompt_tokens(messages) + reply_tokens,
+            )
+            self.budget.charge(completion.usage)
         if self.stream is not None:
             self.stream.emit(
                 ModelCalled(
@@ -98,6 +126,13 @@ class RecordingModel:
                 )
             )
         return completion
+
+    def describe_call(self) -> str:
+        """The next call as budget messages name it: "agent-2's action call at step 3"."""
+        agent, purpose = self.label.agent, self.label.purpose
+        who = f"{agent}'s " if agent and agent != purpose else "the "
+        step = f" at step {self.label.step}" if self.label.step else ""
+        return f"{who}{purpose} call{step}"
 
     async def aclose(self) -> None:
         """Nothing to release: the wrapped model belongs to whoever made it, who closes it once."""

@@ -61,7 +61,8 @@ from openheavy.models.processes import (
     same_process,
     terminate_and_wait,
 )
-from openheavy.models.state_files import async_locked, private_dir, read_json, write_private
+from openheavy.models.state_files import async_locked, read_json
+from openheavy.private_files import child_environment, private_dir, write_private
 
 __all__ = [
     "ServerFiles",
@@ -79,8 +80,6 @@ SUPERVISOR_MODULE = "openheavy.models.supervisor"
 _HEALTH_TIMEOUT = 5.0
 _TOUCH_EVERY = 1.0  # seconds between two lease touches: a touch per request would be a write per call
 _RETIRE_GRACE = 15.0  # the supervisor's own lock wait (2 s) plus llama-server's stop grace (10 s)
-# Never handed to the detached supervisor (and so to llama-server): keys and tokens of the user's shell.
-_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH", re.IGNORECASE)
 # The supervisor is started through a throwaway Python that starts it in a new session and exits at
 # once: the supervisor is then nobody's child here, so it never becomes our zombie or our ResourceWarning.
 _DETACH = "import subprocess, sys; subprocess.Popen(sys.argv[1:], start_new_session=True)"
@@ -269,7 +268,7 @@ def live_leases(files: ServerFiles) -> list[LeaseInfo]:
 
 def _create_lease(files: ServerFiles) -> Path:
     me = os.getpid()
-    path = private_dir(files.leases) / f"{me}-{secrets.token_hex(4)}.json"
+    path = private_dir(files.leases, exclusive=True) / f"{me}-{secrets.token_hex(4)}.json"
     command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:2]]) if sys.argv and sys.argv[0] else "python"
     write_private(path, Lease(pid=me, start=process_start(me), command=command).model_dump_json())
     return path
@@ -446,7 +445,8 @@ def _describe(users: list[LeaseInfo]) -> str:
 
 
 def _supervisor_environment() -> dict[str, str]:
-    env = {name: value for name, value in os.environ.items() if not _SECRET_NAME.search(name)}
+    """Never the keys and tokens of the user's shell (the supervisor hands it on to llama-server)."""
+    env = child_environment()
     # The supervisor imports this very copy of openheavy, however this process found it.
     package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
@@ -470,7 +470,7 @@ async def _start_supervisor(
         core_wait=settings.llama_core_wait,
         runtime_dir=settings.runtime_dir,
     )
-    private_dir(files.supervisor_log.parent)
+    private_dir(files.supervisor_log.parent, exclusive=True)
     command = [
         sys.executable,
         "-c",

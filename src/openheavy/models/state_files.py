@@ -1,14 +1,12 @@
 """Small state files that several openheavy processes share (the server registry, leases, the core
-ledger): owner-only (they may hold a server's API key), replaced atomically (a reader never sees half a
-file), and guarded by `filelock` locks, which the kernel releases when a holder dies."""
+ledger): written owner-only and atomically (`openheavy.private_files.write_private`: they may hold a
+server's API key), and guarded by `filelock` locks, which the kernel releases when a holder dies."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-import os
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,39 +14,11 @@ from pathlib import Path
 import filelock
 
 from openheavy.errors import EmbeddedModelError
+from openheavy.private_files import private_dir
 
-__all__ = ["async_locked", "locked", "private_dir", "read_json", "write_private"]
+__all__ = ["async_locked", "locked", "read_json"]
 
 _POLL_SECONDS = 0.05
-
-
-def private_dir(path: Path) -> Path:
-    """Create `path` (and its parents) if needed; the directory itself is owner-only (0700).
-
-    `EmbeddedModelError` if someone else owns it: in a shared temporary directory another user could
-    have made it first, to read or forge our state."""
-    path.mkdir(parents=True, exist_ok=True)
-    if hasattr(os, "getuid") and path.stat().st_uid != os.getuid():
-        raise EmbeddedModelError(
-            f"{path} belongs to another user — set OPENHEAVY_RUNTIME_DIR (or OPENHEAVY_DATA_DIR) to a "
-            "folder of your own"
-        )
-    path.chmod(0o700)
-    return path
-
-
-def write_private(path: Path, text: str) -> None:
-    """Replace `path` with `text` atomically; the file is owner-only (0600) from its first byte."""
-    private_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mode 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def read_json(path: Path) -> object | None:
@@ -62,7 +32,7 @@ def read_json(path: Path) -> object | None:
 
 
 def _lock(path: Path) -> filelock.FileLock:
-    private_dir(path.parent)
+    private_dir(path.parent, exclusive=True)
     return filelock.FileLock(path, mode=0o600)
 
 

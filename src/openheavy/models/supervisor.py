@@ -34,7 +34,8 @@ from openheavy.models.shared_server import (
     read_record,
     remove_record,
 )
-from openheavy.models.state_files import async_locked, write_private
+from openheavy.models.state_files import async_locked
+from openheavy.private_files import write_private
 
 log = logging.getLogger(__name__)
 

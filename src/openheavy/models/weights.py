@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from openheavy.errors import ConfigError, EmbeddedModelError
+from openheavy.private_files import private_dir
 
 __all__ = [
     "EMBEDDED_MODELS",
@@ -167,7 +168,7 @@ def ensure_weights(spec: EmbeddedModelSpec, models_dir: Path) -> Path:
     Blocking (hashing takes seconds): call it from a thread in async code.
     """
     sources = locate_weight_sources(spec)
-    models_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(models_dir)  # the first folder made under the data directory may be this one
     if not spec.chunked:  # a single file is used where pip put it; only the stamp lives in models_dir
         _verify(sources[0], spec, models_dir)
         return sources[0]

@@ -59,7 +59,7 @@ class RunOptions:
         # `not (x > 0)` also refuses nan, which compares false to everything and would disable the budget.
         if self.max_seconds is not None and not (self.max_seconds > 0 and math.isfinite(self.max_seconds)):
             problems.append(f"max_seconds must be more than 0 and finite, got {self.max_seconds}")
-        if self.temperature is not None and self.temperature < 0:
+        if self.temperature is not None and not (self.temperature >= 0 and math.isfinite(self.temperature)):
             problems.append(f"temperature must be 0 or more, got {self.temperature}")
         if self.tools is not None:
             try:
@@ -84,11 +84,12 @@ class RunContext:
     question: str
     options: RunOptions
     settings: Settings
-    model: ChatModel
+    model: ChatModel  # carries `budget`: every call through it is checked against it
     stream: EventStream
     run_id: str
     corpus: str
     open_corpus: Callable[[], SearchBackend]
+    budget: Budget  # the run's tokens and wall time, shared by every call of the run
     tools: Sequence[Tool] = ()
 
     @property
@@ -108,13 +109,6 @@ class RunContext:
     def sample_temperature(self) -> float:
         return SAMPLE_TEMPERATURE if self.options.temperature is None else self.options.temperature
 
-    def budget(self) -> Budget:
-        """The run's token and wall-time budget, its clock started now."""
-        return Budget(
-            self.options.max_tokens or self.settings.max_tokens,
-            self.options.max_seconds or self.settings.max_seconds,
-        )
-
     def verifier(self) -> Verifier:
         return make_verifier(
             self.options.verifier, self.model, self.options.reference, seed=self.options.seed
@@ -131,8 +125,8 @@ class RunContext:
         """The effective settings of this run, as recorded in `RunStarted`."""
         return {
             "max_steps": self.max_steps,
-            "max_tokens": self.options.max_tokens or self.settings.max_tokens,
-            "max_seconds": self.options.max_seconds or self.settings.max_seconds,
+            "max_tokens": self.budget.max_tokens,
+            "max_seconds": self.budget.max_seconds,
             "temperature": self.temperature,
             "agents": self.options.agents or "auto",
             "max_agents": self.options.max_agents,
@@ -178,11 +172,13 @@ class Mode(ABC):
 
 
 def budget_notes(agents: list[AgentResult]) -> list[str]:
-    """One note per agent that answered because a budget ran out."""
+    """One note per agent that answered because a budget ran out (one stopped before it could answer
+    is a failed agent, and its error says which budget stopped what)."""
     return [
-        f"{a.agent}: the {a.stop_reason.budget} budget ran out; it answered with what it had read so far"
+        f"{a.agent}: the {'token' if a.stop_reason.budget == 'tokens' else a.stop_reason.budget} budget ran "
+        "out; it answered with what it had read so far"
         for a in agents
-        if a.stop_reason.kind == "budget"
+        if a.stop_reason.kind == "budget" and a.ok
     ]
 
 
@@ -190,8 +186,14 @@ def ranked_outcome(
     ranked: RankResult, agents: list[AgentResult], citations: list[Citation], answer: str | None = None
 ) -> Outcome:
     """The best of a ranking as the answer (`answer`: the best sample's whole answer, where the ranking
-    compared short ones), with the whole ranking and what failed."""
-    notes = [f"sample {f.index} failed: {f.error}" for f in ranked.failed] + budget_notes(agents)
+    compared short ones), with the whole ranking and what failed (by agent name when the samples are
+    agents' trajectories)."""
+    failed = (
+        [f"{a.agent} failed: {a.error}" for a in agents if a.error]
+        if agents
+        else [f"sample {f.index} failed: {f.error}" for f in ranked.failed]
+    )
+    notes = failed + budget_notes(agents)
     best = ranked.best.answer if answer is None else answer
     # The short answer of the best trajectory, when the samples were agents'.
     short = agents[ranked.best.index].short_answer if ranked.best.index < len(agents) else ""

@@ -22,7 +22,7 @@ async def research_team(run: RunContext, agents: int | None) -> Orchestrator:
         agents=agents,
         max_agents=run.options.max_agents,
         max_steps=run.max_steps,
-        budget=run.budget(),
+        budget=run.budget,
         temperature=run.temperature,
         seed=run.options.seed,
         answer_max_chars=run.settings.answer_max_chars,

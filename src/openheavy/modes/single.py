@@ -20,7 +20,7 @@ class SingleMode(Mode):
             run_id=run.run_id,
             corpus=run.corpus,
             max_steps=run.max_steps,
-            budget=run.budget(),
+            budget=run.budget,
             temperature=run.temperature,
             seed=run.options.seed,
             tools=run.tools,

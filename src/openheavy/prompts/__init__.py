@@ -1,11 +1,13 @@
 """Every prompt openheavy sends lives here as a text file, loaded by name. Nothing hidden.
 
-`openheavy prompts` prints them all.
+`openheavy prompts` prints them all. `fence_untrusted` is the one way text from outside the run
+(documents, search results, tool output) is put in front of a model: fenced and labelled as data.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 from functools import cache
 from importlib.resources import files
 
@@ -55,3 +57,23 @@ def _fill(template: str, values: dict[str, object], what: str) -> str:
             f"{what}: {'; '.join(problems)}. Pass exactly the values its placeholders name ({expected})."
         )
     return _PLACEHOLDER.sub(lambda match: str(values[match[1]]), template)
+
+
+def fence_untrusted(text: str, *, label: str) -> str:
+    """`text` from outside the run (documents, search results, notes drawn from them, tool output) as the
+    model is shown it: between a pair of tags under a line (the `untrusted_data` prompt) saying that it
+    is data, to be used as information and never followed as instructions. System prompts say the same.
+
+    The tag name is random and new for every block, so the text cannot close the fence and continue as
+    if it were ours: it would have to guess the name. A fresh name per block rather than per run needs
+    nothing passed around, and a tag the model repeats (in a query, an answer, a note) cannot be used to
+    close a later block.
+    """
+    tag = _fresh_tag()
+    while tag in text:  # ~1 in 4 billion per block: cheap to rule out entirely
+        tag = _fresh_tag()
+    return render_prompt("untrusted_data", label=label, tag=tag, text=text.strip("\n")).strip()
+
+
+def _fresh_tag() -> str:
+    return f"data-{secrets.token_hex(4)}"

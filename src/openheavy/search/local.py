@@ -27,8 +27,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from openheavy.errors import CorpusError, DamagedIndexError, DocumentNotFoundError, SchemaError, SearchError
+from openheavy.private_files import create_private_file
 from openheavy.search.terms import query_terms
-from openheavy.sqlite_migrations import Migration, migrate
+from openheavy.sqlite_migrations import Migration, is_damage, migrate, quick_check
 from openheavy.types import Document, Hit
 
 # Title matches count more than body matches: a passage titled "subprocess — ... › run()" is about
@@ -78,9 +79,6 @@ _MIGRATIONS: tuple[Migration, ...] = (
     f"INSERT INTO chunks_fts (chunks_fts, rank) VALUES ('rank', 'bm25({TITLE_WEIGHT}, {BODY_WEIGHT})');",
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
-
-# SQLite's primary result codes for a damaged file: SQLITE_CORRUPT and SQLITE_NOTADB.
-_DAMAGE_CODES = frozenset({11, 26})
 
 _CHUNK_ID = re.compile(r"(?P<doc>.+)#(?P<n>\d+)", re.DOTALL)
 _SPACE = re.compile(r"\s+")
@@ -244,7 +242,7 @@ class LocalIndex:
         self.name = name if name is not None else self.path.stem
         if not create and not self.path.is_file():
             raise SearchError(f"no index file at {self.path}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        create_private_file(self.path)  # owner-only when new: an index holds the documents' text
         self._pool = _ConnectionPool(self.path)
         self._write_lock = threading.Lock()
         try:
@@ -346,7 +344,7 @@ class LocalIndex:
 
     def _read_error(self, action: str, exc: sqlite3.Error) -> SearchError:
         """A search-time SQLite error as ours: damage found mid-run says how to rebuild."""
-        if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF in _DAMAGE_CODES:
+        if is_damage(exc):
             return DamagedIndexError(
                 f"{action} in corpus {self.name!r} failed: {self.path} is damaged ({exc}) — move it aside"
                 f" and rebuild it: openheavy index PATH --name {self.name}"
@@ -474,17 +472,10 @@ class LocalIndex:
     def integrity_problems(self) -> list[str]:
         """What SQLite's quick check finds wrong with the file (a few at most); [] when it is sound.
 
-        `PRAGMA quick_check` reads every page once and checks the b-tree structure, without the slower
-        cross-checks of `integrity_check`; benchmarks/bench_index.py measures it.
+        See `openheavy.sqlite_migrations.quick_check`.
         """
         with self._pool.connection() as conn:
-            try:
-                rows = conn.execute("PRAGMA quick_check(5)").fetchall()
-            except sqlite3.DatabaseError as exc:
-                return [str(exc)]
-        # One line each, without the "*** in database main ***" header SQLite puts before the first.
-        problems = [" ".join(str(row[0]).replace("*** in database main ***", "").split()) for row in rows]
-        return [] if problems == ["ok"] else problems
+            return quick_check(conn)
 
     def stats(self) -> IndexStats:
         """How many documents, chunks and sources the index holds, and when it was built and changed."""

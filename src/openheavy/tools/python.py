@@ -8,11 +8,9 @@ running unconfined.
 
 from __future__ import annotations
 
-import secrets
-
 from pydantic import BaseModel, Field
 
-from openheavy.prompts import render_prompt
+from openheavy.prompts import fence_untrusted, render_prompt
 from openheavy.sandbox import CodeResult, Sandbox
 from openheavy.tools.base import Observation, ToolContext
 from openheavy.tools.sources import SourceBook
@@ -90,12 +88,9 @@ def describe_result(result: CodeResult) -> str:
     if not result.stdout and not result.stderr:
         lines.append(render_prompt("tool_python_silent").strip())
         return "\n".join(lines)
-    # A fresh tag per run: printed text cannot close the fence and pass as ours.
-    tag = f"output-{secrets.token_hex(4)}"
-    lines.append(render_prompt("tool_python_output", tag=tag).strip())
+    # Fenced as untrusted data, each stream under a fresh tag: printed text cannot close the fence.
     for stream, text in (("stdout", result.stdout), ("stderr", result.stderr)):
         if text:
-            lines.append(
-                render_prompt("tool_python_stream", tag=tag, stream=stream, text=text.rstrip("\n")).strip()
-            )
+            label = render_prompt("tool_python_output_label", stream=stream).strip()
+            lines.append(fence_untrusted(text.rstrip("\n"), label=label))
     return "\n".join(lines)

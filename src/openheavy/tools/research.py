@@ -1,6 +1,7 @@
 """The research tools: `search` the corpus and `open` a result to read it.
 
-What the model reads back (the observations) is written in the `tool_*` prompt templates."""
+What the model reads back (the observations) is written in the `tool_*` prompt templates; whatever
+came from the corpus (titles, snippets, text) is fenced as untrusted data (`fence_untrusted`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 from pydantic import BaseModel, Field
 
 from openheavy.errors import AddressRefusedError, FetchError, OpenHeavyError
-from openheavy.prompts import render_prompt
+from openheavy.prompts import fence_untrusted, render_prompt
 from openheavy.search.cache import CachedSearch
 from openheavy.search.queries import MAX_PAGES, QueryClaim
 from openheavy.tools.base import Observation, ToolContext
@@ -112,8 +113,9 @@ class SearchTool:
             parts.append(render_prompt("tool_search_nothing_new"))
         others = ctx.queries.queries_by_others(ctx.agent)[-TEAM_QUERIES_SHOWN:]
         if others:
+            # Other agents' queries are model output written after reading the corpus: data, too.
             queries = "; ".join(f'"{query}"' for query in others)
-            parts.append(render_prompt("tool_search_team", queries=queries))
+            parts.append(fence_untrusted(queries, label=render_prompt("tool_search_team").strip()))
         return Observation("\n".join(part.strip() for part in parts))
 
     def _results(
@@ -134,16 +136,14 @@ class SearchTool:
             for ref, hit in zip(refs, hits, strict=True)
         )
         if claim.page == 1:
-            return render_prompt("tool_search_results", query=query, results=lines)
-        first = (claim.page - 1) * self.k + 1
-        return render_prompt(
-            "tool_search_results_page",
-            query=query,
-            page=claim.page,
-            first=first,
-            last=first + len(hits) - 1,
-            results=lines,
-        )
+            label = render_prompt("tool_search_results", query=query)
+        else:
+            first = (claim.page - 1) * self.k + 1
+            last = first + len(hits) - 1
+            label = render_prompt(
+                "tool_search_results_page", query=query, page=claim.page, first=first, last=last
+            )
+        return fence_untrusted(lines, label=label.strip())
 
 
 class OpenTool:
@@ -207,7 +207,8 @@ class OpenTool:
         observation = render_prompt(
             "tool_open_document", ref=args.ref, title=document.title, location=location, text=shown
         )
-        return Observation(observation.strip())
+        label = render_prompt("tool_open_label", ref=args.ref).strip()
+        return Observation(fence_untrusted(observation.strip(), label=label))
 
 
 def _who(claim: QueryClaim, agent: str) -> str:

@@ -13,6 +13,7 @@ from typing import IO, Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from openheavy.errors import OpenHeavyError
+from openheavy.private_files import open_private
 from openheavy.types import EVENT_TYPES, Event, EventSink, ModelCalled
 
 __all__ = [
@@ -40,8 +41,8 @@ class JsonlTraceSink(EventSink):
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: IO[str] | None = path.open("a", encoding="utf-8")
+        # Owner-only: a trace holds every prompt and every document the run read.
+        self._file: IO[str] | None = open_private(path, "a")
         self._last_prompt: dict[str, list[dict[str, str]]] = {}
 
     def handle(self, event: Event) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import os
 import secrets
 import sqlite3
 import time
@@ -15,8 +16,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from openheavy.errors import RunNotFoundError
-from openheavy.sqlite_migrations import USER_VERSION, Migration, migrate
+from openheavy.errors import DamagedRunStoreError, RunNotFoundError
+from openheavy.private_files import create_private_file, private_dir
+from openheavy.sqlite_migrations import USER_VERSION, Migration, is_damage, migrate, quick_check
 from openheavy.trace.metrics import RunFigures
 from openheavy.types import Event, EventSink, RunFinished, RunStarted
 
@@ -110,25 +112,65 @@ def _row(values: sqlite3.Row) -> RunRow:
     return RunRow.model_validate(data)
 
 
+# Run store files this process found sound, by path and inode: checked once, not on every run.
+_SOUND: set[tuple[str, int]] = set()
+_WHAT = "an openheavy run store"
+_MAX_SQLITE_INTEGER = 2**63 - 1
+
+
 class RunStore:
-    """Past runs in SQLite: what was asked, how it ended, its figures and where its trace is."""
+    """Past runs in SQLite: what was asked, how it ended, its figures and where its trace is.
+
+    Opening it checks the file (SQLite's quick check, once per process): a damaged, truncated or empty
+    file raises `DamagedRunStoreError` saying how to start a new one, rather than a traceback now or
+    silently losing the history later. A new store is created whole under a temporary name and linked
+    into place, so an empty file is never one that is being created.
+    """
 
     def __init__(self, db_path: Path) -> None:
         self.db_path = db_path
-        db_path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(db_path.parent)
+        if not db_path.exists():
+            _create(db_path)
+        self._check()
         with self._connect() as db:
             self._migrate(db)
+
+    def _check(self) -> None:
+        stat = self.db_path.stat()
+        if stat.st_size == 0:
+            raise self._damaged("it is empty: the file was truncated, and the runs it listed are gone")
+        key = (str(self.db_path.resolve()), stat.st_ino)
+        if key in _SOUND:
+            return
+        with self._connect() as db:
+            problems = quick_check(db)
+        if problems:
+            raise self._damaged("; ".join(problems))
+        _SOUND.add(key)
+
+    def _damaged(self, detail: str) -> DamagedRunStoreError:
+        path = self.db_path
+        return DamagedRunStoreError(
+            f"the run store {path} is damaged ({detail}) — move it aside (mv {path} {path}.damaged) and "
+            "openheavy starts a new one; the run traces beside it are kept"
+        )
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         # A connection per operation: the store is shared by the CLI, the server and eval workers.
-        with closing(sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None)) as db:
-            db.row_factory = sqlite3.Row
-            yield db
+        try:
+            with closing(sqlite3.connect(self.db_path, timeout=30.0, isolation_level=None)) as db:
+                db.row_factory = sqlite3.Row
+                yield db
+        except sqlite3.DatabaseError as exc:
+            if is_damage(exc):
+                raise self._damaged(str(exc)) from exc
+            raise
 
     @staticmethod
     def _migrate(db: sqlite3.Connection) -> None:
-        migrate(db, MIGRATIONS, what="an openheavy run store")
+        migrate(db, MIGRATIONS, what=_WHAT)
 
     @property
     def schema_version(self) -> int:
@@ -173,7 +215,8 @@ class RunStore:
                 raise RunNotFoundError(f"run {event.run_id} finished but was never recorded as started")
 
     def list(self, limit: int = 20) -> builtins.list[RunRow]:
-        """The most recent runs, newest first."""
+        """The most recent runs, newest first (`limit` beyond what SQLite counts means all of them)."""
+        limit = min(limit, _MAX_SQLITE_INTEGER)
         with self._connect() as db:
             rows = db.execute(
                 f"SELECT {_COLUMNS} FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?", (limit,)
@@ -215,6 +258,25 @@ class RunStore:
                 (time.time(), error, row.run_id),
             )
         return self.get(row.run_id)
+
+
+def _create(path: Path) -> None:
+    """Create an empty, migrated run store at `path`, whole or not at all: built under a temporary name
+    and hard-linked into place. When another process got there first, its store is kept."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.new")
+    create_private_file(temporary)  # owner-only from the start: the store holds every question asked
+    try:
+        with closing(sqlite3.connect(temporary, isolation_level=None)) as db:
+            migrate(db, MIGRATIONS, what=_WHAT)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without hard links
+            if not path.exists():
+                os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 class RunStoreSink(EventSink):
