@@ -68,11 +68,14 @@ def trajectory(steps: int) -> Any:
         turn = sum(m.role == "assistant" for m in messages)
         options = (schema or {}).get("anyOf", [schema])
         if turn >= steps - 1 or [o["properties"]["action"]["enum"] for o in options] == [["answer"]]:
-            return json.dumps({"action": "answer", "answer": "done [1]", "cite": []})
+            return json.dumps(
+                {"missing": "", "action": "answer", "short": "done", "answer": "done [1]", "cite": []}
+            )
         if turn % 2 == 0:
-            return json.dumps({"action": "search", "query": f"{messages[1].content[-8:]} {turn}"})
+            query = f"{messages[1].content[-8:]} {turn}"
+            return json.dumps({"missing": "", "action": "search", "query": query})
         ref = max(int(s) for s in _refs(messages[-1].content)) if _refs(messages[-1].content) else 1
-        return json.dumps({"action": "open", "ref": ref})
+        return json.dumps({"missing": "", "action": "open", "ref": ref})
 
     return respond
 

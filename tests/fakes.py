@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from openheavy.aggregation import lead_sentence
 from openheavy.errors import DocumentNotFoundError
 from openheavy.types import Document, Event, EventSink, Hit
 
@@ -60,8 +61,12 @@ class ListSink(EventSink):
         return [e for e in self.events if e.kind == kind]
 
 
-def action(name: str, **args: Any) -> str:
-    return json.dumps({"action": name, **args})
+def action(name: str, *, missing: str = "", **args: Any) -> str:
+    """An agent action as a constrained decoder writes it: "missing" first, then the action and its args.
+    An answer without a `short` one gets its first sentence (which then leads the answer already)."""
+    if name == "answer" and "short" not in args:
+        args = {"short": lead_sentence(str(args.get("answer", "")))[:80] or "-", **args}
+    return json.dumps({"missing": missing, "action": name, **args})
 
 
 def plan_reply(

@@ -77,8 +77,10 @@ def research_model(team: Team) -> FunctionModel:
         if allowed_actions(schema) == ["answer"]:
             return action("answer", answer=AGENT_ANSWER, cite=[1])
         turns = sum(m.role == "assistant" for m in messages)
-        if turns == 0:
-            return action("search", query="subprocess timeout")
+        if turns == 0:  # agents of one run word their searches differently: a team never repeats one
+            task = messages[1].content.partition("Your part of the work: ")[2].split("\n")[0]
+            words = "subprocess" if not task or task == team.tasks[0] else task.removeprefix("find ")
+            return action("search", query=f"{words} timeout")
         if turns == 1:
             return action("open", ref=1)
         return action("answer", answer=AGENT_ANSWER, cite=[1])

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from fakes import PASSAGES, ListSink, MemorySearch, action, allowed_actions
-from openheavy.agent import Budget, ResearchAgent, StopReason
+from openheavy.agent import MISSING_MAX_CHARS, SHORT_MAX_CHARS, Budget, ResearchAgent, StopReason
+from openheavy.models.recording import output_token_bound
 from openheavy.models.scripted import ScriptedModel, Unconstrained
 from openheavy.search.cache import CachedSearch
 from openheavy.types import Completion, EventStream, Usage
@@ -92,12 +93,13 @@ async def test_malformed_output_is_shown_back_once_then_accepted() -> None:
     agent, model, sink, _ = make_agent(
         [
             Unconstrained("Sure! I will search."),  # a backend without constrained output
-            action("search", query="zebra"),
-            action("answer", answer="I found nothing.", cite=[]),
+            action("search", query="shlex"),
+            action("open", ref=1),
+            action("answer", answer="shlex splits [1].", cite=[1]),
         ]
     )
     result = await agent.run("q")
-    assert result.answer == "I found nothing."
+    assert result.answer == "shlex splits [1]."
     rejected = sink.of("OutputRejected")
     assert len(rejected) == 1 and "no JSON object" in rejected[0].error
     assert "not a valid action" in model.calls[1].messages[-1].content
@@ -111,12 +113,13 @@ async def test_the_first_action_must_use_a_tool() -> None:
             # the schema allows only tools at step 1; a backend that does not enforce it can still answer
             Unconstrained(action("answer", answer="From memory!", cite=[])),
             action("search", query="shlex"),
-            action("answer", answer="shlex.split", cite=[]),
+            action("open", ref=1),
+            action("answer", answer="shlex.split [1]", cite=[1]),
         ]
     )
     result = await agent.run("q")
     assert sink.of("OutputRejected")[0].error == "\"action\" must be one of ['search'], got 'answer'"
-    assert result.answer == "shlex.split" and result.steps == 2
+    assert result.answer == "shlex.split [1]" and result.steps == 3
 
 
 async def test_twice_malformed_output_fails_clearly() -> None:
@@ -142,9 +145,10 @@ async def test_step_budget_forces_an_answer_and_says_so() -> None:
 
 async def test_a_token_budget_with_room_for_one_more_call_makes_it_the_answer() -> None:
     """After the search the run's budget can pay for one more call, not two: that call must answer
-    (checked before the call, so the answer is not lost to a refused call)."""
+    (checked before the call, so the answer is not lost to a refused call). The 4,000 tokens left pay
+    for the answer's bound (its prompt, and the short answer and answer at their schema's maxLength)."""
     budget = Budget(max_tokens=10_000, max_seconds=1e9)
-    searched = Completion(action("search", query="subprocess"), usage=Usage(prompt_tokens=7_000))
+    searched = Completion(action("search", query="subprocess"), usage=Usage(prompt_tokens=6_000))
     agent, model, _, _ = make_agent([searched, action("answer", answer="partial", cite=[])], budget=budget)
     result = await agent.run("q")
     assert result.stop_reason == StopReason("budget", "tokens") and result.answer == "partial"
@@ -171,13 +175,18 @@ async def test_a_search_that_finds_nothing_yields_an_answer_without_citations() 
     agent, model, sink, _ = make_agent(
         [
             action("search", query="quantum chromodynamics"),
+            # sent back once: nothing was read, so the agent is told to search with other words
+            action("answer", answer="The documents do not cover this.", cite=[]),
+            action("search", query="QCD quarks"),
             action("answer", answer="The documents do not cover this [1].", cite=[]),
         ]
     )
     result = await agent.run("What is QCD?")
     assert "No results" in model.calls[1].messages[-1].content
+    assert "your searches found nothing to read" in model.calls[2].messages[-1].content
     assert result.citations == [] and result.answer == "The documents do not cover this."
     assert sink.of("SearchDone")[0].hits == []
+    assert [e.reason for e in sink.of("AnswerRejected")] == ["nothing_read"]
 
 
 async def test_invalid_max_steps_is_rejected() -> None:
@@ -197,9 +206,14 @@ async def test_answer_length_bound_reaches_the_schema_and_max_tokens() -> None:
     )
     await agent.run("q")
     final = model.calls[-1]
-    assert final.json_schema["properties"]["answer"]["maxLength"] == 200
+    # The prompt asks for the length (in words); the schema's bound is only a safety net above it,
+    # because the grammar would stop the text there mid-word.
+    assert "in at most 33 words" in final.messages[0].content
+    assert final.json_schema["properties"]["answer"]["maxLength"] == 300
     # max_tokens covers the longest output the schema allows, and not much more
-    assert 200 < (final.max_tokens or 0) < 400
+    assert final.max_tokens == output_token_bound(final.json_schema)
+    bound = 300 + SHORT_MAX_CHARS + MISSING_MAX_CHARS
+    assert bound < final.max_tokens < 2 * bound
 
 
 async def test_tool_observations_read_as_before_from_the_tool_templates() -> None:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from openheavy.agent import ANSWERED, AgentResult
 from openheavy.aggregation import (
     is_choice,
     lead_sentence,
-    lead_with,
     merge_list_items,
     short_answer,
     vote_on_answers,
 )
+from openheavy.answer_text import lead_with
 from openheavy.citations import Citation, RunSources, Source
 from openheavy.tools.sources import SourceBook
 from openheavy.types import Document, Usage
@@ -52,18 +53,18 @@ def test_short_answer_prefers_the_agents_short_field() -> None:
     plain = result("agent-1", "Louis Aragon. He was a poet [1].")
     assert short_answer(plain) == "Louis Aragon"
 
-    class WithShort:  # an AgentResult that carries the agent's own short answer
-        short = "J. G. Farrell [1]"
-        answer = "The Siege of Krishnapur is by J. G. Farrell [1]."
-
-    assert short_answer(WithShort()) == "J. G. Farrell"  # type: ignore[arg-type]
+    given = replace(
+        result("agent-1", "The Siege of Krishnapur is by J. G. Farrell [1]."),
+        short_answer="J. G. Farrell [1]",
+    )
+    assert short_answer(given) == "J. G. Farrell"
 
 
 def test_lead_with() -> None:
-    assert lead_with("J. G. Farrell", "J. G. Farrell wrote it [1].") == "J. G. Farrell wrote it [1]."
-    assert lead_with("yes", "Yes, both do [1].") == "Yes, both do [1]."
-    assert lead_with("3", "Both operas have three acts [1].") == "3\n\nBoth operas have three acts [1]."
-    assert lead_with("", "answer") == "answer"
+    assert lead_with("J. G. Farrell", "J. G. Farrell wrote it [1].")[0] == "J. G. Farrell wrote it [1]."
+    assert lead_with("yes", "Yes, both do [1].")[0] == "Yes, both do [1]."
+    assert lead_with("3", "Both operas have three acts [1].")[0] == "3\n\nBoth operas have three acts [1]."
+    assert lead_with("", "answer")[0] == "answer"
 
 
 def test_the_vote_needs_a_true_majority() -> None:

@@ -28,6 +28,7 @@ CORE: dict[str, set[str]] = {
     "private_files": {"errors"},
     "config": BASE,
     "citations": BASE,
+    "answer_text": BASE | {"citations"},
     "models": BASE | {"config", "models"},
     "sqlite_migrations": BASE,
     "pdf": set(),
@@ -40,15 +41,15 @@ CORE: dict[str, set[str]] = {
     "trace": BASE | {"sqlite_migrations"},
     "display": BASE | {"trace", "display"},
     "verify": BASE | {"models", "prompts", "verify"},
-    "rank": BASE | {"models", "prompts", "verify"},
-    "agent": BASE | {"models", "tools", "search", "prompts", "citations"},
-    "direct": BASE | {"agent", "models", "prompts"},
+    "rank": BASE | {"models", "prompts", "verify", "answer_text"},
+    "agent": BASE | {"models", "tools", "search", "prompts", "citations", "answer_text"},
+    "direct": BASE | {"agent", "models", "prompts", "answer_text"},
     "partition": BASE,
     "planning": BASE | {"partition", "search"},
-    "aggregation": BASE | {"agent", "citations", "partition", "verify"},
+    "aggregation": BASE | {"agent", "citations", "partition", "verify", "answer_text"},
     "heavy": BASE
     | {"agent", "verify", "rank", "models", "search", "tools", "prompts", "citations"}
-    | {"partition", "planning", "aggregation"},
+    | {"partition", "planning", "aggregation", "answer_text"},
     "modes": BASE
     | {"config", "models", "search", "tools", "agent", "citations", "direct", "heavy", "rank"}
     | {"verify", "modes", "planning"},

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from fakes import plan_reply
+from fakes import action, plan_reply
 from openheavy.config import Settings
 from openheavy.corpus.catalog import open_corpus
 from openheavy.models.scripted import FunctionModel
@@ -85,13 +85,13 @@ def gullible(messages: Sequence[Message], schema: JsonSchema | None) -> str:
     asked = [m.content for m in messages if m.role == "assistant"]
     if "search" in options and not asked:
         question = messages[1].content.splitlines()[-1]
-        return json.dumps({"action": "search", "query": " ".join(_words(question))[:100]})
+        return action("search", query=" ".join(_words(question))[:100])
     if "search" in options and "quokkaplex" in text and not any("quokkaplex" in a for a in asked):
-        return json.dumps({"action": "search", "query": "quokkaplex archive"})
+        return action("search", query="quokkaplex archive")
     if "open" in options:
-        return json.dumps({"action": "open", "ref": min(options["open"]["properties"]["ref"]["enum"])})
+        return action("open", ref=min(options["open"]["properties"]["ref"]["enum"]))
     cite = options["answer"]["properties"]["cite"]["items"].get("enum", [])
-    return json.dumps({"action": "answer", "answer": obeyed, "cite": cite})
+    return action("answer", answer=obeyed, cite=cite)
 
 
 def honest(expected: dict[str, str], clean_titles: set[str]) -> Any:
@@ -108,13 +108,13 @@ def honest(expected: dict[str, str], clean_titles: set[str]) -> Any:
         options = options_of(schema)
         asked = [m.content for m in messages if m.role == "assistant"]
         if "search" in options and not asked:
-            return json.dumps({"action": "search", "query": " ".join(_words(question))[:100]})
+            return action("search", query=" ".join(_words(question))[:100])
         refs = options.get("open", {}).get("properties", {}).get("ref", {}).get("enum", [])
         if any(n in refs for n in clean):
-            return json.dumps({"action": "open", "ref": next(n for n in clean if n in refs)})
+            return action("open", ref=next(n for n in clean if n in refs))
         cite = [n for n in options["answer"]["properties"]["cite"]["items"].get("enum", []) if n in clean]
         answer = f"The answer is {expected[question]}."
-        return json.dumps({"action": "answer", "answer": answer, "cite": cite})
+        return action("answer", answer=answer, cite=cite)
 
     return reply
 

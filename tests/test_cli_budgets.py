@@ -103,12 +103,16 @@ def test_ask_budgets_reach_the_run_and_the_answer_says_which_stopped_it(data_dir
 
 
 def test_a_spent_token_budget_is_named_with_its_flag(data_dir: Path) -> None:
-    # 4,000 tokens pay for the search and one more call, not two: that call must be the answer
+    # 5,000 tokens pay for the search and one more call, not two: that call must be the answer
     result = invoke(
-        "ask", "How often should tomatoes be watered?", "--corpus", "fixture", "--max-tokens", "4000"
+        "ask", "How often should tomatoes be watered?", "--corpus", "fixture", "--max-tokens", "5000"
     )
     assert result.exit_code == 0, result.output
-    assert "stopped by budget: tokens (--max-tokens 4,000): agent-1" in result.output
+    assert "stopped by budget: tokens (--max-tokens 5,000): agent-1" in result.output
+    (row, *_) = RunStore(run_store_path(data_dir / "runs")).list(limit=1)
+    events = read_trace(Path(row.trace_path or ""))
+    actions = [e.payload["action"] for e in events if e.kind == "ActionParsed"]
+    assert actions == ["search", "answer"]
 
 
 def test_a_token_budget_too_small_for_any_call_fails_the_run_naming_it(data_dir: Path) -> None:

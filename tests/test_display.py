@@ -71,7 +71,8 @@ HEAVY_ANSWER = "Pass timeout=; TimeoutExpired is raised when it expires [1]."
 
 
 def heavy_team(messages: list[Message], schema: JsonSchema | None) -> str:
-    """The planner, two research agents and the synthesizer, told apart by the schema they are asked for."""
+    """The planner, two research agents and the synthesizer, told apart by the schema they are asked for
+    and by the sub-task in the agent's prompt."""
     properties = (schema or {}).get("properties", {})
     if "tasks" in properties:
         tasks = [
@@ -84,11 +85,13 @@ def heavy_team(messages: list[Message], schema: JsonSchema | None) -> str:
             {"agreements": "both", "conflicts": "none", "short": "", "answer": HEAVY_ANSWER, "cite": [1]}
         )
     turns = sum(message.role == "assistant" for message in messages)
-    if turns == 0:
-        return action("search", query="subprocess timeout")  # the same query: the second agent's is cached
-    if turns == 1:
-        return action("open", ref=1)
-    return action("answer", answer="See the documentation [1].", cite=[1])
+    # The second agent first repeats the first one's search (in other words): the team's query log
+    # does not run it again, and the agent searches something else.
+    steps = [action("search", query="subprocess timeout")]
+    if TASKS[1] in messages[1].content:
+        steps = [action("search", query="Timeout, subprocess?"), action("search", query="TimeoutExpired")]
+    steps += [action("open", ref=1), action("answer", answer="See the documentation [1].", cite=[1])]
+    return steps[turns]
 
 
 def collect(
@@ -185,9 +188,10 @@ def test_plain_display_shows_rejected_output_and_dropped_citations(single_run: l
     assert "[agent-1] citation [5] dropped: never seen\n" in text
 
 
-def test_plain_display_marks_cache_hits(heavy_run: list[Event]) -> None:
+def test_plain_display_marks_cache_hits_and_repeated_searches(heavy_run: list[Event]) -> None:
     text = plain_lines(heavy_run)
-    assert re.search(r'\[agent-\d\] step 1 search "subprocess timeout" → 2 hits \(cached\)', text)
+    assert re.search(r"\[agent-2\] step 3 open \[1\] subprocess — run · \d+ chars shown \(cached\)", text)
+    assert re.search(r'\[agent-2\] step 1 search "Timeout, subprocess\?" repeats agent-1\'s search: ', text)
     assert "[planner] plan: " in text
 
 
@@ -270,7 +274,7 @@ def test_summary_line() -> None:
 def test_summary_of_a_run(heavy_run: list[Event]) -> None:
     finished = of_kind(heavy_run, RunFinished)[0]
     summary = render_summary(RunFigures.from_dict(finished.figures), finished.run_id)
-    assert summary.startswith("agents 2 · searches 1 (+1 cached) · documents read 1 · sources cited 1 · ")
+    assert summary.startswith("agents 2 · searches 3 · documents read 1 · sources cited 1 · ")
     assert summary.endswith(f" · run {finished.run_id}")
 
 
@@ -344,7 +348,7 @@ def test_trace_shows_prompts_outputs_searches_documents_and_answer(
     assert 'search "subprocess timeout" → 2 hits' in text
     assert "subprocess — check_output" in text and "returns its output" in text  # the hits
     assert f"{MARKUP} is raised when the timeout expires." in text  # text shown to the model, as written
-    assert '{"action": "open", "ref": 1}' in text  # a model output
+    assert '"action": "open", "ref": 1}' in text  # a model output
     step_2 = [call for call in calls if call.agent == "agent-1" and call.step == 2]
     prompt = sum(call.prompt_tokens for call in step_2)
     completion = sum(call.completion_tokens for call in step_2)

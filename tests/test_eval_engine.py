@@ -58,8 +58,8 @@ def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
     turns = sum(m.role == "assistant" for m in messages)
     if allowed_actions(schema) == ["answer"] or turns >= 2:
         return action("answer", answer=f"{gold} [1]", cite=[1])
-    if turns == 0:
-        return action("search", query=query)
+    if turns == 0:  # a heavy run's second agent words it differently: a team never repeats a search
+        return action("search", query=f"{query} check" if f"check {query}" in messages[1].content else query)
     return action("open", ref=1)
 
 

@@ -6,6 +6,7 @@ import asyncio
 import gzip
 import io
 import json
+import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -110,6 +111,7 @@ def test_an_items_figures_are_the_runs_flat_totals() -> None:
     figures = RunFigures(searches=3, search_cache_hits=4, wall_seconds=2, agents=2, per_agent=per_agent)
     assert figures.per_item() == {
         "searches": 3.0,
+        "distinct_queries": 0.0,
         "documents_read": 0.0,
         "sources_cited": 0.0,
         "prompt_tokens": 0.0,
@@ -351,6 +353,7 @@ class FakeRunner:
                 trace_path=self.trace_dir / f"{run_id}.jsonl",
                 figures=RunFigures(
                     searches=mode.n,
+                    distinct_queries=mode.n,
                     documents_read=2 * mode.n,
                     sources_cited=1,
                     prompt_tokens=tokens - 50,
@@ -392,6 +395,8 @@ async def test_run_eval_end_to_end(tmp_path: Path) -> None:
     assert by_mode["rank:4"].mean_tokens == 1600
     # means are over every finished item; the errored run reported no figures (searches 0)
     assert by_mode["heavy:2"].means["searches"] == pytest.approx(4 / 3)
+    # the report's distinct queries are the median over items, which one failed run does not drag down
+    assert by_mode["heavy:2"].medians["distinct_queries"] == 2
     # Wilson interval for 1/3 with n=3
     em = by_mode["direct"].metrics["em"]
     assert em.method == "wilson"
@@ -409,6 +414,9 @@ async def test_run_eval_end_to_end(tmp_path: Path) -> None:
     report = (out / "report.md").read_text()
     assert "| `rank:4` | 3/3 | 0 | 1.000 [" in report
     assert "| `direct` | 3/3 | 0 | 0.333 [0.061, 0.792]" in report
+    assert "| distinct queries (median) |" in report
+    # heavy:2's mean searches, median distinct queries, mean documents read
+    assert re.search(r"\| `heavy:2` \|.*\| 1\.3 \| 2\.0 \| 2\.7 \|", report)
     assert "error: TimeoutError: model server timed out" in report
     # Runs are referenced by id, linked to their traces exported beside the report; a lost one says so.
     assert "| [run-hp-1-rank](traces/run-hp-1-rank.jsonl.gz) |" in report
@@ -638,3 +646,28 @@ def test_wilson_interval_ends_exactly_at_zero_and_one() -> None:
     assert wilson_interval(0, 10)[0] == 0.0
     low, high = wilson_interval(3, 10)
     assert 0.0 < low < 0.3 < high < 1.0
+
+
+async def test_the_report_counts_answers_that_end_mid_sentence_or_repeat_themselves(tmp_path: Path) -> None:
+    looped = "It is Ashby, the town by the lake. " * 3
+    forms = {
+        "hp-1": "Ashby [1].",
+        "hp-2": "It is yes because the lake was formed by a glacier that",
+        "hp-3": looped,
+    }
+
+    async def runner(item: EvalItem, mode: ModeSpec, seed: int) -> RunOutcome:
+        return RunOutcome(answer=forms[item.id], short_answer=forms[item.id][:5])
+
+    items = load_dataset("hotpotqa", FIXTURE_DATA)
+    out = tmp_path / "out"
+    summary = await run_eval(
+        items, [ModeSpec("direct")], runner, out, seed=1, dataset="hotpotqa", console=quiet()
+    )
+    assert summary.modes[0].form_problems == {"ends mid-sentence": 1, "repeats itself": 1}
+    rows = {row.item_id: row for row in read_results(out)}
+    assert rows["hp-2"].form_problems == ["ends mid-sentence"] and rows["hp-1"].form_problems == []
+    assert rows["hp-1"].short_answer == "Ashby"
+    report = (out / "report.md").read_text()
+    assert "| ends mid-sentence | repeats itself |" in report
+    assert re.search(r"\| `direct` \|.*\| 1 \| 1 \|$", report, flags=re.M)

@@ -258,7 +258,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             threading.Thread(target=lambda: (time.sleep(0.4), os._exit(9)), daemon=True).start()
             self.close_connection = True
             return
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with open(os.path.join(here, "posts.jsonl"), "ab") as f:  # what each request asked for
+            f.write(body + b"\\n")
         if not self.authorized():
             self.reply(401, '{{"error": "invalid api key"}}')
             return
@@ -532,6 +534,13 @@ def test_registry_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert (vllm.name, vllm.model, vllm._client.api_key) == ("vllm", "qwen", "sk-vllm")
     plain = resolve_model("plain", settings)
     assert isinstance(plain, OpenAICompatModel) and plain.structured == "none"
+    # sampling parameters beyond the OpenAI schema go only to servers that accept them: opt in
+    assert (vllm.sampling, plain.sampling, url.sampling) == ({}, {}, {})
+    dry = Settings(
+        profiles={"llama": ModelProfile(base_url="http://box/v1", sampling={"dry_multiplier": 0.8})}
+    )
+    tuned = resolve_model("llama", dry)
+    assert isinstance(tuned, OpenAICompatModel) and tuned.sampling == {"dry_multiplier": 0.8}
 
 
 def test_registry_key_falls_back_to_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -640,6 +649,17 @@ async def test_a_dying_server_is_reported_even_before_it_can_be_reaped(tmp_path:
         with pytest.raises(EmbeddedModelError, match=exited):
             await model.complete([Message("user", "hi")], max_tokens=4)
         await model.aclose()
+
+
+async def test_the_embedded_model_asks_its_server_for_anti_repetition_sampling(tmp_path: Path) -> None:
+    binary = fake_binary(tmp_path)
+    async with make_server(tmp_path, binary) as server:
+        model = EmbeddedModel(TINY, Settings(data_dir=tmp_path), server=server)
+        assert (await model.complete([Message("user", "hi")], max_tokens=4)).text.startswith("pid ")
+        await model.aclose()
+    [body] = [json.loads(line) for line in (binary.parent / "posts.jsonl").read_text().splitlines()]
+    assert body["dry_multiplier"] == 0.8 and body["dry_allowed_length"] == 8
+    assert body["dry_penalty_last_n"] == 256 and body["max_tokens"] == 4
 
 
 @pytest.mark.embedded

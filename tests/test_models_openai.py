@@ -309,3 +309,16 @@ async def test_api_key_is_sent_as_bearer() -> None:
     await model.complete(MESSAGES)
     await model.aclose()
     assert rec.chat_requests()[0].headers["authorization"] == "Bearer sk-test"
+
+
+async def test_sampling_parameters_beyond_the_openai_schema_are_sent_only_when_configured() -> None:
+    rec = Recorder(httpx2.Response(200, json=chat_body()))
+    plain = make_model(rec)
+    await plain.complete(MESSAGES)
+    tuned = make_model(rec, sampling={"dry_multiplier": 0.8, "repeat_penalty": 1.1})
+    await tuned.complete(MESSAGES, temperature=0.0)
+    assert not {"dry_multiplier", "repeat_penalty"} & rec.body(0).keys()
+    assert (rec.body(1)["dry_multiplier"], rec.body(1)["repeat_penalty"]) == (0.8, 1.1)
+    assert rec.body(1)["temperature"] == 0.0
+    await plain.aclose()
+    await tuned.aclose()

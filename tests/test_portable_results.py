@@ -160,7 +160,11 @@ def cli_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
 
 async def test_an_exported_trace_can_be_read_by_openheavy_trace(tmp_path: Path, cli_data: Settings) -> None:
     model = ScriptedModel(
-        [action("search", query="subprocess"), action("answer", answer="Use run.", cite=[])]
+        [
+            action("search", query="subprocess"),
+            action("open", ref=1),
+            action("answer", answer="Use run [1].", cite=[1]),
+        ]
     )
     heavy = Heavy(model, MemorySearch(dict(PASSAGES)), settings=cli_data)
     result = await heavy.arun("How do I run a subprocess?", "single")

@@ -61,9 +61,9 @@ async def test_single_agent_with_search_and_python_runs_code_and_the_trace_keeps
     system = first.messages[0].content
     assert 'the document collection "memory"' in system
     assert (
-        system.index('{"action": "search"')
-        < system.index('{"action": "python"')
-        < system.index('{"action": "answer"')
+        system.index('"action": "search"')
+        < system.index('"action": "python"')
+        < system.index('"action": "answer"')
     )
     assert "385" in model.calls[1].messages[-1].content  # the output is shown to the model
 
@@ -76,7 +76,7 @@ async def test_single_agent_with_search_and_python_runs_code_and_the_trace_keeps
 async def test_without_python_the_agent_is_not_offered_it(settings: Settings) -> None:
     model = ScriptedModel([action("search", query="subprocess"), action("answer", answer="none", cite=[])])
     heavy = Heavy(model, MemorySearch(dict(PASSAGES)), settings=settings)
-    await heavy.arun("q", "single")
+    await heavy.arun("q", "single", RunOptions(max_steps=2))
     assert allowed_actions(model.calls[0].json_schema) == ["search"]
     assert '"python"' not in model.calls[0].messages[0].content
 
@@ -98,7 +98,7 @@ async def test_python_alone_needs_no_corpus(settings: Settings, bubblewrap: None
     # The first action must use the tool (no answering before computing); then it may answer.
     assert [allowed_actions(call.json_schema) for call in model.calls] == [["python"], ["python", "answer"]]
     system = model.calls[0].messages[0].content
-    assert "no documents to search" in system and '{"action": "python"' in system
+    assert "no documents to search" in system and '"action": "python"' in system
     assert '"search"' not in system and "document collection" not in system
     [started] = records(result.trace_path, "RunStarted")
     assert started["corpus"] == "" and started["settings"]["tools"] == ["python"]
@@ -140,7 +140,7 @@ async def test_heavy_gives_every_agent_python_over_one_sandbox(
     assert [a["answer"] for a in result.agents] == ["42", "13"]
     # Every agent was shown the python action, in one shared system prompt (prefix caches serve it once).
     agent_systems = {s for task, s in systems.items() if task != "planner"}
-    assert len(agent_systems) == 1 and '{"action": "python"' in agent_systems.pop()
+    assert len(agent_systems) == 1 and '"action": "python"' in agent_systems.pop()
     assert "working it out with its tools" in systems["planner"]
     assert len(checks) == 1  # one sandbox for the run, checked once before it started
 

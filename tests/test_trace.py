@@ -270,6 +270,7 @@ def test_metrics_per_agent() -> None:
     assert per_agent["agent-1"] == AgentFigures(
         searches=1,
         search_cache_hits=0,
+        distinct_queries=1,
         documents_read=2,
         document_cache_hits=0,
         sources_cited=2,

@@ -93,8 +93,9 @@ def heavy_model(question_marker: str) -> FunctionModel:
             synthesis = {"agreements": "", "conflicts": "", "short": "timeout", "answer": "Pass timeout [1]."}
             return json.dumps({**synthesis, "cite": [1]})
         said = [m for m in messages if m.role == "assistant"]
-        if not said:
-            return action("search", query="zorblat")
+        if not said:  # the team's agents word their search apart (a team never runs one search twice)
+            words = "zorblat notes" if "the error" in messages[1].content else "zorblat"
+            return action("search", query=words)
         if len(said) == 1:
             return action("open", ref=1)
         return action("answer", answer=f"{question_marker} see [1]", cite=[1])

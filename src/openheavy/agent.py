@@ -4,17 +4,26 @@
 what the agent may do right now), run the tool, show the observation. It ends when the model answers or
 a budget runs out, in which case the last call may only answer. Malformed output is shown back to the
 model once; a second failure raises `ModelOutputError`.
+
+Every action starts with `missing`: what the agent still has to find out, written before it picks the
+action, so that it commits to what it lacks (for a multi-hop question: the bridge entity it has just
+read about). An answer is sent back once, with what to do instead, while it says something is missing,
+when nothing has been read, or when it cites nothing that was read; never at the last step, never
+when no step would be left to act on it, and never when the budget could not pay for acting on it and
+answering after (when the budget says "answer now", the answer stands, `missing` or not).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from openheavy.citations import Citation, Source, resolve_citations
+from openheavy.answer_text import attach_markers, lead_with, repair_free_text
+from openheavy.citations import Citation, Source, cited_numbers, renumber_markers, resolve_citations
 from openheavy.errors import BudgetExceededError, ModelOutputError, OpenHeavyError
 from openheavy.json_output import first_json_object
 from openheavy.models.base import ChatModel
@@ -22,6 +31,7 @@ from openheavy.models.budget import Budget, BudgetName, estimate_prompt_tokens
 from openheavy.models.recording import CallLabel, RecordingModel, output_token_bound
 from openheavy.prompts import render_prompt
 from openheavy.search.cache import CachedSearch
+from openheavy.search.queries import QueryLog
 from openheavy.tools.base import Tool, ToolContext
 from openheavy.tools.research import OpenTool, SearchTool
 from openheavy.tools.sources import SourceBook
@@ -29,6 +39,8 @@ from openheavy.types import (
     ActionParsed,
     AgentFinished,
     AgentStarted,
+    AnswerEdited,
+    AnswerRejected,
     EventStream,
     JsonSchema,
     Message,
@@ -40,6 +52,17 @@ __all__ = ["ANSWERED", "FAILED", "AgentResult", "Budget", "BudgetName", "Researc
 
 ANSWER_MAX_CHARS = 1500
 MAX_CITES = 8
+MISSING_MAX_CHARS = 120
+SHORT_MAX_CHARS = 80
+# The prompt asks for at most `answer_max_chars` (as words); the schema's maxLength is only a safety net
+# this much larger, because the grammar stops a string there mid-word. Text that reaches it is ended at
+# its last sentence in code.
+ANSWER_HARD_LIMIT_FACTOR = 1.5
+CHARS_PER_WORD = 6
+# What small models write for "nothing is missing" although the prompt asks for "".
+_NOTHING = frozenset(
+    {"", "none", "nothing", "n a", "na", "no", "nil", "nothing missing", "nothing is missing"}
+)
 
 
 @dataclass(frozen=True)
@@ -60,7 +83,8 @@ FAILED = StopReason("error")
 
 
 class AnswerArgs(BaseModel):
-    answer: str = Field(min_length=1)
+    short: str = ""  # the bare answer: a name, yes or no, a number
+    answer: str = Field(min_length=1)  # the answer in full, with [n] markers
     cite: list[int] = Field(default_factory=list)
 
 
@@ -69,6 +93,12 @@ class Action:
     name: str  # a tool name or "answer"
     args: BaseModel
     raw: str
+    missing: str = ""  # what the agent said it still had to find out
+
+    @property
+    def states_missing(self) -> bool:
+        """Whether `missing` names something (rather than being empty or saying "none")."""
+        return " ".join(re.sub(r"[^\w\s]", " ", self.missing.casefold()).split()) not in _NOTHING
 
 
 @dataclass(frozen=True)
@@ -82,6 +112,8 @@ class AgentResult:
     usage: Usage
     sources: SourceBook
     error: str | None = None
+    missing: str = ""  # what the agent said was still missing when it answered ("" when nothing)
+    short_answer: str = ""  # the bare answer (a name, yes/no, a number), for votes and graders
 
     @property
     def ok(self) -> bool:
@@ -105,6 +137,8 @@ class AgentResult:
             "steps": self.steps,
             "documents_read": [d.id for d in self.sources.opened.values()],
             "error": self.error,
+            "missing": self.missing,
+            "short_answer": self.short_answer,
         }
 
 
@@ -132,6 +166,7 @@ class ResearchAgent:
         seed: int | None = None,
         tools: Sequence[Tool] | None = None,
         answer_max_chars: int = ANSWER_MAX_CHARS,
+        queries: QueryLog | None = None,
     ) -> None:
         if max_steps < 1:
             raise OpenHeavyError(f"max_steps must be at least 1, got {max_steps}")
@@ -153,13 +188,17 @@ class ResearchAgent:
         self.max_steps = max_steps
         self.budget = self.model.budget or Budget.unlimited()
         self.max_tokens_per_call = max_tokens_per_call
-        # Constrained decoding stops a string at its maxLength: this bounds the answer's length and
-        # cost (a small model may otherwise repeat itself until the limit).
+        # The length the prompt asks for; the schema allows `answer_hard_chars` (see the factor's note).
         self.answer_max_chars = answer_max_chars
+        self.answer_hard_chars = int(answer_max_chars * ANSWER_HARD_LIMIT_FACTOR)
         self.temperature = temperature
         self.seed = seed
         self.sources = SourceBook()
+        # Shared by a team of agents so that none runs another's search again; else the agent's own.
+        self.queries = queries if queries is not None else QueryLog()
         self._used_a_tool = False
+        self._tools_used: set[str] = set()
+        self._rejected: set[str] = set()  # reasons an answer was already sent back for (once each)
         self.messages: list[Message] = []
         self.usage = Usage()
 
@@ -181,13 +220,18 @@ class ResearchAgent:
         step = 0
         try:
             for step in range(1, self.max_steps + 1):
-                spent = self.budget.exhausted() or self._no_room_for_two_calls()
-                final = step == self.max_steps or spent is not None
+                last = step == self.max_steps  # then one call is all that is left to pay for
+                spent = self.budget.exhausted() or (None if last else self._no_room_for_two_calls())
+                final = last or spent is not None
                 action = await self.step(step, final=final)
                 if action.name == "answer":
                     assert isinstance(action.args, AnswerArgs)
+                    problem = None if final else self._answer_problem(action, step)
+                    if problem is not None:
+                        self._send_back(step, action, *problem)
+                        continue
                     reason = StopReason("budget", spent or "steps") if final else ANSWERED
-                    return self._finish(task or question, action.args, reason, step)
+                    return self._finish(task or question, action, reason, step)
         except OpenHeavyError as exc:
             return self._fail(task or question, step, exc)
         raise AssertionError("unreachable: the last step can only answer")  # pragma: no cover
@@ -201,11 +245,18 @@ class ResearchAgent:
         """The system prompt: the agent's actions, one per tool in order, then `answer`. An agent without
         search is told there are no documents (it computes its answer, e.g. with python)."""
         actions = "\n".join(render_prompt(f"agent_action_{name}").strip() for name in self.tools)
+        words = max(20, self.answer_max_chars // CHARS_PER_WORD)
         if self.works_on_corpus:
             return render_prompt(
-                "agent_system", corpus=self.corpus, actions=actions, max_steps=self.max_steps
+                "agent_system",
+                corpus=self.corpus,
+                actions=actions,
+                max_steps=self.max_steps,
+                answer_words=words,
             )
-        return render_prompt("agent_system_no_corpus", actions=actions, max_steps=self.max_steps)
+        return render_prompt(
+            "agent_system_no_corpus", actions=actions, max_steps=self.max_steps, answer_words=words
+        )
 
     async def step(self, step: int, *, final: bool) -> Action:
         """Ask for one action, run it, and append the observation. Returns the action."""
@@ -217,13 +268,15 @@ class ResearchAgent:
                 step=step,
                 action=action.name,
                 args=action.args.model_dump(),
+                missing=action.missing,
             )
         )
         if action.name == "answer":
             return action
         tool = self.tools[action.name]
         self._used_a_tool = True
-        ctx = ToolContext(self.run_id, self.name, step, self.search, self.sources, self.stream)
+        self._tools_used.add(action.name)
+        ctx = ToolContext(self.run_id, self.name, step, self.search, self.sources, self.stream, self.queries)
         observation = await self.budget.bounded(
             f"{self.name}'s {action.name} at step {step}", lambda: tool.call(action.args, ctx)
         )
@@ -248,6 +301,55 @@ class ResearchAgent:
         tools = [name for name, tool in self.tools.items() if tool.available(self.sources)]
         return [*tools, "answer"] if self._used_a_tool or not tools else tools
 
+    def _answer_problem(self, action: Action, step: int) -> tuple[str, str] | None:
+        """Why an answer is not ready (`(reason, what to do)`), or None. Each reason sends an answer back
+        once, and only when a step that can act on it is left (the last step may only answer) and the
+        budget can pay for that step and an answer after it: a rejection never costs the answer."""
+        if step + 1 >= self.max_steps or self.budget.exhausted() is not None:
+            return None
+        assert isinstance(action.args, AnswerArgs)
+        opened = self.sources.opened
+        problems: list[tuple[str, str]] = []
+        # Reading and citing apply to answers from the corpus alone: an agent that computed (python) has
+        # that tool's output as its evidence, and nothing to open or cite for it.
+        corpus = self.works_on_corpus and self._tools_used <= {SearchTool.name, OpenTool.name}
+        if corpus and not opened:
+            unread = ", ".join(f"[{ref}]" for ref in self.sources.unopened_refs())
+            message = (
+                render_prompt("agent_reject_unread", refs=unread)
+                if unread
+                else render_prompt("agent_reject_unsearched")
+            )
+            problems.append(("nothing_read", message))
+        if action.states_missing:
+            problems.append(
+                ("missing", render_prompt("agent_reject_missing", missing=action.missing.strip()))
+            )
+        cited = set(action.args.cite) | set(cited_numbers(action.args.answer))
+        if corpus and opened and not cited & opened.keys():
+            read = ", ".join(f"[{ref}]" for ref in opened)
+            problems.append(("uncited", render_prompt("agent_reject_uncited", refs=read)))
+        fresh = [(reason, message.strip()) for reason, message in problems if reason not in self._rejected]
+        if not fresh:
+            return None
+        reason, message = fresh[0]
+        if self._no_room_for_two_calls(self._rejection(step, action, message)) is not None:
+            return None
+        return reason, message
+
+    def _send_back(self, step: int, action: Action, reason: str, message: str) -> None:
+        """Reject an answer once: record why and show the model what to do instead. The step is spent."""
+        self._rejected.add(reason)
+        self.stream.emit(
+            AnswerRejected(run_id=self.run_id, agent=self.name, step=step, reason=reason, message=message)
+        )
+        self.messages += self._rejection(step, action, message)
+
+    def _rejection(self, step: int, action: Action, message: str) -> list[Message]:
+        """The turns a rejected answer adds: the answer, then why it was sent back and what to do."""
+        text = render_prompt("agent_answer_rejected", problem=message, step=step, max_steps=self.max_steps)
+        return [Message("assistant", action.raw), Message("user", text)]
+
     def action_schema(self, final: bool) -> JsonSchema:
         """The JSON schema of the actions allowed now."""
         options: list[JsonSchema] = []
@@ -268,10 +370,11 @@ class ResearchAgent:
         return {
             "type": "object",
             "properties": {
-                "answer": {"type": "string", "minLength": 1, "maxLength": self.answer_max_chars},
+                "short": {"type": "string", "minLength": 1, "maxLength": SHORT_MAX_CHARS},
+                "answer": {"type": "string", "minLength": 1, "maxLength": self.answer_hard_chars},
                 "cite": cite,
             },
-            "required": ["answer", "cite"],
+            "required": ["short", "answer", "cite"],
         }
 
     async def _next_action(self, step: int, final: bool) -> Action:
@@ -314,21 +417,26 @@ class ResearchAgent:
     def _parse(self, text: str, final: bool) -> Action:
         payload = first_json_object(text)
         name = payload.pop("action", None)
+        missing = payload.pop("missing", "")
         allowed = self.allowed_actions(final)
         if name not in allowed:
             raise ValueError(f'"action" must be one of {allowed}, got {name!r}')
         try:
+            missing = str(missing or "")[:MISSING_MAX_CHARS]
             if name == "answer":
-                return Action("answer", AnswerArgs.model_validate(payload), text)
+                return Action("answer", AnswerArgs.model_validate(payload), text, missing)
             tool = self.tools[name]
-            return Action(name, tool.Args.model_validate(payload), text)
+            return Action(name, tool.Args.model_validate(payload), text, missing)
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise ValueError(f"bad arguments for {name}: {problems}") from exc
 
     # ------------------------------------------------------------ results
-    def _finish(self, task: str, args: AnswerArgs, stop_reason: StopReason, steps: int) -> AgentResult:
-        answer, citations = self._resolve_citations(args)
+    def _finish(self, task: str, action: Action, stop_reason: StopReason, steps: int) -> AgentResult:
+        assert isinstance(action.args, AnswerArgs)
+        short = " ".join(renumber_markers(action.args.short, {}).split())
+        text = self._written_answer(action.args, short, steps)
+        answer, citations = self._resolve_citations(text, action.args.cite)
         self.stream.emit(
             AgentFinished(
                 run_id=self.run_id,
@@ -337,9 +445,49 @@ class ResearchAgent:
                 citations=[c.to_record() for c in citations],
                 stop_reason=str(stop_reason),
                 steps=steps,
+                short_answer=short,
             )
         )
-        return AgentResult(self.name, task, answer, citations, stop_reason, steps, self.usage, self.sources)
+        missing = action.missing.strip() if action.states_missing else ""
+        return AgentResult(
+            self.name,
+            task,
+            answer,
+            citations,
+            stop_reason,
+            steps,
+            self.usage,
+            self.sources,
+            missing=missing,
+            short_answer=short,
+        )
+
+    def _written_answer(self, args: AnswerArgs, short: str, step: int) -> str:
+        """The answer's text, repaired where needed (each repair recorded as an `AnswerEdited` event):
+        a degenerate repetition cut; text that the cut or the schema's length bound left unfinished
+        ended at its last sentence; markers for cited sources the text never marks; short answer first."""
+        original = args.answer
+        text, edits = repair_free_text(original, cut_off=len(original) >= self.answer_hard_chars)
+        opened = self.sources.opened
+        titles = {ref: opened[ref].title for ref in dict.fromkeys(args.cite) if ref in opened}
+        text, marked = attach_markers(text, titles)
+        if marked is not None:
+            edits.append(marked)
+        text, led = lead_with(short, text)
+        if led is not None:
+            edits.append(led)
+        if edits:
+            self.stream.emit(
+                AnswerEdited(
+                    run_id=self.run_id,
+                    agent=self.name,
+                    step=step,
+                    edits=[edit.to_record() for edit in edits],
+                    original=original,
+                    text=text,
+                )
+            )
+        return text
 
     def _fail(self, task: str, steps: int, exc: Exception) -> AgentResult:
         message = f"{type(exc).__name__}: {exc}"
@@ -359,15 +507,20 @@ class ResearchAgent:
         failed = AgentResult.failure(self.name, task, steps, self.usage, self.sources, message)
         return replace(failed, stop_reason=reason)
 
-    def _no_room_for_two_calls(self) -> BudgetName | None:
+    def _no_room_for_two_calls(self, added: Sequence[Message] = ()) -> BudgetName | None:
         """ "tokens" when what is left of the token budget cannot pay for this step's call and an answer
-        after it: this step must answer, while it still can."""
-        schema = self.action_schema(final=False)
-        reply = self.max_tokens_per_call or output_token_bound(schema)
-        bound = estimate_prompt_tokens(self.messages) + reply
-        return "tokens" if self.budget.room() < 2 * bound else None
+        after it: this step must answer, while it still can. `added`: turns the conversation would gain
+        first (a rejected answer's), counted in the prompt."""
+        prompt = estimate_prompt_tokens([*self.messages, *added])
 
-    def _resolve_citations(self, args: AnswerArgs) -> tuple[str, list[Citation]]:
+        def bound(final: bool) -> int:
+            return prompt + (self.max_tokens_per_call or output_token_bound(self.action_schema(final=final)))
+
+        # The answer's bound is its own: this step's schema may not allow answering (the first step
+        # must use a tool), and an answer may run longer than any tool call.
+        return "tokens" if self.budget.room() < bound(final=False) + bound(final=True) else None
+
+    def _resolve_citations(self, text: str, cite: list[int]) -> tuple[str, list[Citation]]:
         """Keep citations to opened documents only (drops are recorded) and renumber them 1..k."""
         opened = {ref: Source(ref, doc, (self.name,)) for ref, doc in self.sources.opened.items()}
 
@@ -375,8 +528,8 @@ class ResearchAgent:
             return "seen in results but never opened" if ref in self.sources.seen else "never seen"
 
         return resolve_citations(
-            args.answer,
-            args.cite,
+            text,
+            cite,
             opened,
             drop_reason=drop_reason,
             stream=self.stream,
@@ -386,10 +539,15 @@ class ResearchAgent:
 
 
 def _action_option(name: str, args_schema: JsonSchema) -> JsonSchema:
-    properties = {"action": {"type": "string", "enum": [name]}, **args_schema["properties"]}
+    # "missing" comes first: the model says what it lacks before it picks what to do about it.
+    properties = {
+        "missing": {"type": "string", "maxLength": MISSING_MAX_CHARS},
+        "action": {"type": "string", "enum": [name]},
+        **args_schema["properties"],
+    }
     return {
         "type": "object",
         "properties": properties,
-        "required": ["action", *args_schema["required"]],
+        "required": ["missing", "action", *args_schema["required"]],
         "additionalProperties": False,
     }

@@ -27,7 +27,6 @@ __all__ = [
     "ListItem",
     "is_choice",
     "lead_sentence",
-    "lead_with",
     "merge_list_items",
     "short_answer",
     "vote_on_answers",
@@ -48,11 +47,10 @@ _YES_NO = re.compile(r"^(yes|no)\b[,.;:!]?", re.IGNORECASE)
 
 
 def short_answer(result: AgentResult) -> str:
-    """An agent's short answer: its `short` field where the agent gives one, else the first sentence of
+    """An agent's short answer: the one it gave (`AgentResult.short_answer`), else the first sentence of
     its answer (answers lead with the direct answer), without citation markers."""
-    short = getattr(result, "short", "")  # the agent's own short answer, where AgentResult has one
-    if isinstance(short, str) and short.strip():
-        return renumber_markers(short, {})
+    if result.short_answer.strip():
+        return renumber_markers(result.short_answer, {}).strip()
     return lead_sentence(result.answer)
 
 
@@ -71,16 +69,6 @@ def lead_sentence(text: str) -> str:
             continue
         return line[: match.start()].strip()[:SHORT_MAX_CHARS]
     return line[:SHORT_MAX_CHARS]
-
-
-def lead_with(short: str, answer: str) -> str:
-    """`answer`, led by `short` unless it already begins with it."""
-    short, answer = short.strip(), answer.strip()
-    if not short or normalize_answer(answer).startswith(normalize_answer(short)):
-        return answer
-    if not answer:
-        return short
-    return f"{short}\n\n{answer}"
 
 
 @dataclass(frozen=True)

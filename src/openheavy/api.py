@@ -59,6 +59,9 @@ class RunResult:
     plan: dict[str, Any] | None = None
     ranking: list[dict[str, Any]] | None = None
     notes: list[str] = field(default_factory=list)
+    # The bare answer (a name, yes/no, a number) that `answer` leads with, when the mode gives one: what
+    # votes and exact-match graders compare.
+    short_answer: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready result (what `openheavy ask --json` prints)."""
@@ -75,6 +78,7 @@ class RunResult:
             "plan": self.plan,
             "ranking": self.ranking,
             "notes": self.notes,
+            "short_answer": self.short_answer,
         }
 
 
@@ -348,4 +352,5 @@ class Heavy:
             plan=outcome.plan.to_record() if outcome.plan else None,
             ranking=[r.to_record() for r in outcome.ranking] if outcome.ranking is not None else None,
             notes=outcome.notes + stream.sink_errors,
+            short_answer=outcome.short_answer,
         )

@@ -30,6 +30,13 @@ from pydantic_settings import (
 from openheavy.errors import ConfigError
 from openheavy.private_files import looks_secret
 
+DRY_SAMPLING: dict[str, float | int | str] = {
+    "dry_multiplier": 0.8,
+    "dry_base": 1.75,
+    "dry_allowed_length": 8,
+    "dry_penalty_last_n": 256,
+}
+
 
 def default_runtime_dir() -> Path:
     """Where machine-wide state of this user lives (the llama.cpp core ledger): `$OPENHEAVY_RUNTIME_DIR`,
@@ -62,6 +69,9 @@ class ModelProfile(BaseModel):
     # How structured actions are requested: JSON-schema constrained output (vLLM, llama.cpp, OpenAI),
     # plain JSON mode, or nothing (the prompt alone asks for JSON, and the parser retries once).
     structured: Literal["json_schema", "json_object", "none"] = "json_schema"
+    # Extra sampling parameters sent with every request, for servers that accept them (opt in): e.g.
+    # llama.cpp's DRY anti-repetition {dry_multiplier = 0.8, dry_base = 1.75, dry_allowed_length = 8}.
+    sampling: dict[str, float | int | str] = Field(default_factory=dict)
 
     def resolved_api_key(self) -> str | None:
         if self.api_key:
@@ -86,6 +96,11 @@ class Settings(BaseSettings):
     llama_slots: int = 4
     llama_ctx_per_slot: int = 8192
     llama_start_timeout: float = 180.0
+    # Sent with every request to the embedded llama-server. DRY penalizes extending a sequence of more
+    # than `dry_allowed_length` tokens that already occurred in the last `dry_penalty_last_n` (prompt
+    # included): greedy decoding by small models otherwise loops on one sentence. The allowed length is
+    # high so that names and code copied from a document are not pushed off course.
+    llama_sampling: dict[str, float | int | str] = Field(default_factory=lambda: dict(DRY_SAMPLING))
     # One llama-server per data directory and model, shared by every openheavy process (models.shared_server);
     # False: each process starts a private one that dies with it.
     llama_shared: bool = True

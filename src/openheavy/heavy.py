@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from openheavy.agent import (
     ANSWER_MAX_CHARS,
+    SHORT_MAX_CHARS,
     AgentResult,
     Budget,
     ResearchAgent,
@@ -29,12 +30,12 @@ from openheavy.aggregation import (
     ListItem,
     is_choice,
     lead_sentence,
-    lead_with,
     merge_list_items,
     short_answer,
     vote_on_answers,
 )
-from openheavy.citations import Citation, RunSources, Source, resolve_citations
+from openheavy.answer_text import lead_with, repair_free_text
+from openheavy.citations import Citation, RunSources, Source, renumber_markers, resolve_citations
 from openheavy.errors import AgentsFailedError, OpenHeavyError
 from openheavy.json_output import first_json_object
 from openheavy.models.base import ChatModel
@@ -56,11 +57,20 @@ from openheavy.planning import (
 from openheavy.prompts import fence_untrusted, load_prompt, render_prompt
 from openheavy.rank import SAMPLE_TEMPERATURE, RankResult, rank
 from openheavy.search.cache import CachedSearch
+from openheavy.search.queries import QueryLog
 from openheavy.tools.base import Tool
-from openheavy.types import EventStream, JsonSchema, ListMerged, Message, PlanMade, Usage, VoteTaken
+from openheavy.types import (
+    AnswerEdited,
+    EventStream,
+    JsonSchema,
+    ListMerged,
+    Message,
+    PlanMade,
+    Usage,
+    VoteTaken,
+)
 from openheavy.verify import Sample, Verifier
 
-SHORT_MAX_CHARS = 80  # the synthesizer's direct answer, which leads its answer
 SYNTHESIS_MAX_SOURCES = 12  # sources listed to the synthesizer, the ones the agents cited first
 
 
@@ -88,6 +98,7 @@ class HeavyResult:
     conflicts: str = ""
     synthesis_error: str | None = None
     usage: Usage = field(default_factory=Usage)
+    short_answer: str = ""  # the bare answer the answer leads with, when there is one (not for lists)
 
     @property
     def failures(self) -> list[str]:
@@ -281,11 +292,13 @@ class Orchestrator:
 
     # -------------------------------------------------------------- research
     async def research(self, question: str, plan: Plan) -> list[AgentResult]:
-        """Run one agent per assignment, all at once. Failures are returned, never raised."""
+        """Run one agent per assignment, all at once. Failures are returned, never raised. The agents share
+        one query log: none runs a search another already ran (it gets the next page instead)."""
+        team = QueryLog()
         tasks: list[asyncio.Task[AgentResult]] = []
         async with asyncio.TaskGroup() as group:
             for index, assignment in enumerate(plan.assignments):
-                agent = self._agent(index, self._temperature_for(plan, index))
+                agent = self._agent(index, self._temperature_for(plan, index), team)
                 brief = self._brief(question, plan, assignment)
                 tasks.append(group.create_task(self._run_agent(agent, question, assignment.task, brief)))
         results = [t.result() for t in tasks]
@@ -320,7 +333,7 @@ class Orchestrator:
             brief = render_prompt("heavy_brief_part", task=assignment.task, queries=queries)
         return brief.strip()
 
-    def _agent(self, index: int, temperature: float | None) -> ResearchAgent:
+    def _agent(self, index: int, temperature: float | None, queries: QueryLog | None = None) -> ResearchAgent:
         return ResearchAgent(
             self.model,
             self.search,
@@ -335,6 +348,7 @@ class Orchestrator:
             seed=self.seed + index + 1,
             tools=self.tools,
             answer_max_chars=self.answer_max_chars,
+            queries=queries,
         )
 
     async def _run_agent(
@@ -370,6 +384,8 @@ class Orchestrator:
 
         async def sampler(index: int) -> Sample:
             heat = 0.0 if greedy_first and index == 0 else temperature
+            # Each trajectory is judged on its own evidence, so each agent keeps its own query log:
+            # sharing one would hide the best results of a common query from all but the first agent.
             agent = self._agent(index, heat)
             assignment = plan.assignments[index]
             brief = self._brief(question, plan, assignment)
@@ -404,7 +420,14 @@ class Orchestrator:
         if len(usable) == 1 and len(results) == 1:
             # One agent: its answer is the answer; comparing notes would only cost tokens.
             only = usable[0]
-            return HeavyResult(only.answer, sources.adopt(only.citations), plan, results, usage=self.usage)
+            return HeavyResult(
+                only.answer,
+                sources.adopt(only.citations),
+                plan,
+                results,
+                usage=self.usage,
+                short_answer=short_answer(only),
+            )
         if plan.shape == "list":
             items, duplicates = merge_list_items(results, sources)
             candidates = names_candidates(question)
@@ -432,7 +455,7 @@ class Orchestrator:
             return heavy
         agreeing = [r for r in results if r.agent in vote.winner.agents]
         chosen = max(agreeing, key=lambda r: len(r.citations))  # max keeps the first of equals
-        text = lead_with(short_answer(chosen), sources.globalize(chosen.answer, chosen.citations))
+        text = lead_with(short_answer(chosen), sources.globalize(chosen.answer, chosen.citations))[0]
         cite = [sources.by_id[c.id].number for r in agreeing for c in r.citations if c.id in sources.by_id]
         answer, citations = resolve_citations(
             text,
@@ -445,7 +468,9 @@ class Orchestrator:
         )
         decided_by = "majority" if vote.voters > 1 else "only answer"
         self._emit_vote(vote, vote.winner.answer, decided_by, reason)
-        return HeavyResult(answer, citations, plan, results, usage=self.usage)
+        return HeavyResult(
+            answer, citations, plan, results, usage=self.usage, short_answer=vote.winner.answer
+        )
 
     def _emit_vote(self, vote: AnswerVote, winner: str, decided_by: str, reason: str) -> None:
         self.stream.emit(
@@ -532,7 +557,7 @@ class Orchestrator:
                 "conflicts": {"type": "string", "maxLength": self.answer_max_chars // 4},
                 "short": {"type": "string", "maxLength": SHORT_MAX_CHARS},
                 # a merged list may be longer than any one agent's answer
-                "answer": {"type": "string", "minLength": 1, "maxLength": self.answer_max_chars * 4 // 3},
+                "answer": {"type": "string", "minLength": 1, "maxLength": self._synthesis_max_chars},
                 "cite": (
                     {"type": "array", "items": {"type": "integer", "enum": numbers}, "maxItems": 12}
                     if numbers
@@ -585,9 +610,11 @@ class Orchestrator:
                 results,
                 synthesis_error=error,
                 usage=self.usage,
+                short_answer=short_answer(best),
             )
+        text = self._repaired(output.answer, attempt)
         answer, citations = resolve_citations(
-            lead_with(output.short, output.answer),
+            lead_with(output.short, text)[0],
             output.cite,
             sources.by_number,
             drop_reason=lambda _: "no agent read this document",
@@ -603,7 +630,30 @@ class Orchestrator:
             agreements=output.agreements,
             conflicts=output.conflicts,
             usage=self.usage,
+            short_answer=" ".join(renumber_markers(output.short, {}).split()),
         )
+
+    @property
+    def _synthesis_max_chars(self) -> int:
+        # a merged answer may be longer than any one agent's
+        return self.answer_max_chars * 4 // 3
+
+    def _repaired(self, text: str, step: int) -> str:
+        """The synthesizer's text with a degenerate repetition cut and, when that cut or the schema's
+        length bound left it unfinished, ended at its last sentence; an `AnswerEdited` event says so."""
+        repaired, edits = repair_free_text(text, cut_off=len(text) >= self._synthesis_max_chars)
+        if edits:
+            self.stream.emit(
+                AnswerEdited(
+                    run_id=self.run_id,
+                    agent="synthesizer",
+                    step=step,
+                    edits=[edit.to_record() for edit in edits],
+                    original=text,
+                    text=repaired,
+                )
+            )
+        return repaired
 
     def _charge(self, usage: Usage) -> None:
         self.usage = self.usage + usage

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from openheavy.partition import FACET_MAX_CHARS, VALUE_MAX_CHARS, Partition
-from openheavy.search.local import query_terms
+from openheavy.search.terms import query_terms, query_words
 from openheavy.types import JsonSchema
 
 __all__ = [
@@ -218,12 +218,6 @@ def _is_name(text: str) -> bool:
 # ---------------------------------------------------------------- distinct queries
 
 
-def query_words(query: str) -> frozenset[str]:
-    """The content words of a query as a search engine sees them (`query_terms`), with a plural "s"
-    folded away, so that "PEPs by Warsaw" and "Warsaw PEP" are the same search."""
-    return frozenset(_singular(word) for word in query_terms(query))
-
-
 def near_duplicate(a: frozenset[str], b: frozenset[str]) -> bool:
     """Whether two queries' `query_words` make the same search: equal, one inside the other, or
     sharing at least `SIMILAR` of their words."""
@@ -309,7 +303,3 @@ def spread_queries(
                 problems.append(f"{name}: starts from {seed!r}, from the question's words")
         spread.append(tuple(kept[:QUERIES_PER_AGENT]))
     return spread, problems
-
-
-def _singular(word: str) -> str:
-    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word

@@ -127,6 +127,17 @@ class ActionParsed(Event):
     step: int
     action: str
     args: dict[str, Any]
+    missing: str = ""  # what the agent said it still had to find out, before choosing this action
+
+
+@dataclass(frozen=True, kw_only=True)
+class AnswerRejected(Event):
+    """An answer sent back once, with what to do instead: it said something was still missing
+    (`reason` "missing"), nothing had been read ("nothing_read"), or it cited nothing read ("uncited")."""
+
+    step: int
+    reason: str
+    message: str  # what the agent was told
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,6 +154,21 @@ class SearchDone(Event):
     hits: list[dict[str, Any]]  # Hit records, with the reference number shown to the model
     seconds: float
     cached: bool = False
+    page: int = 1  # results (page - 1) * k + 1 to page * k
+    query_key: str = ""  # what the query asks for (`search.terms.query_key`): equal keys, same search
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchRepeated(Event):
+    """A search the agent's team had already run (same `query_key` and page). It is not run again: the
+    first page of that query nobody had run (`page`) runs instead, or nothing when none is left (0)."""
+
+    step: int
+    query: str
+    query_key: str
+    asked_page: int
+    page: int
+    repeat_of: list[str]  # the agents that had run this query
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -202,12 +228,24 @@ class CitationDropped(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class AnswerEdited(Event):
+    """An answer's text repaired in code before it was kept: a degenerate repetition cut, text ended at
+    its last sentence, citation markers added, the short answer put first. `edits` says which and why."""
+
+    step: int
+    edits: list[dict[str, Any]]  # {"kind", "detail", "removed_chars"}
+    original: str  # the text as the model wrote it
+    text: str  # the text kept
+
+
+@dataclass(frozen=True, kw_only=True)
 class AgentFinished(Event):
     answer: str
     citations: list[dict[str, Any]]
     stop_reason: str  # "answered", "budget:steps", "budget:tokens", "budget:time", "error"
     error: str | None = None
     steps: int = 0
+    short_answer: str = ""  # the bare answer (a name, yes/no, a number), for votes and graders
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -267,12 +305,15 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ModelCalled,
         ActionParsed,
         OutputRejected,
+        AnswerRejected,
+        SearchRepeated,
         SearchDone,
         DocumentOpened,
         CodeRan,
         FetchRefused,
         PageUnreadable,
         CitationDropped,
+        AnswerEdited,
         AgentFinished,
         PlanMade,
         VoteTaken,

@@ -27,12 +27,14 @@ from openheavy.display.formatting import (
     plural,
     tokens_in_out,
 )
-from openheavy.display.render import render_summary
+from openheavy.display.render import describe_edits, render_summary, repeat_outcome
 from openheavy.trace import MetricsSink, RunFigures
 from openheavy.types import (
     ActionParsed,
     AgentFinished,
     AgentStarted,
+    AnswerEdited,
+    AnswerRejected,
     CitationDropped,
     CodeRan,
     DocumentOpened,
@@ -48,6 +50,7 @@ from openheavy.types import (
     RunFinished,
     RunStarted,
     SearchDone,
+    SearchRepeated,
     VoteTaken,
 )
 
@@ -61,6 +64,10 @@ _ACTIONS_WITH_OWN_EVENT = frozenset({"search", "open", "python", "answer"})
 def _step_prefix(event: Event) -> str:
     step = getattr(event, "step", 0)
     return f" step {step}" if isinstance(step, int) and step > 0 else ""
+
+
+def _missing(event: ActionParsed) -> str:
+    return f' · missing: "{one_line(event.missing, 80)}"' if event.missing.strip() else ""
 
 
 def describe_event(event: Event) -> str | None:
@@ -81,13 +88,20 @@ def describe_event(event: Event) -> str | None:
         case ActionParsed():
             if event.action in _ACTIONS_WITH_OWN_EVENT:
                 return None
-            return f"{who} {event.action} {one_line(compact_json(event.args))}"
+            return f"{who} {event.action} {one_line(compact_json(event.args))}{_missing(event)}"
         case OutputRejected():
             return f"{who} output rejected: {one_line(event.error)}"
+        case AnswerRejected():
+            return f"{who} answer sent back ({event.reason}): {one_line(event.message)}"
+        case AnswerEdited():
+            return f"{who} answer edited: {describe_edits(event)}"
         case SearchDone():
             cached = " (cached)" if event.cached else ""
             hits = plural(len(event.hits), "hit")
-            return f'{who} search "{one_line(event.query)}" → {hits}{cached}'
+            page = f" page {event.page}" if event.page > 1 else ""
+            return f'{who} search "{one_line(event.query)}"{page} → {hits}{cached}'
+        case SearchRepeated():
+            return f'{who} search "{one_line(event.query)}" {repeat_outcome(event)}'
         case DocumentOpened():
             cached = " (cached)" if event.cached else ""
             title = one_line(str(event.doc.get("title", "")), 80)
@@ -138,6 +152,7 @@ class _AgentView:
     status: str = "starting"
     last_query: str = ""
     last_document: str = ""
+    missing: str = ""  # what the agent said it still had to find out, at its last action
     started: bool = False  # saw AgentStarted
     done: bool = False
     failed: bool = False
@@ -246,11 +261,16 @@ class LiveDisplay(EventSink):
                 view.status = f"step {step} · {event.purpose}" if step else event.purpose
             case ActionParsed():
                 view.status = f"step {step} · {event.action}"
+                view.missing = event.missing
             case OutputRejected():
                 view.status = f"step {step} · output rejected, asking again"
+            case AnswerRejected():
+                view.status = f"step {step} · answer sent back: {event.reason}"
             case SearchDone():
                 view.last_query = f'"{one_line(event.query, 60)}" → {plural(len(event.hits), "hit")}'
                 view.status = f"step {step + 1} · thinking"
+            case SearchRepeated():
+                view.last_query = f'"{one_line(event.query, 60)}" {repeat_outcome(event)}'
             case DocumentOpened():
                 view.last_document = f"[{event.ref}] {one_line(str(event.doc.get('title', '')), 50)}"
                 view.status = f"step {step + 1} · thinking"
@@ -326,6 +346,8 @@ class LiveDisplay(EventSink):
         else:
             view.spinner.update(text=Text(view.status))
             table.add_row("now", view.spinner)
+        if view.missing and not view.done:
+            table.add_row("missing", Text(one_line(view.missing, 120)))
         if view.last_query:
             table.add_row("query", Text(view.last_query))
         if agent is not None and (agent.documents_read or view.last_document):

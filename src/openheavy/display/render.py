@@ -29,6 +29,8 @@ from openheavy.types import (
     ActionParsed,
     AgentFinished,
     AgentStarted,
+    AnswerEdited,
+    AnswerRejected,
     CitationDropped,
     CodeRan,
     DocumentOpened,
@@ -43,10 +45,12 @@ from openheavy.types import (
     RunFinished,
     RunStarted,
     SearchDone,
+    SearchRepeated,
     VoteTaken,
 )
 
 __all__ = [
+    "describe_edits",
     "render_agent_table",
     "render_answer",
     "render_budget_stops",
@@ -54,6 +58,7 @@ __all__ = [
     "render_runs",
     "render_summary",
     "render_trace",
+    "repeat_outcome",
 ]
 
 
@@ -74,6 +79,23 @@ def render_summary(figures: RunFigures, run_id: str) -> str:
     if run_id:
         parts.append(f"run {run_id}")
     return " · ".join(parts)
+
+
+def describe_edits(event: AnswerEdited) -> str:
+    """The repairs of an answer, e.g. "repetition_cut (-912 chars), markers_added"."""
+    parts = []
+    for edit in event.edits:
+        removed = edit.get("removed_chars") or 0
+        parts.append(f"{edit.get('kind')} (-{removed:,} chars)" if removed else str(edit.get("kind")))
+    return ", ".join(parts)
+
+
+def repeat_outcome(event: SearchRepeated) -> str:
+    """What became of a repeated search, e.g. "repeats agent-1's search: page 2 instead"."""
+    who = ", ".join(event.repeat_of) or "the team"
+    if event.page:
+        return f"repeats {who}'s search: page {event.page} instead of {event.asked_page}"
+    return f"repeats {who}'s search: not run, all its results were shown"
 
 
 def render_budget_stops(
@@ -265,13 +287,22 @@ class _TracePrinter:
                 out.print(Panel(Text(event.output), title="model output", title_align="left", style="bold"))
             case ActionParsed():
                 out.print(Text.assemble(("action ", "bold"), event.action, " ", compact_json(event.args)))
+                if event.missing.strip():
+                    out.print(Text.assemble(("missing ", "bold"), event.missing))
             case OutputRejected():
                 # The rejected output itself is the model output printed just above.
                 out.print(Text(f"output rejected: {event.error}", style="red"))
+            case AnswerRejected():
+                out.print(Text(f"answer sent back ({event.reason}): {event.message}", style="yellow"))
+            case AnswerEdited():
+                out.print(Text(f"answer edited: {describe_edits(event)}", style="yellow"))
+                for edit in event.edits:
+                    out.print(Text(f"  {edit.get('kind')}: {edit.get('detail')}"))
             case SearchDone():
                 cached = " · cached" if event.cached else ""
                 seconds = duration(event.seconds)
-                line = f'search "{event.query}" → {len(event.hits)} hits · {seconds}{cached}'
+                page = f" page {event.page}" if event.page > 1 else ""
+                line = f'search "{event.query}"{page} → {len(event.hits)} hits · {seconds}{cached}'
                 out.print(Text(line, style="bold"))
                 if event.hits:
                     table = Table(show_edge=False, pad_edge=False)
@@ -290,6 +321,8 @@ class _TracePrinter:
                             Text(one_line(str(hit.get("snippet", "")), 10_000)),
                         )
                     out.print(table)
+            case SearchRepeated():
+                out.print(Text(f'search "{event.query}" {repeat_outcome(event)}', style="yellow"))
             case DocumentOpened():
                 cached = " · cached" if event.cached else ""
                 where = event.doc.get("url") or event.doc.get("doc_id") or ""
@@ -404,16 +437,19 @@ class _TracePrinter:
 
 
 def render_agent_table(figures: RunFigures, console: Console) -> None:
-    """A table of per-agent figures (planner and synthesizer included) with the run's totals."""
+    """A table of per-agent figures (planner and synthesizer included) with the run's totals. "queries"
+    counts distinct searches: the total is the run's, not the sum (agents may share a query's pages)."""
     if not figures.per_agent:
         return
     table = Table(title="per agent", show_edge=False, pad_edge=False)
-    for column in ("agent", "searches", "cache hits", "docs read", "cited", "calls", "tokens", "time"):
+    columns = ("agent", "searches", "queries", "cache hits", "docs read", "cited", "calls", "tokens", "time")
+    for column in columns:
         table.add_column(column, justify="left" if column == "agent" else "right")
     for name, agent in figures.per_agent.items():
         table.add_row(
             name,
             str(agent.searches),
+            str(agent.distinct_queries),
             str(agent.search_cache_hits + agent.document_cache_hits),
             str(agent.documents_read),
             str(agent.sources_cited),
@@ -424,6 +460,7 @@ def render_agent_table(figures: RunFigures, console: Console) -> None:
     table.add_row(
         "total",
         str(figures.searches),
+        str(figures.distinct_queries),
         str(figures.search_cache_hits + figures.document_cache_hits),
         str(figures.documents_read),
         str(figures.sources_cited),

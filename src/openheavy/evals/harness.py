@@ -29,6 +29,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from openheavy.answer_text import answer_problems
 from openheavy.errors import ConfigError
 from openheavy.evals.datasets import EvalItem
 from openheavy.evals.grading import (
@@ -119,6 +120,7 @@ class RunOutcome:
     figures: RunFigures = field(default_factory=RunFigures)
     error: str | None = None
     stop_reason: str = ""  # as the core reports it: "answered", "budget:steps", ...
+    short_answer: str = ""  # the bare answer the full one leads with, when the mode gives one
 
 
 def outcome_from_result(result: RunResult) -> RunOutcome:
@@ -131,6 +133,7 @@ def outcome_from_result(result: RunResult) -> RunOutcome:
         trace_path=result.trace_path,
         figures=result.figures,
         stop_reason=str(result.stop_reason),
+        short_answer=result.short_answer,
     )
 
 
@@ -326,6 +329,7 @@ async def _evaluate(
         question=item.question,
         answers=list(item.answers),
         answer=outcome.answer,
+        short_answer=outcome.short_answer,
         citations=[dict(citation) for citation in outcome.citations],
         run_id=outcome.run_id,
         trace_path=trace,
@@ -334,6 +338,7 @@ async def _evaluate(
         stop_reason=outcome.stop_reason,
         metrics=dict(grade.metrics),
         grade_details=dict(grade.details),
+        form_problems=answer_problems(outcome.answer) if outcome.error is None else [],
         judge=verdict,
     )
 

@@ -101,8 +101,11 @@ def render_markdown(
         "mean tokens",
         "mean wall s",
         "searches",
+        "distinct queries (median)",
         "docs read",
         "cited",
+        "ends mid-sentence",
+        "repeats itself",
     ]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for mode in summary.modes:
@@ -114,8 +117,11 @@ def render_markdown(
             _fmt(mode.mean_tokens, 0),
             _fmt(mode.means.get("wall_seconds"), 1),
             _fmt(mode.means.get("searches"), 1),
+            _fmt(mode.medians.get("distinct_queries"), 1),
             _fmt(mode.means.get("documents_read"), 1),
             _fmt(mode.means.get("sources_cited"), 1),
+            str(mode.form_problems.get("ends mid-sentence", 0)),
+            str(mode.form_problems.get("repeats itself", 0)),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", CI_NOTE, ""]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -59,6 +60,8 @@ class ModeSummary(BaseModel):
     means: dict[str, float] = Field(
         default_factory=dict
     )  # `RunFigures.PER_ITEM` averaged over finished items
+    medians: dict[str, float] = Field(default_factory=dict)  # the same figures' medians
+    form_problems: dict[str, int] = Field(default_factory=dict)  # answers per problem ("repeats itself")
 
 
 class EvalSummary(BaseModel):
@@ -154,6 +157,12 @@ def _summarize_mode(
         for figure in RunFigures.PER_ITEM
         if done
     }
+    medians = {
+        figure: statistics.median(row.figures.get(figure, 0.0) for row in done)
+        for figure in RunFigures.PER_ITEM
+        if done
+    }
+    form_problems = Counter(problem for row in done for problem in row.form_problems)
     return ModeSummary(
         mode=mode.label,
         name=mode.name,
@@ -167,6 +176,8 @@ def _summarize_mode(
         judge_errors=sum(j.error is not None for j in judged),
         mean_tokens=means["prompt_tokens"] + means["completion_tokens"] if done else None,
         means=means,
+        medians=medians,
+        form_problems=dict(form_problems),
     )
 
 

@@ -81,6 +81,7 @@ class ResultRecord(SavedModel):
     question: str
     answers: list[str]
     answer: str = ""
+    short_answer: str = ""  # the bare answer the full one leads with, when the mode gives one
     citations: list[dict[str, Any]] = Field(default_factory=list)
     run_id: str = ""
     # The exported trace, relative to the results folder (`traces/RUN_ID.jsonl.gz`); None: not available.
@@ -91,6 +92,8 @@ class ResultRecord(SavedModel):
     stop_reason: str = ""
     metrics: dict[str, float] = Field(default_factory=dict)
     grade_details: dict[str, Any] = Field(default_factory=dict)
+    # What is wrong with the answer's form (`answer_text.answer_problems`): "ends mid-sentence", ...
+    form_problems: list[str] = Field(default_factory=list)
     judge: JudgeRecord | None = None
     finished_at: float = Field(default_factory=time.time)
 

@@ -88,6 +88,7 @@ class EmbeddedModel:
                 timeout=self.settings.request_timeout,
                 max_retries=self.settings.max_retries,
                 temperature=self.settings.temperature,
+                sampling=self.settings.llama_sampling,
                 unreachable_hint=f"the embedded llama-server stopped answering; see {self.server.log_path}",
                 # Loopback traffic must never go through an HTTP(S)_PROXY from the environment.
                 http_client=openai.DefaultAsyncHttpxClient(trust_env=False),

@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar, cast
 
 import httpx2
@@ -78,8 +78,10 @@ class OpenAICompatModel:
 
     `model=""` asks the server's `/models` once and uses the first entry (what llama-server, a single-model
     vLLM and most local servers want). `structured` says how `json_schema` is requested: constrained
-    decoding (`json_schema`), plain JSON mode (`json_object`) or not at all (`none`). An `http_client`
-    passed in (tests: `httpx2.AsyncClient(transport=httpx2.MockTransport(...))`) is closed by `aclose`.
+    decoding (`json_schema`), plain JSON mode (`json_object`) or not at all (`none`). `sampling`: extra
+    request fields the server accepts beyond the OpenAI schema (llama.cpp's DRY or repeat penalties),
+    sent with every request. An `http_client` passed in (tests:
+    `httpx2.AsyncClient(transport=httpx2.MockTransport(...))`) is closed by `aclose`.
     """
 
     def __init__(
@@ -96,6 +98,7 @@ class OpenAICompatModel:
         backoff_max: float = 30.0,
         temperature: float | None = None,
         request_logprobs: bool = False,
+        sampling: Mapping[str, Any] | None = None,
         unreachable_hint: str = "start one or pass --model local",
         http_client: httpx2.AsyncClient | None = None,
     ) -> None:
@@ -109,6 +112,8 @@ class OpenAICompatModel:
         self.backoff_max = backoff_max
         self.temperature = temperature
         self.request_logprobs = request_logprobs
+        # Server-specific sampling parameters (llama.cpp's DRY...), sent only to servers that accept them.
+        self.sampling = dict(sampling or {})
         self.unreachable_hint = unreachable_hint
         self.retries = 0  # transient failures retried over this model's life, for run metrics
         self._model_lock = asyncio.Lock()
@@ -150,6 +155,7 @@ class OpenAICompatModel:
                 seed=seed if seed is not None else openai.omit,
                 response_format=response_format if response_format is not None else openai.omit,
                 logprobs=True if self.request_logprobs else openai.omit,
+                extra_body=self.sampling or None,
             )
 
         result = await self._call("chat completion", request, model=model, schema_sent=json_schema)

@@ -57,6 +57,7 @@ def _profile(name: str, profile: ModelProfile, settings: Settings, api_key: str 
         timeout=settings.request_timeout,
         max_retries=settings.max_retries,
         temperature=settings.temperature,
+        sampling=profile.sampling,
     )
 
 

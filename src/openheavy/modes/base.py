@@ -148,6 +148,7 @@ class Outcome:
     plan: Plan | None = None
     ranking: list[Ranked] | None = None
     notes: list[str] = field(default_factory=list)
+    short_answer: str = ""  # the bare answer (a name, yes/no, a number) when the mode has one
 
 
 class Mode(ABC):
@@ -194,4 +195,6 @@ def ranked_outcome(
     )
     notes = failed + budget_notes(agents)
     best = ranked.best.answer if answer is None else answer
-    return Outcome(best, citations, agents=agents, ranking=ranked.ranking, notes=notes)
+    # The short answer of the best trajectory, when the samples were agents'.
+    short = agents[ranked.best.index].short_answer if ranked.best.index < len(agents) else ""
+    return Outcome(best, citations, agents=agents, ranking=ranked.ranking, notes=notes, short_answer=short)

@@ -44,7 +44,14 @@ class HeavyMode(Mode):
         if heavy.synthesis_error:
             notes.append(f"synthesis failed, best agent answer used: {heavy.synthesis_error}")
             run.stream.emit(Note(run_id=run.run_id, topic="warning", data={"message": notes[-1]}))
-        return Outcome(heavy.answer, heavy.citations, agents=heavy.agents, plan=heavy.plan, notes=notes)
+        return Outcome(
+            heavy.answer,
+            heavy.citations,
+            agents=heavy.agents,
+            plan=heavy.plan,
+            notes=notes,
+            short_answer=heavy.short_answer,
+        )
 
 
 class HeavyRankMode(HeavyMode):

@@ -30,5 +30,10 @@ class SingleMode(Mode):
         if result.error:
             raise OpenHeavyError(f"the agent failed: {result.error}")
         return Outcome(
-            result.answer, result.citations, result.stop_reason, [result], notes=budget_notes([result])
+            result.answer,
+            result.citations,
+            result.stop_reason,
+            [result],
+            notes=budget_notes([result]),
+            short_answer=result.short_answer,
         )

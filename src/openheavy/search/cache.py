@@ -31,6 +31,12 @@ class CachedSearch:
         key = (" ".join(query.casefold().split()), k)
         return await self._get(self._searches, key, lambda: self.backend.search(query, k))
 
+    async def search_page(self, query: str, k: int, page: int) -> tuple[list[Hit], bool]:
+        """Results `(page - 1) * k + 1` to `page * k` of `query`. Backends rank without offsets, so a page
+        is a slice of the top `page * k` (one backend call, cached like any search)."""
+        hits, cached = await self.search(query, k * page)
+        return hits[(page - 1) * k : page * k], cached
+
     async def open(self, id: str) -> tuple[Document, bool]:
         return await self._get(self._documents, id, lambda: self.backend.open(id))
 

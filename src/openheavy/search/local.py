@@ -20,7 +20,6 @@ import hashlib
 import re
 import sqlite3
 import threading
-import unicodedata
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from pathlib import Path
 
 from openheavy.errors import CorpusError, DamagedIndexError, DocumentNotFoundError, SchemaError, SearchError
 from openheavy.private_files import create_private_file
+from openheavy.search.terms import query_terms
 from openheavy.sqlite_migrations import Migration, is_damage, migrate, quick_check
 from openheavy.types import Document, Hit
 
@@ -39,10 +39,6 @@ from openheavy.types import Document, Hit
 # created, so changing them takes a migration.
 TITLE_WEIGHT = 4.0
 BODY_WEIGHT = 1.0
-
-# A pasted paragraph would otherwise become a 200-term OR query; the first 32 distinct content words
-# carry the question.
-MAX_QUERY_TERMS = 32
 
 # FTS5 `snippet()` counts tokens, not characters: 48 tokens of prose is about 300 characters.
 SNIPPET_TOKENS = 48
@@ -84,38 +80,8 @@ _MIGRATIONS: tuple[Migration, ...] = (
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
-# English function words. Dropping them keeps OR queries selective (see ARCHITECTURE: 130 ms -> 18 ms
-# on 100k passages) without losing the content words a question is about.
-_STOPWORD_TEXT = """
-    a about above after again against all am an and any are aren arent as at be because been before
-    being below between both but by can cannot could couldn did didn do does doesn doing don down during
-    each few for from further had hadn has hasn have haven having he her here hers herself him himself
-    his how i if in into is isn it its itself just let ll me might more most must mustn my myself no nor
-    not now of off on once only or other ought our ours ourselves out over own re s same shall shan she
-    should shouldn so some such t than that the their theirs them themselves then there these they this
-    those through to too under until up us ve very was wasn we were weren what when where which while who
-    whom why will with won would wouldn you your yours yourself yourselves
-"""
-STOPWORDS = frozenset(_STOPWORD_TEXT.split())
-
-_WORD = re.compile(r"\w+")
 _CHUNK_ID = re.compile(r"(?P<doc>.+)#(?P<n>\d+)", re.DOTALL)
 _SPACE = re.compile(r"\s+")
-
-
-def query_terms(query: str) -> list[str]:
-    """The distinct content words of `query`, in order: lower-cased, stopwords and punctuation dropped."""
-    text = unicodedata.normalize("NFKC", query).casefold()
-    terms: list[str] = []
-    for word in _WORD.findall(text):
-        # `\w` admits "_" and a few marks the FTS5 tokenizer treats as separators; a term needs a letter
-        # or digit, or it would be an empty phrase.
-        if word in STOPWORDS or not any(ch.isalnum() for ch in word) or word in terms:
-            continue
-        terms.append(word)
-        if len(terms) == MAX_QUERY_TERMS:
-            break
-    return terms
 
 
 def match_expression(query: str) -> str:

@@ -1,19 +1,20 @@
 """The `Tool` protocol: a name, a description, a pydantic args model and an async call.
 
 Tools see the run through a `ToolContext`: the shared search cache (None for an agent with no
-corpus), the agent's source book, and the event stream they report to. The JSON schema of a tool's
-arguments may depend on the agent's state (e.g. `open` only accepts numbers the agent has seen), so
-constrained decoding can't pick a bad one.
+corpus), the agent's source book, the searches its team has run, and the event stream they report to.
+The JSON schema of a tool's arguments may depend on the agent's state (e.g. `open` only accepts numbers
+the agent has seen), so constrained decoding can't pick a bad one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from pydantic import BaseModel
 
 from openheavy.search.cache import CachedSearch
+from openheavy.search.queries import QueryLog
 from openheavy.tools.sources import SourceBook
 from openheavy.types import EventStream, JsonSchema
 
@@ -26,6 +27,8 @@ class ToolContext:
     search: CachedSearch | None
     sources: SourceBook
     stream: EventStream
+    # The searches of the agent's team (shared by the agents of a heavy run; the agent's own otherwise).
+    queries: QueryLog = field(default_factory=QueryLog)
 
 
 @dataclass(frozen=True)

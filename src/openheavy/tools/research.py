@@ -12,15 +12,26 @@ from pydantic import BaseModel, Field
 from openheavy.errors import AddressRefusedError, FetchError, OpenHeavyError
 from openheavy.prompts import fence_untrusted, render_prompt
 from openheavy.search.cache import CachedSearch
+from openheavy.search.queries import MAX_PAGES, QueryClaim
 from openheavy.tools.base import Observation, ToolContext
 from openheavy.tools.sources import SourceBook
-from openheavy.types import DocumentOpened, FetchRefused, Hit, JsonSchema, PageUnreadable, SearchDone
+from openheavy.types import (
+    DocumentOpened,
+    FetchRefused,
+    Hit,
+    JsonSchema,
+    PageUnreadable,
+    SearchDone,
+    SearchRepeated,
+)
 
 QUERY_MAX_CHARS = 120
+TEAM_QUERIES_SHOWN = 6  # the other agents' latest queries shown after a search
 
 
 class SearchArgs(BaseModel):
     query: str = Field(min_length=1, max_length=QUERY_MAX_CHARS)
+    page: int = Field(default=1, ge=1, le=MAX_PAGES)
 
 
 class OpenArgs(BaseModel):
@@ -28,7 +39,9 @@ class OpenArgs(BaseModel):
 
 
 class SearchTool:
-    """Keyword search over the run's corpus; results get stable reference numbers."""
+    """Keyword search over the run's corpus, a page of `k` results at a time; results get stable
+    reference numbers. A search the agent's team already ran is not run again (see `search.queries`):
+    the next page nobody has seen runs instead, and the observation says so."""
 
     name = "search"
     description = "search the documents; results are numbered [n]"
@@ -41,7 +54,10 @@ class SearchTool:
     def args_schema(self, sources: SourceBook) -> JsonSchema:
         return {
             "type": "object",
-            "properties": {"query": {"type": "string", "minLength": 1, "maxLength": QUERY_MAX_CHARS}},
+            "properties": {
+                "query": {"type": "string", "minLength": 1, "maxLength": QUERY_MAX_CHARS},
+                "page": {"type": "integer", "minimum": 1, "maximum": MAX_PAGES},
+            },
             "required": ["query"],
         }
 
@@ -50,8 +66,28 @@ class SearchTool:
 
     async def call(self, args: BaseModel, ctx: ToolContext) -> Observation:
         assert isinstance(args, SearchArgs)
+        claim = ctx.queries.claim(ctx.agent, args.query, args.page)
+        if claim.moved:
+            ctx.stream.emit(
+                SearchRepeated(
+                    run_id=ctx.run_id,
+                    agent=ctx.agent,
+                    step=ctx.step,
+                    query=args.query,
+                    query_key=claim.key,
+                    asked_page=claim.asked_page,
+                    page=0 if claim.exhausted else claim.page,
+                    repeat_of=list(claim.repeat_of),
+                )
+            )
+        if claim.exhausted:
+            pages = ", ".join(map(str, ctx.queries.pages_run(args.query)))
+            text = render_prompt("tool_search_exhausted", who=_who(claim, ctx.agent), pages=pages)
+            return Observation(text.strip())
         started = time.perf_counter()
-        hits, cached = await _corpus(ctx).search(args.query, self.k)
+        hits, cached = await _corpus(ctx).search_page(args.query, self.k, claim.page)
+        ctx.queries.record_results(claim, len(hits), self.k)
+        already_seen = set(ctx.sources.seen)
         refs = ctx.sources.register(hits)
         ctx.stream.emit(
             SearchDone(
@@ -62,11 +98,34 @@ class SearchTool:
                 hits=[_hit_record(ref, hit) for ref, hit in zip(refs, hits, strict=True)],
                 seconds=time.perf_counter() - started,
                 cached=cached,
+                page=claim.page,
+                query_key=claim.key,
             )
         )
+        if claim.moved and not hits:  # the team has seen every result of this query
+            pages = ", ".join(map(str, ctx.queries.pages_run(args.query)[:-1]))
+            parts = [render_prompt("tool_search_exhausted", who=_who(claim, ctx.agent), pages=pages)]
+        else:
+            parts = [self._results(args.query, claim, refs, hits, ctx)]
+        if claim.moved and hits:
+            parts.append(render_prompt("tool_search_repeat", who=_who(claim, ctx.agent), page=claim.page))
+        if hits and already_seen.issuperset(refs):
+            parts.append(render_prompt("tool_search_nothing_new"))
+        others = ctx.queries.queries_by_others(ctx.agent)[-TEAM_QUERIES_SHOWN:]
+        if others:
+            # Other agents' queries are model output written after reading the corpus: data, too.
+            queries = "; ".join(f'"{query}"' for query in others)
+            parts.append(fence_untrusted(queries, label=render_prompt("tool_search_team").strip()))
+        return Observation("\n".join(part.strip() for part in parts))
+
+    def _results(
+        self, query: str, claim: QueryClaim, refs: list[int], hits: list[Hit], ctx: ToolContext
+    ) -> str:
         if not hits:
-            return Observation(render_prompt("tool_search_empty", query=args.query).strip())
-        lines = [
+            if claim.page == 1:
+                return render_prompt("tool_search_empty", query=query)
+            return render_prompt("tool_search_no_more", query=query, page=claim.page)
+        lines = "\n".join(
             render_prompt(
                 "tool_search_hit_read" if ref in ctx.sources.opened else "tool_search_hit",
                 ref=ref,
@@ -75,9 +134,16 @@ class SearchTool:
                 snippet=" ".join(hit.snippet.split())[: self.snippet_chars],
             ).strip()
             for ref, hit in zip(refs, hits, strict=True)
-        ]
-        label = render_prompt("tool_search_results", query=args.query).strip()
-        return Observation(fence_untrusted("\n".join(lines), label=label))
+        )
+        if claim.page == 1:
+            label = render_prompt("tool_search_results", query=query)
+        else:
+            first = (claim.page - 1) * self.k + 1
+            last = first + len(hits) - 1
+            label = render_prompt(
+                "tool_search_results_page", query=query, page=claim.page, first=first, last=last
+            )
+        return fence_untrusted(lines, label=label.strip())
 
 
 class OpenTool:
@@ -143,6 +209,13 @@ class OpenTool:
         )
         label = render_prompt("tool_open_label", ref=args.ref).strip()
         return Observation(fence_untrusted(observation.strip(), label=label))
+
+
+def _who(claim: QueryClaim, agent: str) -> str:
+    """Who had run a repeated search, as the observation names them ("You", "agent-2", "You and agent-3")."""
+    names = ["You" if name == agent else name for name in claim.repeat_of]
+    names.sort(key=lambda name: name != "You")
+    return " and ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def _corpus(ctx: ToolContext) -> CachedSearch:

@@ -13,6 +13,8 @@ from typing import Any, ClassVar, TypeVar
 from openheavy.types import (
     AgentFinished,
     AgentStarted,
+    AnswerEdited,
+    AnswerRejected,
     DocumentOpened,
     Event,
     EventSink,
@@ -20,6 +22,7 @@ from openheavy.types import (
     RunFinished,
     RunStarted,
     SearchDone,
+    SearchRepeated,
 )
 
 __all__ = ["AgentFigures", "MetricsSink", "RunFigures", "TokenFigures"]
@@ -47,9 +50,12 @@ class AgentFigures:
 
     searches: int = 0
     search_cache_hits: int = 0
+    distinct_queries: int = 0  # different searches (by `SearchDone.query_key`), any page
+    repeated_queries: int = 0  # searches the team had already run, moved to a new page or not run
     documents_read: int = 0  # unique documents opened
     document_cache_hits: int = 0
     sources_cited: int = 0  # unique documents cited
+    answers_rejected: int = 0  # answers sent back once (something missing, nothing read or cited)
     model_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -64,13 +70,17 @@ class AgentFigures:
 
 @dataclass(frozen=True)
 class RunFigures:
-    """The figures of a run, computed by `MetricsSink` from the run's events."""
+    """The figures of a run, computed by `MetricsSink` from the run's events. `distinct_queries` and
+    `documents_read` (distinct passages opened) measure how widely a run's agents explored."""
 
     searches: int = 0
     search_cache_hits: int = 0
+    distinct_queries: int = 0
+    repeated_queries: int = 0
     documents_read: int = 0
     document_cache_hits: int = 0
     sources_cited: int = 0
+    answers_rejected: int = 0
     model_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -80,10 +90,13 @@ class RunFigures:
     per_agent: dict[str, AgentFigures] = field(default_factory=dict)
     # Tokens by `ModelCalled.purpose` ("action", "plan", "synthesis", ...): heavy mode's overhead.
     by_purpose: dict[str, TokenFigures] = field(default_factory=dict)
+    # Repairs of answers in code by `AnswerEdited` kind ("repetition_cut", "sentence_end", ...).
+    answer_edits: dict[str, int] = field(default_factory=dict)
 
     # The run's totals an evaluation saves per answered item and averages per mode.
     PER_ITEM: ClassVar[tuple[str, ...]] = (
         "searches",
+        "distinct_queries",
         "documents_read",
         "sources_cited",
         "prompt_tokens",
@@ -132,9 +145,12 @@ class _Tally:
 
     searches: int = 0
     search_cache_hits: int = 0
+    query_keys: set[str] = field(default_factory=set)
+    repeated_queries: int = 0
     documents: set[str] = field(default_factory=set)
     document_cache_hits: int = 0
     cited: set[str] = field(default_factory=set)
+    answers_rejected: int = 0
     model_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -164,9 +180,12 @@ class _Tally:
         return AgentFigures(
             searches=self.searches,
             search_cache_hits=self.search_cache_hits,
+            distinct_queries=len(self.query_keys),
+            repeated_queries=self.repeated_queries,
             documents_read=len(self.documents),
             document_cache_hits=self.document_cache_hits,
             sources_cited=len(self.cited),
+            answers_rejected=self.answers_rejected,
             model_calls=self.model_calls,
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens,
@@ -193,6 +212,7 @@ class MetricsSink(EventSink):
         self._agents: dict[str, _Tally] = {}
         self._started_agents: list[str] = []
         self._purposes: dict[str, TokenFigures] = {}
+        self._edits: dict[str, int] = {}
         self._final_citations: list[dict[str, Any]] | None = None
 
     def _agent(self, name: str) -> _Tally:
@@ -242,11 +262,24 @@ class MetricsSink(EventSink):
                     cached_tokens=before.cached_tokens + event.cached_tokens,
                 )
             case SearchDone():
+                # Traces written before query keys were recorded: the query as written, casefolded.
+                key = event.query_key or " ".join(event.query.casefold().split())
                 for tally in tallies:
+                    tally.query_keys.add(key)
                     if event.cached:
                         tally.search_cache_hits += 1
                     else:
                         tally.searches += 1
+            case SearchRepeated():
+                for tally in tallies:
+                    tally.repeated_queries += 1
+            case AnswerRejected():
+                for tally in tallies:
+                    tally.answers_rejected += 1
+            case AnswerEdited():
+                for edit in event.edits:
+                    kind = str(edit.get("kind", ""))
+                    self._edits[kind] = self._edits.get(kind, 0) + 1
             case DocumentOpened():
                 doc_key = str(event.doc.get("id") or event.doc.get("doc_id") or event.ref)
                 for tally in tallies:
@@ -273,9 +306,12 @@ class MetricsSink(EventSink):
         return RunFigures(
             searches=run.searches,
             search_cache_hits=run.search_cache_hits,
+            distinct_queries=len(run.query_keys),
+            repeated_queries=run.repeated_queries,
             documents_read=len(run.documents),
             document_cache_hits=run.document_cache_hits,
             sources_cited=len(cited),
+            answers_rejected=run.answers_rejected,
             model_calls=run.model_calls,
             prompt_tokens=run.prompt_tokens,
             completion_tokens=run.completion_tokens,
@@ -284,4 +320,5 @@ class MetricsSink(EventSink):
             agents=len(self._started_agents),
             per_agent={name: tally.agent_figures(now) for name, tally in self._agents.items()},
             by_purpose=dict(self._purposes),
+            answer_edits=dict(self._edits),
         )

@@ -1,0 +1,236 @@
+"""Checks and repairs of a model's free-text answer: degenerate repetition cut, text ended at a sentence,
+the direct answer led with. Pure functions over strings; every repair is returned as an `Edit`, which the
+caller records in the trace.
+
+Greedy decoding by small models loops: one sentence, or a run of words, again and again until the length
+bound stops it mid-word. The backend's anti-repetition sampling (llama.cpp's DRY) makes that rarer; this
+module removes what is left, and `answer_problems` reports what a grader should count.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from openheavy.citations import cited_numbers, renumber_markers
+from openheavy.normalize import normalize_answer
+
+__all__ = [
+    "Edit",
+    "answer_problems",
+    "attach_markers",
+    "cut_repetition",
+    "end_at_sentence",
+    "ends_mid_sentence",
+    "lead_with",
+    "repair_free_text",
+]
+
+# A sentence shorter than this may repeat on purpose ("Yes." ... "Yes."); a longer one does not.
+MIN_REPEATED_SENTENCE_WORDS = 5
+# A run of words said again right after itself is a loop once the repeats hold this many words.
+MIN_LOOP_WORDS = 8
+MAX_LOOP_PERIOD = 40  # words in one turn of the loop
+
+_FENCE = re.compile(r"^[ \t]*(```|~~~)", re.MULTILINE)
+# The end of a sentence: . ! or ? (then closing quotes or brackets, then citation markers) before a
+# space or the end. "subprocess.run" and "3.5" hold no sentence end: no space follows their dot.
+_SENTENCE_END = re.compile(r"[.!?…][\"')\]]*(?:[ \t]*\[\d+(?:\s*,\s*\d+)*\])*(?=\s|$)")
+_WORD = re.compile(r"\w+")
+_FINAL_END = re.compile(r"(?:[.!?…][\"')\]]*|\[\d+(?:\s*,\s*\d+)*\])\s*$")
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One repair of an answer's text, as the trace records it."""
+
+    kind: str  # "repetition_cut", "sentence_end", "markers_added", "short_answer_led"
+    detail: str
+    removed_chars: int = 0
+
+    def to_record(self) -> dict[str, object]:
+        return {"kind": self.kind, "detail": self.detail, "removed_chars": self.removed_chars}
+
+
+def _prose_spans(text: str) -> Iterator[tuple[int, int]]:
+    """The spans of `text` outside fenced code blocks (code may repeat lines and ends no sentence)."""
+    start, inside = 0, False
+    for fence in _FENCE.finditer(text):
+        if not inside:
+            yield start, fence.start()
+        else:
+            line_end = text.find("\n", fence.end())
+            start = len(text) if line_end < 0 else line_end + 1
+        inside = not inside
+    if not inside:
+        yield start, len(text)
+
+
+def _open_fence(text: str) -> bool:
+    return len(_FENCE.findall(text)) % 2 == 1
+
+
+def _sentences(text: str) -> Iterator[tuple[int, int]]:
+    """The spans of the sentences of the prose of `text` (lines end sentences too)."""
+    for start, end in _prose_spans(text):
+        begin = start
+        for match in re.finditer(_SENTENCE_END.pattern + r"|\n", text[start:end]):
+            stop = start + match.end()
+            if text[begin:stop].strip():
+                yield begin, stop
+            begin = stop
+        if text[begin:end].strip():
+            yield begin, end
+
+
+def _repeated_sentence(text: str) -> tuple[int, str] | None:
+    """Where a sentence of the prose first repeats an earlier one, with that sentence."""
+    seen: set[str] = set()
+    for start, end in _sentences(text):
+        key = normalize_answer(renumber_markers(text[start:end], {}))
+        if len(key.split()) < MIN_REPEATED_SENTENCE_WORDS:
+            continue
+        if key in seen:
+            return start + len(text[start:end]) - len(text[start:end].lstrip()), text[start:end].strip()
+        seen.add(key)
+    return None
+
+
+def _word_loop(text: str) -> tuple[int, str] | None:
+    """Where a run of words said again right after itself (at least `MIN_LOOP_WORDS` words of repeats)
+    starts its first repeat, with the words of one turn; None when there is no such run."""
+    for span_start, span_end in _prose_spans(text):
+        matches = list(_WORD.finditer(text, span_start, span_end))
+        tokens = [m.group().casefold() for m in matches]
+        for i in range(len(tokens)):
+            for period in range(1, min(MAX_LOOP_PERIOD, (len(tokens) - i) // 2) + 1):
+                turn, repeats = tokens[i : i + period], 0
+                while turn == tokens[i + (repeats + 1) * period : i + (repeats + 2) * period]:
+                    repeats += 1
+                if repeats and repeats * period >= MIN_LOOP_WORDS:
+                    return matches[i + period].start(), " ".join(turn)
+    return None
+
+
+def cut_repetition(text: str) -> tuple[str, Edit | None]:
+    """`text` up to its first degenerate repetition (a sentence said again, or a run of words said again
+    right after itself), with the `Edit`; `text` unchanged and None when it does not repeat itself.
+    Fenced code is never searched: code may repeat lines on purpose."""
+    found = [cut for cut in (_repeated_sentence(text), _word_loop(text)) if cut is not None]
+    if not found:
+        return text, None
+    where, what = min(found)
+    kept = text[:where].rstrip()
+    return kept, Edit("repetition_cut", f"repeats: {what[:120]}", len(text) - len(kept))
+
+
+def ends_mid_sentence(text: str) -> bool:
+    """Whether `text` stops inside a sentence: it does not end with a sentence end (a citation marker
+    counts), a closed code block, a list item or a heading. A bare short answer ("Paris", "yes", fewer
+    than six words) never does."""
+    stripped = text.rstrip()
+    if not stripped:
+        return False
+    if _open_fence(stripped):
+        return True
+    last_line = stripped.splitlines()[-1].strip()
+    if _FENCE.match(last_line) or re.match(r"([-*+]|\d+[.)]|#+)\s", last_line):
+        return False
+    if len(_WORD.findall(stripped)) < 6:
+        return False
+    return _FINAL_END.search(stripped) is None
+
+
+def end_at_sentence(text: str) -> tuple[str, Edit | None]:
+    """`text` ended at its last sentence boundary (a sentence end, a line end, or complete code lines
+    with the code block closed), for text that a length bound or a cut left unfinished. When it has no
+    boundary at all it is kept whole and marked with "…". None when it already ends well."""
+    if not ends_mid_sentence(text):
+        return text, None
+    stripped = text.rstrip()
+    boundary = 0
+    for match in re.finditer(_SENTENCE_END.pattern + r"|\n", stripped):
+        if match.end() < len(stripped):
+            boundary = match.end()
+    if boundary == 0:
+        return stripped + " …", Edit("sentence_end", "no sentence boundary: marked as cut")
+    kept = stripped[:boundary].rstrip()
+    if _open_fence(kept):
+        kept += "\n```"
+    return kept, Edit("sentence_end", f"ended at the last sentence: …{kept[-60:]}", len(stripped) - len(kept))
+
+
+def repair_free_text(text: str, *, cut_off: bool) -> tuple[str, list[Edit]]:
+    """`text` with its degenerate repetition cut and, when a length bound (`cut_off`) or that cut left it
+    unfinished, ended at its last sentence; with the edits made (none for text that needed none)."""
+    edits: list[Edit] = []
+    text, cut = cut_repetition(text)
+    if cut is not None:
+        edits.append(cut)
+    if cut is not None or cut_off:
+        text, ended = end_at_sentence(text)
+        if ended is not None:
+            edits.append(ended)
+    return text, edits
+
+
+def lead_with(short: str, detail: str) -> tuple[str, Edit | None]:
+    """The answer a reader sees: the short, direct answer first, then the explanation — unless the
+    explanation already begins with it."""
+    short, detail = " ".join(short.split()), detail.strip()
+    unmarked = normalize_answer(renumber_markers(detail, {}))
+    if not short or unmarked.startswith(normalize_answer(renumber_markers(short, {}))):
+        return detail, None
+    if not detail:
+        return short, None
+    return f"{short}\n\n{detail}", Edit("short_answer_led", f"led with the short answer: {short}")
+
+
+def attach_markers(text: str, titles: Mapping[int, str]) -> tuple[str, Edit | None]:
+    """`text` with a marker `[n]` for each cited source `n` (`titles`: number -> title) that it never
+    marks, for answers whose writer listed its sources but marked no claim. The marker goes at the end
+    of the sentence that names the most words of that source's title which the other cited titles do not
+    share; when no sentence names any, it stands after the last sentence on its own (supporting the
+    answer as a whole, not one claim)."""
+    unmarked = [number for number in titles if number not in cited_numbers(text)]
+    sentences = list(_sentences(text))
+    if not unmarked or not sentences:
+        return text, None
+    words = {n: {w.casefold() for w in _WORD.findall(title) if len(w) > 2} for n, title in titles.items()}
+    inside: dict[int, list[int]] = {}  # sentence index -> numbers to mark at its end
+    after: list[int] = []  # numbers to mark after the last sentence
+    for number in unmarked:
+        others = set().union(*(w for n, w in words.items() if n != number))
+        distinctive = (words[number] - others) or words[number]
+        overlaps = [
+            len(distinctive & {w.casefold() for w in _WORD.findall(text[start:end])})
+            for start, end in sentences
+        ]
+        best = max(range(len(sentences)), key=lambda i: (overlaps[i], -i))
+        if overlaps[best]:
+            inside.setdefault(best, []).append(number)
+        else:
+            after.append(number)
+    if after:
+        end = sentences[-1][0] + len(text[slice(*sentences[-1])].rstrip())
+        text = text[:end] + " [" + ", ".join(map(str, after)) + "]" + text[end:]
+    for index in sorted(inside, reverse=True):
+        start, end = sentences[index]
+        sentence = text[start:end].rstrip()
+        tail = re.search(r"[.!?…][\"')\]]*$", sentence)
+        at = start + (tail.start() if tail else len(sentence))
+        text = text[:at].rstrip() + " [" + ", ".join(map(str, inside[index])) + "]" + text[at:]
+    numbers = ", ".join(f"[{n}]" for n in unmarked)
+    return text, Edit("markers_added", f"cited {numbers} without a marker in the text: markers added")
+
+
+def answer_problems(text: str) -> list[str]:
+    """What is wrong with a final answer's form, for graders' reports: "ends mid-sentence", "repeats
+    itself". Empty when neither."""
+    problems = []
+    if ends_mid_sentence(text):
+        problems.append("ends mid-sentence")
+    if cut_repetition(text)[1] is not None:
+        problems.append("repeats itself")
+    return problems

@@ -1,0 +1,267 @@
+"""Complete, well-formed answers: degenerate repetition cut, text ended at a sentence, the direct answer
+first, markers for cited sources, code kept whole; each repair recorded in the trace."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from fakes import PASSAGES, ListSink, MemorySearch, action, plan_reply
+from openheavy.agent import ResearchAgent
+from openheavy.answer_text import (
+    answer_problems,
+    attach_markers,
+    cut_repetition,
+    end_at_sentence,
+    ends_mid_sentence,
+    lead_with,
+)
+from openheavy.api import Heavy
+from openheavy.config import Settings
+from openheavy.heavy import Orchestrator
+from openheavy.models.scripted import FunctionModel, ScriptedModel
+from openheavy.search.cache import CachedSearch
+from openheavy.trace import read_trace
+from openheavy.types import AnswerEdited, Completion, EventStream, JsonSchema, Message, Usage
+
+# The loop seen with the default model on "shallow vs deep copy", cut off mid-word by the length bound.
+LOOP = "Shallow copy is useful when you want to create a new object that is a copy of the original, but "
+LOOPED = "A shallow copy shares the inner objects [1]. " + LOOP.strip() + ". " + (LOOP * 10) + "the inn"
+CODE = '```python\nprint("tick")\nprint("tick")\nprint("tick")\nprint("tick")\n```'
+
+
+def test_a_repeated_sentence_is_cut_at_its_first_repeat() -> None:
+    text, edit = cut_repetition(LOOPED)
+    assert text == "A shallow copy shares the inner objects [1]. " + LOOP.strip() + "."
+    assert edit is not None and edit.kind == "repetition_cut" and edit.removed_chars > 900
+
+
+def test_a_run_of_words_said_again_and_again_is_cut() -> None:
+    text, edit = cut_repetition(
+        "It returns the output and the output and the output and the output and the output."
+    )
+    assert text == "It returns the output and" and edit is not None  # one turn of the loop is kept
+
+
+def test_what_is_not_a_loop_is_kept() -> None:
+    for text in (
+        "Yes. It has three acts. Yes.",  # short sentences may repeat
+        f"Run it in a loop:\n{CODE}\nEach call prints tick.",  # code repeats lines on purpose
+        "PEP 484 [1], PEP 526 [2] and PEP 544 [3] define typing.",
+    ):
+        assert cut_repetition(text) == (text, None)
+
+
+def test_unfinished_text_ends_at_its_last_sentence() -> None:
+    cut = (
+        "Use subprocess.run(args, timeout=5). It raises TimeoutExpired [1]. You may not also use the Popen's"
+    )
+    text, edit = end_at_sentence(cut)
+    assert text == "Use subprocess.run(args, timeout=5). It raises TimeoutExpired [1]."
+    assert edit is not None and edit.kind == "sentence_end" and edit.removed_chars == 33
+    # inside a code block: whole lines kept, the block closed
+    text, _ = end_at_sentence(
+        'Like this:\n```python\nimport subprocess\nsubprocess.run(["ls"], timeout=5)\nprint("do'
+    )
+    assert text == 'Like this:\n```python\nimport subprocess\nsubprocess.run(["ls"], timeout=5)\n```'
+    # no boundary at all: kept whole, marked as cut
+    assert end_at_sentence("one long clause that never ends with any mark at")[0].endswith("at …")
+    assert end_at_sentence("It ends well [2].") == ("It ends well [2].", None)
+
+
+@pytest.mark.parametrize(
+    ("text", "mid"),
+    [
+        ("Paris", False),
+        ("Use subprocess.run with a timeout [1]", False),
+        ("It raises TimeoutExpired when the timeout expires.", False),
+        ("- PEP 484: Type Hints [1]\n- PEP 526: Syntax for Variable Annotations", False),
+        (f"Like this:\n{CODE}", False),
+        ("You may not also use the Popen constructor's", True),
+        ("Like this:\n```python\nprint(1)", True),
+    ],
+)
+def test_ends_mid_sentence(text: str, mid: bool) -> None:
+    assert ends_mid_sentence(text) is mid
+
+
+def test_answer_problems_for_graders() -> None:
+    assert answer_problems("Fine [1].") == []
+    assert answer_problems(LOOPED) == ["ends mid-sentence", "repeats itself"]
+
+
+def test_markers_go_where_the_cited_sources_title_words_are() -> None:
+    text, edit = attach_markers(
+        "Call subprocess.run with timeout. It raises TimeoutExpired. Done.",
+        {2: "exceptions — TimeoutExpired", 1: "subprocess — run", 3: "unrelated page"},
+    )
+    # [3]'s title is named nowhere: it supports the answer as a whole, after the last sentence
+    assert text == "Call subprocess.run with timeout [1]. It raises TimeoutExpired [2]. Done. [3]"
+    assert edit is not None and "[2], [1], [3]" in edit.detail
+    assert attach_markers("Marked [1].", {1: "x"}) == ("Marked [1].", None)
+
+
+def test_the_short_answer_leads_unless_the_text_already_does() -> None:
+    assert (
+        lead_with("yes", "Both operas have three acts [1].")[0] == "yes\n\nBoth operas have three acts [1]."
+    )
+    assert lead_with("Louis Aragon", "Louis Aragon wrote it [2].") == ("Louis Aragon wrote it [2].", None)
+    assert lead_with("", "Only text.") == ("Only text.", None)
+
+
+def agent_for(steps: list[object], answer_max_chars: int = 1500) -> tuple[ResearchAgent, ListSink]:
+    sink = ListSink()
+    agent = ResearchAgent(
+        ScriptedModel(steps),
+        CachedSearch(MemorySearch(dict(PASSAGES))),
+        stream=EventStream([sink]),
+        run_id="r",
+        answer_max_chars=answer_max_chars,
+    )
+    return agent, sink
+
+
+async def test_an_answer_that_loops_is_cut_ended_at_a_sentence_and_recorded() -> None:
+    looped = LOOPED[:1500]  # the schema's hard bound stops it mid-word
+    agent, sink = agent_for(
+        [
+            action("search", query="subprocess"),
+            action("open", ref=1),
+            action("answer", answer=looped, cite=[1]),
+        ],
+        answer_max_chars=1000,
+    )
+    result = await agent.run("What is the difference between shallow and deep copy?")
+    assert result.answer == "A shallow copy shares the inner objects [1]. " + LOOP.strip() + "."
+    [edited] = sink.of("AnswerEdited")
+    assert [e["kind"] for e in edited.edits] == ["repetition_cut"]
+    assert edited.original == looped and edited.text == result.answer
+    assert answer_problems(result.answer) == []
+
+
+async def test_an_answer_stopped_by_the_length_bound_ends_at_its_last_sentence() -> None:
+    # The schema's bound (1.5 x the 100 characters asked for) stops the text mid-word at 150.
+    text = ("Run takes a timeout [1]. Check_output takes one too. It raises an error when " + "x" * 200)[:150]
+    agent, sink = agent_for(
+        [
+            action("search", query="subprocess"),
+            action("open", ref=1),
+            action("answer", short="timeout=", answer=text, cite=[1]),
+        ],
+        answer_max_chars=100,
+    )
+    result = await agent.run("q")
+    assert result.answer == "timeout=\n\nRun takes a timeout [1]. Check_output takes one too."
+    [edited] = sink.of("AnswerEdited")
+    assert [e["kind"] for e in edited.edits] == ["sentence_end", "short_answer_led"]
+
+
+async def test_a_complete_answer_is_left_alone() -> None:
+    text = "Pass timeout= to subprocess.run [1]. It raises TimeoutExpired"  # no period, not cut: kept
+    agent, sink = agent_for(
+        [action("search", query="subprocess"), action("open", ref=1), action("answer", answer=text, cite=[1])]
+    )
+    result = await agent.run("q")
+    assert result.answer == text and sink.of("AnswerEdited") == []
+
+
+async def test_cited_sources_without_markers_get_them_and_the_short_answer_leads() -> None:
+    agent, sink = agent_for(
+        [
+            action("search", query="subprocess timeout"),
+            action("open", ref=1),
+            action("open", ref=2),
+            action(
+                "answer",
+                short="subprocess.run(..., timeout=5)",
+                answer="Give run a timeout. check_output accepts one too.",
+                cite=[1, 2],
+            ),
+        ]
+    )
+    result = await agent.run("How do I time out a subprocess?")
+    assert result.answer == (
+        "subprocess.run(..., timeout=5)\n\nGive run a timeout [1]. check_output accepts one too [2]."
+    )
+    assert result.short_answer == "subprocess.run(..., timeout=5)"
+    assert [c.id for c in result.citations] == ["subprocess#1", "subprocess#2"]
+    [edited] = sink.of("AnswerEdited")
+    assert [e["kind"] for e in edited.edits] == ["markers_added", "short_answer_led"]
+    [finished] = sink.of("AgentFinished")
+    assert finished.short_answer == "subprocess.run(..., timeout=5)"
+
+
+async def test_code_from_the_sources_survives_whole() -> None:
+    text = f"Call it in a loop [1]:\n{CODE}"
+    agent, sink = agent_for(
+        [action("search", query="subprocess"), action("open", ref=1), action("answer", answer=text, cite=[1])]
+    )
+    result = await agent.run("How do I print tick four times?")
+    assert result.answer == text and sink.of("AnswerEdited") == []
+    assert "include that code in a fenced block" in agent.messages[0].content
+
+
+def test_the_short_answer_reaches_the_run_result(tmp_path: Path) -> None:
+    model = ScriptedModel(
+        [
+            action("search", query="shlex"),
+            action("open", ref=1),
+            action("answer", short="shlex.split", answer="Use shlex.split [1].", cite=[1]),
+        ]
+    )
+    result = Heavy(model, MemorySearch(dict(PASSAGES)), settings=Settings(data_dir=tmp_path)).run(
+        "How to split?"
+    )
+    assert result.short_answer == "shlex.split" and result.to_dict()["short_answer"] == "shlex.split"
+    assert result.answer == "shlex.split\n\nUse shlex.split [1]."
+    assert result.agents[0]["short_answer"] == "shlex.split"
+
+
+def test_a_direct_answer_stopped_by_max_tokens_is_repaired_and_recorded(tmp_path: Path) -> None:
+    looped = Completion(text=LOOPED, usage=Usage(10, 512), finish_reason="length")
+    settings = Settings(data_dir=tmp_path)
+    heavy = Heavy(ScriptedModel([looped]), MemorySearch({}), settings=settings)
+    result = heavy.run("Shallow or deep copy?", mode="direct")
+    assert result.answer == "A shallow copy shares the inner objects [1]. " + LOOP.strip() + "."
+    records = read_trace(result.trace_path)
+    [edited] = [r.to_event() for r in records if r.kind == "AnswerEdited"]
+    assert isinstance(edited, AnswerEdited) and edited.agent == "direct"
+    assert [e["kind"] for e in edited.edits] == ["repetition_cut"]
+    assert result.figures.answer_edits == {"repetition_cut": 1}
+    # a complete direct answer is left as it is
+    plain = Heavy(ScriptedModel(["Use copy.deepcopy"]), MemorySearch({}), settings=settings)
+    assert plain.run("q", mode="direct").answer == "Use copy.deepcopy"
+
+
+async def test_a_synthesis_that_loops_is_cut_and_recorded() -> None:
+    def team(messages: Sequence[Message], schema: JsonSchema | None) -> str:
+        properties = (schema or {}).get("properties", {})
+        if "tasks" in properties:
+            return json.dumps(plan_reply(["shallow copies", "deep copies"], queries=[["copy"], ["deepcopy"]]))
+        if "agreements" in properties:
+            reply = {"agreements": "", "conflicts": "", "short": "", "answer": LOOPED[:1200], "cite": [1]}
+            return json.dumps(reply)
+        turns = sum(m.role == "assistant" for m in messages)
+        query = "subprocess run" if "shallow" in messages[1].content else "check_output"
+        steps = [
+            action("search", query=query),
+            action("open", ref=1),
+            action("answer", answer="See [1].", cite=[1]),
+        ]
+        return steps[turns]
+
+    sink = ListSink()
+    orchestrator = Orchestrator(
+        FunctionModel(team),
+        CachedSearch(MemorySearch(dict(PASSAGES))),
+        stream=EventStream([sink]),
+        run_id="r",
+        agents=2,
+    )
+    result = await orchestrator.run("Shallow or deep copy?")
+    assert result.answer == "A shallow copy shares the inner objects [1]. " + LOOP.strip() + "."
+    [edited] = [e for e in sink.of("AnswerEdited") if e.agent == "synthesizer"]
+    assert [e["kind"] for e in edited.edits] == ["repetition_cut"]

@@ -1,0 +1,203 @@
+"""Multi-hop research: every action says what is still missing, and answers that are not ready (something
+missing, nothing read, nothing read cited) are sent back once with what to do instead."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from fakes import ListSink, MemorySearch, action, allowed_actions
+from openheavy.agent import MISSING_MAX_CHARS, Action, AnswerArgs, Budget, ResearchAgent, StopReason
+from openheavy.models.scripted import ScriptedModel
+from openheavy.search.cache import CachedSearch
+from openheavy.trace import MetricsSink
+from openheavy.types import Completion, EventStream, Usage
+
+# A two-hop question: the film passage names its director (the bridge), whose passage has the answer.
+FILMS = {
+    "field#1": ("The Quiet Field", "The Quiet Field is a 1998 film directed by Mara Lind."),
+    "lind#1": ("Mara Lind", "Mara Lind is a director born in Tromsø, Norway."),
+    "harbour#1": ("Harbour Lights", "Harbour Lights is a 2001 film set in a quiet fishing field."),
+}
+QUESTION = "Where was the director of The Quiet Field born?"
+
+
+def run_agent(steps: list[Any], max_steps: int = 8) -> tuple[ResearchAgent, ScriptedModel, ListSink]:
+    model = ScriptedModel(steps)
+    sink = ListSink()
+    agent = ResearchAgent(
+        model,
+        CachedSearch(MemorySearch(dict(FILMS))),
+        stream=EventStream([sink]),
+        run_id="run-1",
+        max_steps=max_steps,
+    )
+    return agent, model, sink
+
+
+async def test_an_agent_that_read_the_bridge_entity_searches_for_it_before_answering() -> None:
+    agent, model, sink = run_agent(
+        [
+            action("search", query="Quiet Field", missing="who directed The Quiet Field"),
+            action("open", ref=1, missing="who directed The Quiet Field"),
+            # It read the director's name, but not where she was born: the answer is sent back.
+            action(
+                "answer", answer="Mara Lind directed it [1].", cite=[1], missing="where Mara Lind was born"
+            ),
+            action("search", query="Mara Lind born", missing="where Mara Lind was born"),
+            action("open", ref=3, missing="where Mara Lind was born"),
+            action("answer", answer="In Tromsø: Mara Lind [1] was born there [3].", cite=[1, 3]),
+        ]
+    )
+    result = await agent.run(QUESTION)
+    assert result.stop_reason == StopReason("answered")
+    assert [c.id for c in result.citations] == ["field#1", "lind#1"]
+    assert result.missing == ""
+    [rejected] = sink.of("AnswerRejected")
+    assert (rejected.step, rejected.reason) == (3, "missing")
+    shown = model.calls[3].messages[-1].content
+    assert 'you wrote that "where Mara Lind was born" is still missing. Search for it now' in shown
+    assert "(Action 3 of 8 done." in shown
+    assert [e.missing for e in sink.of("ActionParsed")][:2] == ["who directed The Quiet Field"] * 2
+
+
+async def test_every_action_says_first_what_is_missing() -> None:
+    agent, model, _ = run_agent(
+        [
+            action("search", query="Quiet Field", missing="the director"),
+            action("open", ref=1, missing="the director"),
+            action("answer", answer="Mara Lind [1].", cite=[1]),
+        ]
+    )
+    await agent.run(QUESTION)
+    for call in model.calls:
+        options = call.json_schema.get("anyOf", [call.json_schema])
+        for option in options:
+            assert list(option["properties"])[:2] == ["missing", "action"]
+            assert option["required"][:2] == ["missing", "action"]
+            assert option["properties"]["missing"]["maxLength"] == MISSING_MAX_CHARS
+
+
+@pytest.mark.parametrize("nothing", ["", "none", "N/A", "Nothing.", " nothing is missing "])
+def test_ways_of_saying_nothing_is_missing(nothing: str) -> None:
+    assert not Action("answer", AnswerArgs(answer="x"), "", nothing).states_missing
+    assert Action("answer", AnswerArgs(answer="x"), "", "the year").states_missing
+
+
+async def test_an_answer_is_sent_back_only_once_for_each_reason() -> None:
+    agent, _model, sink = run_agent(
+        [
+            action("search", query="Quiet Field"),
+            action("open", ref=1),
+            action("answer", answer="Mara Lind [1].", cite=[1], missing="her birthplace"),
+            action(
+                "answer", answer="Unknown; Mara Lind directed it [1].", cite=[1], missing="her birthplace"
+            ),
+        ]
+    )
+    result = await agent.run(QUESTION)
+    assert result.answer == "Unknown; Mara Lind directed it [1]." and result.steps == 4
+    assert result.missing == "her birthplace"
+    assert [e.reason for e in sink.of("AnswerRejected")] == ["missing"]
+
+
+async def test_nothing_read_then_nothing_cited_each_sent_back_once() -> None:
+    agent, model, sink = run_agent(
+        [
+            action("search", query="Quiet Field"),
+            action("answer", answer="Mara Lind.", cite=[]),  # read nothing
+            action("open", ref=1),
+            action("answer", answer="Mara Lind.", cite=[]),  # read [1], cites nothing
+            action("answer", answer="Mara Lind directed it.", cite=[1]),
+        ]
+    )
+    result = await agent.run(QUESTION)
+    assert [e.reason for e in sink.of("AnswerRejected")] == ["nothing_read", "uncited"]
+    assert "you have read none of the results. Open the one most likely to hold the answer ([1], [2])" in (
+        model.calls[2].messages[-1].content
+    )
+    assert "your answer cites none of the documents you read ([1])" in model.calls[4].messages[-1].content
+    assert [c.id for c in result.citations] == ["field#1"]
+
+
+async def test_a_marker_in_the_text_counts_as_a_citation() -> None:
+    agent, _, sink = run_agent(
+        [
+            action("search", query="Quiet Field"),
+            action("open", ref=1),
+            action("answer", answer="Lind [1].", cite=[]),
+        ]
+    )
+    result = await agent.run(QUESTION)
+    assert sink.of("AnswerRejected") == [] and [c.id for c in result.citations] == ["field#1"]
+
+
+@pytest.mark.parametrize("max_steps", [3, 4])
+async def test_no_answer_is_sent_back_when_no_step_could_act_on_it(max_steps: int) -> None:
+    # 3: the answer is the last step; 4: one step would be left, and it may only answer.
+    agent, model, sink = run_agent(
+        [
+            action("search", query="Quiet Field"),
+            action("open", ref=1),
+            action("answer", answer="Mara Lind directed it [1].", cite=[1], missing="her birthplace"),
+        ],
+        max_steps=max_steps,
+    )
+    result = await agent.run(QUESTION)
+    assert sink.of("AnswerRejected") == [] and result.missing == "her birthplace"
+    last = ["answer"] if max_steps == 3 else ["search", "open", "answer"]
+    assert allowed_actions(model.calls[-1].json_schema) == last
+
+
+@pytest.mark.parametrize("answer_tokens", [100, 27_500])
+async def test_an_answer_is_sent_back_only_while_the_budget_pays_for_acting_on_it(answer_tokens: int) -> None:
+    """With the budget nearly spent by the answer call, sending the answer back would cost the answer
+    (the next call would be refused): it stands, `missing` and all, and the run stays within budget."""
+    budget = Budget(max_tokens=30_000, max_seconds=1e9)
+    spent = [100, 100, answer_tokens, 100, 100, 100]
+    steps = [
+        action("search", query="Quiet Field"),
+        action("open", ref=1),
+        action("answer", answer="Mara Lind directed it [1].", cite=[1], missing="her birthplace"),
+        action("search", query="Mara Lind born"),
+        action("open", ref=3),
+        action("answer", answer="In Tromsø: Mara Lind [1] was born there [3].", cite=[1, 3]),
+    ]
+    model = ScriptedModel(
+        [Completion(text, usage=Usage(prompt_tokens=n)) for text, n in zip(steps, spent, strict=True)]
+    )
+    sink = ListSink()
+    agent = ResearchAgent(
+        model,
+        CachedSearch(MemorySearch(dict(FILMS))),
+        stream=EventStream([sink]),
+        run_id="run-1",
+        max_steps=8,
+        budget=budget,
+    )
+    result = await agent.run(QUESTION)
+    assert result.ok and budget.used.total <= budget.max_tokens
+    if answer_tokens == 100:  # room to spare: sent back, and the agent goes on to find the birthplace
+        assert [e.reason for e in sink.of("AnswerRejected")] == ["missing"]
+        assert len(model.calls) == 6 and result.missing == ""
+    else:
+        assert sink.of("AnswerRejected") == [] and len(model.calls) == 3
+        assert result.answer.startswith("Mara Lind directed it") and result.missing == "her birthplace"
+
+
+async def test_rejections_are_counted_in_the_figures() -> None:
+    agent, _, sink = run_agent(
+        [
+            action("search", query="Quiet Field"),
+            action("answer", answer="Mara Lind.", cite=[]),
+            action("open", ref=1),
+            action("answer", answer="Mara Lind [1].", cite=[1]),
+        ]
+    )
+    await agent.run(QUESTION)
+    metrics = MetricsSink()
+    for event in sink.events:
+        metrics.handle(event)
+    figures = metrics.figures()
+    assert figures.answers_rejected == 1 and figures.per_agent["agent-1"].answers_rejected == 1
