@@ -31,6 +31,7 @@ from openheavy.api import Heavy, RunResult
 from openheavy.config import Settings, load_settings
 from openheavy.errors import OpenHeavyError
 from openheavy.modes import MODES, RunOptions
+from openheavy.option_lists import split_commas
 from openheavy.prompts import list_prompts, load_prompt
 from openheavy.search.base import SearchBackend, close_search
 from openheavy.tools.catalog import DEFAULT_TOOLS, TOOL_NAMES
@@ -200,7 +201,7 @@ def _parse_agents(value: str) -> int | None:
 
 def _parse_tools(value: str | None) -> tuple[str, ...] | None:
     """`--tools a,b` as names (checked by `RunOptions`), or None when not given."""
-    return None if value is None else tuple(name.strip() for name in value.split(",") if name.strip())
+    return None if value is None else tuple(split_commas(value))
 
 
 def _check_tools(tools: tuple[str, ...] | None, settings: Settings) -> None:
@@ -467,7 +468,7 @@ def compare(
         return results
 
     with _errors(as_json=as_json, runs=runs), _progress(enabled=not as_json) as progress:
-        chosen = [m.strip() for m in modes.split(",") if m.strip()]
+        chosen = split_commas(modes)
         unknown = [m for m in chosen if m not in MODES]
         if unknown or not chosen:
             _fail(f"unknown mode(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(MODES)}")
