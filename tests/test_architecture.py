@@ -16,15 +16,16 @@ import openheavy
 PACKAGE = Path(openheavy.__file__).parent
 DOC = Path(__file__).parents[1] / "docs" / "architecture.md"
 
-# Leaves every layer may use: data, errors, pure functions over model output, and owner-only file
-# creation, each importing nothing.
-BASE = {"types", "errors", "json_output", "normalize", "private_files"}
+# Leaves every layer may use: data, errors, pure functions over model output and option values, and
+# owner-only file creation, each importing nothing.
+BASE = {"types", "errors", "json_output", "normalize", "option_lists", "private_files"}
 CORE: dict[str, set[str]] = {
     "types": set(),
     "errors": set(),
     "prompts": {"errors"},
     "json_output": set(),
     "normalize": set(),
+    "option_lists": set(),
     "private_files": {"errors"},
     "config": BASE,
     "citations": BASE,

@@ -10,7 +10,7 @@ from fakes import ListSink, MemorySearch, action
 from openheavy.agent import ResearchAgent
 from openheavy.errors import PromptTemplateError
 from openheavy.models.scripted import ScriptedModel
-from openheavy.prompts import fill_template, list_prompts, load_prompt, render_prompt
+from openheavy.prompts import fill_template, list_prompts, load_prompt, render_prompt, template_text_parts
 from openheavy.search.cache import CachedSearch
 from openheavy.types import EventStream
 
@@ -79,3 +79,9 @@ def test_every_prompt_fills_with_its_own_placeholders(name: str) -> None:
 
 def _placeholders(text: str) -> set[str]:
     return set(re.findall(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", text))
+
+
+def test_template_text_parts_are_the_literal_text_between_placeholders() -> None:
+    # JSON braces are not placeholders, so they stay in the text; the names themselves are not text.
+    template = 'Answer {question} as {"a": 1}, then {step_count}.'
+    assert template_text_parts(template) == ["Answer ", ' as {"a": 1}, then ', "."]

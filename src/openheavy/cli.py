@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any, NoReturn
@@ -31,6 +32,7 @@ from openheavy.api import Heavy, RunResult
 from openheavy.config import Settings, load_settings
 from openheavy.errors import OpenHeavyError
 from openheavy.modes import MODES, RunOptions
+from openheavy.option_lists import split_commas
 from openheavy.prompts import list_prompts, load_prompt
 from openheavy.search.base import SearchBackend, close_search
 from openheavy.tools.catalog import DEFAULT_TOOLS, TOOL_NAMES
@@ -177,6 +179,23 @@ def _check_seconds(value: float | None) -> float | None:
     return value
 
 
+def _budgets(max_steps: int | None, max_tokens: int | None, max_seconds: float | None) -> RunOptions:
+    """The run budgets the flags give, checked now (a bad one must fail before any model call)."""
+    return RunOptions(max_steps=max_steps, max_tokens=max_tokens, max_seconds=_check_seconds(max_seconds))
+
+
+def _print_stops(stops: str | None, *, of: str | None = None) -> None:
+    """The line that says which budget stopped a run (of mode `of`, where several ran); nothing if none."""
+    if stops:
+        prefix = f"{escape(of)}: " if of is not None else ""
+        out.print(f"[yellow]{prefix}{escape(stops)}[/]", highlight=False)
+
+
+def _print_json(data: Any) -> None:
+    """`data` as indented JSON on standard output, for scripts (non-ASCII text kept as written)."""
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
 def _budget_limits(settings: Settings, options: RunOptions) -> dict[str, str]:
     """The flag and value of each budget as the run used it, for the line that says what a budget stopped."""
     return {
@@ -200,7 +219,7 @@ def _parse_agents(value: str) -> int | None:
 
 def _parse_tools(value: str | None) -> tuple[str, ...] | None:
     """`--tools a,b` as names (checked by `RunOptions`), or None when not given."""
-    return None if value is None else tuple(name.strip() for name in value.split(",") if name.strip())
+    return None if value is None else tuple(split_commas(value))
 
 
 def _check_tools(tools: tuple[str, ...] | None, settings: Settings) -> None:
@@ -342,10 +361,8 @@ def ask(
         key = _api_key(api_key, api_key_file)
         settings = _settings(model=model, corpus=corpus, api_key=key)
         agent_count = _parse_agents(agents)
-        options = RunOptions(
-            max_steps=max_steps,
-            max_tokens=max_tokens,
-            max_seconds=_check_seconds(max_seconds),
+        options = replace(
+            _budgets(max_steps, max_tokens, max_seconds),
             agents=agent_count,
             max_agents=max_agents,
             n=n,
@@ -362,7 +379,7 @@ def ask(
             else asyncio.run(_run_closing(heavy, backend, text, mode, options, sinks))
         )
     if as_json:
-        sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n")
+        _print_json(result.to_dict())
         return
     render_answer(result.answer, result.citations, out)
     if result.ranking:
@@ -372,8 +389,7 @@ def ask(
     for note in result.notes:
         out.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     stops = render_budget_stops(str(result.stop_reason), result.agents, _budget_limits(settings, options))
-    if stops:
-        out.print(f"[yellow]{escape(stops)}[/]", highlight=False)
+    _print_stops(stops)
     out.print(render_summary(result.figures, result.run_id), style="dim", highlight=False)
 
 
@@ -443,8 +459,6 @@ def compare(
 ) -> None:
     """Run several modes on one question and show the answers and their cost side by side. --tools
     applies to the modes that run agents."""
-    from dataclasses import replace
-
     from rich.text import Text
 
     from openheavy.display.formatting import one_line
@@ -467,17 +481,15 @@ def compare(
         return results
 
     with _errors(as_json=as_json, runs=runs), _progress(enabled=not as_json) as progress:
-        chosen = [m.strip() for m in modes.split(",") if m.strip()]
+        chosen = split_commas(modes)
         unknown = [m for m in chosen if m not in MODES]
         if unknown or not chosen:
             _fail(f"unknown mode(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(MODES)}")
         key = _api_key(api_key, api_key_file)
         settings = _settings(model=model, corpus=corpus, api_key=key)
         agent_tools = _parse_tools(tools)
-        options = RunOptions(
-            max_steps=max_steps,
-            max_tokens=max_tokens,
-            max_seconds=_check_seconds(max_seconds),
+        options = replace(
+            _budgets(max_steps, max_tokens, max_seconds),
             max_agents=max_agents,
             n=n,
             verifier=verifier,
@@ -485,7 +497,7 @@ def compare(
         _check_tools(agent_tools, settings)
         results = asyncio.run(run_all(Heavy(settings=settings, api_key=key, progress=progress)))
     if as_json:
-        sys.stdout.write(json.dumps([r.to_dict() for r in results], ensure_ascii=False, indent=2) + "\n")
+        _print_json([r.to_dict() for r in results])
         return
     # Each answer in full, then one line of figures per mode, side by side at any width.
     for r in results:
@@ -521,8 +533,7 @@ def compare(
     out.print(one_line_table(columns, rows, out.width))
     for r in results:
         stops = render_budget_stops(str(r.stop_reason), r.agents, _budget_limits(settings, options))
-        if stops:
-            out.print(f"[yellow]{escape(r.mode)}: {escape(stops)}[/]", highlight=False)
+        _print_stops(stops, of=r.mode)
 
 
 @app.command("eval")
@@ -614,9 +625,7 @@ def eval_(
     out_dir = results or Path("eval-out") / Path(dataset).stem
     with _errors():
         # Checked here, once: a bad budget must not become an errored result for every item.
-        budgets = RunOptions(
-            max_steps=max_steps, max_tokens=max_tokens, max_seconds=_check_seconds(max_seconds)
-        )
+        budgets = _budgets(max_steps, max_tokens, max_seconds)
         items = load_dataset(dataset, data_dir, limit=limit)
         mode_specs = parse_modes(modes)
         agent_tools = _parse_tools(tools)
@@ -672,8 +681,7 @@ def eval_(
 
         asyncio.run(evaluate())
     stops = _eval_budget_stops(out_dir, _budget_limits(settings, budgets))
-    if stops:
-        out.print(f"[yellow]{escape(stops)}[/]", highlight=False)
+    _print_stops(stops)
     out.print(f"results: {out_dir / 'results.jsonl'} · report: {out_dir / 'report.md'}")
 
 
@@ -860,7 +868,7 @@ def corpora(
             }
             for info in found
         ]
-        sys.stdout.write(json.dumps(listed, ensure_ascii=False, indent=2) + "\n")
+        _print_json(listed)
         return
     if not found:
         out.print("no corpora yet: `openheavy index PATH --name NAME`, or ask a question to build pydocs")
@@ -901,7 +909,7 @@ def runs(
         rows = RunStore(run_store_path(settings.runs_dir)).list(limit=limit)
     if as_json:
         listed = [row.model_dump(mode="json") for row in rows]
-        sys.stdout.write(json.dumps(listed, ensure_ascii=False, indent=2) + "\n")
+        _print_json(listed)
         return
     render_runs(rows, out)
 
@@ -1072,7 +1080,7 @@ def sandbox(
     with _errors():
         result = asyncio.run(Sandbox.from_settings(settings).run(code))
     if as_json:
-        sys.stdout.write(json.dumps(result.to_record(), ensure_ascii=False, indent=2) + "\n")
+        _print_json(result.to_record())
     else:
         isolation = "bubblewrap" if result.isolation == "bwrap" else "NONE: the code ran UNCONFINED"
         limit = result.limit_message() or "none reached"

@@ -28,6 +28,7 @@ from pydantic_settings import (
 )
 
 from openheavy.errors import ConfigError
+from openheavy.option_lists import split_commas
 from openheavy.private_files import looks_secret
 
 DRY_SAMPLING: dict[str, float | int | str] = {
@@ -152,7 +153,7 @@ class Settings(BaseSettings):
     @classmethod
     def _split_allow_hosts(cls, value: Any) -> Any:
         if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
+            return split_commas(value)
         return value
 
     @classmethod

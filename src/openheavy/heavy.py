@@ -457,7 +457,17 @@ class Orchestrator:
         chosen = max(agreeing, key=lambda r: len(r.citations))  # max keeps the first of equals
         text = lead_with(short_answer(chosen), sources.globalize(chosen.answer, chosen.citations))[0]
         cite = [sources.by_id[c.id].number for r in agreeing for c in r.citations if c.id in sources.by_id]
-        answer, citations = resolve_citations(
+        answer, citations = self._resolve(text, cite, sources)
+        decided_by = "majority" if vote.voters > 1 else "only answer"
+        self._emit_vote(vote, vote.winner.answer, decided_by, reason)
+        return HeavyResult(
+            answer, citations, plan, results, usage=self.usage, short_answer=vote.winner.answer
+        )
+
+    def _resolve(self, text: str, cite: Sequence[int], sources: RunSources) -> tuple[str, list[Citation]]:
+        """The synthesizer's answer with its markers resolved against the run's sources: a marker of a
+        document no agent read is dropped (and said so in the trace)."""
+        return resolve_citations(
             text,
             cite,
             sources.by_number,
@@ -465,11 +475,6 @@ class Orchestrator:
             stream=self.stream,
             run_id=self.run_id,
             agent="synthesizer",
-        )
-        decided_by = "majority" if vote.voters > 1 else "only answer"
-        self._emit_vote(vote, vote.winner.answer, decided_by, reason)
-        return HeavyResult(
-            answer, citations, plan, results, usage=self.usage, short_answer=vote.winner.answer
         )
 
     def _emit_vote(self, vote: AnswerVote, winner: str, decided_by: str, reason: str) -> None:
@@ -501,15 +506,7 @@ class Orchestrator:
         )
         lines = "\n".join(f"- {item.text} [{', '.join(map(str, item.sources))}]" for item in items)
         text = render_prompt("heavy_list_answer", count=len(items), items=lines).strip()
-        answer, citations = resolve_citations(
-            text,
-            [],
-            sources.by_number,
-            drop_reason=lambda _: "no agent read this document",
-            stream=self.stream,
-            run_id=self.run_id,
-            agent="synthesizer",
-        )
+        answer, citations = self._resolve(text, [], sources)
         return HeavyResult(answer, citations, plan, results, usage=self.usage)
 
     async def _synthesis(
@@ -613,15 +610,7 @@ class Orchestrator:
                 short_answer=short_answer(best),
             )
         text = self._repaired(output.answer, attempt)
-        answer, citations = resolve_citations(
-            lead_with(output.short, text)[0],
-            output.cite,
-            sources.by_number,
-            drop_reason=lambda _: "no agent read this document",
-            stream=self.stream,
-            run_id=self.run_id,
-            agent="synthesizer",
-        )
+        answer, citations = self._resolve(lead_with(output.short, text)[0], output.cite, sources)
         return HeavyResult(
             answer,
             citations,

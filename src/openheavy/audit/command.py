@@ -20,6 +20,7 @@ from openheavy.errors import ConfigError
 from openheavy.models.base import ChatModel
 from openheavy.models.registry import resolve_model
 from openheavy.modes import get_mode
+from openheavy.option_lists import split_commas
 
 PROMPT_DIFF_FILE = "prompts-diff.md"
 
@@ -131,4 +132,4 @@ def write_prompt_diff(ours: str | None, theirs: str, out_dir: Path | None) -> st
 
 def parse_watch(text: str | None) -> tuple[str, ...]:
     """`--watch "Elon Musk,xAI"` as names, blanks dropped."""
-    return tuple(name.strip() for name in (text or "").split(",") if name.strip())
+    return tuple(split_commas(text))

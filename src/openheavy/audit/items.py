@@ -17,6 +17,7 @@ from typing import Literal, TextIO
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from openheavy.evals.datasets import DatasetError, resolve_data_dir
+from openheavy.option_lists import split_commas
 
 ProbeName = Literal["speechmap", "neutrality", "lookup", "prompts"]
 PROBES: tuple[ProbeName, ...] = ("speechmap", "neutrality", "lookup", "prompts")
@@ -66,9 +67,7 @@ class _NeutralityRow(_Row):
 def parse_probes(text: str) -> list[ProbeName]:
     """Parse `speechmap,neutrality,lookup,prompts` (any subset, any order; duplicates dropped)."""
     chosen: list[ProbeName] = []
-    for part in (p.strip().lower() for p in text.split(",")):
-        if not part:
-            continue
+    for part in (p.lower() for p in split_commas(text)):
         match = next((probe for probe in PROBES if probe == part), None)
         if match is None:
             raise DatasetError(f"unknown probe {part!r} — choose from {', '.join(PROBES)}")

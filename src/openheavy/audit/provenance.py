@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import re
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,11 +20,10 @@ from pydantic import Field
 import openheavy
 from openheavy.errors import ConfigError
 from openheavy.evals.store import SavedModel
-from openheavy.prompts import list_prompts, load_prompt
+from openheavy.prompts import list_prompts, load_prompt, template_text_parts
 from openheavy.trace import TraceRecord
 
 PROMPTS_PACKAGE_PATH = "src/openheavy/prompts"
-_PLACEHOLDER = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
 _MIN_FRAGMENT = 16
 
 
@@ -80,7 +78,7 @@ def installed_prompt_set() -> PromptSet:
 def prompts_seen(traces: Iterable[Iterable[TraceRecord]], prompt_set: PromptSet) -> PromptsSeen:
     """The system prompts and templates in the `ModelCalled` events of `traces`."""
     fragments = {
-        name: [f.strip() for f in _PLACEHOLDER.split(text) if len(f.strip()) >= _MIN_FRAGMENT]
+        name: [f.strip() for f in template_text_parts(text) if len(f.strip()) >= _MIN_FRAGMENT]
         for name, text in prompt_set.templates.items()
     }
     systems: dict[str, SystemPrompt] = {}

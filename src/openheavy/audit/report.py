@@ -4,7 +4,6 @@ saved files alone (`audit.json`, `results.jsonl`, `calibration.jsonl`, `traces/`
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,11 +26,8 @@ from openheavy.audit.summary import (
     summarize_audit,
 )
 from openheavy.errors import ConfigError
-from openheavy.evals.grading import EVAL_INSTALL_HINT
-from openheavy.evals.report import REPORT_FILE, SUMMARY_FILE
+from openheavy.evals.report import REPORT_FILE, SUMMARY_FILE, markdown_cell, plots_or_skip
 from openheavy.evals.stats import MetricSummary
-
-log = logging.getLogger(__name__)
 
 __all__ = ["AuditSummary", "render_audit_markdown", "render_audit_report"]
 
@@ -57,16 +53,10 @@ def render_audit_report(out_dir: Path, *, plots: bool = True) -> AuditSummary:
         )
     rows = read_audit_rows(out_dir)
     summary = summarize_audit(meta, rows, read_calibration(out_dir), out_dir)
-    written: list[str] = []
-    skipped: str | None = None
-    if plots and any(t.overall.rows for t in summary.tables):
-        try:
-            written = write_audit_plots(summary, out_dir)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not exc.name.startswith("matplotlib"):
-                raise
-            skipped = f"matplotlib is not installed — {EVAL_INSTALL_HINT}"
-            log.warning("plots skipped: %s", skipped)
+    written, skipped = plots_or_skip(
+        lambda: write_audit_plots(summary, out_dir),
+        wanted=plots and any(t.overall.rows for t in summary.tables),
+    )
     summary = summary.model_copy(update={"plots": written, "plots_skipped": skipped})
     (out_dir / SUMMARY_FILE).write_text(summary.model_dump_json(indent=2) + "\n", encoding="utf-8")
     (out_dir / REPORT_FILE).write_text(render_audit_markdown(summary, meta, rows), encoding="utf-8")
@@ -80,10 +70,7 @@ def _pct(metric: MetricSummary | None) -> str:
 
 
 def _cell(text: str, limit: int = 90) -> str:
-    flat = " ".join(text.split())
-    if len(flat) > limit:
-        flat = flat[: limit - 1] + "…"
-    return flat.replace("|", "\\|")
+    return markdown_cell(text, limit)  # an audit's cells are narrower than an eval's by default
 
 
 def _row_cells(rates: GroupRates, columns: Sequence[str]) -> list[str]:

@@ -57,6 +57,7 @@ from openheavy.evals.store import (
 from openheavy.models.base import ChatModel
 from openheavy.modes import MODES
 from openheavy.normalize import plain_number
+from openheavy.option_lists import split_commas
 from openheavy.prompts import render_prompt
 from openheavy.tools.catalog import DEFAULT_TOOLS
 from openheavy.trace import RunFigures
@@ -102,8 +103,7 @@ class ModeSpec:
 
 def parse_modes(text: str | Sequence[str]) -> list[ModeSpec]:
     """Parse a comma-separated list (or a list of strings) of modes; duplicates are dropped."""
-    parts = text.split(",") if isinstance(text, str) else [p for chunk in text for p in chunk.split(",")]
-    modes = list(dict.fromkeys(ModeSpec.parse(part) for part in parts if part.strip()))
+    modes = list(dict.fromkeys(ModeSpec.parse(part) for part in split_commas(text)))
     if not modes:
         raise ConfigError("no modes given — e.g. --modes direct,single,heavy:4,rank:8")
     return modes

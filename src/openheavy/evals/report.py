@@ -5,7 +5,7 @@ saved results alone by `render_report`. Links are relative: the folder can be mo
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from openheavy.errors import ConfigError
@@ -39,16 +39,9 @@ def render_report(out_dir: Path, *, plots: bool = True) -> EvalSummary:
         )
     rows = read_results(out_dir)
     summary = summarize(meta, rows, out_dir)
-    written: list[str] = []
-    skipped: str | None = None
-    if plots and any(mode.done for mode in summary.modes):
-        try:
-            written = write_plots(summary, out_dir)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not exc.name.startswith("matplotlib"):
-                raise
-            skipped = f"matplotlib is not installed — {EVAL_INSTALL_HINT}"
-            log.warning("plots skipped: %s", skipped)
+    written, skipped = plots_or_skip(
+        lambda: write_plots(summary, out_dir), wanted=plots and any(mode.done for mode in summary.modes)
+    )
     summary = summary.model_copy(update={"plots": written, "plots_skipped": skipped})
     (out_dir / SUMMARY_FILE).write_text(summary.model_dump_json(indent=2) + "\n", encoding="utf-8")
     report = render_markdown(summary, rows, out_dir, item_order=meta.item_ids)
@@ -66,7 +59,24 @@ def _fmt_metric(metric: MetricSummary | None) -> str:
     return f"{metric.value:.3f} [{metric.low:.3f}, {metric.high:.3f}]"
 
 
-def _cell(text: str, limit: int = 100) -> str:
+def plots_or_skip(write: Callable[[], list[str]], *, wanted: bool) -> tuple[list[str], str | None]:
+    """The plots `write` makes when `wanted`, and why they were skipped (None when they were not). Without
+    matplotlib they are skipped with a note rather than failing the report: the numbers matter more than
+    the pictures. Any other missing module is a bug and raises."""
+    if not wanted:
+        return [], None
+    try:
+        return write(), None
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not exc.name.startswith("matplotlib"):
+            raise
+        skipped = f"matplotlib is not installed — {EVAL_INSTALL_HINT}"
+        log.warning("plots skipped: %s", skipped)
+        return [], skipped
+
+
+def markdown_cell(text: str, limit: int = 100) -> str:
+    """`text` as one Markdown table cell: on one line, at most `limit` characters, pipes escaped."""
     flat = " ".join(text.split())
     if len(flat) > limit:
         flat = flat[: limit - 1] + "…"
@@ -77,8 +87,8 @@ def _run_link(row: ResultRecord, out_dir: Path) -> str:
     if not row.run_id:
         return "—"
     if exported_trace(row, out_dir) is None or row.trace_path is None:
-        return f"{_cell(row.run_id)} (trace not available)"
-    return f"[{_cell(row.run_id)}]({row.trace_path.replace(' ', '%20')})"
+        return f"{markdown_cell(row.run_id)} (trace not available)"
+    return f"[{markdown_cell(row.run_id)}]({row.trace_path.replace(' ', '%20')})"
 
 
 def render_markdown(
@@ -172,6 +182,12 @@ def _item_table(
         metric = primary.get(row.mode, "em")
         score = f"{metric} {row.metrics[metric]:.2f}" if metric in row.metrics else "—"
         answer = f"error: {row.error}" if row.error else row.answer
-        cells = [_cell(row.item_id, 40), f"`{row.mode}`", score, _cell(answer), _run_link(row, out_dir)]
+        cells = [
+            markdown_cell(row.item_id, 40),
+            f"`{row.mode}`",
+            score,
+            markdown_cell(answer),
+            _run_link(row, out_dir),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines

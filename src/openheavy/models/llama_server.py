@@ -222,12 +222,7 @@ class LlamaServer:
 
         A request can fail on a dropped connection a moment before the dying process can be reaped,
         so callers that want to tell "server died" from "server is slow" give it this grace period."""
-        deadline = time.monotonic() + seconds
-        while self.running:
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(0.05)
-        return True
+        return await ended_within(lambda: self.running, seconds)
 
     @property
     def returncode(self) -> int | None:
@@ -432,3 +427,14 @@ def parse_metrics(text: str) -> dict[str, float]:
             with contextlib.suppress(ValueError):
                 figures[name] = float(value)
     return figures
+
+
+async def ended_within(running: Callable[[], bool], seconds: float) -> bool:
+    """Whether `running()` turns false now or within `seconds` (polled every 50 ms): the one wait for a
+    server process to end, whoever started it."""
+    deadline = time.monotonic() + seconds
+    while running():
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True

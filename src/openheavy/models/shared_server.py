@@ -54,7 +54,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from openheavy.config import Settings
 from openheavy.errors import EmbeddedModelError
-from openheavy.models.llama_server import find_llama_server, log_tail, parse_metrics
+from openheavy.models.llama_server import ended_within, find_llama_server, log_tail, parse_metrics
 from openheavy.models.processes import (
     process_command,
     process_start,
@@ -416,12 +416,7 @@ class SharedServer:
 
     async def exited_within(self, seconds: float) -> bool:
         """Whether the server has ended or ends within `seconds`."""
-        deadline = time.monotonic() + seconds
-        while self.running:
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(0.05)
-        return True
+        return await ended_within(lambda: self.running, seconds)
 
     async def metrics(self) -> dict[str, float]:
         """The server's Prometheus counters, as `LlamaServer.metrics` (shared by every client)."""

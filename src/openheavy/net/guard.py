@@ -26,6 +26,7 @@ import httpcore
 import httpx
 
 from openheavy.errors import AddressRefusedError, ConfigError
+from openheavy.option_lists import split_commas
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -140,14 +141,7 @@ def normalize_host(host: str) -> str:
 def parse_allow_hosts(values: Iterable[str]) -> tuple[AllowedHost, ...]:
     """Allow-list entries from `HOST[:PORT]` strings, each possibly a comma-separated list. An IPv6
     address with a port is written in brackets: `[::1]:8888`. Raises `ConfigError` for a bad entry."""
-    entries: list[AllowedHost] = []
-    for value in values:
-        for raw in value.split(","):
-            text = raw.strip()
-            if not text:
-                continue
-            entries.append(_parse_allow_entry(text))
-    return tuple(entries)
+    return tuple(_parse_allow_entry(text) for text in split_commas(values))
 
 
 def _parse_allow_entry(text: str) -> AllowedHost:

@@ -47,6 +47,12 @@ def fill_template(template: str, /, **values: object) -> str:
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+def template_text_parts(template: str) -> list[str]:
+    """The literal text of `template` between its placeholders, in order: what every filled prompt
+    holds whatever the values (empty parts kept)."""
+    return _PLACEHOLDER.split(template)[::2]  # the odd items are the captured placeholder names
+
+
 def _fill(template: str, values: dict[str, object], what: str) -> str:
     wanted = set(_PLACEHOLDER.findall(template))
     problems = [f"placeholder {{{key}}} has no value" for key in sorted(wanted - values.keys())]

@@ -25,6 +25,7 @@ from openheavy.config import Settings
 from openheavy.errors import ConfigError
 from openheavy.net.fetch import PageLimits
 from openheavy.net.guard import AddressGuard, Resolver
+from openheavy.option_lists import split_commas
 from openheavy.search.base import SearchBackend
 from openheavy.search.brave import BraveSearch
 from openheavy.search.duckduckgo import DuckDuckGoSearch
@@ -97,26 +98,21 @@ _NEEDS_VALUE = {
 
 def parse_search_specs(values: str | Iterable[str]) -> list[SearchSpec]:
     """Specs from `--search` values, each possibly a comma-separated list. Raises `ConfigError`."""
-    texts = [values] if isinstance(values, str) else list(values)
     specs: list[SearchSpec] = []
-    for text in texts:
-        for raw in text.split(","):
-            item = raw.strip()
-            if not item:
-                continue
-            kind, _, value = item.partition(":")
-            kind, value = kind.strip().lower(), value.strip()
-            if kind not in KINDS:
-                raise ConfigError(
-                    f"unknown search backend {item!r} — use {', '.join(_describe(k) for k in KINDS)}"
-                )
-            if kind in _NEEDS_VALUE and not value:
-                raise ConfigError(f"--search {kind} needs an argument: {_NEEDS_VALUE[kind]}")
-            if kind not in _NEEDS_VALUE and value:
-                raise ConfigError(f"--search {kind} takes no argument (got {item!r})")
-            if kind == "searxng":
-                value = _check_url(value)
-            specs.append(SearchSpec(kind, value))
+    for item in split_commas(values):
+        kind, _, value = item.partition(":")
+        kind, value = kind.strip().lower(), value.strip()
+        if kind not in KINDS:
+            raise ConfigError(
+                f"unknown search backend {item!r} — use {', '.join(_describe(k) for k in KINDS)}"
+            )
+        if kind in _NEEDS_VALUE and not value:
+            raise ConfigError(f"--search {kind} needs an argument: {_NEEDS_VALUE[kind]}")
+        if kind not in _NEEDS_VALUE and value:
+            raise ConfigError(f"--search {kind} takes no argument (got {item!r})")
+        if kind == "searxng":
+            value = _check_url(value)
+        specs.append(SearchSpec(kind, value))
     if not specs:
         raise ConfigError("no search backend given — e.g. --search local:pydocs or --search searxng:URL")
     return specs

@@ -30,14 +30,12 @@ __all__ = ["AgentFigures", "MetricsSink", "RunFigures", "TokenFigures"]
 _F = TypeVar("_F")
 
 
-@dataclass(frozen=True)
-class TokenFigures:
-    """Model calls and their tokens."""
+class _TotalTokens:
+    """The one definition of a figure set's total tokens. A mixin without fields, so each dataclass
+    keeps its own field order (and the key order of its JSON)."""
 
-    model_calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
+    prompt_tokens: int
+    completion_tokens: int
 
     @property
     def total_tokens(self) -> int:
@@ -45,7 +43,17 @@ class TokenFigures:
 
 
 @dataclass(frozen=True)
-class AgentFigures:
+class TokenFigures(_TotalTokens):
+    """Model calls and their tokens."""
+
+    model_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class AgentFigures(_TotalTokens):
     """The figures of one agent. Cached searches and document opens count as cache hits, not as new work."""
 
     searches: int = 0
@@ -63,13 +71,9 @@ class AgentFigures:
     steps: int = 0
     wall_seconds: float = 0.0
 
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
 
 @dataclass(frozen=True)
-class RunFigures:
+class RunFigures(_TotalTokens):
     """The figures of a run, computed by `MetricsSink` from the run's events. `distinct_queries` and
     `documents_read` (distinct passages opened) measure how widely a run's agents explored."""
 
@@ -104,10 +108,6 @@ class RunFigures:
         "wall_seconds",
         "agents",
     )
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
 
     def per_item(self) -> dict[str, float]:
         """The flat record an evaluation keeps for one answered item (`PER_ITEM`, as floats): the run's
