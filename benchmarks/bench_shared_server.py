@@ -113,7 +113,10 @@ class Bench:
         done = subprocess.run(self.ask_command(), env=self.env, capture_output=True, text=True)
         wall = time.perf_counter() - started
         if done.returncode != 0:
-            raise SystemExit(f"the ask failed ({done.returncode}):\n{done.stderr[-2000:]}")
+            # with --json a failed ask reports its error on stdout
+            raise SystemExit(
+                f"the ask failed ({done.returncode}):\n{done.stderr[-2000:]}{done.stdout[-2000:]}"
+            )
         result: dict[str, Any] = json.loads(done.stdout)
         return wall, result
 
