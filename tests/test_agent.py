@@ -238,3 +238,36 @@ async def test_tool_observations_read_as_before_from_the_tool_templates() -> Non
     assert unknown.text == "There is no result [9]. Known results: [1]."
     nothing = await SearchTool().call(SearchArgs(query="zzzz"), ctx)
     assert nothing.text == 'No results for "zzzz". Try other keywords, or answer if done.'
+
+
+async def test_an_answer_cut_off_at_max_tokens_is_kept_up_to_its_last_sentence() -> None:
+    # A code-heavy answer is written JSON-escaped and can run past its token bound: the reply stops
+    # inside the answer string. The text so far is kept, ended at its last full sentence, and the
+    # edit is recorded; before, the agent failed with "Unterminated string".
+    whole = action(
+        "answer", answer="Use subprocess.run with timeout=5 [1]. Then read\\nthe output of", cite=[1]
+    )
+    cut = whole[: whole.index("the output of") + len("the output of")]
+    agent, _model, sink, _ = make_agent(
+        [
+            action("search", query="subprocess timeout"),
+            action("open", ref=1),
+            Completion(cut, finish_reason="length"),
+        ]
+    )
+    result = await agent.run("How do I run a subprocess with a timeout?")
+    assert result.ok and str(result.stop_reason) == "answered"
+    assert result.answer == "Use subprocess.run with timeout=5 [1]."
+    assert not sink.of("OutputRejected")
+    edits = sink.of("AnswerEdited")
+    assert edits and edits[0].original.endswith("the output of")
+
+
+async def test_a_cut_reply_that_is_not_inside_an_answer_stays_an_error() -> None:
+    cut_search = action("search", query="subprocess timeout")[:-8]  # cut inside the query string
+    agent, _model, sink, _ = make_agent(
+        [Completion(cut_search, finish_reason="length"), Completion(cut_search, finish_reason="length")]
+    )
+    result = await agent.run("q")
+    assert not result.ok and "no valid action" in (result.error or "")
+    assert len(sink.of("OutputRejected")) == 2

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
-from openheavy.json_output import first_json_object
+from openheavy.json_output import close_cut_json, first_json_object
 
 
 @pytest.mark.parametrize(
@@ -47,3 +48,18 @@ def test_invalid_json_reports_the_first_error_and_where() -> None:
 def test_a_truncated_object_is_invalid() -> None:
     with pytest.raises(ValueError, match="invalid JSON"):
         first_json_object('{"answer": "cut off in the mid')
+
+
+def test_a_reply_cut_inside_a_string_value_is_closed() -> None:
+    closed = close_cut_json('{"action": "answer", "answer": "Use run.\\nThen \\"x')
+    assert closed is not None and json.loads(closed) == {"action": "answer", "answer": 'Use run.\nThen "x'}
+    # cut between a backslash and what it escapes, or inside a \\u escape
+    assert json.loads(close_cut_json('{"a": ["x\\') or "") == {"a": ["x"]}
+    assert json.loads(close_cut_json('{"a": "x\\u00') or "") == {"a": "x"}
+
+
+def test_a_reply_cut_anywhere_else_is_not_guessed() -> None:
+    assert close_cut_json('{"a": [1, 2') is None  # not inside a string
+    assert close_cut_json('{"answ') is None  # inside a key
+    assert close_cut_json('{"a": "done"}') is None  # complete
+    assert close_cut_json("no json") is None

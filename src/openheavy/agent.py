@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field, ValidationError
 from openheavy.answer_text import attach_markers, lead_with, repair_free_text
 from openheavy.citations import Citation, Source, cited_numbers, renumber_markers, resolve_citations
 from openheavy.errors import BudgetExceededError, ModelOutputError, OpenHeavyError
-from openheavy.json_output import first_json_object
+from openheavy.json_output import close_cut_json, first_json_object
 from openheavy.models.base import ChatModel
 from openheavy.models.budget import Budget, BudgetName, estimate_prompt_tokens
 from openheavy.models.recording import CallLabel, RecordingModel, output_token_bound
@@ -94,6 +94,7 @@ class Action:
     args: BaseModel
     raw: str
     missing: str = ""  # what the agent said it still had to find out
+    cut: bool = False  # an answer whose reply was cut off at max_tokens and closed in code
 
     @property
     def states_missing(self) -> bool:
@@ -394,6 +395,9 @@ class ResearchAgent:
             try:
                 return self._parse(completion.text, final)
             except ValueError as exc:
+                salvaged = self._salvage_cut_answer(completion.text, completion.finish_reason, final)
+                if salvaged is not None:
+                    return salvaged
                 error = str(exc)
                 self.stream.emit(
                     OutputRejected(
@@ -413,6 +417,20 @@ class ResearchAgent:
             f"{self.model.name} gave no valid action at step {step}, even after being shown the "
             f"error ({error}). Try a larger model, or a backend with JSON-schema constrained output."
         )
+
+    def _salvage_cut_answer(self, text: str, finish_reason: str | None, final: bool) -> Action | None:
+        """An answer cut off at `max_tokens` inside its text, closed and kept (its text is then ended at
+        its last full sentence, recorded as an edit); None for anything else, which stays an error."""
+        if finish_reason != "length":
+            return None
+        closed = close_cut_json(text)
+        if closed is None:
+            return None
+        try:
+            action = self._parse(closed, final)
+        except ValueError:
+            return None
+        return replace(action, cut=True) if action.name == "answer" else None
 
     def _parse(self, text: str, final: bool) -> Action:
         payload = first_json_object(text)
@@ -435,7 +453,7 @@ class ResearchAgent:
     def _finish(self, task: str, action: Action, stop_reason: StopReason, steps: int) -> AgentResult:
         assert isinstance(action.args, AnswerArgs)
         short = " ".join(renumber_markers(action.args.short, {}).split())
-        text = self._written_answer(action.args, short, steps)
+        text = self._written_answer(action.args, short, steps, cut=action.cut)
         answer, citations = self._resolve_citations(text, action.args.cite)
         self.stream.emit(
             AgentFinished(
@@ -462,12 +480,13 @@ class ResearchAgent:
             short_answer=short,
         )
 
-    def _written_answer(self, args: AnswerArgs, short: str, step: int) -> str:
+    def _written_answer(self, args: AnswerArgs, short: str, step: int, *, cut: bool = False) -> str:
         """The answer's text, repaired where needed (each repair recorded as an `AnswerEdited` event):
         a degenerate repetition cut; text that the cut or the schema's length bound left unfinished
         ended at its last sentence; markers for cited sources the text never marks; short answer first."""
         original = args.answer
-        text, edits = repair_free_text(original, cut_off=len(original) >= self.answer_hard_chars)
+        cut_off = cut or len(original) >= self.answer_hard_chars
+        text, edits = repair_free_text(original, cut_off=cut_off)
         opened = self.sources.opened
         titles = {ref: opened[ref].title for ref in dict.fromkeys(args.cite) if ref in opened}
         text, marked = attach_markers(text, titles)
