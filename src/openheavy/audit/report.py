@@ -26,7 +26,7 @@ from openheavy.audit.summary import (
     summarize_audit,
 )
 from openheavy.errors import ConfigError
-from openheavy.evals.report import REPORT_FILE, SUMMARY_FILE, markdown_cell, plots_or_skip
+from openheavy.evals.report import REPORT_FILE, SUMMARY_FILE, markdown_cell, plots_or_skip, plots_section
 from openheavy.evals.stats import MetricSummary
 
 __all__ = ["AuditSummary", "render_audit_markdown", "render_audit_report"]
@@ -165,12 +165,7 @@ def render_audit_markdown(summary: AuditSummary, meta: AuditMeta, rows: Sequence
     lines += _comparison(summary)
     lines += _agreement(summary)
     lines += _provenance(summary)
-    if summary.plots or summary.plots_skipped:
-        lines += ["## Plots", ""]
-        lines += [f"![{plot}]({plot})" for plot in summary.plots]
-        if summary.plots_skipped:
-            lines.append(f"Plots skipped: {summary.plots_skipped}")
-        lines.append("")
+    lines += plots_section(summary.plots, summary.plots_skipped)
     lines += _items(rows, meta)
     return "\n".join(lines) + "\n"
 

@@ -59,6 +59,17 @@ def _fmt_metric(metric: MetricSummary | None) -> str:
     return f"{metric.value:.3f} [{metric.low:.3f}, {metric.high:.3f}]"
 
 
+def plots_section(plots: Sequence[str], skipped: str | None) -> list[str]:
+    """The report's "Plots" section: each plot as an image, or why they were skipped; nothing when
+    there is neither."""
+    if not plots and not skipped:
+        return []
+    lines = ["## Plots", "", *(f"![{plot}]({plot})" for plot in plots)]
+    if skipped:
+        lines.append(f"Plots skipped: {skipped}")
+    return [*lines, ""]
+
+
 def plots_or_skip(write: Callable[[], list[str]], *, wanted: bool) -> tuple[list[str], str | None]:
     """The plots `write` makes when `wanted`, and why they were skipped (None when they were not). Without
     matplotlib they are skipped with a note rather than failing the report: the numbers matter more than
@@ -151,12 +162,7 @@ def render_markdown(
         lines += [f"| `{m.mode}` | {_fmt_metric(m.judge)} | {m.judge_errors} |" for m in summary.modes]
         lines.append("")
 
-    if summary.plots or summary.plots_skipped:
-        lines += ["## Plots", ""]
-        lines += [f"![{plot}]({plot})" for plot in summary.plots]
-        if summary.plots_skipped:
-            lines.append(f"Plots skipped: {summary.plots_skipped}")
-        lines.append("")
+    lines += plots_section(summary.plots, summary.plots_skipped)
 
     lines += _item_table(summary, rows, out_dir, item_order)
     return "\n".join(lines) + "\n"
