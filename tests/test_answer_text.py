@@ -18,6 +18,7 @@ from openheavy.answer_text import (
     end_at_sentence,
     ends_mid_sentence,
     lead_with,
+    restates_question,
 )
 from openheavy.api import Heavy
 from openheavy.config import Settings
@@ -102,6 +103,36 @@ def test_markers_go_where_the_cited_sources_title_words_are() -> None:
     assert text == "Call subprocess.run with timeout [1]. It raises TimeoutExpired [2]. Done. [3]"
     assert edit is not None and "[2], [1], [3]" in edit.detail
     assert attach_markers("Marked [1].", {1: "x"}) == ("Marked [1].", None)
+
+
+@pytest.mark.parametrize(
+    ("short", "question", "restated"),
+    [
+        (
+            "The movie Pitof directed which had an action-adventure tie-in video game based,",
+            "What movie did Pitof direct which had an action-adventure tie-in video game based on it?",
+            True,
+        ),
+        ("Catwoman", "What movie did Pitof direct which had a tie-in video game?", False),
+        # a choice is made of the question's words, but covers little of it
+        (
+            "Louis Aragon wrote the novel",
+            "Which novelist, J. G. Farrell or Louis Aragon, wrote the novel?",
+            False,
+        ),
+        # a yes/no question restated instead of answered
+        (
+            "Scott Derrickson and Ed Wood were of the same nationality",
+            "Were Scott Derrickson and Ed Wood of the same nationality?",
+            True,
+        ),
+        ("yes", "Were Scott Derrickson and Ed Wood of the same nationality?", False),
+        ("Mara Lind, born in Tromsø", "Where was the director of The Quiet Field born?", False),
+        ("The sum of squares is 385.", "What is the sum of the squares of 1 to 10?", False),
+    ],
+)
+def test_a_short_answer_that_only_repeats_the_question(short: str, question: str, restated: bool) -> None:
+    assert restates_question(short, question) is restated
 
 
 def test_the_short_answer_leads_unless_the_text_already_does() -> None:

@@ -26,11 +26,13 @@ from openheavy.evals import (
     RunOutcome,
     build_corpus,
     dataset_corpora,
+    grade_answer,
     load_dataset,
     outcome_from_result,
     parse_modes,
     render_report,
     run_eval,
+    token_f1,
 )
 from openheavy.evals.datasets import DATA_DIR_ENV, resolve_data_dir
 from openheavy.evals.harness import answer_with_sources, item_seed
@@ -287,6 +289,16 @@ def test_a_wide_answer_is_graded_with_its_numbered_sources() -> None:
     )
     assert answer_with_sources(exact, outcome) == " PEP 1 [1] "  # exact grading sees the answer alone
     assert answer_with_sources(wide, RunOutcome(answer="PEP 1")) == "PEP 1"
+
+
+def test_a_short_answer_question_is_graded_on_the_short_answer_it_leads_with() -> None:
+    qa, math = load_dataset("hotpotqa", FIXTURE_DATA)[0], load_dataset("math500", FIXTURE_DATA)[0]
+    led = RunOutcome(answer="Catwoman\n\nCatwoman is a 2004 film [1].", short_answer="Catwoman")
+    assert answer_with_sources(qa, led) == "Catwoman"
+    assert grade_answer(qa, answer_with_sources(qa, led)).metrics["f1"] == token_f1("Catwoman", qa.answers)
+    # no short answer: the whole text; math keeps its own final-answer rules over the whole text
+    assert answer_with_sources(qa, RunOutcome(answer="Catwoman is a film.")) == "Catwoman is a film."
+    assert answer_with_sources(math, led) == led.answer
 
 
 @pytest.mark.skipif(not REAL_DATA.is_dir(), reason="benchmark data not present")

@@ -201,3 +201,34 @@ async def test_rejections_are_counted_in_the_figures() -> None:
         metrics.handle(event)
     figures = metrics.figures()
     assert figures.answers_rejected == 1 and figures.per_agent["agent-1"].answers_rejected == 1
+
+
+async def test_a_short_answer_that_repeats_the_question_is_sent_back_then_dropped() -> None:
+    echo = "The director of The Quiet Field was born"
+    agent, model, sink = run_agent(
+        [
+            action("search", query="Quiet Field"),
+            action("open", ref=1),
+            action("answer", short=echo, answer="Mara Lind directed it [1].", cite=[1]),
+            action("answer", short=echo, answer="Mara Lind directed it [1].", cite=[1]),
+        ]
+    )
+    result = await agent.run(QUESTION)
+    assert [e.reason for e in sink.of("AnswerRejected")] == ["restated"]
+    assert 'your "short" only repeats the question' in model.calls[3].messages[-1].content
+    # asked again, it repeated the question again: the short answer is left out, and the trace says so
+    assert result.short_answer == "" and result.answer == "Mara Lind directed it [1]."
+    [edited] = sink.of("AnswerEdited")
+    assert [edit["kind"] for edit in edited.edits] == ["short_answer_dropped"]
+
+
+async def test_a_short_answer_in_the_questions_words_that_chooses_is_kept() -> None:
+    agent, _model, sink = run_agent(
+        [
+            action("search", query="Quiet Field"),
+            action("open", ref=1),
+            action("answer", short="Mara Lind", answer="Mara Lind directed it [1].", cite=[1]),
+        ]
+    )
+    result = await agent.run("Who directed The Quiet Field, Mara Lind or Ola Berg?")
+    assert result.short_answer == "Mara Lind" and not sink.of("AnswerRejected")

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from openheavy.answer_text import attach_markers, lead_with, repair_free_text
+from openheavy.answer_text import Edit, attach_markers, lead_with, repair_free_text, restates_question
 from openheavy.citations import Citation, Source, cited_numbers, renumber_markers, resolve_citations
 from openheavy.errors import BudgetExceededError, ModelOutputError, OpenHeavyError
 from openheavy.json_output import close_cut_json, first_json_object
@@ -200,6 +200,7 @@ class ResearchAgent:
         self._used_a_tool = False
         self._tools_used: set[str] = set()
         self._rejected: set[str] = set()  # reasons an answer was already sent back for (once each)
+        self._question = ""  # the question being researched (the user's, not a sub-task)
         self.messages: list[Message] = []
         self.usage = Usage()
 
@@ -209,6 +210,7 @@ class ResearchAgent:
         given, is shown instead of the sub-task line: an orchestrator's instructions for this agent
         (heavy mode's task, slice and first queries)."""
         self.stream.emit(AgentStarted(run_id=self.run_id, agent=self.name, task=task or question))
+        self._question = question
         # Shared prefix first (system, question), the agent's own sub-task last: prompt caches in
         # llama.cpp / vLLM then serve the common part once for all agents of a run.
         system = self.system_prompt()
@@ -326,6 +328,8 @@ class ResearchAgent:
             problems.append(
                 ("missing", render_prompt("agent_reject_missing", missing=action.missing.strip()))
             )
+        if restates_question(action.args.short, self._question):
+            problems.append(("restated", render_prompt("agent_reject_restated")))
         cited = set(action.args.cite) | set(cited_numbers(action.args.answer))
         if corpus and opened and not cited & opened.keys():
             read = ", ".join(f"[{ref}]" for ref in opened)
@@ -453,7 +457,11 @@ class ResearchAgent:
     def _finish(self, task: str, action: Action, stop_reason: StopReason, steps: int) -> AgentResult:
         assert isinstance(action.args, AnswerArgs)
         short = " ".join(renumber_markers(action.args.short, {}).split())
-        text = self._written_answer(action.args, short, steps, cut=action.cut)
+        # A short answer that only repeats the question answers nothing: it must not lead the answer,
+        # be voted on or be graded. The answer's text is all there is then.
+        dropped = Edit("short_answer_dropped", f"the short answer repeats the question: {short}")
+        short, dropped_edit = ("", dropped) if restates_question(short, self._question) else (short, None)
+        text = self._written_answer(action.args, short, steps, cut=action.cut, dropped=dropped_edit)
         answer, citations = self._resolve_citations(text, action.args.cite)
         self.stream.emit(
             AgentFinished(
@@ -480,13 +488,18 @@ class ResearchAgent:
             short_answer=short,
         )
 
-    def _written_answer(self, args: AnswerArgs, short: str, step: int, *, cut: bool = False) -> str:
+    def _written_answer(
+        self, args: AnswerArgs, short: str, step: int, *, cut: bool = False, dropped: Edit | None = None
+    ) -> str:
         """The answer's text, repaired where needed (each repair recorded as an `AnswerEdited` event):
         a degenerate repetition cut; text that the cut or the schema's length bound left unfinished
-        ended at its last sentence; markers for cited sources the text never marks; short answer first."""
+        ended at its last sentence; markers for cited sources the text never marks; short answer first
+        (`dropped`: the short answer was left out, recorded with the rest)."""
         original = args.answer
         cut_off = cut or len(original) >= self.answer_hard_chars
         text, edits = repair_free_text(original, cut_off=cut_off)
+        if dropped is not None:
+            edits.insert(0, dropped)
         opened = self.sources.opened
         titles = {ref: opened[ref].title for ref in dict.fromkeys(args.cite) if ref in opened}
         text, marked = attach_markers(text, titles)

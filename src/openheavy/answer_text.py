@@ -25,6 +25,7 @@ __all__ = [
     "ends_mid_sentence",
     "lead_with",
     "repair_free_text",
+    "restates_question",
 ]
 
 # A sentence shorter than this may repeat on purpose ("Yes." ... "Yes."); a longer one does not.
@@ -45,7 +46,8 @@ _FINAL_END = re.compile(r"(?:[.!?…][\"')\]]*|\[\d+(?:\s*,\s*\d+)*\])\s*$")
 class Edit:
     """One repair of an answer's text, as the trace records it."""
 
-    kind: str  # "repetition_cut", "sentence_end", "markers_added", "short_answer_led"
+    kind: str  # "repetition_cut", "sentence_end", "markers_added", "short_answer_led",
+    # "short_answer_dropped"
     detail: str
     removed_chars: int = 0
 
@@ -185,6 +187,36 @@ def lead_with(short: str, detail: str) -> tuple[str, Edit | None]:
     if not detail:
         return short, None
     return f"{short}\n\n{detail}", Edit("short_answer_led", f"led with the short answer: {short}")
+
+
+# A short answer restates the question when it has at least this many words, every one of them the
+# question's (or a form of one: "directed" for "direct"), and it repeats at least half of the question's
+# words. "Louis Aragon" for "Which novelist, J. G. Farrell or Louis Aragon, wrote …?" is a choice, not a
+# restatement: it covers little of the question; "The sum of squares is 385" adds the answer.
+RESTATED_MIN_WORDS = 4
+RESTATED_COVERAGE = 0.5  # of the question's words that the short answer repeats
+_STEM_CHARS = 4  # words sharing a start this long, one the other's prefix, are forms of one word
+
+
+def _from_question(word: str, asked: set[str]) -> bool:
+    if word in asked:
+        return True
+    return len(word) >= _STEM_CHARS and any(
+        len(other) >= _STEM_CHARS and (word.startswith(other) or other.startswith(word)) for other in asked
+    )
+
+
+def restates_question(short: str, question: str) -> bool:
+    """Whether `short` only repeats the question instead of answering it ("The movie Pitof directed which
+    had an action-adventure tie-in video game" for "What movie did Pitof direct which had …?"): small
+    models fill the short-answer field with the question's words when they have not found the answer."""
+    words = normalize_answer(renumber_markers(short, {})).split()
+    asked = set(normalize_answer(question).split())
+    if len(words) < RESTATED_MIN_WORDS or not asked:
+        return False
+    if not all(_from_question(word, asked) for word in words):
+        return False
+    return len(asked & set(words)) / len(asked) >= RESTATED_COVERAGE
 
 
 def attach_markers(text: str, titles: Mapping[int, str]) -> tuple[str, Edit | None]:

@@ -34,7 +34,7 @@ from openheavy.aggregation import (
     short_answer,
     vote_on_answers,
 )
-from openheavy.answer_text import lead_with, repair_free_text
+from openheavy.answer_text import lead_with, repair_free_text, restates_question
 from openheavy.citations import Citation, RunSources, Source, renumber_markers, resolve_citations
 from openheavy.errors import AgentsFailedError, OpenHeavyError
 from openheavy.json_output import first_json_object
@@ -610,7 +610,9 @@ class Orchestrator:
                 short_answer=short_answer(best),
             )
         text = self._repaired(output.answer, attempt)
-        answer, citations = self._resolve(lead_with(output.short, text)[0], output.cite, sources)
+        # A short answer that only repeats the question answers nothing: the answer's text stands alone.
+        short = "" if restates_question(output.short, question) else output.short
+        answer, citations = self._resolve(lead_with(short, text)[0], output.cite, sources)
         return HeavyResult(
             answer,
             citations,
@@ -619,7 +621,7 @@ class Orchestrator:
             agreements=output.agreements,
             conflicts=output.conflicts,
             usage=self.usage,
-            short_answer=" ".join(renumber_markers(output.short, {}).split()),
+            short_answer=" ".join(renumber_markers(short, {}).split()),
         )
 
     @property

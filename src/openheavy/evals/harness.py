@@ -148,7 +148,11 @@ class Runner(Protocol):
 
 def answer_with_sources(item: EvalItem, outcome: RunOutcome) -> str:
     """What is graded. For wide (list) questions the numbered sources, with their URLs, are part of what
-    a user is shown, so they count; exact-answer grading sees the answer text alone."""
+    a user is shown, so they count. A short-answer question (QA) is graded on the short answer the run's
+    answer leads with when it gives one, as a reader takes the answer from that first line (the
+    explanation after it would cost every answer its token F1 precision); else on the answer text."""
+    if item.kind == "qa" and outcome.short_answer.strip():
+        return outcome.short_answer
     if item.kind != "wide" or not outcome.citations:
         return outcome.answer
     sources = "\n".join(
