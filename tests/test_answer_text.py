@@ -18,6 +18,7 @@ from openheavy.answer_text import (
     end_at_sentence,
     ends_mid_sentence,
     lead_with,
+    leading_yes_no,
     restates_question,
 )
 from openheavy.api import Heavy
@@ -191,12 +192,26 @@ async def test_an_answer_stopped_by_the_length_bound_ends_at_its_last_sentence()
 
 
 async def test_a_complete_answer_is_left_alone() -> None:
-    text = "Pass timeout= to subprocess.run [1]. It raises TimeoutExpired"  # no period, not cut: kept
+    text = "Pass timeout= to subprocess.run [1]. It raises TimeoutExpired."
     agent, sink = agent_for(
         [action("search", query="subprocess"), action("open", ref=1), action("answer", answer=text, cite=[1])]
     )
     result = await agent.run("q")
     assert result.answer == text and sink.of("AnswerEdited") == []
+
+
+async def test_an_answer_the_model_closed_mid_sentence_ends_at_its_last_sentence() -> None:
+    # Not cut by any bound: the model closed the string itself, mid-word.
+    text = (
+        "Pass timeout= to subprocess.run [1]. It raises TimeoutExpired when the time is up, so wrap it in a"
+    )
+    agent, sink = agent_for(
+        [action("search", query="subprocess"), action("open", ref=1), action("answer", answer=text, cite=[1])]
+    )
+    result = await agent.run("q")
+    assert result.answer == "Pass timeout= to subprocess.run [1]."
+    [edited] = sink.of("AnswerEdited")
+    assert [e["kind"] for e in edited.edits] == ["sentence_end"]
 
 
 async def test_cited_sources_without_markers_get_them_and_the_short_answer_leads() -> None:
@@ -296,3 +311,18 @@ async def test_a_synthesis_that_loops_is_cut_and_recorded() -> None:
     assert result.answer == "A shallow copy shares the inner objects [1]. " + LOOP.strip() + "."
     [edited] = [e for e in sink.of("AnswerEdited") if e.agent == "synthesizer"]
     assert [e["kind"] for e in edited.edits] == ["repetition_cut"]
+
+
+@pytest.mark.parametrize(
+    ("text", "word"),
+    [
+        ("Yes, both are sports magazines.", "Yes"),
+        ("no.", "no"),
+        ("No", "No"),
+        ("No information about the connection was found.", None),
+        ("Nobody knows.", None),
+        ("Yesterday it rained.", None),
+    ],
+)
+def test_a_leading_yes_or_no_is_the_answer(text: str, word: str | None) -> None:
+    assert leading_yes_no(text) == word

@@ -232,3 +232,22 @@ async def test_a_short_answer_in_the_questions_words_that_chooses_is_kept() -> N
     )
     result = await agent.run("Who directed The Quiet Field, Mara Lind or Ola Berg?")
     assert result.short_answer == "Mara Lind" and not sink.of("AnswerRejected")
+
+
+async def test_after_a_search_that_found_nothing_new_the_agent_reads_instead_of_searching_again() -> None:
+    agent, model, _sink = run_agent(
+        [
+            action("search", query="Quiet Field"),
+            action("search", query="Quiet Field"),  # the same words: nothing it has not seen
+            action("open", ref=1),
+            action("search", query="Mara Lind"),  # after reading, searching is open again
+            action("answer", answer="Mara Lind directed it [1].", cite=[1]),
+        ]
+    )
+    await agent.run(QUESTION)
+    allowed = [allowed_actions(call.json_schema) for call in model.calls]
+    assert "search" in allowed[1] and "search" not in allowed[2] and "open" in allowed[2]
+    assert "search" in allowed[3]
+    told = model.calls[2].messages[-1].content
+    assert "next action opens one of the results you have not read, or answers" in told
+    assert "next action opens" not in model.calls[1].messages[-1].content

@@ -22,7 +22,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from openheavy.answer_text import Edit, attach_markers, lead_with, repair_free_text, restates_question
+from openheavy.answer_text import (
+    Edit,
+    attach_markers,
+    lead_with,
+    leading_yes_no,
+    repair_free_text,
+    restates_question,
+)
 from openheavy.citations import Citation, Source, cited_numbers, renumber_markers, resolve_citations
 from openheavy.errors import BudgetExceededError, ModelOutputError, OpenHeavyError
 from openheavy.json_output import close_cut_json, first_json_object
@@ -94,7 +101,6 @@ class Action:
     args: BaseModel
     raw: str
     missing: str = ""  # what the agent said it still had to find out
-    cut: bool = False  # an answer whose reply was cut off at max_tokens and closed in code
 
     @property
     def states_missing(self) -> bool:
@@ -200,6 +206,8 @@ class ResearchAgent:
         self._used_a_tool = False
         self._tools_used: set[str] = set()
         self._rejected: set[str] = set()  # reasons an answer was already sent back for (once each)
+        # The last action was a search that found nothing the agent had not seen: the next may not search.
+        self._search_stalled = False
         self._question = ""  # the question being researched (the user's, not a sub-task)
         self.messages: list[Message] = []
         self.usage = Usage()
@@ -280,17 +288,20 @@ class ResearchAgent:
         self._used_a_tool = True
         self._tools_used.add(action.name)
         ctx = ToolContext(self.run_id, self.name, step, self.search, self.sources, self.stream, self.queries)
+        seen_before = len(self.sources.seen)
         observation = await self.budget.bounded(
             f"{self.name}'s {action.name} at step {step}", lambda: tool.call(action.args, ctx)
         )
+        self._search_stalled = action.name == SearchTool.name and len(self.sources.seen) == seen_before
+        said = observation.text
         last = step + 1 == self.max_steps or self.budget.exhausted() is not None
         if last:
             final_prompt = "agent_final" if self.works_on_corpus else "agent_final_no_corpus"
-            text = render_prompt(final_prompt, observation=observation.text)
+            text = render_prompt(final_prompt, observation=said)
         else:
-            text = render_prompt(
-                "agent_observation", observation=observation.text, step=step, max_steps=self.max_steps
-            )
+            if self._search_stalled and SearchTool.name not in self.allowed_actions(final=False):
+                said += "\n" + render_prompt("agent_search_stalled").strip()
+            text = render_prompt("agent_observation", observation=said, step=step, max_steps=self.max_steps)
         self.messages += [Message("assistant", action.raw), Message("user", text)]
         return action
 
@@ -302,6 +313,10 @@ class ResearchAgent:
         if final:
             return ["answer"]
         tools = [name for name, tool in self.tools.items() if tool.available(self.sources)]
+        if self._search_stalled and OpenTool.name in tools:
+            # Small models repeat a search that found nothing new until the steps run out, never reading
+            # what it did find: after such a search the agent opens a result (or answers) instead.
+            tools.remove(SearchTool.name)
         return [*tools, "answer"] if self._used_a_tool or not tools else tools
 
     def _answer_problem(self, action: Action, step: int) -> tuple[str, str] | None:
@@ -434,7 +449,7 @@ class ResearchAgent:
             action = self._parse(closed, final)
         except ValueError:
             return None
-        return replace(action, cut=True) if action.name == "answer" else None
+        return action if action.name == "answer" else None
 
     def _parse(self, text: str, final: bool) -> Action:
         payload = first_json_object(text)
@@ -457,11 +472,12 @@ class ResearchAgent:
     def _finish(self, task: str, action: Action, stop_reason: StopReason, steps: int) -> AgentResult:
         assert isinstance(action.args, AnswerArgs)
         short = " ".join(renumber_markers(action.args.short, {}).split())
+        short = leading_yes_no(short) or short  # "Yes, both are magazines." answers "Yes"
         # A short answer that only repeats the question answers nothing: it must not lead the answer,
         # be voted on or be graded. The answer's text is all there is then.
         dropped = Edit("short_answer_dropped", f"the short answer repeats the question: {short}")
         short, dropped_edit = ("", dropped) if restates_question(short, self._question) else (short, None)
-        text = self._written_answer(action.args, short, steps, cut=action.cut, dropped=dropped_edit)
+        text = self._written_answer(action.args, short, steps, dropped=dropped_edit)
         answer, citations = self._resolve_citations(text, action.args.cite)
         self.stream.emit(
             AgentFinished(
@@ -488,16 +504,16 @@ class ResearchAgent:
             short_answer=short,
         )
 
-    def _written_answer(
-        self, args: AnswerArgs, short: str, step: int, *, cut: bool = False, dropped: Edit | None = None
-    ) -> str:
+    def _written_answer(self, args: AnswerArgs, short: str, step: int, *, dropped: Edit | None = None) -> str:
         """The answer's text, repaired where needed (each repair recorded as an `AnswerEdited` event):
-        a degenerate repetition cut; text that the cut or the schema's length bound left unfinished
-        ended at its last sentence; markers for cited sources the text never marks; short answer first
-        (`dropped`: the short answer was left out, recorded with the rest)."""
+        a degenerate repetition cut; unfinished text ended at its last sentence; markers for cited sources
+        the text never marks; short answer first (`dropped`: the short answer was left out, recorded with
+        the rest)."""
         original = args.answer
-        cut_off = cut or len(original) >= self.answer_hard_chars
-        text, edits = repair_free_text(original, cut_off=cut_off)
+        # Unfinished text ends at its last sentence whatever stopped it: the schema's length bound, a cut
+        # output (`cut`), or the model itself, which under constrained decoding may close the string
+        # mid-word ("…south of San F"). The short answer carries the answer whole.
+        text, edits = repair_free_text(original, cut_off=True)
         if dropped is not None:
             edits.insert(0, dropped)
         opened = self.sources.opened

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from openheavy.agent import AgentResult
+from openheavy.answer_text import leading_yes_no
 from openheavy.citations import RunSources, cited_numbers, renumber_markers
 from openheavy.normalize import normalize_answer
 from openheavy.partition import overlaps
@@ -40,7 +41,6 @@ _MARKER_RUN = re.compile(r"(?:\s*\[\d+(?:\s*,\s*\d+)*\])+")
 _LEADING_JUNK = re.compile(r"^(?:[\s,;:.–—-]+|(?:and|or)\b\s*)+", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
 _ABBREVIATIONS = frozenset({"e.g", "i.e", "etc", "vs", "mr", "mrs", "ms", "dr", "st", "jr", "sr", "no", "cf"})
-_YES_NO = re.compile(r"^(yes|no)\b[,.;:!]?", re.IGNORECASE)
 
 
 # ---------------------------------------------------------------- short answers
@@ -59,9 +59,9 @@ def lead_sentence(text: str) -> str:
     citation markers or list bullets; a leading "Yes," or "No," alone."""
     line = next((ln for ln in renumber_markers(text, {}).splitlines() if ln.strip()), "")
     line = _BULLET.sub("", line).strip().strip("*_#").strip()
-    yes_no = _YES_NO.match(line)
+    yes_no = leading_yes_no(line)
     if yes_no:
-        return yes_no[1]
+        return yes_no
     for match in _SENTENCE_END.finditer(line):
         before = line[: match.start()].split()
         last = before[-1].casefold() if before else ""

@@ -24,6 +24,7 @@ __all__ = [
     "end_at_sentence",
     "ends_mid_sentence",
     "lead_with",
+    "leading_yes_no",
     "repair_free_text",
     "restates_question",
 ]
@@ -164,8 +165,10 @@ def end_at_sentence(text: str) -> tuple[str, Edit | None]:
 
 
 def repair_free_text(text: str, *, cut_off: bool) -> tuple[str, list[Edit]]:
-    """`text` with its degenerate repetition cut and, when a length bound (`cut_off`) or that cut left it
-    unfinished, ended at its last sentence; with the edits made (none for text that needed none)."""
+    """`text` with its degenerate repetition cut and, when that cut left it unfinished or it may have been
+    stopped early (`cut_off`: a length bound, or an answer field the model may close mid-sentence),
+    ended at its last sentence; with the edits made (none for text that needed none). Free text whose
+    end is the final answer ("… #### 18", a direct answer) passes `cut_off` only when a bound cut it."""
     edits: list[Edit] = []
     text, cut = cut_repetition(text)
     if cut is not None:
@@ -187,6 +190,17 @@ def lead_with(short: str, detail: str) -> tuple[str, Edit | None]:
     if not detail:
         return short, None
     return f"{short}\n\n{detail}", Edit("short_answer_led", f"led with the short answer: {short}")
+
+
+# "Yes" or "No" as a word of its own, then punctuation or the end: "No information was found" is not one.
+_YES_NO = re.compile(r"^(yes|no)(?=[,.;:!]|$)", re.IGNORECASE)
+
+
+def leading_yes_no(text: str) -> str | None:
+    """ "Yes" or "No" when `text` opens with it as an answer ("Yes, both are magazines." -> "Yes"), else
+    None: the answer to a yes/no question is that word, whatever the sentence after it restates."""
+    match = _YES_NO.match(text.strip())
+    return match[1] if match else None
 
 
 # A short answer restates the question when it has at least this many words, every one of them the

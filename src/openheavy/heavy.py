@@ -630,9 +630,10 @@ class Orchestrator:
         return self.answer_max_chars * 4 // 3
 
     def _repaired(self, text: str, step: int) -> str:
-        """The synthesizer's text with a degenerate repetition cut and, when that cut or the schema's
-        length bound left it unfinished, ended at its last sentence; an `AnswerEdited` event says so."""
-        repaired, edits = repair_free_text(text, cut_off=len(text) >= self._synthesis_max_chars)
+        """The synthesizer's text with a degenerate repetition cut and, when unfinished (by the schema's
+        length bound, that cut, or the model closing it mid-sentence), ended at its last sentence; an
+        `AnswerEdited` event says so."""
+        repaired, edits = repair_free_text(text, cut_off=True)
         if edits:
             self.stream.emit(
                 AnswerEdited(
