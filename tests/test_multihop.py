@@ -11,8 +11,9 @@ from fakes import ListSink, MemorySearch, action, allowed_actions
 from openheavy.agent import MISSING_MAX_CHARS, Action, AnswerArgs, Budget, ResearchAgent, StopReason
 from openheavy.models.scripted import ScriptedModel
 from openheavy.search.cache import CachedSearch
+from openheavy.tools.sources import SourceBook
 from openheavy.trace import MetricsSink
-from openheavy.types import Completion, EventStream, Usage
+from openheavy.types import Completion, Document, EventStream, Hit, Usage
 
 # A two-hop question: the film passage names its director (the bridge), whose passage has the answer.
 FILMS = {
@@ -266,3 +267,38 @@ async def test_after_two_searches_with_nothing_read_the_agent_reads_before_searc
     allowed = [allowed_actions(call.json_schema) for call in model.calls]
     assert "search" in allowed[1] and "search" not in allowed[2] and "open" in allowed[2]
     assert "You have searched twice and read nothing yet" in model.calls[2].messages[-1].content
+
+
+def _hit(doc: str, title: str, snippet: str) -> Hit:
+    return Hit(f"{doc}#0", doc, title, "", snippet, 1.0)
+
+
+def test_the_closest_unread_result_is_the_one_sharing_most_words_with_the_question() -> None:
+    book = SourceBook()
+    book.register(
+        [
+            _hit("a", "Tellison", "Tellison is an indie rock band from London."),
+            _hit("b", "Andrew Jaspan", "Andrew Jaspan is an editor and co-founder of The Conversation."),
+            _hit("c", "Ringer Hut", "A chain of restaurants founded in 1962."),
+        ]
+    )
+    question = "Andrew Jaspan was the co-founder of what not-for-profit media outlet?"
+    assert book.closest_unopened(question) == 2
+    book.mark_opened(2, Document("b#0", "b", "Andrew Jaspan", "", "text"))
+    assert book.closest_unopened(question) is None  # no other unread result shares a word
+    assert book.closest_unopened("Which band is from London?") == 1
+
+
+async def test_after_a_search_the_agent_is_told_which_unread_result_is_closest_to_the_question() -> None:
+    agent, model, _sink = run_agent(
+        [
+            action("search", query="film"),
+            action("open", ref=1),
+            action("answer", answer="Mara Lind directed it [1].", cite=[1]),
+        ]
+    )
+    await agent.run(QUESTION)
+    after_search = model.calls[1].messages[-1].content
+    refs = {hit.title: ref for ref, hit in agent.sources.seen.items()}
+    assert f"[{refs['The Quiet Field']}] shares the most words with the question" in after_search
+    assert "shares the most words" not in model.calls[2].messages[-1].content  # not after reading

@@ -306,6 +306,10 @@ class ResearchAgent:
         else:
             if self._search_stalled and SearchTool.name not in self.allowed_actions(final=False):
                 said += "\n" + render_prompt(self._search_stalled).strip()
+            lead = self.sources.closest_unopened(self._question) if action.name == SearchTool.name else None
+            if lead is not None:
+                # Only the number: a title is the document's text, which stays inside its data fence.
+                said += "\n" + render_prompt("agent_closest_unread", ref=lead).strip()
             text = render_prompt("agent_observation", observation=said, step=step, max_steps=self.max_steps)
         self.messages += [Message("assistant", action.raw), Message("user", text)]
         return action

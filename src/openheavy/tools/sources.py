@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from openheavy.search.terms import query_words
 from openheavy.types import Document, Hit
 
 
@@ -41,3 +42,18 @@ class SourceBook:
 
     def unopened_refs(self) -> list[int]:
         return [ref for ref in self.seen if ref not in self.opened and ref not in self.unreadable]
+
+    def closest_unopened(self, question: str) -> int | None:
+        """The unread result that shares the most content words with `question` (a title word counts
+        twice: titles name what a page is about), the first seen among equals; None when there is none or
+        none shares a word. Small models open whichever result was listed last; this one is the lead."""
+        asked = query_words(question)
+
+        def score(ref: int) -> int:
+            hit = self.seen[ref]
+            return 2 * len(asked & query_words(hit.title)) + len(asked & query_words(hit.snippet))
+
+        scored = [(score(ref), -ref) for ref in self.unopened_refs()]
+        if not scored or max(scored)[0] == 0:
+            return None
+        return -max(scored)[1]
