@@ -6,6 +6,10 @@ libraries and the interpreter's own directory, read-only, plus a fresh scratch d
 writable place, deleted afterwards. There is no network at all (not even loopback to the host), and
 killing the sandbox ends every process in it, because they all live in its pid namespace.
 
+Each run is a fresh process. Code that ran before can be replayed first, silently, in the same namespace
+(`run(before=...)`), so that successive runs behave like a notebook's cells; `show_last` shows what the
+last statement made, as an interactive interpreter does.
+
 Limits, in every mode: CPU seconds, memory (address space), size of a written file and number of
 processes are kernel resource limits set inside the sandbox before the code starts; wall time and
 output size are enforced here, by killing the process group. When openheavy runs as root the code runs

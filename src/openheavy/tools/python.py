@@ -31,13 +31,15 @@ from openheavy.tools.base import Observation, ToolContext
 from openheavy.tools.sources import SourceBook
 from openheavy.types import CodeRan, JsonSchema
 
-CODE_MAX_LINES = 50
-CODE_LINE_MAX_CHARS = 160
+# The schema's bounds: a few dozen lines of a calculation; its longest output (what a call's max_tokens and
+# the budget's checks reserve) near that of the single 4000-character string it replaces.
+CODE_MAX_LINES = 40
+CODE_LINE_MAX_CHARS = 120
 CODE_MAX_CHARS = CODE_MAX_LINES * (CODE_LINE_MAX_CHARS + 1)
 # The error a Python traceback ends with ("NameError: name 'x' is not defined" gives NameError), and the
 # last line of the agent's own code it passed through. Read from stderr, which the code could forge: only
 # an identifier and a number are taken from it, outside the fence.
-_ERROR_NAME = re.compile(r"^(?:[A-Za-z_]\w*\.)*([A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt|Iteration))\b")
+_ERROR_NAME = re.compile(r"^(?:[A-Za-z_]\w*\.)*([A-Za-z_]\w*)(?::|$)")
 _CODE_LINE = re.compile(r'File "<code>", line (\d+)')
 # Errors whose cure small models miss, and the prompt that says it.
 _HINTS = {
