@@ -251,3 +251,18 @@ async def test_after_a_search_that_found_nothing_new_the_agent_reads_instead_of_
     told = model.calls[2].messages[-1].content
     assert "next action opens one of the results you have not read, or answers" in told
     assert "next action opens" not in model.calls[1].messages[-1].content
+
+
+async def test_after_two_searches_with_nothing_read_the_agent_reads_before_searching_again() -> None:
+    agent, model, _sink = run_agent(
+        [
+            action("search", query="Quiet Field"),
+            action("search", query="Mara Lind"),  # new results, still nothing read
+            action("open", ref=1),
+            action("answer", answer="Mara Lind directed it [1].", cite=[1]),
+        ]
+    )
+    await agent.run(QUESTION)
+    allowed = [allowed_actions(call.json_schema) for call in model.calls]
+    assert "search" in allowed[1] and "search" not in allowed[2] and "open" in allowed[2]
+    assert "You have searched twice and read nothing yet" in model.calls[2].messages[-1].content

@@ -95,6 +95,10 @@ class AnswerArgs(BaseModel):
     cite: list[int] = Field(default_factory=list)
 
 
+# An agent that has read nothing opens a result after this many searches, before it searches again.
+SEARCHES_BEFORE_READING = 2
+
+
 @dataclass(frozen=True)
 class Action:
     name: str  # a tool name or "answer"
@@ -207,8 +211,9 @@ class ResearchAgent:
         self._used_a_tool = False
         self._tools_used: set[str] = set()
         self._rejected: set[str] = set()  # reasons an answer was already sent back for (once each)
-        # The last action was a search that found nothing the agent had not seen: the next may not search.
-        self._search_stalled = False
+        # Why the agent's next action may not search (None: it may), see `_search_stall`.
+        self._search_stalled: str | None = None
+        self._searches = 0
         self._question = ""  # the question being researched (the user's, not a sub-task)
         self.messages: list[Message] = []
         self.usage = Usage()
@@ -294,7 +299,7 @@ class ResearchAgent:
         observation = await self.budget.bounded(
             f"{self.name}'s {action.name} at step {step}", lambda: tool.call(action.args, ctx)
         )
-        self._search_stalled = action.name == SearchTool.name and len(self.sources.seen) == seen_before
+        self._search_stalled = self._search_stall(action.name, found_new=len(self.sources.seen) > seen_before)
         said = observation.text
         last = step + 1 == self.max_steps or self.budget.exhausted() is not None
         if last:
@@ -302,10 +307,24 @@ class ResearchAgent:
             text = render_prompt(final_prompt, observation=said)
         else:
             if self._search_stalled and SearchTool.name not in self.allowed_actions(final=False):
-                said += "\n" + render_prompt("agent_search_stalled").strip()
+                said += "\n" + render_prompt(self._search_stalled).strip()
             text = render_prompt("agent_observation", observation=said, step=step, max_steps=self.max_steps)
         self.messages += [Message("assistant", action.raw), Message("user", text)]
         return action
+
+    def _search_stall(self, action: str, *, found_new: bool) -> str | None:
+        """Why the next action may not be a search (the prompt that says so), or None. Small models
+        search again and again (the same words, page after page) until the steps run out, never reading
+        what they found: after a search that found nothing new, or a second search with nothing read
+        yet, the agent opens a result (or answers) before it searches again."""
+        if action != SearchTool.name:
+            return None
+        self._searches += 1
+        if not found_new:
+            return "agent_search_stalled"
+        if self._searches >= SEARCHES_BEFORE_READING and not self.sources.opened:
+            return "agent_read_first"
+        return None
 
     # ------------------------------------------------------------- actions
     def allowed_actions(self, final: bool) -> list[str]:
