@@ -48,7 +48,7 @@ async def test_single_agent_with_search_and_python_runs_code_and_the_trace_keeps
 ) -> None:
     model = ScriptedModel(
         [
-            action("python", code="print(sum(n * n for n in range(1, 11)))"),
+            action("python", code=["print(sum(n * n for n in range(1, 11)))"]),
             action("answer", answer="385", cite=[]),
         ]
     )
@@ -84,7 +84,7 @@ async def test_without_python_the_agent_is_not_offered_it(settings: Settings) ->
 async def test_python_alone_needs_no_corpus(settings: Settings, bubblewrap: None) -> None:
     model = ScriptedModel(
         [
-            action("python", code="pens = 800 + 800\nprint(pens)"),
+            action("python", code=["pens = 800 + 800", "print(pens)"]),
             action("answer", answer="1600", cite=[]),
         ]
     )
@@ -127,7 +127,7 @@ async def test_heavy_gives_every_agent_python_over_one_sandbox(
         task = messages[1].content.split("Your part of the work: ")[1].splitlines()[0]
         systems[task] = system
         if sum(m.role == "assistant" for m in messages) == 0:
-            return action("python", code=f"print({task.removeprefix('compute ')})")
+            return action("python", code=[f"print({task.removeprefix('compute ')})"])
         return action("answer", answer=printed(messages[-1].content), cite=[])
 
     heavy = Heavy(FunctionModel(respond), "no-such-corpus", settings=settings)
@@ -167,7 +167,7 @@ async def test_missing_bubblewrap_fails_before_any_model_call(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    model = ScriptedModel([action("python", code="print(1)")])
+    model = ScriptedModel([action("python", code=["print(1)"])])
     heavy = Heavy(model, MemorySearch(dict(PASSAGES)), settings=settings)
     with pytest.raises(SandboxUnavailableError, match="apt-get install bubblewrap"):
         await heavy.arun("q", "single", RunOptions(tools=("search", "python")))
@@ -215,7 +215,7 @@ async def test_an_eval_of_math_with_python_agents(tmp_path: Path, bubblewrap: No
     def respond(messages: list[Message], schema: dict[str, Any] | None) -> str:
         if allowed_actions(schema) == ["python"]:
             numbers = [int(w) for w in messages[1].content.split() if w.isdigit()]
-            return action("python", code=f"print({numbers[0]} + {numbers[1]})")
+            return action("python", code=[f"print({numbers[0]} + {numbers[1]})"])
         return action("answer", answer=printed(messages[-1].content), cite=[])
 
     settings = Settings(data_dir=tmp_path / "data")

@@ -99,6 +99,50 @@ def test_errors_of_the_code_are_in_the_result_with_its_own_traceback() -> None:
 
 
 @pytest.mark.usefixtures("bwrap_ready")
+def test_a_syntax_error_shows_the_code_alone() -> None:
+    result = run("def f(x):")
+    assert result.exit_status == 1
+    assert result.stderr.startswith('  File "<code>", line 1\n') and "IndentationError" in result.stderr
+    assert "<string>" not in result.stderr and "ast.py" not in result.stderr  # no bootstrap frames
+
+
+@pytest.mark.usefixtures("bwrap_ready")
+def test_code_run_before_is_replayed_silently_in_the_same_namespace() -> None:
+    before = [
+        "import math\nprint('first run')\nside = 3",
+        "raise ValueError('this run failed')",  # skipped over: what it defined is not needed
+        "import sys\ndef area():\n    return math.pi * side ** 2\nsys.exit(0)",  # exiting ends no replay
+    ]
+    result = asyncio.run(Sandbox(SMALL).run("print(round(area(), 2))", before=before))
+    assert result.ok and result.stdout == "28.27\n" and result.stderr == ""
+    # A function from an earlier run shows in a traceback under that run's name.
+    failed = asyncio.run(Sandbox(SMALL).run("area()", before=["def area():\n    return 1 / 0"]))
+    assert 'File "<earlier run 1>", line 2, in area' in failed.stderr
+    # Without `before`, every run starts from nothing.
+    assert "NameError" in run("print(side)").stderr
+
+
+@pytest.mark.usefixtures("bwrap_ready")
+@pytest.mark.parametrize(
+    ("code", "shown"),
+    [
+        ("x = 6\nx * 7", "42\n"),  # a last bare expression, as an interactive interpreter shows it
+        ("'text'", "'text'\n"),
+        ("print('hi')", "hi\n"),  # None is not shown
+        ("a, b = 2, 3\ntotal = a + b", "total = 5\n"),  # nothing printed: the last assignment
+        ("count = 1\ncount += 1", "count = 2\n"),
+        ("x, (y, z) = 1, (2, 3)", "x = 1\n"),  # plain names only
+        ("print('done')\ntotal = 5", "done\n"),  # something was printed: no more
+        ("for n in range(3):\n    n", ""),  # only a last top-level statement
+    ],
+)
+def test_show_last_prints_what_the_last_statement_made(code: str, shown: str) -> None:
+    result = asyncio.run(Sandbox(SMALL).run(code, show_last=True))
+    assert result.ok and result.stdout == shown
+    assert run(code).stdout == ("" if "print" not in code else shown)  # a plain run shows nothing
+
+
+@pytest.mark.usefixtures("bwrap_ready")
 def test_runs_are_independent_when_concurrent() -> None:
     sandbox = Sandbox(SMALL)
 

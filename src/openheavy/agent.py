@@ -207,6 +207,7 @@ class ResearchAgent:
         self.sources = SourceBook()
         # Shared by a team of agents so that none runs another's search again; else the agent's own.
         self.queries = queries if queries is not None else QueryLog()
+        self._tool_state: dict[str, object] = {}  # each tool's own per-agent state (ToolContext.tool_state)
         self._used_a_tool = False
         self._tools_used: set[str] = set()
         self._rejected: set[str] = set()  # reasons an answer was already sent back for (once each)
@@ -293,6 +294,7 @@ class ResearchAgent:
         self._used_a_tool = True
         self._tools_used.add(action.name)
         ctx = ToolContext(self.run_id, self.name, step, self.search, self.sources, self.stream, self.queries)
+        ctx.tool_state = self._tool_state
         seen_before = len(self.sources.seen)
         observation = await self.budget.bounded(
             f"{self.name}'s {action.name} at step {step}", lambda: tool.call(action.args, ctx)

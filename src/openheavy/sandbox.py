@@ -6,6 +6,10 @@ libraries and the interpreter's own directory, read-only, plus a fresh scratch d
 writable place, deleted afterwards. There is no network at all (not even loopback to the host), and
 killing the sandbox ends every process in it, because they all live in its pid namespace.
 
+Each run is a fresh process. Code that ran before can be replayed first, silently, in the same namespace
+(`run(before=...)`), so that successive runs behave like a notebook's cells; `show_last` shows what the
+last statement made, as an interactive interpreter does.
+
 Limits, in every mode: CPU seconds, memory (address space), size of a written file and number of
 processes are kernel resource limits set inside the sandbox before the code starts; wall time and
 output size are enforced here, by killing the process group. When openheavy runs as root the code runs
@@ -32,7 +36,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -67,25 +71,84 @@ _OPT_OUT_HINT = (
     "config file (OPENHEAVY_SANDBOX=none): no file system or network isolation"
 )
 
-# Runs inside the sandbox before the code: sets the resource limits, reads the code from stdin, runs it
-# as `__main__`, and turns the two limits that surface as exceptions into exit statuses.
+# Runs inside the sandbox before the code: sets the resource limits, reads the job (the code, the cells to
+# replay first, whether to show the last statement's value) from stdin as JSON, replays the cells without
+# their output, runs the code as `__main__`, and turns the two limits that surface as exceptions into exit
+# statuses. Every cell shares one namespace, as a notebook's cells do.
 _BOOTSTRAP = """\
-import json, linecache, os, resource, sys, traceback
+import ast, io, json, linecache, os, resource, sys, traceback
 _setup = json.loads(sys.argv[1])
 for _name, _value in _setup["rlimits"].items():
     resource.setrlimit(getattr(resource, _name), tuple(_value))
-_code = sys.stdin.read()
+_job = json.loads(sys.stdin.read())
 _null = os.open(os.devnull, os.O_RDONLY)
 os.dup2(_null, 0)
 os.close(_null)
 sys.argv = ["<code>"]
-linecache.cache["<code>"] = (len(_code), None, _code.splitlines(True), "<code>")
+_namespace = {"__name__": "__main__", "__builtins__": __builtins__}
+
+class _Discard(io.TextIOBase):
+    def write(self, text):
+        return len(text)
+
+class _Watched:
+    def __init__(self, stream):
+        self.stream, self.wrote = stream, False
+    def write(self, text):
+        self.wrote = self.wrote or bool(text)
+        return self.stream.write(text)
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+def _source(code, name):
+    linecache.cache[name] = (len(code), None, code.splitlines(True), name)
+    return ast.parse(code, name)
+
+def _assigned(statement):
+    if isinstance(statement, ast.Assign):
+        targets = statement.targets
+    elif isinstance(statement, (ast.AugAssign, ast.AnnAssign)) and statement.value is not None:
+        targets = [statement.target]
+    else:
+        return []
+    names = []
+    for target in targets:
+        for node in target.elts if isinstance(target, (ast.Tuple, ast.List)) else [target]:
+            if isinstance(node, ast.Name) and node.id not in names:
+                names.append(node.id)
+    return names
+
+_shown, _errors = sys.stdout, sys.stderr
+sys.stdout = sys.stderr = _Discard()
+for _number, _cell in enumerate(_job["before"], 1):
+    _name = f"<earlier run {_number}>"
+    try:
+        exec(compile(_source(_cell, _name), _name, "exec"), _namespace)
+    except BaseException:
+        pass
+_watched = _Watched(_shown)
+sys.stdout, sys.stderr = _watched, _errors
 try:
-    exec(compile(_code, "<code>", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
+    _tree = _source(_job["code"], "<code>")
+    _last = _tree.body[-1] if _job["show_last"] and _tree.body else None
+    if isinstance(_last, ast.Expr):
+        _head = ast.Module(_tree.body[:-1], type_ignores=[])
+        exec(compile(_head, "<code>", "exec"), _namespace)
+        _value = eval(compile(ast.Expression(_last.value), "<code>", "eval"), _namespace)
+        if _value is not None:
+            print(repr(_value))
+    else:
+        exec(compile(_tree, "<code>", "exec"), _namespace)
+        if _last is not None and not _watched.wrote:
+            for _name in _assigned(_last):
+                if _name in _namespace:
+                    print(f"{_name} = {_namespace[_name]!r}")
 except SystemExit:
     raise
 except BaseException as _exc:
-    _tb = _exc.__traceback__.tb_next if _exc.__traceback__ else None
+    _tb = _exc.__traceback__
+    while _tb is not None and _tb.tb_frame.f_code.co_filename != "<code>":
+        _tb = _tb.tb_next
     traceback.print_exception(type(_exc), _exc, _tb)
     if isinstance(_exc, MemoryError):
         sys.exit(_setup["memory_exit"])
@@ -282,7 +345,7 @@ class Sandbox:
             try:
                 probe = subprocess.run(
                     command,
-                    input="print('ok')",
+                    input=_job("print('ok')"),
                     capture_output=True,
                     text=True,
                     cwd=cwd,
@@ -297,9 +360,15 @@ class Sandbox:
             raise SandboxUnavailableError(f"{what} failed in the sandbox ({said})")
 
     # ------------------------------------------------------------- running
-    async def run(self, code: str) -> CodeResult:
+    async def run(self, code: str, *, before: Sequence[str] = (), show_last: bool = False) -> CodeResult:
         """Run `code` as a script and return what happened. Raises only `SandboxUnavailableError`;
-        errors of the code itself are in the result."""
+        errors of the code itself are in the result.
+
+        `before`: code that ran earlier, run again first in the same namespace with its output dropped,
+        so that what it defined is defined for `code`, as in a notebook's cells (its time counts against
+        the limits; what draws random numbers or reads the clock gets new values). `show_last`: as an
+        interactive interpreter does, print the value of a last bare expression; and when the code
+        printed nothing, the names its last statement assigned, with their values."""
         launch = self._launch if self._launch is not None else await asyncio.to_thread(self._ensure_launch)
         limits = self.limits
         started = time.monotonic()
@@ -319,7 +388,8 @@ class Sandbox:
             )
             process = asyncio.subprocess.Process(transport, protocol, loop)
             try:
-                output, limit = await self._watch(process, protocol.exited, code)
+                job = _job(code, before, show_last)
+                output, limit = await self._watch(process, protocol.exited, job)
             finally:
                 if process.returncode is None:  # cancelled: the run must not outlive its caller
                     _kill_group(process.pid)
@@ -338,13 +408,13 @@ class Sandbox:
         )
 
     async def _watch(
-        self, process: asyncio.subprocess.Process, exit_seen: asyncio.Event, code: str
+        self, process: asyncio.subprocess.Process, exit_seen: asyncio.Event, job: str
     ) -> tuple[_Output, Limit | None]:
-        """Feed the code, keep the output, and kill the process group at the wall or output limit.
+        """Feed the job, keep the output, and kill the process group at the wall or output limit.
         Returns the output and the limit that this side enforced, if any."""
         assert process.stdin and process.stdout and process.stderr
         output = _Output(self.limits.output_bytes)
-        feeding = asyncio.create_task(_feed(process.stdin, code))
+        feeding = asyncio.create_task(_feed(process.stdin, job))
         readers = asyncio.gather(
             output.drain(process.stdout, output.stdout), output.drain(process.stderr, output.stderr)
         )
@@ -553,9 +623,15 @@ class _ExitAwareProtocol(asyncio.subprocess.SubprocessStreamProtocol):
         self.exited.set()
 
 
-async def _feed(stdin: asyncio.StreamWriter, code: str) -> None:
+def _job(code: str, before: Sequence[str] = (), show_last: bool = False) -> str:
+    """What the bootstrap reads on stdin: the code, the cells to replay before it, and whether to show
+    the last statement's value."""
+    return json.dumps({"code": code, "before": list(before), "show_last": show_last})
+
+
+async def _feed(stdin: asyncio.StreamWriter, job: str) -> None:
     with contextlib.suppress(ConnectionError):  # the process may die before reading it all
-        stdin.write(code.encode("utf-8"))
+        stdin.write(job.encode("utf-8"))
         await stdin.drain()
         stdin.close()
         await stdin.wait_closed()

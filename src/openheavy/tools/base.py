@@ -1,7 +1,8 @@
 """The `Tool` protocol: a name, a description, a pydantic args model and an async call.
 
 Tools see the run through a `ToolContext`: the shared search cache (None for an agent with no
-corpus), the agent's source book, the searches its team has run, and the event stream they report to.
+corpus), the agent's source book, the searches its team has run, the event stream they report to, and
+what each tool keeps of the agent's earlier calls to it (`tool_state`).
 The JSON schema of a tool's arguments may depend on the agent's state (e.g. `open` only accepts numbers
 the agent has seen), so constrained decoding can't pick a bad one.
 """
@@ -29,6 +30,9 @@ class ToolContext:
     stream: EventStream
     # The searches of the agent's team (shared by the agents of a heavy run; the agent's own otherwise).
     queries: QueryLog = field(default_factory=QueryLog)
+    # What a tool keeps of this agent's earlier calls to it, under the tool's name (the python tool's
+    # notebook of earlier runs). The agent owns the dict; the tool its entry.
+    tool_state: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,26 @@ What the code printed is shown fenced and labelled as data: it can carry text fr
 read (pages pasted into it, crafted inputs), and the model must not take it as instructions. A run
 that the sandbox refuses (no isolation available) raises `SandboxUnavailableError` rather than
 running unconfined.
+
+Shaped by what small models did with it (GSM8K traces of a 0.5B model, docs/results.md):
+- The code is a list of lines. Constrained decoding cannot put a raw line break in a JSON string, so a
+  model that wanted one after `def f(x):` closed the string there instead, and ran that one line.
+- An agent's runs are a notebook's cells: each run replays the agent's earlier runs that succeeded, so
+  the names they defined stay defined (models wrote `print(total)` in a second run and got NameError).
+- The value of a last bare expression is shown, as an interactive interpreter does, and when the code
+  printed nothing, the names its last statement assigned: code often ended in `total = 40 * 21`.
+- The observation shows no timing and no exit status of an ordinary run: models answered with them.
+  A failure names its error and line, with a hint for the errors that need one, before the traceback.
+- Running code that already ran, with the same output, is pointed out: models re-ran a script instead
+  of answering from its output.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+import re
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, Field, field_validator
 
 from openheavy.prompts import fence_untrusted, render_prompt
 from openheavy.sandbox import CodeResult, Sandbox
@@ -16,15 +31,72 @@ from openheavy.tools.base import Observation, ToolContext
 from openheavy.tools.sources import SourceBook
 from openheavy.types import CodeRan, JsonSchema
 
-CODE_MAX_CHARS = 4000
+# The schema's bounds: a few dozen lines of a calculation; its longest output (what a call's max_tokens and
+# the budget's checks reserve) near that of the single 4000-character string it replaces.
+CODE_MAX_LINES = 40
+CODE_LINE_MAX_CHARS = 120
+CODE_MAX_CHARS = CODE_MAX_LINES * (CODE_LINE_MAX_CHARS + 1)
+# The error a Python traceback ends with ("NameError: name 'x' is not defined" gives NameError), and the
+# last line of the agent's own code it passed through. Read from stderr, which the code could forge: only
+# an identifier and a number are taken from it, outside the fence.
+_ERROR_NAME = re.compile(r"^(?:[A-Za-z_]\w*\.)*([A-Za-z_]\w*)(?::|$)")
+_CODE_LINE = re.compile(r'File "<code>", line (\d+)')
+# Errors whose cure small models miss, and the prompt that says it.
+_HINTS = {
+    "NameError": "tool_python_hint_name",
+    "ModuleNotFoundError": "tool_python_hint_module",
+    "ImportError": "tool_python_hint_module",
+}
 
 
 class PythonArgs(BaseModel):
     code: str = Field(min_length=1, max_length=CODE_MAX_CHARS)
 
+    @field_validator("code", mode="before")
+    @classmethod
+    def _join_lines(cls, value: object) -> object:
+        """The schema asks for the code's lines (see the module's notes); a string is taken as written,
+        for backends that do not constrain their output."""
+        if isinstance(value, list) and all(isinstance(line, str) for line in value):
+            return "\n".join(value)
+        return value
+
+
+@dataclass(frozen=True)
+class CodeCell:
+    """One run of an agent's code: the step it ran at and what happened."""
+
+    step: int
+    result: CodeResult
+
+
+@dataclass
+class Notebook:
+    """An agent's runs of code so far, in order: those that succeeded are replayed before the next."""
+
+    cells: list[CodeCell] = field(default_factory=list)
+
+    def succeeded(self) -> list[str]:
+        """The code of every run that ended without an error or a limit, in order."""
+        return [cell.result.code for cell in self.cells if cell.result.ok]
+
+    def same_run(self, result: CodeResult) -> CodeCell | None:
+        """The latest earlier run of the same code that printed the same, if any."""
+        for cell in reversed(self.cells):
+            earlier = cell.result
+            if (earlier.code.strip(), earlier.stdout, earlier.stderr, earlier.exit_status) == (
+                result.code.strip(),
+                result.stdout,
+                result.stderr,
+                result.exit_status,
+            ):
+                return cell
+        return None
+
 
 class PythonTool:
-    """Runs a Python script in a sandbox: no network, a scratch directory, limits on time and memory."""
+    """Runs a Python script in a sandbox: no network, a scratch directory, limits on time and memory.
+    An agent's runs share their names as a notebook's cells do (its `Notebook`, in the ToolContext)."""
 
     name = "python"
     description = (
@@ -41,18 +113,19 @@ class PythonTool:
         self.sandbox.check()
 
     def args_schema(self, sources: SourceBook) -> JsonSchema:
-        return {
-            "type": "object",
-            "properties": {"code": {"type": "string", "minLength": 1, "maxLength": CODE_MAX_CHARS}},
-            "required": ["code"],
-        }
+        line: JsonSchema = {"type": "string", "maxLength": CODE_LINE_MAX_CHARS}
+        code = {"type": "array", "items": line, "minItems": 1, "maxItems": CODE_MAX_LINES}
+        return {"type": "object", "properties": {"code": code}, "required": ["code"]}
 
     def available(self, sources: SourceBook) -> bool:
         return True
 
     async def call(self, args: BaseModel, ctx: ToolContext) -> Observation:
         assert isinstance(args, PythonArgs)
-        result = await self.sandbox.run(args.code)
+        notebook = ctx.tool_state.setdefault(self.name, Notebook())
+        assert isinstance(notebook, Notebook)
+        replayed = notebook.succeeded()
+        result = await self.sandbox.run(args.code, before=replayed, show_last=True)
         ctx.stream.emit(
             CodeRan(
                 run_id=ctx.run_id,
@@ -67,23 +140,25 @@ class PythonTool:
                 isolation=result.isolation,
             )
         )
-        return Observation(describe_result(result))
+        text = describe_result(result, replayed=len(replayed))
+        same = notebook.same_run(result)
+        if same is not None:
+            text += "\n" + render_prompt("tool_python_repeated", step=same.step).strip()
+        notebook.cells.append(CodeCell(ctx.step, result))
+        return Observation(text)
 
 
-def describe_result(result: CodeResult) -> str:
-    """What the model is shown after a run: the outcome, then stdout and stderr fenced as data."""
-    seconds = f"{result.seconds:.2f}"
+def describe_result(result: CodeResult, *, replayed: int = 0) -> str:
+    """What the model is shown after a run: the outcome (for a failure: the error, its line and what to
+    do), then stdout and stderr fenced as data. `replayed`: how many earlier runs ran again first."""
     if result.limit:
-        outcome = render_prompt(
-            "tool_python_stopped",
-            limit=result.limit_message(),
-            exit_status=result.exit_status,
-            seconds=seconds,
-        )
+        outcome = render_prompt("tool_python_stopped", limit=result.limit_message()).strip()
+        if replayed:
+            outcome += " " + render_prompt("tool_python_stopped_replayed", runs=replayed).strip()
     elif result.exit_status == 0:
-        outcome = render_prompt("tool_python_ran", seconds=seconds)
+        outcome = render_prompt("tool_python_ran")
     else:
-        outcome = render_prompt("tool_python_failed", exit_status=result.exit_status, seconds=seconds)
+        outcome = _describe_failure(result)
     lines = [outcome.strip()]
     if not result.stdout and not result.stderr:
         lines.append(render_prompt("tool_python_silent").strip())
@@ -94,3 +169,18 @@ def describe_result(result: CodeResult) -> str:
             label = render_prompt("tool_python_output_label", stream=stream).strip()
             lines.append(fence_untrusted(text.rstrip("\n"), label=label))
     return "\n".join(lines)
+
+
+def _describe_failure(result: CodeResult) -> str:
+    """The failure in a line: the error and the line of the code it came from, read off the traceback,
+    and what to do; the exit status only when there is no traceback (the code exited on its own)."""
+    last = next((line.strip() for line in reversed(result.stderr.splitlines()) if line.strip()), "")
+    error = _ERROR_NAME.match(last)
+    lines = _CODE_LINE.findall(result.stderr)
+    if error is None or not lines:
+        return render_prompt("tool_python_exited", exit_status=result.exit_status)
+    name = error[1]
+    text = render_prompt("tool_python_failed", error=name, line=lines[-1]).strip()
+    if name in _HINTS:
+        text += " " + render_prompt(_HINTS[name]).strip()
+    return text
