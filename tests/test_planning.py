@@ -83,6 +83,11 @@ def test_spread_queries_respects_queries_taken_by_earlier_agents() -> None:
         ("Is shlex in the standard library?", "short", "short"),
         ("Can I give subprocess.run a timeout?", "long", "short"),  # "Yes", then the explanation
         ("What is the difference between deep and shallow copy?", "long", "long"),
+        ("How do I run a subprocess with a timeout and capture its output?", "list", "long"),
+        ("Why does copy.copy share nested lists?", "list", "long"),
+        ("What is the difference between shallow and deep copy, and when does it matter?", "list", "long"),
+        ("How many PEPs did Jo Doe write?", "list", "list"),  # a count: not an explanation
+        ("Which PEPs did Jo Doe write?", "list", "list"),
     ],
 )
 def test_decide_shape(question: str, proposed: str, shape: str) -> None:

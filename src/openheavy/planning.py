@@ -160,6 +160,8 @@ _YES_NO_OPENERS = frozenset(
 )
 # Lower-case words that may stand inside a name ("First for Women", "Jean de La Fontaine").
 _NAME_JOINERS = frozenset("of for the and de da del der di du la le van von y el al bin".split())  # noqa: SIM905
+# "How many/much/long/old …" asks for a quantity, not an explanation.
+_HOW_QUANTITIES = frozenset("many much long old far big often large tall".split())  # noqa: SIM905
 _CLAUSE_MARK = re.compile(r"([,:;?!])")
 _OR = re.compile(r"\s+or\s+|^or\s+", re.IGNORECASE)
 
@@ -168,10 +170,24 @@ def decide_shape(question: str, proposed: AnswerShape) -> tuple[AnswerShape, str
     """The shape heavy mode uses, and why it differs from the planner's (or "").
 
     A yes/no question has a short answer whatever the planner said: its agents vote (the winning agent's
-    explanation follows the "yes"), and a list merge would append every document they read to it."""
+    explanation follows the "yes"), and a list merge would append every document they read to it. A how
+    or why question is not a list: merged as items, its explanation would become "Items found: …"."""
     if proposed != "short" and _is_yes_no(question):
         return "short", f"a yes/no question has a short answer, not a {proposed} one"
+    if proposed == "list" and _asks_how_or_why(question):
+        return "long", "a how or why question asks for an explanation, not a list"
     return proposed, ""
+
+
+def _asks_how_or_why(question: str) -> bool:
+    """ "How do I …?", "Why does …?", "What is the difference between …?": questions whose answer is an
+    explanation. "How many …?" asks for a number and "Which … how …" for items, so neither counts."""
+    words = question.strip().casefold().split()
+    if not words:
+        return False
+    if words[0] == "why" or (words[0] == "how" and len(words) > 1 and words[1] not in _HOW_QUANTITIES):
+        return True
+    return " ".join(words[:4]).startswith(("what is the difference", "what's the difference"))
 
 
 def names_candidates(question: str) -> list[str]:
