@@ -326,7 +326,7 @@ async def test_a_limit_reached_while_replaying_says_so(sandbox: Sandbox) -> None
 def test_the_action_prompt_tells_how_code_is_written_and_what_to_answer(sandbox: Sandbox) -> None:
     agent, _ = make_agent([], PythonTool(sandbox), [])
     system = agent.system_prompt()
-    assert '"code": ["<line 1 of a Python script>", "<line 2>", "..."]' in system
+    assert '"code": ["apples = 3 * 12", "eaten = 5", "print(apples - eaten)"]' in system
     assert "one string per line" in system and "like the cells of a notebook" in system
     assert 'answer with that value as "short"' in system
 
