@@ -39,7 +39,7 @@ from openheavy.models.recording import CallLabel, RecordingModel, output_token_b
 from openheavy.prompts import render_prompt
 from openheavy.search.cache import CachedSearch
 from openheavy.search.queries import QueryLog
-from openheavy.tools.base import Tool, ToolContext
+from openheavy.tools.base import Observation, Tool, ToolContext
 from openheavy.tools.research import OpenTool, SearchTool
 from openheavy.tools.sources import SourceBook
 from openheavy.types import (
@@ -211,8 +211,8 @@ class ResearchAgent:
         self._used_a_tool = False
         self._tools_used: set[str] = set()
         self._rejected: set[str] = set()  # reasons an answer was already sent back for (once each)
-        # Why the agent's next action may not search (None: it may), see `_search_stall`.
-        self._search_stalled: str | None = None
+        # The tool the next action may not use and the prompt that says why (None: any), see `_stall`.
+        self._stalled: tuple[str, str] | None = None
         self._searches = 0
         self._question = ""  # the question being researched (the user's, not a sub-task)
         self.messages: list[Message] = []
@@ -299,15 +299,15 @@ class ResearchAgent:
         observation = await self.budget.bounded(
             f"{self.name}'s {action.name} at step {step}", lambda: tool.call(action.args, ctx)
         )
-        self._search_stalled = self._search_stall(action.name, found_new=len(self.sources.seen) > seen_before)
+        self._stalled = self._stall(action.name, observation, found_new=len(self.sources.seen) > seen_before)
         said = observation.text
         last = step + 1 == self.max_steps or self.budget.exhausted() is not None
         if last:
             final_prompt = "agent_final" if self.works_on_corpus else "agent_final_no_corpus"
             text = render_prompt(final_prompt, observation=said)
         else:
-            if self._search_stalled and SearchTool.name not in self.allowed_actions(final=False):
-                said += "\n" + render_prompt(self._search_stalled).strip()
+            if self._stalled and self._stalled[0] not in self.allowed_actions(final=False):
+                said += "\n" + render_prompt(self._stalled[1]).strip()
             lead = self.sources.closest_unopened(self._question) if action.name == SearchTool.name else None
             if lead is not None:
                 # Only the number: a title is the document's text, which stays inside its data fence.
@@ -316,18 +316,22 @@ class ResearchAgent:
         self.messages += [Message("assistant", action.raw), Message("user", text)]
         return action
 
-    def _search_stall(self, action: str, *, found_new: bool) -> str | None:
-        """Why the next action may not be a search (the prompt that says so), or None. Small models
-        search again and again (the same words, page after page) until the steps run out, never reading
-        what they found: after a search that found nothing new, or a second search with nothing read
-        yet, the agent opens a result (or answers) before it searches again."""
+    def _stall(self, action: str, observation: Observation, *, found_new: bool) -> tuple[str, str] | None:
+        """The tool the next action may not use, with the prompt that says why; None when any may be
+        used. Small models repeat an action until the steps run out: the same search page after page,
+        never reading what it found, or the same code that printed the same. So after a search that found
+        nothing new, or a second search with nothing read yet, the agent opens a result (or answers)
+        before it searches again; after a call that repeated an earlier one and got the same
+        (`Observation.repeated`), it does something else with that answer in hand."""
+        if observation.repeated:
+            return action, "agent_tool_repeated"
         if action != SearchTool.name:
             return None
         self._searches += 1
         if not found_new:
-            return "agent_search_stalled"
+            return action, "agent_search_stalled"
         if self._searches >= SEARCHES_BEFORE_READING and not self.sources.opened:
-            return "agent_read_first"
+            return action, "agent_read_first"
         return None
 
     # ------------------------------------------------------------- actions
@@ -338,10 +342,10 @@ class ResearchAgent:
         if final:
             return ["answer"]
         tools = [name for name, tool in self.tools.items() if tool.available(self.sources)]
-        if self._search_stalled and OpenTool.name in tools:
-            # Small models repeat a search that found nothing new until the steps run out, never reading
-            # what it did find: after such a search the agent opens a result (or answers) instead.
-            tools.remove(SearchTool.name)
+        stalled = self._stalled[0] if self._stalled is not None else None
+        # A stalled search gives way to reading; with nothing left to read it stays (see `_stall`).
+        if stalled in tools and (stalled != SearchTool.name or OpenTool.name in tools):
+            tools.remove(stalled)
         return [*tools, "answer"] if self._used_a_tool or not tools else tools
 
     def _answer_problem(self, action: Action, step: int) -> tuple[str, str] | None:

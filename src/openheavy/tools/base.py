@@ -37,9 +37,11 @@ class ToolContext:
 
 @dataclass(frozen=True)
 class Observation:
-    """What the model is shown after a tool call."""
+    """What the model is shown after a tool call. `repeated`: the call repeated an earlier one of the
+    agent's to the letter and got the same, so calling it again next would be a loop."""
 
     text: str
+    repeated: bool = False
 
 
 class Tool(Protocol):
