@@ -338,3 +338,29 @@ def test_the_event_is_a_known_trace_kind() -> None:
     from openheavy.trace import EVENT_TYPES
 
     assert EVENT_TYPES["CodeRan"] is CodeRan
+
+
+async def test_a_number_answer_that_the_code_never_printed_is_sent_back_once(sandbox: Sandbox) -> None:
+    sink = ListSink()
+    steps = [
+        action("python", code=["cards = 5", "print(cards + (cards - 3))"]),
+        action("answer", short="14", answer="They have 14 cards.", cite=[]),  # the code printed 7
+        action("answer", short="7", answer="They have 7 cards together.", cite=[]),
+    ]
+    agent, model = make_agent(steps, PythonTool(sandbox), [sink])
+    agent.max_steps = 6
+    result = await agent.run("A boy has 5 cards and his brother 3 fewer. How many do they have together?")
+    assert [e.reason for e in sink.of("AnswerRejected")] == ["uncomputed"]
+    assert 'your short answer "14" is not a number your code printed' in model.calls[2].messages[-1].content
+    assert result.short_answer == "7"
+
+
+async def test_a_number_answer_the_code_printed_is_accepted(sandbox: Sandbox) -> None:
+    sink = ListSink()
+    steps = [
+        action("python", code=["print('total:', 5 + 2)"]),
+        action("answer", short="7 cards", answer="They have 7 cards.", cite=[]),
+    ]
+    agent, _model = make_agent(steps, PythonTool(sandbox), [sink])
+    result = await agent.run("How many cards?")
+    assert not sink.of("AnswerRejected") and result.short_answer == "7 cards"

@@ -36,6 +36,7 @@ from openheavy.json_output import close_cut_json, first_json_object
 from openheavy.models.base import ChatModel
 from openheavy.models.budget import Budget, BudgetName, estimate_prompt_tokens
 from openheavy.models.recording import CallLabel, RecordingModel, output_token_bound
+from openheavy.normalize import numbers_equal, numbers_in
 from openheavy.prompts import render_prompt
 from openheavy.search.cache import CachedSearch
 from openheavy.search.queries import QueryLog
@@ -214,6 +215,7 @@ class ResearchAgent:
         # The tool the next action may not use and the prompt that says why (None: any), see `_stall`.
         self._stalled: tuple[str, str] | None = None
         self._searches = 0
+        self._computed: list[str] = []  # what the agent's tool calls computed (`Observation.computed`)
         self._question = ""  # the question being researched (the user's, not a sub-task)
         self.messages: list[Message] = []
         self.usage = Usage()
@@ -300,6 +302,8 @@ class ResearchAgent:
             f"{self.name}'s {action.name} at step {step}", lambda: tool.call(action.args, ctx)
         )
         self._stalled = self._stall(action.name, observation, found_new=len(self.sources.seen) > seen_before)
+        if observation.computed.strip():
+            self._computed.append(observation.computed)
         said = observation.text
         last = step + 1 == self.max_steps or self.budget.exhausted() is not None
         if last:
@@ -374,6 +378,8 @@ class ResearchAgent:
             )
         if restates_question(action.args.short, self._question):
             problems.append(("restated", render_prompt("agent_reject_restated")))
+        if self._uncomputed(action.args.short):
+            problems.append(("uncomputed", render_prompt("agent_reject_uncomputed", short=action.args.short)))
         cited = set(action.args.cite) | set(cited_numbers(action.args.answer))
         if corpus and opened and not cited & opened.keys():
             read = ", ".join(f"[{ref}]" for ref in opened)
@@ -385,6 +391,16 @@ class ResearchAgent:
         if self._no_room_for_two_calls(self._rejection(step, action, message)) is not None:
             return None
         return reason, message
+
+    def _uncomputed(self, short: str) -> bool:
+        """Whether `short` is a number that none of the agent's computations printed, though it ran some
+        that printed something: a small model computes 7 and answers 14. The answer's number must come
+        from the code's output (or the agent must compute it)."""
+        said = numbers_in(short)
+        if len(said) != 1 or not self._computed:  # no number, or several: nothing to check it against
+            return False
+        printed = [n for output in self._computed for n in numbers_in(output)]
+        return bool(printed) and not any(numbers_equal(said[0], n) for n in printed)
 
     def _send_back(self, step: int, action: Action, reason: str, message: str) -> None:
         """Reject an answer once: record why and show the model what to do instead. The step is spent."""

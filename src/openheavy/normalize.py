@@ -69,6 +69,11 @@ def last_number(text: str) -> Number | None:
     return _number(last)
 
 
+def numbers_in(text: str) -> list[Number]:
+    """Every number written in `text`, in order ("x = 7", "total: 1,250.5" -> 7, 1250.5)."""
+    return [_number(match) for match in _NUMBER.finditer(text)]
+
+
 def numbers_equal(a: Number, b: Number) -> bool:
     """Equal up to rounding; "50%" also equals 0.5 (when exactly one side is written as a percentage)."""
     if math.isclose(a.value, b.value, rel_tol=1e-6, abs_tol=1e-9):

@@ -38,10 +38,13 @@ class ToolContext:
 @dataclass(frozen=True)
 class Observation:
     """What the model is shown after a tool call. `repeated`: the call repeated an earlier one of the
-    agent's to the letter and got the same, so calling it again next would be a loop."""
+    agent's to the letter and got the same, so calling it again next would be a loop. `computed`: what
+    the call computed (a program's output), which an answer's numbers must come from (see the agent's
+    "uncomputed" rejection); "" for tools that compute nothing."""
 
     text: str
     repeated: bool = False
+    computed: str = ""
 
 
 class Tool(Protocol):

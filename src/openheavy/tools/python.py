@@ -145,7 +145,7 @@ class PythonTool:
         if same is not None:
             text += "\n" + render_prompt("tool_python_repeated", step=same.step).strip()
         notebook.cells.append(CodeCell(ctx.step, result))
-        return Observation(text, repeated=same is not None)
+        return Observation(text, repeated=same is not None, computed=result.stdout if result.ok else "")
 
 
 def describe_result(result: CodeResult, *, replayed: int = 0) -> str:
