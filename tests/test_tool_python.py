@@ -329,7 +329,8 @@ async def test_a_limit_reached_while_replaying_says_so(sandbox: Sandbox) -> None
 def test_the_action_prompt_tells_how_code_is_written_and_what_to_answer(sandbox: Sandbox) -> None:
     agent, _ = make_agent([], PythonTool(sandbox), [])
     system = agent.system_prompt()
-    assert '"code": ["apples = 3 * 12", "eaten = 5", "print(apples - eaten)"]' in system
+    assert '"code": ["<line 1 of your program>", "<line 2>", "<and so on>"]' in system
+    assert 'for the question "What is 15% of 80, plus 7?"' in system  # an example tied to its own question
     assert "one string per line" in system and "like the cells of a notebook" in system
     assert 'answer with that value as "short"' in system
 
