@@ -250,9 +250,16 @@ def _wait_for_running_run(db: Path, process: subprocess.Popen[str]) -> str:
     raise AssertionError("the run never started")
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell starts a background job
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "background"),
+    [(signal.SIGTERM, 143, False), (signal.SIGHUP, 129, False), (signal.SIGTERM, 143, True)],
+)
 def test_a_termination_signal_cancels_the_run_like_ctrl_c(
-    tmp_path: Path, hanging_server: str, sig: signal.Signals, code: int
+    tmp_path: Path, hanging_server: str, sig: signal.Signals, code: int, background: bool
 ) -> None:
     data = tmp_path / "data"
     env = {
@@ -267,6 +274,7 @@ def test_a_termination_signal_cancels_the_run_like_ctrl_c(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_ignore_sigint if background else None,
     )
     try:
         run_id = _wait_for_running_run(data / "runs" / "runs.db", process)

@@ -69,6 +69,11 @@ def _termination_as_interrupt() -> Iterator[None]:
         signal.raise_signal(signal.SIGINT)
 
     previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    # A shell starts a background job (`openheavy eval … &` in a script) with SIGINT ignored; asyncio then
+    # installs no Ctrl-C handler, and the SIGINT that SIGTERM turns into would be lost: `kill PID` would
+    # not stop the run. The default handler makes both work as documented.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
