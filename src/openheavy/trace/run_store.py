@@ -8,6 +8,7 @@ import json
 import os
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -35,11 +36,25 @@ __all__ = [
 RunStatus = Literal["running", "ok", "cancelled", "failed"]
 
 
+# The suffixes this process gave out in the current second: random suffixes collide by the birthday
+# rule (1,000 ids in one second: about 3% on six hex digits), so one process never repeats one.
+_issued: tuple[str, set[str]] = ("", set())
+_issued_lock = threading.Lock()
+
+
 def new_run_id() -> str:
-    """A short, unique run id that sorts by start time (UTC), e.g. `20261129-071502-a3f9c1`."""
-    # Six hex digits, not four: an eval fanning out 100 runs in one second would collide on four
-    # with a chance of about 7%, on six about 0.03%.
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+    """A short, unique run id that sorts by start time (UTC), e.g. `20261129-071502-a3f9c1`: random
+    across processes, never repeated within one."""
+    global _issued
+    with _issued_lock:
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+        if _issued[0] != stamp:
+            _issued = (stamp, set())
+        suffix = secrets.token_hex(3)
+        while suffix in _issued[1]:
+            suffix = secrets.token_hex(3)
+        _issued[1].add(suffix)
+        return f"{stamp}-{suffix}"
 
 
 def run_store_path(runs_dir: Path) -> Path:
