@@ -35,7 +35,7 @@ from openheavy.evals import (
     token_f1,
 )
 from openheavy.evals.datasets import DATA_DIR_ENV, resolve_data_dir
-from openheavy.evals.harness import answer_with_sources, item_seed
+from openheavy.evals.harness import graded_text, item_seed
 from openheavy.evals.store import read_results
 from openheavy.models.scripted import FunctionModel, Reply, Unconstrained
 from openheavy.trace import AgentFigures
@@ -284,21 +284,21 @@ def test_a_wide_answer_is_graded_with_its_numbered_sources() -> None:
     wide, exact = load_dataset("peps-wide", FIXTURE_DATA)[0], load_dataset("math500", FIXTURE_DATA)[0]
     pep = {"number": 1, "title": "PEP 1 – PEP Purpose", "url": "https://peps.python.org/pep-0001/"}
     outcome = RunOutcome(answer=" PEP 1 [1] ", citations=[pep])
-    assert answer_with_sources(wide, outcome) == (
+    assert graded_text(wide, outcome) == (
         " PEP 1 [1] \n\nSources:\n[1] PEP 1 – PEP Purpose — https://peps.python.org/pep-0001/"
     )
-    assert answer_with_sources(exact, outcome) == " PEP 1 [1] "  # exact grading sees the answer alone
-    assert answer_with_sources(wide, RunOutcome(answer="PEP 1")) == "PEP 1"
+    assert graded_text(exact, outcome) == " PEP 1 [1] "  # exact grading sees the answer alone
+    assert graded_text(wide, RunOutcome(answer="PEP 1")) == "PEP 1"
 
 
 def test_a_short_answer_question_is_graded_on_the_short_answer_it_leads_with() -> None:
     qa, math = load_dataset("hotpotqa", FIXTURE_DATA)[0], load_dataset("math500", FIXTURE_DATA)[0]
     led = RunOutcome(answer="Catwoman\n\nCatwoman is a 2004 film [1].", short_answer="Catwoman")
-    assert answer_with_sources(qa, led) == "Catwoman"
-    assert grade_answer(qa, answer_with_sources(qa, led)).metrics["f1"] == token_f1("Catwoman", qa.answers)
+    assert graded_text(qa, led) == "Catwoman"
+    assert grade_answer(qa, graded_text(qa, led)).metrics["f1"] == token_f1("Catwoman", qa.answers)
     # no short answer: the whole text; math keeps its own final-answer rules over the whole text
-    assert answer_with_sources(qa, RunOutcome(answer="Catwoman is a film.")) == "Catwoman is a film."
-    assert answer_with_sources(math, led) == led.answer
+    assert graded_text(qa, RunOutcome(answer="Catwoman is a film.")) == "Catwoman is a film."
+    assert graded_text(math, led) == led.answer
 
 
 @pytest.mark.skipif(not REAL_DATA.is_dir(), reason="benchmark data not present")

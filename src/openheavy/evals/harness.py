@@ -146,7 +146,7 @@ class Runner(Protocol):
     async def __call__(self, item: EvalItem, mode: ModeSpec, seed: int) -> RunOutcome: ...
 
 
-def answer_with_sources(item: EvalItem, outcome: RunOutcome) -> str:
+def graded_text(item: EvalItem, outcome: RunOutcome) -> str:
     """What is graded. For wide (list) questions the numbered sources, with their URLs, are part of what
     a user is shown, so they count. A short-answer question (QA) is graded on the short answer the run's
     answer leads with when it gives one, as a reader takes the answer from that first line (the
@@ -311,7 +311,7 @@ async def _evaluate(
     if outcome.error is not None:
         grade = failed_grade(item.kind, outcome.error)
     else:
-        grade = grade_answer(item, answer_with_sources(item, outcome))
+        grade = grade_answer(item, graded_text(item, outcome))
     verdict: JudgeRecord | None = None
     # Wide-search answers are URL lists graded exactly; a judge adds nothing there.
     if judge is not None and outcome.error is None and item.kind != "wide":
