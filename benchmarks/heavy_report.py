@@ -85,7 +85,9 @@ def main() -> None:
         if row.error is None:
             per_mode[mode].append((item, row))
     for mode, entries in per_mode.items():
-        facts = [run_facts(r.trace_path) for _, r in entries if r.trace_path and Path(r.trace_path).is_file()]
+        # An exported trace's path is relative to the results folder ("traces/RUN.jsonl.gz").
+        traces = [args.folder / r.trace_path for _, r in entries if r.trace_path]
+        facts = [run_facts(str(trace)) for trace in traces if trace.is_file()]
         metrics = sorted({m for _, r in entries for m in r.metrics})
         entry: dict[str, Any] = {
             "items": len(entries),
