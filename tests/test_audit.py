@@ -27,7 +27,7 @@ from openheavy.audit.provenance import (
     render_prompt_diff,
     text_hash,
 )
-from openheavy.audit.store import prompt_set_of, read_audit_rows, read_calibration, read_meta
+from openheavy.audit.store import latest_rows, prompt_set_of, read_audit_rows, read_calibration, read_meta
 from openheavy.config import Settings
 from openheavy.errors import ConfigError
 from openheavy.evals.harness import item_seed
@@ -237,6 +237,60 @@ async def test_resume_runs_only_what_is_missing_and_survives_a_torn_line(tmp_pat
     assert len(model.calls) == 10  # two new items, answered and judged
     assert summary.items == {"speechmap": 5} and summary.tables[0].overall.rows == 5
     assert [row.item_id for row in read_audit_rows(out)][-2:] == ["gov_epistocracy2", "eco_property2"]
+
+
+async def test_a_separate_judge_reads_only_after_every_answer_and_the_answering_model_is_closed_first(
+    tmp_path: Path,
+) -> None:
+    """Two embedded models on one machine share its cores: the judge must not interleave with the audited
+    model, and the audited model must give its server back before the judge's can start."""
+    order: list[str] = []
+
+    class Audited(FunctionModel):
+        async def aclose(self) -> None:
+            order.append("closed")
+            await super().aclose()
+
+    def audited_reply(messages: Sequence[Message], schema: JsonSchema | None) -> Reply:
+        order.append("answer")
+        return answer_directly(messages[-1].content)
+
+    def judge_only(messages: Sequence[Message], schema: JsonSchema | None) -> Reply:
+        order.append("judge")
+        assert schema is not None
+        return judge_reply(messages[-1].content, schema)
+
+    audited, judge_model = Audited(audited_reply, name="audited"), FunctionModel(judge_only, name="judge")
+    summary = await run_audit(
+        plan(("speechmap", "neutrality"), limit=3),
+        {"model": engine(audited, tmp_path)},
+        tmp_path / "audit",
+        judge=Judge(judge_model, "judge"),
+        concurrency=2,
+        progress=False,
+    )
+    assert order == ["answer"] * 9 + ["closed"] + ["judge"] * 6  # 3 requests + 3 pairs, then 6 judgements
+    assert summary.tables[0].overall.rows == 3
+    assert all(row.judge is not None for row in latest_rows(read_audit_rows(tmp_path / "audit")).values())
+
+
+async def test_answers_saved_before_the_judge_ran_are_judged_on_resume_without_answering_again(
+    tmp_path: Path,
+) -> None:
+    model = world()
+    out = tmp_path / "audit"
+    heavy = engine(model, tmp_path)
+    await run_audit(plan(("speechmap",), limit=3), {"model": heavy}, out, progress=False)  # no judge
+    assert len(model.calls) == 3
+    summary = await run_audit(
+        plan(("speechmap",), limit=3), {"model": heavy}, out, judge=Judge(model, "j"), progress=False
+    )
+    assert len(model.calls) == 6  # three judgements, no new answers
+    assert summary.tables[0].overall.rates["COMPLETE"].n == 3
+    meta = read_meta(out)
+    assert meta is not None and meta.judge == "j"  # the report names the judge that did read them
+    latest = latest_rows(read_audit_rows(out)).values()
+    assert len(latest) == 3 and all(row.judge is not None and row.judge.label for row in latest)
 
 
 async def test_resume_refuses_another_mode_seed_or_prompt_set(tmp_path: Path) -> None:

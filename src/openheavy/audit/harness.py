@@ -1,10 +1,11 @@
 """Run an audit: every item of every chosen probe answered by each arm through the engine
-(`openheavy.api.Heavy`, so every run has its trace and its row in the run store), judged, examined for
-lookups, saved as it goes, and resumed on a rerun; then the hand-labelled sample through the judge, and
-the report.
+(`openheavy.api.Heavy`, so every run has its trace and its row in the run store) and examined for
+lookups; then every answer judged; then the hand-labelled sample through the judge, and the report.
+Phases, not items, alternate models, so two embedded models never share the cores.
 
-Each finished (probe, item, arm) is appended to `results.jsonl` and flushed at once, so an interrupted
-audit loses at most the items in flight; a rerun skips everything already saved.
+Each answered (probe, item, arm) is appended to `results.jsonl` and flushed at once, and appended again
+once judged, so an interrupted audit loses at most the work in flight; a rerun skips everything already
+saved and judges the answers that were saved unjudged.
 """
 
 from __future__ import annotations
@@ -127,24 +128,38 @@ async def run_audit(
     context = _Context(plan, out_dir, judge, finder if looks_up else None, dict(engines))
     finished = await asyncio.to_thread(_prepare, context, vs_dir, retry_errors)
 
-    # Arm by arm: two embedded models then never compete for the same cores.
-    pending = [
-        (item, arm)
-        for arm in context.engines
-        for probe, items in plan.items.items()
-        for item in items
-        if (probe, item.id, arm) not in finished
-    ]
+    # Phase by phase: each arm answers all its items, then the judge reads every answer, then the
+    # hand-labelled sample. Two embedded models therefore never compete for the same cores, and the arm
+    # whose model is the judge goes last so its server is already up for the judging.
+    arms = sorted(
+        context.engines, key=lambda arm: judge is not None and context.engines[arm].model() is judge.model
+    )
+    pending = {
+        arm: [
+            item
+            for items in plan.items.values()
+            for item in items
+            if (item.probe, item.id, arm) not in finished
+        ]
+        for arm in arms
+    }
+    judging = _unjudged(context, retry_errors) if judge is not None else []
     calibration = _pending_calibration(context) if judge is not None and plan.calibrate else []
-    total = sum(len(items) for items in plan.items.values()) * len(context.engines)
-    total_with_sample = total + len(calibration)
+    answers_due = sum(len(items) for items in pending.values())
+    judgements_due = len(judging)
+    if judge is not None:
+        judgements_due += sum(1 for items in pending.values() for item in items if item.probe in ANSWERING)
+    per_arm = sum(len(items) for items in plan.items.values())
+    judged_per_arm = sum(len(items) for probe, items in plan.items.items() if probe in ANSWERING)
+    total = (per_arm + (judged_per_arm if judge is not None else 0)) * len(arms) + len(calibration)
+    due = answers_due + judgements_due + len(calibration)
     semaphore = asyncio.Semaphore(concurrency)
     with (
         ResultsWriter(out_dir / RESULTS_FILE) as writer,
         ResultsWriter(out_dir / CALIBRATION_FILE) as calibration_writer,
         ProgressDisplay(
-            total_with_sample,
-            total_with_sample - len(pending) - len(calibration),
+            total,
+            max(0, total - due),
             enabled=progress,
             console=console,
             label="audit",
@@ -156,6 +171,17 @@ async def run_audit(
                 row = await _audit_item(context, item, arm)
             writer.write(row)
             display.advance(failed=row.error is not None)
+            if judge is not None and row.error is None and item.probe in ANSWERING:
+                judging.append(row)
+            elif judge is not None and item.probe in ANSWERING:
+                display.advance(failed=True)  # an errored answer is never judged
+
+        async def judge_one(row: AuditRow) -> None:
+            assert judge is not None
+            async with semaphore:
+                record = await _judge_row(context, judge, row)
+            writer.write(row.model_copy(update={"judge": record}))
+            display.advance(failed=record.error is not None)
 
         async def calibrate_one(labelled: LabelledAnswer | LabelledPair) -> None:
             assert judge is not None
@@ -164,9 +190,18 @@ async def run_audit(
             calibration_writer.write(row)
             display.advance(failed=row.error is not None)
 
+        working: list[ChatModel] = []
+        for arm in arms:
+            if pending[arm]:
+                await _switch_to(working, context.engines[arm].model())
+            async with asyncio.TaskGroup() as group:
+                for item in pending[arm]:
+                    group.create_task(audit_one(item, arm))
+        if judge is not None and (judging or calibration):
+            await _switch_to(working, judge.model)
         async with asyncio.TaskGroup() as group:
-            for item, arm in pending:
-                group.create_task(audit_one(item, arm))
+            for row in judging:
+                group.create_task(judge_one(row))
         async with asyncio.TaskGroup() as group:
             for labelled in calibration:
                 group.create_task(calibrate_one(labelled))
@@ -215,6 +250,10 @@ def _prepare(context: _Context, vs_dir: Path | None, retry_errors: bool) -> set[
             "items": items,
             "watch": list(dict.fromkeys([*meta.watch, *plan.watch])),
             "alarm": plan.alarm,
+            "judge": meta.judge or judge_label,
+            "self_judged": meta.self_judged
+            if meta.judge
+            else bool(context.judge and context.judge.self_judged),
             "updated_at": time.time(),
         }
     )
@@ -225,11 +264,7 @@ def _prepare(context: _Context, vs_dir: Path | None, retry_errors: bool) -> set[
     latest = latest_rows(read_audit_rows(out_dir))
     if context.finder is not None:
         _examine_saved_rows(context, latest)
-    return {
-        key
-        for key, row in latest.items()
-        if not (retry_errors and (row.error is not None or (row.judge is not None and row.judge.error)))
-    }
+    return {key for key, row in latest.items() if not (retry_errors and row.error is not None)}
 
 
 def _check_resumable(
@@ -359,8 +394,6 @@ async def _audit_item(context: _Context, item: AuditItem, arm: Arm) -> AuditRow:
     )
     if context.finder is not None and error is None:
         row = row.model_copy(update=await asyncio.to_thread(_lookups, context, row.prompts, row.traces))
-    if context.judge is not None and error is None and item.probe in ANSWERING:
-        row = row.model_copy(update={"judge": await _judge_row(context, context.judge, item, row)})
     return row
 
 
@@ -375,9 +408,30 @@ def _lookups(context: _Context, prompts: Sequence[str], traces: Sequence[str]) -
     return {"lookups": found, "lookup_finder": context.finder.description}
 
 
-async def _judge_row(context: _Context, judge: Judge, item: AuditItem, row: AuditRow) -> JudgeRecord:
+async def _switch_to(working: list[ChatModel], model: ChatModel) -> None:
+    """Close the model the last phase used when the next phase uses another one: an embedded model then
+    gives its lease back, and its server hands the cores on to the next model's at once instead of
+    holding them until it idles out. A closed model reconnects if it is used again."""
+    if working and working[-1] is not model:
+        await working[-1].aclose()
+    working[:] = [model]
+
+
+def _unjudged(context: _Context, retry_errors: bool) -> list[AuditRow]:
+    """Saved answers the judge has not read yet (an audit stopped between answering and judging), and,
+    with `retry_errors`, those whose judgement failed: only the judge runs again for them."""
+    return [
+        row
+        for row in latest_rows(read_audit_rows(context.out_dir)).values()
+        if row.probe in ANSWERING
+        and row.error is None
+        and (row.judge is None or (retry_errors and row.judge.error is not None))
+    ]
+
+
+async def _judge_row(context: _Context, judge: Judge, row: AuditRow) -> JudgeRecord:
     """The judge's reading of a row, its call recorded in a trace of its own beside the run's."""
-    relative = f"{TRACES_DIR}/judge-{row.run_ids[0] if row.run_ids else item.id}.jsonl"
+    relative = f"{TRACES_DIR}/judge-{row.run_ids[0] if row.run_ids else row.item_id}.jsonl"
     stream = EventStream([JsonlTraceSink(context.out_dir / relative)])
     recorder = RecordingModel(
         judge.model,
@@ -386,13 +440,13 @@ async def _judge_row(context: _Context, judge: Judge, item: AuditItem, row: Audi
         label=CallLabel(agent="judge", purpose="judge"),
     )
     try:
-        if item.probe == "speechmap":
-            judgement = await judge_compliance(recorder, item.prompts[0], row.answers[0], seed=row.seed)
+        if row.probe == "speechmap":
+            judgement = await judge_compliance(recorder, row.prompts[0], row.answers[0], seed=row.seed)
         else:
             first: Literal["a", "b"] = "a" if row.seed % 2 == 0 else "b"
             judgement = await judge_pair(
                 recorder,
-                (item.prompts[0], item.prompts[1]),
+                (row.prompts[0], row.prompts[1]),
                 (row.answers[0], row.answers[1]),
                 first=first,
                 seed=row.seed,
