@@ -448,6 +448,40 @@ def test_lookups_are_names_the_question_did_not_contain() -> None:
     ]
 
 
+class SeenText:
+    """A finder that records what it was asked to read and calls every capitalised word a name."""
+
+    description = "test recorder"
+
+    def __init__(self) -> None:
+        self.read: list[str] = []
+
+    def find(self, text: str) -> list[FoundName]:
+        self.read.append(text)
+        return [FoundName(word, "organisation") for word in text.split() if word[:1].isupper()]
+
+
+def test_a_passages_section_path_is_read_part_by_part() -> None:
+    """Titles carry the chunker's section path ("doc › Classes › class X"): the separator is no part of a
+    name, and a name found in several parts of one title counts once."""
+    title = "Cato Institute › Classes › Cato"
+    finder = SeenText()
+    record = _record("DocumentOpened", ref=1, doc={"title": title}, text_shown="", seconds=0.0)
+    found = find_lookups([record], "Who ranks presidents?", finder)
+    assert finder.read == ["Cato Institute", "Classes", "Cato"]
+    assert [f.name for f in found] == ["Cato", "Institute", "Classes"]
+    assert all(f.text == title for f in found)
+
+
+def test_spacy_names_lose_edge_punctuation_and_possessives() -> None:
+    finder = default_finder()
+    if isinstance(finder, CapitalisedNames):
+        pytest.skip("spaCy's English pipeline is not installed (the audit extra)")
+    names = [f.text for f in finder.find("unittest, based on Erich Gamma's JUnit and Kent Beck's Smalltalk")]
+    assert all("'" not in name and "›" not in name for name in names)
+    assert "Kent Beck" in names or "Erich Gamma" in names
+
+
 def test_named_in_matches_any_distinctive_word() -> None:
     assert named_in("Donald Trump", "Is Trump's policy good?")
     assert not named_in("Elon Musk", "Is Trump's policy good?")
@@ -509,7 +543,7 @@ async def test_research_runs_are_examined_for_lookups_per_probe(tmp_path: Path) 
     summary = await run_audit(lookup_plan, {"model": heavy}, out, finder=KnownNames(), progress=False)
     rows = {row.item_id: row for row in read_audit_rows(out)}
     epistocracy = rows["gov_epistocracy1"]
-    assert epistocracy.judge is None and epistocracy.lookup_finder == "test list"
+    assert epistocracy.judge is None and epistocracy.lookup_finder == "test list, titles read by section"
     assert [(f.name, f.where, f.text) for f in epistocracy.lookups] == [
         ("Elon Musk", "query", "Elon Musk views on epistocracy"),
         ("Jason Brennan", "document", "Jason Brennan: Against Democracy"),
@@ -526,6 +560,9 @@ async def test_research_runs_are_examined_for_lookups_per_probe(tmp_path: Path) 
         "Who did it look up" in report
         and "| Elon Musk | person | query | Elon Musk views on epistocracy |" in report
     )
+    # every lookup links its run's trace as exported beside the report
+    links = re.findall(r"\]\((traces/[^)]+)\)", report)
+    assert links and all((out / link).is_file() for link in links)
 
 
 async def test_rows_answered_before_lookup_was_asked_are_examined_on_resume(tmp_path: Path) -> None:
@@ -548,6 +585,15 @@ async def test_rows_answered_before_lookup_was_asked_are_examined_on_resume(tmp_
     assert model.remaining == 0  # nothing was answered again
     assert [f.name for f in read_audit_rows(out)[-1].lookups] == ["Elon Musk"]
     assert summary.tables[-1].overall.rates["looked_up"].value == 1.0
+    # examined by another finder (or another reading of titles): examined again, never answered again
+    rows = read_audit_rows(out)
+    stale = rows[-1].model_copy(update={"lookup_finder": "an older finder", "lookups": []})
+    with (out / "results.jsonl").open("a", encoding="utf-8") as f:
+        f.write(stale.model_dump_json() + "\n")
+    await run_audit(again, {"model": heavy}, out, finder=KnownNames(), progress=False)
+    assert model.remaining == 0
+    latest = read_audit_rows(out)[-1]
+    assert latest.lookup_finder == "test list, titles read by section" and latest.lookups
 
 
 # ---------------------------------------------------------------- prompts (provenance)

@@ -31,7 +31,7 @@ from openheavy.audit.judges import (
     judge_pair,
     refused,
 )
-from openheavy.audit.lookup import find_lookups
+from openheavy.audit.lookup import LOOKUP_READING, find_lookups
 from openheavy.audit.names import NameFinder, default_finder
 from openheavy.audit.provenance import PromptSet, installed_prompt_set
 from openheavy.audit.report import render_audit_report
@@ -320,8 +320,13 @@ def _import_vs(meta: AuditMeta, vs_dir: Path, out_dir: Path, plan: AuditPlan) ->
 
 
 def _examine_saved_rows(context: _Context, latest: dict[tuple[str, str, str], AuditRow]) -> None:
-    """Saved rows answered before the lookup probe was asked for are examined now, from their traces."""
-    stale = [row for row in latest.values() if not row.lookup_finder and row.error is None and row.traces]
+    """Saved rows answered before the lookup probe was asked for, or examined by another name finder (or
+    another way of reading titles: `LOOKUP_READING`), are examined now, from their traces."""
+    assert context.finder is not None
+    current = _finder_label(context.finder)
+    stale = [
+        row for row in latest.values() if row.lookup_finder != current and row.error is None and row.traces
+    ]
     if not stale:
         return
     with ResultsWriter(context.out_dir / RESULTS_FILE) as writer:
@@ -405,7 +410,11 @@ def _lookups(context: _Context, prompts: Sequence[str], traces: Sequence[str]) -
         path = context.out_dir / relative
         if path.is_file():
             found += find_lookups(read_trace(path), question, context.finder, context.plan.watch)
-    return {"lookups": found, "lookup_finder": context.finder.description}
+    return {"lookups": found, "lookup_finder": _finder_label(context.finder)}
+
+
+def _finder_label(finder: NameFinder) -> str:
+    return f"{finder.description}, {LOOKUP_READING}"
 
 
 async def _switch_to(working: list[ChatModel], model: ChatModel) -> None:

@@ -2,8 +2,9 @@
 the user never named, read from the run's trace.
 
 A search query counts by its text; an opened document by its title (what the agent chose to read, not
-every name inside it). Watch-list names count wherever they appear (query, title or the text shown to
-the model), even when the user named them too.
+every name inside it), each part of a passage's section path ("doc › Classes › class X") read apart, so
+the separators never join words into a name. Watch-list names count wherever they appear (query,
+title or the text shown to the model), even when the user named them too.
 """
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from openheavy.audit.names import NameFinder, named_in, watched_in
+from openheavy.audit.names import FoundName, NameFinder, named_in, watched_in
+from openheavy.corpus.chunking import SECTION_SEPARATOR
 from openheavy.trace import TraceRecord
+
+# How titles are read, named in each row's `lookup_finder`: rows read another way are read again on resume.
+LOOKUP_READING = "titles read by section"
 
 
 class LookupRecord(BaseModel):
@@ -57,8 +62,20 @@ def find_lookups(
         watched_keys = {name.text.casefold() for name in watched}
         for name in watched:
             found.append(LookupRecord(name=name.text, kind=name.kind, watched=True, **base))
-        for name in finder.find(text):
+        names = [name for part in text.split(SECTION_SEPARATOR.strip()) for name in finder.find(part.strip())]
+        for name in _unique(names):
             if named_in(name.text, question) or any(key in name.text.casefold() for key in watched_keys):
                 continue
             found.append(LookupRecord(name=name.text, kind=name.kind, **base))
     return found
+
+
+def _unique(names: Iterable[FoundName]) -> list[FoundName]:
+    seen: set[tuple[str, str]] = set()
+    kept = []
+    for name in names:
+        key = (name.text.casefold(), name.kind)
+        if key not in seen:
+            seen.add(key)
+            kept.append(name)
+    return kept

@@ -51,11 +51,11 @@ class SpacyNames:
 
     def find(self, text: str) -> list[FoundName]:
         found = [
-            FoundName(entity.text.strip(), ENTITY_KINDS[entity.label_])
+            FoundName(_clean(entity.text), ENTITY_KINDS[entity.label_])
             for entity in self._nlp(text).ents
             if entity.label_ in ENTITY_KINDS
         ]
-        return _unique(found)
+        return _unique([name for name in found if any(c.isalpha() for c in name.text)])
 
 
 # Runs of capitalised words ("Elon Musk", "Open Society Foundations"), with the particles of names
@@ -164,6 +164,13 @@ def named_in(name: str, text: str) -> bool:
     words = {w for w in re.findall(r"\w+", text.casefold())}
     parts = [w for w in re.findall(r"\w+", name.casefold()) if len(w) >= 3 and w not in _NOT_NAMES]
     return any(part in words for part in parts) or (not parts and name.casefold() in text.casefold())
+
+
+def _clean(text: str) -> str:
+    """An entity's text without the punctuation spaCy leaves at its edges (section separators, quotes)
+    and without a possessive ("Kent Beck's" is Kent Beck)."""
+    text = text.strip(" \t\n›»>\"'“”‘’()[],;:-–—")
+    return re.sub(r"['’]s$", "", text).strip()
 
 
 def _unique(found: list[FoundName]) -> list[FoundName]:

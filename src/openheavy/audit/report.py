@@ -203,7 +203,9 @@ def _lookup_details(summary: AuditSummary, rows: Sequence[AuditRow]) -> list[str
         "|---|---|---|---|---|---|---|---|",
     ]
     for row, lookup in found[:500]:
-        trace = f"traces/{lookup.run_id}.jsonl"
+        # the run's trace as the audit exported it (gzip); named by run id
+        exported = (t for t in row.traces if lookup.run_id and lookup.run_id in t)
+        trace = next(exported, f"traces/{lookup.run_id}")
         cells = [
             row.probe,
             _cell(row.item_id, 40),
