@@ -63,7 +63,10 @@ class ListSink(EventSink):
 
 def action(name: str, *, missing: str = "", **args: Any) -> str:
     """An agent action as a constrained decoder writes it: "missing" first, then the action and its args.
-    An answer without a `short` one gets its first sentence (which then leads the answer already)."""
+    An answer without a `short` one gets its first sentence (which then leads the answer already); python
+    without `steps` gets empty ones (the schema asks for them before the code)."""
+    if name == "python" and "steps" not in args:
+        args = {"steps": "", **args}
     if name == "answer" and "short" not in args:
         args = {"short": lead_sentence(str(args.get("answer", "")))[:80] or "-", **args}
     return json.dumps({"missing": missing, "action": name, **args})

@@ -577,6 +577,20 @@ async def test_a_tie_goes_to_the_synthesizer_which_sees_the_candidates() -> None
     assert (vote.winner, vote.decided_by) == ("J. G. Farrell", "synthesizer")
 
 
+async def test_the_synthesizers_short_answer_cut_at_its_bound_keeps_its_first_clause() -> None:
+    tasks = ["angle one", "angle two"]
+    scripts = {"angle one": ("farrell", "J. G. Farrell [1]."), "angle two": ("aragon", "Louis Aragon [1].")}
+    plan = plan_reply(tasks, shape="short", queries=[[scripts[t][0]] for t in tasks])
+    cut = "J. G. Farrell, whose novel about the siege won the Booker Prize in 1973, and who later dr"[:80]
+    model = FunctionModel(short_team(plan, scripts, synthesis=cut))
+    orchestrator, sink = make(model, MemorySearch(dict(NOVELISTS)), agents=2)
+    result = await orchestrator.run(NOVEL_QUESTION)
+    assert result.short_answer == "J. G. Farrell"
+    edited = [e for e in sink.of("AnswerEdited") if e.agent == "synthesizer" and e.text == "J. G. Farrell"]
+    assert [[edit["kind"] for edit in e.edits] for e in edited] == [["short_answer_cut"]]
+    assert edited[0].original == cut
+
+
 async def test_a_comparison_the_planner_called_a_list_gets_no_list_merge() -> None:
     # The planner's mistake: a list, one slice per novelist. Each agent researches its novelist; their
     # items are only the question's own candidates, so this is a choice: voted, with no list appended.

@@ -21,6 +21,7 @@ from openheavy.tools.python import (
     CODE_LINE_MAX_CHARS,
     CODE_MAX_CHARS,
     CODE_MAX_LINES,
+    STEPS_MAX_CHARS,
     PythonArgs,
     PythonTool,
     describe_result,
@@ -365,3 +366,62 @@ async def test_a_number_answer_the_code_printed_is_accepted(sandbox: Sandbox) ->
     agent, _model = make_agent(steps, PythonTool(sandbox), [sink])
     result = await agent.run("How many cards?")
     assert not sink.of("AnswerRejected") and result.short_answer == "7 cards"
+
+
+async def test_the_steps_in_words_come_before_the_code_and_are_kept_in_the_trace(sandbox: Sandbox) -> None:
+    """The model works the problem out in words (as chain of thought does) before it writes the code: the
+    schema asks for `steps` first, and the trace keeps them with the action."""
+    sink = ListSink()
+    steps = "5 cards; the brother has 5 - 3 = 2; together 5 + 2."
+    agent, model = make_agent(
+        [
+            action("python", steps=steps, code=["print(5 + (5 - 3))"]),
+            action("answer", short="7", answer="7 cards.", cite=[]),
+        ],
+        PythonTool(sandbox),
+        [sink],
+    )
+    await agent.run("A boy has 5 cards and his brother 3 fewer. How many do they have together?")
+    python_option = next(
+        o for o in model.calls[0].json_schema["anyOf"] if o["properties"]["action"]["enum"] == ["python"]
+    )
+    assert list(python_option["properties"]) == ["missing", "action", "steps", "code"]
+    assert {"steps", "code"} <= set(python_option["required"])
+    assert python_option["properties"]["steps"] == {"type": "string", "maxLength": STEPS_MAX_CHARS}
+    [parsed] = [e for e in sink.of("ActionParsed") if e.action == "python"]
+    assert parsed.args["steps"] == steps and parsed.args["code"] == "print(5 + (5 - 3))"
+    system = agent.system_prompt()
+    assert '"steps": "<how to get the answer, step by step in words>"' in system
+    assert system.index('"steps"') < system.index('"code"')
+
+
+async def test_without_documents_a_stated_gap_is_to_be_worked_out_and_answer_is_no_gap(
+    sandbox: Sandbox,
+) -> None:
+    sink = ListSink()
+    model = ScriptedModel(
+        [
+            action("python", code=["print(6 * 7)"]),
+            action("answer", missing="answer", short="42", answer="42.", cite=[]),  # "answer" names no gap
+            action("answer", missing="the units", short="42", answer="42.", cite=[]),
+            action("answer", short="42", answer="It is 42.", cite=[]),
+        ]
+    )
+    agent = ResearchAgent(
+        model, None, stream=EventStream([sink]), run_id="run-1", tools=[PythonTool(sandbox)]
+    )
+    agent.max_steps = 6
+    result = await agent.run("What is six times seven?")
+    # The first answer stood: "answer" as the missing part is the action's name, not a gap.
+    assert result.short_answer == "42" and not sink.of("AnswerRejected") and len(model.calls) == 2
+
+    sink = ListSink()
+    model = ScriptedModel([action("python", code=["print(6 * 7)"]), *model.steps[2:]])
+    agent = ResearchAgent(
+        model, None, stream=EventStream([sink]), run_id="run-1", tools=[PythonTool(sandbox)]
+    )
+    agent.max_steps = 6
+    await agent.run("What is six times seven?")
+    [rejected] = sink.of("AnswerRejected")
+    assert rejected.reason == "missing" and "Work it out now with an action" in rejected.message
+    assert "Search" not in rejected.message  # there is nothing to search

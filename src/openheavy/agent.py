@@ -26,11 +26,11 @@ from openheavy.answer_text import (
     Edit,
     attach_markers,
     lead_with,
-    leading_yes_no,
     repair_free_text,
     restates_question,
+    settle_short,
 )
-from openheavy.citations import Citation, Source, cited_numbers, renumber_markers, resolve_citations
+from openheavy.citations import Citation, Source, cited_numbers, resolve_citations
 from openheavy.errors import BudgetExceededError, ModelOutputError, OpenHeavyError
 from openheavy.json_output import close_cut_json, first_json_object
 from openheavy.models.base import ChatModel
@@ -67,9 +67,13 @@ SHORT_MAX_CHARS = 80
 # its last sentence in code.
 ANSWER_HARD_LIMIT_FACTOR = 1.5
 CHARS_PER_WORD = 6
-# What small models write for "nothing is missing" although the prompt asks for "".
+# What small models write for "nothing is missing" although the prompt asks for "" (with an answer,
+# "answer" names the action, not a gap).
 _NOTHING = frozenset(
-    {"", "none", "nothing", "n a", "na", "no", "nil", "nothing missing", "nothing is missing"}
+    {
+        *("", "none", "nothing", "n a", "na", "no", "nil", "nothing missing", "nothing is missing"),
+        *("answer", "the answer", "final answer", "the final answer"),
+    }
 )
 
 
@@ -373,9 +377,9 @@ class ResearchAgent:
             )
             problems.append(("nothing_read", message))
         if action.states_missing:
-            problems.append(
-                ("missing", render_prompt("agent_reject_missing", missing=action.missing.strip()))
-            )
+            # Without documents to search (a computing agent) the gap is to be worked out, not looked up.
+            template = "agent_reject_missing" if self.works_on_corpus else "agent_reject_missing_work"
+            problems.append(("missing", render_prompt(template, missing=action.missing.strip())))
         if restates_question(action.args.short, self._question):
             problems.append(("restated", render_prompt("agent_reject_restated")))
         if self._uncomputed(action.args.short):
@@ -516,13 +520,11 @@ class ResearchAgent:
     # ------------------------------------------------------------ results
     def _finish(self, task: str, action: Action, stop_reason: StopReason, steps: int) -> AgentResult:
         assert isinstance(action.args, AnswerArgs)
-        short = " ".join(renumber_markers(action.args.short, {}).split())
-        short = leading_yes_no(short) or short  # "Yes, both are magazines." answers "Yes"
-        # A short answer that only repeats the question answers nothing: it must not lead the answer,
-        # be voted on or be graded. The answer's text is all there is then.
-        dropped = Edit("short_answer_dropped", f"the short answer repeats the question: {short}")
-        short, dropped_edit = ("", dropped) if restates_question(short, self._question) else (short, None)
-        text = self._written_answer(action.args, short, steps, dropped=dropped_edit)
+        # "Yes, both are magazines." answers "Yes"; a short answer that only repeats the question
+        # answers nothing and one cut at its bound keeps its first whole clause: what is not an answer
+        # must not lead the answer, be voted on or be graded.
+        short, settled = settle_short(action.args.short, self._question, max_chars=SHORT_MAX_CHARS)
+        text = self._written_answer(action.args, short, steps, settled=settled)
         answer, citations = self._resolve_citations(text, action.args.cite)
         self.stream.emit(
             AgentFinished(
@@ -549,18 +551,18 @@ class ResearchAgent:
             short_answer=short,
         )
 
-    def _written_answer(self, args: AnswerArgs, short: str, step: int, *, dropped: Edit | None = None) -> str:
+    def _written_answer(self, args: AnswerArgs, short: str, step: int, *, settled: Edit | None = None) -> str:
         """The answer's text, repaired where needed (each repair recorded as an `AnswerEdited` event):
         a degenerate repetition cut; unfinished text ended at its last sentence; markers for cited sources
-        the text never marks; short answer first (`dropped`: the short answer was left out, recorded with
+        the text never marks; short answer first (`settled`: what `settle_short` changed in it, recorded with
         the rest)."""
         original = args.answer
         # Unfinished text ends at its last sentence whatever stopped it: the schema's length bound, a cut
         # output (`cut`), or the model itself, which under constrained decoding may close the string
         # mid-word ("…south of San F"). The short answer carries the answer whole.
         text, edits = repair_free_text(original, cut_off=True)
-        if dropped is not None:
-            edits.insert(0, dropped)
+        if settled is not None:
+            edits.insert(0, settled)
         opened = self.sources.opened
         titles = {ref: opened[ref].title for ref in dict.fromkeys(args.cite) if ref in opened}
         text, marked = attach_markers(text, titles)

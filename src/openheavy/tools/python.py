@@ -36,6 +36,8 @@ from openheavy.types import CodeRan, JsonSchema
 CODE_MAX_LINES = 40
 CODE_LINE_MAX_CHARS = 120
 CODE_MAX_CHARS = CODE_MAX_LINES * (CODE_LINE_MAX_CHARS + 1)
+# The worked steps written before the code: room for a grade-school solution in words (about 200 tokens).
+STEPS_MAX_CHARS = 900
 # The error a Python traceback ends with ("NameError: name 'x' is not defined" gives NameError), and the
 # last line of the agent's own code it passed through. Read from stderr, which the code could forge: only
 # an identifier and a number are taken from it, outside the fence.
@@ -50,6 +52,10 @@ _HINTS = {
 
 
 class PythonArgs(BaseModel):
+    # Written before the code (the schema's order is the order of generation): the model works the
+    # problem out in words, as chain of thought does, and the code then follows those steps exactly.
+    # Without it the embedded coder models wrote code at once and computed the wrong quantity.
+    steps: str = Field(default="", max_length=STEPS_MAX_CHARS)
     code: str = Field(min_length=1, max_length=CODE_MAX_CHARS)
 
     @field_validator("code", mode="before")
@@ -115,7 +121,8 @@ class PythonTool:
     def args_schema(self, sources: SourceBook) -> JsonSchema:
         line: JsonSchema = {"type": "string", "maxLength": CODE_LINE_MAX_CHARS}
         code = {"type": "array", "items": line, "minItems": 1, "maxItems": CODE_MAX_LINES}
-        return {"type": "object", "properties": {"code": code}, "required": ["code"]}
+        steps: JsonSchema = {"type": "string", "maxLength": STEPS_MAX_CHARS}
+        return {"type": "object", "properties": {"steps": steps, "code": code}, "required": ["steps", "code"]}
 
     def available(self, sources: SourceBook) -> bool:
         return True
