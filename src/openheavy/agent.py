@@ -38,9 +38,10 @@ from openheavy.models.budget import Budget, BudgetName, estimate_prompt_tokens
 from openheavy.models.recording import CallLabel, RecordingModel, output_token_bound
 from openheavy.normalize import numbers_equal, numbers_in
 from openheavy.prompts import render_prompt
+from openheavy.question_forms import short_answer_schema
 from openheavy.search.cache import CachedSearch
 from openheavy.search.queries import QueryLog
-from openheavy.tools.base import Observation, Tool, ToolContext
+from openheavy.tools.base import Observation, Tool, ToolContext, WrittenInFreeText
 from openheavy.tools.research import OpenTool, SearchTool
 from openheavy.tools.sources import SourceBook
 from openheavy.types import (
@@ -284,6 +285,11 @@ class ResearchAgent:
     async def step(self, step: int, *, final: bool) -> Action:
         """Ask for one action, run it, and append the observation. Returns the action."""
         action = await self._next_action(step, final)
+        written = await self._write_free_text(step, action)
+        if written is not None:
+            action, turns = written
+        else:
+            turns = [Message("assistant", action.raw)]
         self.stream.emit(
             ActionParsed(
                 run_id=self.run_id,
@@ -321,8 +327,29 @@ class ResearchAgent:
                 # Only the number: a title is the document's text, which stays inside its data fence.
                 said += "\n" + render_prompt("agent_closest_unread", ref=lead).strip()
             text = render_prompt("agent_observation", observation=said, step=step, max_steps=self.max_steps)
-        self.messages += [Message("assistant", action.raw), Message("user", text)]
+        self.messages += [*turns, Message("user", text)]
         return action
+
+    async def _write_free_text(self, step: int, action: Action) -> tuple[Action, list[Message]] | None:
+        """For a tool whose arguments are written in free text (the python tool's script: see
+        `tools.python`), ask for them after the JSON action that picked the tool, with no schema, and
+        parse them; the action with those arguments, and the turns the conversation gains. None for
+        every other action."""
+        tool = self.tools.get(action.name)
+        if not isinstance(tool, WrittenInFreeText):
+            return None
+        ask = render_prompt(tool.free_text_prompt).strip()
+        turns = [Message("assistant", action.raw), Message("user", ask)]
+        model = self.model.labelled(step=step, purpose="write")
+        completion = await model.complete(
+            [*self.messages, *turns],
+            max_tokens=tool.free_text_max_tokens,
+            temperature=self.temperature,
+            seed=self.seed,
+        )
+        self.usage = self.usage + completion.usage
+        args = tool.args_from_text(completion.text)
+        return replace(action, args=args), [*turns, Message("assistant", completion.text)]
 
     def _stall(self, action: str, observation: Observation, *, found_new: bool) -> tuple[str, str] | None:
         """The tool the next action may not use, with the prompt that says why; None when any may be
@@ -439,7 +466,8 @@ class ResearchAgent:
         return {
             "type": "object",
             "properties": {
-                "short": {"type": "string", "minLength": 1, "maxLength": SHORT_MAX_CHARS},
+                # A yes/no question is answered yes or no, one that names its candidates by one of them.
+                "short": short_answer_schema(self._question, SHORT_MAX_CHARS),
                 "answer": {"type": "string", "minLength": 1, "maxLength": self.answer_hard_chars},
                 "cite": cite,
             },
@@ -512,6 +540,8 @@ class ResearchAgent:
             if name == "answer":
                 return Action("answer", AnswerArgs.model_validate(payload), text, missing)
             tool = self.tools[name]
+            if isinstance(tool, WrittenInFreeText):  # its arguments come next (`_write_free_text`)
+                return Action(name, tool.Args.model_construct(), text, missing)
             return Action(name, tool.Args.model_validate(payload), text, missing)
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())

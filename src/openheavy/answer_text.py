@@ -254,8 +254,9 @@ def settle_short(short: str, question: str, *, max_chars: int) -> tuple[str, Edi
     """The short answer a run leads with, votes on and is graded on, from the one the model wrote:
     markers and extra spaces gone; a leading "Yes,"/"No," alone; "" when it only restates the question;
     and when it filled its schema's length bound (`max_chars`: the grammar stopped it mid-word), kept up
-    to the end of its first sentence, else of its first clause (the direct answer comes first) ("Louis Aragon, who wrote … and was a leading member of the Sur" gives
-    "Louis Aragon"), or dropped when it has none. What changed is the returned `Edit`."""
+    to the end of its first sentence, else of its first clause, since the direct answer comes first
+    ("Louis Aragon, who wrote … and was a leading member of the Sur" gives "Louis Aragon"), or dropped
+    when it has none. What changed is the returned `Edit`."""
     filled = len(short) >= max_chars  # measured as written: the bound applies to the raw string
     short = " ".join(renumber_markers(short, {}).split())
     yes_no = leading_yes_no(short)

@@ -48,13 +48,13 @@ from openheavy.planning import (
     PlanOutput,
     copies_question,
     decide_shape,
-    names_candidates,
     plan_schema,
     query_words,
     seed_queries,
     spread_queries,
 )
 from openheavy.prompts import fence_untrusted, load_prompt, render_prompt
+from openheavy.question_forms import names_candidates, short_answer_schema
 from openheavy.rank import SAMPLE_TEMPERATURE, RankResult, rank
 from openheavy.search.cache import CachedSearch
 from openheavy.search.queries import QueryLog
@@ -552,7 +552,7 @@ class Orchestrator:
             "properties": {
                 "agreements": {"type": "string", "maxLength": self.answer_max_chars // 4},
                 "conflicts": {"type": "string", "maxLength": self.answer_max_chars // 4},
-                "short": {"type": "string", "maxLength": SHORT_MAX_CHARS},
+                "short": short_answer_schema(question, SHORT_MAX_CHARS, optional=True),
                 # a merged list may be longer than any one agent's answer
                 "answer": {"type": "string", "minLength": 1, "maxLength": self._synthesis_max_chars},
                 "cite": (
