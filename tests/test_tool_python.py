@@ -74,7 +74,7 @@ async def test_an_agent_computes_with_python_and_the_trace_keeps_the_code(
     assert list(python_option["properties"]) == ["missing", "action"]
     # The script is asked for next, in free text: no schema.
     assert model.calls[1].json_schema is None
-    assert model.calls[1].messages[-1].content.startswith("Write the script now, as one ```python block.")
+    assert model.calls[1].messages[-1].content.startswith("Write the script now.")
 
     [ran] = sink.of("CodeRan")
     assert ran.code == code and ran.stdout == "sum of squares: 385\n"
@@ -199,19 +199,44 @@ def test_only_an_identifier_and_a_number_leave_the_fence() -> None:
 
 def test_the_script_is_read_from_the_fenced_blocks_of_the_reply() -> None:
     tool = PythonTool(Sandbox(LIMITS))
-    assert tool.args_from_text("Add them.\n```python\nx = 2\nprint(x + 3)\n```\nThat prints 5.").code == (
-        "x = 2\nprint(x + 3)"
-    )
+
+    def code(text: str, *, last_try: bool = False) -> str | None:
+        args = tool.args_from_text(text, last_try=last_try)
+        return None if args is None else args.code
+
+    assert code("Add them.\n```python\nx = 2\nprint(x + 3)\n```\nThat prints 5.") == "x = 2\nprint(x + 3)"
     # several blocks run in order; an unclosed last block (a reply cut at its token bound) still counts
-    assert tool.args_from_text("```py\nx = 1\n```\nthen\n```\nprint(x)").code == "x = 1\n\nprint(x)"
-    # no fence: the reply is the script (prose then fails as a SyntaxError, and the model is shown that)
-    assert tool.args_from_text("print(6 * 7)\n").code == "print(6 * 7)"
-    assert tool.args_from_text("```python\n```").code == "```python\n```"
+    assert code("```py\nx = 1\n```\nthen\n```\nprint(x)") == "x = 1\n\nprint(x)"
+    # no fence: the reply is the script when it is Python
+    assert code("print(6 * 7)\n") == "print(6 * 7)"
+    # no code (prose, a JSON action, an empty block): asked again; on the last try it runs as it is
+    assert code("Six times seven.") is None and code('{"action": "python"}') is None
+    assert code("```python\n```") is None
+    assert code("Six times seven.", last_try=True) == "Six times seven."
     # Code given as a list of lines is joined; a plain string is taken as written.
     lines = PythonArgs.model_validate({"code": ["def f(x):", "    return x + 1", "print(f(1))"]})
     assert lines.code == "def f(x):\n    return x + 1\nprint(f(1))"
     with pytest.raises(ValidationError):
         PythonArgs.model_validate({"code": ""})
+
+
+async def test_a_reply_without_code_is_asked_for_again_once(sandbox: Sandbox) -> None:
+    sink = ListSink()
+    agent, model = make_agent(
+        [
+            action("python"),
+            '{"missing": "", "action": "python"}',  # a model used to JSON actions answers with one
+            "```python\nprint(6 * 7)\n```",
+            action("answer", short="42", answer="42.", cite=[]),
+        ],
+        PythonTool(sandbox),
+        [sink],
+    )
+    result = await agent.run("What is six times seven?")
+    assert result.short_answer == "42" and [r.stdout for r in sink.of("CodeRan")] == ["42\n"]
+    assert model.calls[2].json_schema is None
+    assert model.calls[2].messages[-1].content.startswith("That is not a script.")
+    assert [e.purpose for e in sink.of("ModelCalled")] == ["action", "write", "write", "action"]
 
 
 async def test_a_block_written_as_lines_runs(sandbox: Sandbox) -> None:

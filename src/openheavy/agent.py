@@ -338,18 +338,23 @@ class ResearchAgent:
         tool = self.tools.get(action.name)
         if not isinstance(tool, WrittenInFreeText):
             return None
-        ask = render_prompt(tool.free_text_prompt).strip()
-        turns = [Message("assistant", action.raw), Message("user", ask)]
-        model = self.model.labelled(step=step, purpose="write")
-        completion = await model.complete(
-            [*self.messages, *turns],
-            max_tokens=tool.free_text_max_tokens,
-            temperature=self.temperature,
-            seed=self.seed,
-        )
-        self.usage = self.usage + completion.usage
-        args = tool.args_from_text(completion.text)
-        return replace(action, args=args), [*turns, Message("assistant", completion.text)]
+        turns = [Message("assistant", action.raw)]
+        for prompt in (tool.free_text_prompt, tool.free_text_again_prompt):
+            last_try = prompt == tool.free_text_again_prompt
+            turns.append(Message("user", render_prompt(prompt).strip()))
+            model = self.model.labelled(step=step, purpose="write")
+            completion = await model.complete(
+                [*self.messages, *turns],
+                max_tokens=tool.free_text_max_tokens,
+                temperature=self.temperature,
+                seed=self.seed,
+            )
+            self.usage = self.usage + completion.usage
+            turns.append(Message("assistant", completion.text))
+            args = tool.args_from_text(completion.text, last_try=last_try)
+            if args is not None:
+                return replace(action, args=args), turns
+        raise AssertionError("args_from_text must give arguments on its last try")
 
     def _stall(self, action: str, observation: Observation, *, found_new: bool) -> tuple[str, str] | None:
         """The tool the next action may not use, with the prompt that says why; None when any may be

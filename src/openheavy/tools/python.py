@@ -25,6 +25,7 @@ Shaped by what small models did with it (GSM8K traces of the embedded models, do
 
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import dataclass, field
 
@@ -65,6 +66,14 @@ class PythonArgs(BaseModel):
         if isinstance(value, list) and all(isinstance(line, str) for line in value):
             return "\n".join(value)
         return value
+
+
+def _is_python(text: str) -> bool:
+    try:
+        ast.parse(text)
+    except (SyntaxError, ValueError):
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -119,17 +128,24 @@ class PythonTool:
 
     # The script is asked for after the action, in free text (see the module's notes).
     free_text_prompt = "tool_python_write"
+    free_text_again_prompt = "tool_python_write_again"
     free_text_max_tokens = CODE_REPLY_MAX_TOKENS
 
     def args_schema(self, sources: SourceBook) -> JsonSchema:
         return {"type": "object", "properties": {}, "required": []}
 
-    def args_from_text(self, text: str) -> PythonArgs:
+    def args_from_text(self, text: str, *, last_try: bool = False) -> PythonArgs | None:
         """The script in a reply to `free_text_prompt`: its fenced code blocks, in order (an unclosed last
-        one too), else the whole reply (which fails as a SyntaxError if it is prose, and is shown so)."""
+        one too), else the whole reply when it is Python. None when the reply holds no code (a model
+        used to JSON actions answered with one): the agent then asks once more; on that `last_try` the
+        reply runs as it is, and the error it gets is what the model is shown."""
         blocks = [block.strip("\n") for block in _FENCED.findall(text) if block.strip()]
-        code = "\n\n".join(blocks) if blocks else text.strip()
-        return PythonArgs(code=code[:CODE_MAX_CHARS] or "pass")
+        if blocks:
+            return PythonArgs(code="\n\n".join(blocks)[:CODE_MAX_CHARS])
+        code = text.strip()
+        if last_try or (code and not code.startswith("{") and _is_python(code)):
+            return PythonArgs(code=code[:CODE_MAX_CHARS] or "pass")
+        return None
 
     def available(self, sources: SourceBook) -> bool:
         return True
