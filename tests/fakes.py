@@ -69,6 +69,18 @@ def action(name: str, *, missing: str = "", **args: Any) -> str:
     return json.dumps({"missing": missing, "action": name, **args})
 
 
+def action_calls(model: Any) -> list[Any]:
+    """A scripted model's calls that asked for a JSON action (not the python tool's free-text script)."""
+    return [call for call in model.calls if call.json_schema is not None]
+
+
+def python_turns(code: list[str] | str, *, missing: str = "", before: str = "") -> list[str]:
+    """The python tool's two replies, as a model writes them: the action that picks it, then the script
+    in a fenced block (after `before`, the reasoning a model may write first)."""
+    script = code if isinstance(code, str) else "\n".join(code)
+    return [action("python", missing=missing), f"{before}```python\n{script}\n```"]
+
+
 def plan_reply(
     tasks: list[str],
     *,

@@ -20,6 +20,7 @@ from openheavy.answer_text import (
     lead_with,
     leading_yes_no,
     restates_question,
+    settle_short,
 )
 from openheavy.api import Heavy
 from openheavy.config import Settings
@@ -326,3 +327,37 @@ async def test_a_synthesis_that_loops_is_cut_and_recorded() -> None:
 )
 def test_a_leading_yes_or_no_is_the_answer(text: str, word: str | None) -> None:
     assert leading_yes_no(text) == word
+
+
+@pytest.mark.parametrize(
+    ("short", "kept", "edit"),
+    [
+        ("Mara Lind", "Mara Lind", None),
+        ("Yes, both are magazines [2].", "Yes", None),
+        ("  Mara   Lind [1] ", "Mara Lind", None),
+        # filled the bound: the grammar stopped it mid-word
+        (
+            "Louis Aragon, who wrote the novel Aurélien in 1944 and led the Surrealists until he broke with",
+            "Louis Aragon",
+            "short_answer_cut",
+        ),
+        (
+            "He was born in 1901. He later moved to Paris, where he worked for the Surrealist magazines of t",
+            "He was born in 1901.",
+            "short_answer_cut",
+        ),
+        (
+            "Thesubprocessmoduleletsyouspawnnewprocessesconnecttotheirinputoutputerrorpipesandobta",
+            "",
+            "short_answer_dropped",
+        ),
+        # a restatement is dropped, whatever its length
+        ("The director of The Quiet Field was born", "", "short_answer_dropped"),
+    ],
+)
+def test_the_short_answer_is_settled_before_it_leads(short: str, kept: str, edit: str | None) -> None:
+    settled, made = settle_short(short, "Where was the director of The Quiet Field born?", max_chars=80)
+    assert settled == kept
+    assert (made.kind if made else None) == edit
+    if made is not None and made.kind == "short_answer_cut":
+        assert made.removed_chars == len(" ".join(short.split())) - len(kept)

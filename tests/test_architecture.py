@@ -30,6 +30,7 @@ CORE: dict[str, set[str]] = {
     "config": BASE,
     "citations": BASE,
     "answer_text": BASE | {"citations"},
+    "question_forms": BASE,
     "models": BASE | {"config", "models"},
     "sqlite_migrations": BASE,
     "pdf": set(),
@@ -43,14 +44,14 @@ CORE: dict[str, set[str]] = {
     "display": BASE | {"trace", "display"},
     "verify": BASE | {"models", "prompts", "verify"},
     "rank": BASE | {"models", "prompts", "verify", "answer_text"},
-    "agent": BASE | {"models", "tools", "search", "prompts", "citations", "answer_text"},
+    "agent": BASE | {"models", "tools", "search", "prompts", "citations", "answer_text", "question_forms"},
     "direct": BASE | {"agent", "models", "prompts", "answer_text"},
     "partition": BASE,
-    "planning": BASE | {"partition", "search"},
+    "planning": BASE | {"partition", "search", "question_forms"},
     "aggregation": BASE | {"agent", "citations", "partition", "verify", "answer_text"},
     "heavy": BASE
     | {"agent", "verify", "rank", "models", "search", "tools", "prompts", "citations"}
-    | {"partition", "planning", "aggregation", "answer_text"},
+    | {"partition", "planning", "aggregation", "answer_text", "question_forms"},
     "modes": BASE
     | {"config", "models", "search", "tools", "agent", "citations", "direct", "heavy", "rank"}
     | {"verify", "modes", "planning"},

@@ -24,10 +24,10 @@ from openheavy.types import Message
 
 FIXTURE_DATA = Path(__file__).parent / "fixtures" / "eval" / "data"
 
-# question fragment -> (what an agent searches for, the gold answer, what the model says without tools)
+# question fragment -> (what an agent searches for, its answer (the gold), what the model says without tools)
 KNOWN = {
     "Quill Gazette": ("Nora Vell grew up", "Ashby", "Marrow"),
-    "Lake Dorn": ("Lake Dorn glacial", "yes", "yes"),
+    "Lake Dorn": ("Lake Dorn glacial", "Yes", "yes"),
     "Marrow river": ("Marrow river bridges", "3,000", "about 2,000"),
 }
 

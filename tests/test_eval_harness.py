@@ -296,9 +296,16 @@ def test_a_short_answer_question_is_graded_on_the_short_answer_it_leads_with() -
     led = RunOutcome(answer="Catwoman\n\nCatwoman is a 2004 film [1].", short_answer="Catwoman")
     assert graded_text(qa, led) == "Catwoman"
     assert grade_answer(qa, graded_text(qa, led)).metrics["f1"] == token_f1("Catwoman", qa.answers)
-    # no short answer: the whole text; math keeps its own final-answer rules over the whole text
+    # no short answer: the whole text (math then finds its final answer in it by its own rules)
     assert graded_text(qa, RunOutcome(answer="Catwoman is a film.")) == "Catwoman is a film."
-    assert graded_text(math, led) == led.answer
+    assert graded_text(math, RunOutcome(answer="So x = 1/2.")) == "So x = 1/2."
+    # a computed answer leads with its number: the explanation's last number is not the answer
+    tutoring = RunOutcome(answer="168\n\nAlex charges $168 for 2 weeks of tutoring.", short_answer="168")
+    assert graded_text(math, tutoring) == "168"
+    gsm = load_dataset("gsm8k", FIXTURE_DATA)[0]
+    pens = RunOutcome(answer="1600\n\nThe shop sold 1600 pens in 2 days.", short_answer="1600")
+    assert grade_answer(gsm, graded_text(gsm, pens)).metrics["correct"] == 1.0
+    assert grade_answer(gsm, pens.answer).metrics["correct"] == 0.0  # the whole text's last number is 2
 
 
 @pytest.mark.skipif(not REAL_DATA.is_dir(), reason="benchmark data not present")

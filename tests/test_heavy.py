@@ -504,9 +504,9 @@ async def test_an_agent_whose_assignment_repeats_another_samples_with_temperatur
 # ---------------------------------------------------------------- merging by the answer's shape
 
 
-def short_team(plan: dict[str, Any], scripts: dict[str, tuple[str, str]], synthesis: str = "") -> Any:
+def short_team(plan: dict[str, Any], scripts: dict[str, tuple[str, ...]], synthesis: str = "") -> Any:
     """Agents that search their planned query, open result 1 and answer: `scripts[task]` is (query,
-    answer). The synthesizer, if called, answers `synthesis`."""
+    answer) or (query, answer, short). The synthesizer, if called, answers `synthesis`."""
 
     def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
         role = role_of(messages)
@@ -515,13 +515,13 @@ def short_team(plan: dict[str, Any], scripts: dict[str, tuple[str, str]], synthe
         if role == "synthesizer":
             return synthesis_reply(synthesis, [], short=synthesis)
         task = next(t for t in scripts if t in messages[1].content)
-        query, answer = scripts[task]
+        query, answer, *short = scripts[task]
         turns = sum(m.role == "assistant" for m in messages)
         if turns == 0:
             return action("search", query=query)
         if turns == 1:
             return action("open", ref=1)
-        return action("answer", answer=answer, cite=[1])
+        return action("answer", answer=answer, cite=[1], **({"short": short[0]} if short else {}))
 
     return respond
 
@@ -539,7 +539,7 @@ async def test_three_agreeing_short_answers_outvote_one_verbose_dissent_without_
     scripts = {
         "angle one": ("siege krishnapur", "J. G. Farrell [1]."),
         "angle two": ("farrell", "J. G. Farrell. He wrote it in 1973 [1]."),
-        "angle three": ("krishnapur novel", "j. g. farrell [1]"),
+        "angle three": ("krishnapur novel", "J. G. Farrell [1]"),
         "angle four": (
             "aragon",
             "Louis Aragon. He was a prolific French novelist, and the siege it describes fits the themes "
@@ -577,6 +577,20 @@ async def test_a_tie_goes_to_the_synthesizer_which_sees_the_candidates() -> None
     assert (vote.winner, vote.decided_by) == ("J. G. Farrell", "synthesizer")
 
 
+async def test_the_synthesizers_short_answer_cut_at_its_bound_keeps_its_first_clause() -> None:
+    tasks = ["angle one", "angle two"]
+    scripts = {"angle one": ("farrell", "J. G. Farrell [1]."), "angle two": ("aragon", "Louis Aragon [1].")}
+    plan = plan_reply(tasks, shape="short", queries=[[scripts[t][0]] for t in tasks])
+    cut = "J. G. Farrell, whose novel about the siege won the Booker Prize in 1973, and who later dr"[:80]
+    model = FunctionModel(short_team(plan, scripts, synthesis=cut))
+    orchestrator, sink = make(model, MemorySearch(dict(NOVELISTS)), agents=2)
+    result = await orchestrator.run("Who wrote The Siege of Krishnapur?")  # names no candidates
+    assert result.short_answer == "J. G. Farrell"
+    edited = [e for e in sink.of("AnswerEdited") if e.agent == "synthesizer" and e.text == "J. G. Farrell"]
+    assert [[edit["kind"] for edit in e.edits] for e in edited] == [["short_answer_cut"]]
+    assert edited[0].original == cut
+
+
 async def test_a_comparison_the_planner_called_a_list_gets_no_list_merge() -> None:
     # The planner's mistake: a list, one slice per novelist. Each agent researches its novelist; their
     # items are only the question's own candidates, so this is a choice: voted, with no list appended.
@@ -588,8 +602,16 @@ async def test_a_comparison_the_planner_called_a_list_gets_no_list_merge() -> No
         queries=[["farrell"], ["aragon"]],
     )
     scripts = {  # keyed by each agent's slice
-        "novelist is J. G. Farrell": ("farrell", "J. G. Farrell wrote The Siege of Krishnapur [1]."),
-        "novelist is Louis Aragon": ("aragon", "Louis Aragon, a poet, did not write it [1]."),
+        "novelist is J. G. Farrell": (
+            "farrell",
+            "J. G. Farrell wrote The Siege of Krishnapur [1].",
+            "J. G. Farrell",
+        ),
+        "novelist is Louis Aragon": (
+            "aragon",
+            "Louis Aragon, a poet, did not write it [1].",
+            "Louis Aragon",
+        ),
     }
     model = FunctionModel(short_team(plan, scripts, synthesis="J. G. Farrell"))
     orchestrator, sink = make(model, MemorySearch(dict(NOVELISTS)), agents=2)
@@ -604,7 +626,10 @@ async def test_a_comparison_the_planner_called_a_list_gets_no_list_merge() -> No
 
 async def test_a_yes_no_question_is_never_a_list() -> None:
     plan = plan_reply(["one", "two"], shape="list", facet="opera", values=["Vanessa", "Aida"])
-    scripts = {"angle: one": ("vanessa", "Yes, both have three acts [1]."), "angle: two": ("aida", "yes [1]")}
+    scripts = {
+        "angle: one": ("vanessa", "Yes, both have three acts [1].", "Yes"),
+        "angle: two": ("aida", "Yes [1]", "Yes"),
+    }
     operas = {
         "vanessa#1": ("Vanessa", "Vanessa, an opera in three acts."),
         "aida#1": ("Aida", "Aida: 3 acts"),

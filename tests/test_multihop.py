@@ -8,7 +8,15 @@ from typing import Any
 import pytest
 
 from fakes import ListSink, MemorySearch, action, allowed_actions
-from openheavy.agent import MISSING_MAX_CHARS, Action, AnswerArgs, Budget, ResearchAgent, StopReason
+from openheavy.agent import (
+    MISSING_MAX_CHARS,
+    SHORT_MAX_CHARS,
+    Action,
+    AnswerArgs,
+    Budget,
+    ResearchAgent,
+    StopReason,
+)
 from openheavy.models.scripted import ScriptedModel
 from openheavy.search.cache import CachedSearch
 from openheavy.tools.sources import SourceBook
@@ -221,6 +229,23 @@ async def test_a_short_answer_that_repeats_the_question_is_sent_back_then_droppe
     assert result.short_answer == "" and result.answer == "Mara Lind directed it [1]."
     [edited] = sink.of("AnswerEdited")
     assert [edit["kind"] for edit in edited.edits] == ["short_answer_dropped"]
+
+
+async def test_a_short_answer_cut_at_its_bound_keeps_its_first_clause_and_the_trace_says_so() -> None:
+    cut = ("Mara Lind, who directed The Quiet Field in 1998 and later moved to the coast of Norw" + "x" * 80)[
+        :SHORT_MAX_CHARS
+    ]
+    agent, _model, sink = run_agent(
+        [
+            action("search", query="Quiet Field"),
+            action("open", ref=1),
+            action("answer", short=cut, answer="Mara Lind directed it [1].", cite=[1]),
+        ]
+    )
+    result = await agent.run(QUESTION)
+    assert result.short_answer == "Mara Lind" and result.answer == "Mara Lind directed it [1]."
+    [edited] = sink.of("AnswerEdited")
+    assert [edit["kind"] for edit in edited.edits] == ["short_answer_cut"]
 
 
 async def test_a_short_answer_in_the_questions_words_that_chooses_is_kept() -> None:

@@ -8,12 +8,12 @@ import pytest
 from openheavy.planning import (
     copies_question,
     decide_shape,
-    names_candidates,
     near_duplicate,
     query_words,
     seed_queries,
     spread_queries,
 )
+from openheavy.question_forms import names_candidates
 
 QUESTION = (
     "Make a complete map of the PEPs that Jo Doe authored or co-authored from 2004 to 2007, with links."

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from fakes import PASSAGES, MemorySearch, action, allowed_actions, plan_reply
+from fakes import PASSAGES, MemorySearch, action, action_calls, allowed_actions, plan_reply, python_turns
 from openheavy.api import Heavy
 from openheavy.cli import app
 from openheavy.config import Settings
@@ -48,7 +48,7 @@ async def test_single_agent_with_search_and_python_runs_code_and_the_trace_keeps
 ) -> None:
     model = ScriptedModel(
         [
-            action("python", code=["print(sum(n * n for n in range(1, 11)))"]),
+            *python_turns(["print(sum(n * n for n in range(1, 11)))"]),
             action("answer", answer="385", cite=[]),
         ]
     )
@@ -65,7 +65,7 @@ async def test_single_agent_with_search_and_python_runs_code_and_the_trace_keeps
         < system.index('"action": "python"')
         < system.index('"action": "answer"')
     )
-    assert "385" in model.calls[1].messages[-1].content  # the output is shown to the model
+    assert "385" in action_calls(model)[1].messages[-1].content  # the output is shown to the model
 
     [ran] = records(result.trace_path, "CodeRan")
     assert ran["agent"] == "agent-1" and ran["stdout"] == "385\n" and ran["isolation"] == "bwrap"
@@ -84,7 +84,7 @@ async def test_without_python_the_agent_is_not_offered_it(settings: Settings) ->
 async def test_python_alone_needs_no_corpus(settings: Settings, bubblewrap: None) -> None:
     model = ScriptedModel(
         [
-            action("python", code=["pens = 800 + 800", "print(pens)"]),
+            *python_turns(["pens = 800 + 800", "print(pens)"]),
             action("answer", answer="1600", cite=[]),
         ]
     )
@@ -96,7 +96,11 @@ async def test_python_alone_needs_no_corpus(settings: Settings, bubblewrap: None
     assert result.answer == "1600" and result.figures.searches == 0
 
     # The first action must use the tool (no answering before computing); then it may answer.
-    assert [allowed_actions(call.json_schema) for call in model.calls] == [["python"], ["python", "answer"]]
+    assert [allowed_actions(call.json_schema) for call in action_calls(model)] == [
+        ["python"],
+        ["python", "answer"],
+    ]
+    assert model.calls[1].json_schema is None  # the script, written in free text
     system = model.calls[0].messages[0].content
     assert "no documents to search" in system and '"action": "python"' in system
     assert '"search"' not in system and "document collection" not in system
@@ -126,8 +130,10 @@ async def test_heavy_gives_every_agent_python_over_one_sandbox(
         assert "Search first for" not in messages[1].content  # agents without search get no queries
         task = messages[1].content.split("Your part of the work: ")[1].splitlines()[0]
         systems[task] = system
+        if schema is None:  # asked for the script, after the action that picked python
+            return f"```python\nprint({task.removeprefix('compute ')})\n```"
         if sum(m.role == "assistant" for m in messages) == 0:
-            return action("python", code=[f"print({task.removeprefix('compute ')})"])
+            return action("python")
         return action("answer", answer=printed(messages[-1].content), cite=[])
 
     heavy = Heavy(FunctionModel(respond), "no-such-corpus", settings=settings)
@@ -167,7 +173,7 @@ async def test_missing_bubblewrap_fails_before_any_model_call(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    model = ScriptedModel([action("python", code=["print(1)"])])
+    model = ScriptedModel([*python_turns(["print(1)"])])
     heavy = Heavy(model, MemorySearch(dict(PASSAGES)), settings=settings)
     with pytest.raises(SandboxUnavailableError, match="apt-get install bubblewrap"):
         await heavy.arun("q", "single", RunOptions(tools=("search", "python")))
@@ -213,9 +219,11 @@ def test_the_eval_runner_keeps_the_tools_an_item_can_use(tmp_path: Path) -> None
 
 async def test_an_eval_of_math_with_python_agents(tmp_path: Path, bubblewrap: None) -> None:
     def respond(messages: list[Message], schema: dict[str, Any] | None) -> str:
-        if allowed_actions(schema) == ["python"]:
+        if schema is None:  # asked for the script
             numbers = [int(w) for w in messages[1].content.split() if w.isdigit()]
-            return action("python", code=[f"print({numbers[0]} + {numbers[1]})"])
+            return f"Add them.\n```python\nprint({numbers[0]} + {numbers[1]})\n```"
+        if allowed_actions(schema) == ["python"]:
+            return action("python")
         return action("answer", answer=printed(messages[-1].content), cite=[])
 
     settings = Settings(data_dir=tmp_path / "data")

@@ -26,11 +26,11 @@ from openheavy.answer_text import (
     Edit,
     attach_markers,
     lead_with,
-    leading_yes_no,
     repair_free_text,
     restates_question,
+    settle_short,
 )
-from openheavy.citations import Citation, Source, cited_numbers, renumber_markers, resolve_citations
+from openheavy.citations import Citation, Source, cited_numbers, resolve_citations
 from openheavy.errors import BudgetExceededError, ModelOutputError, OpenHeavyError
 from openheavy.json_output import close_cut_json, first_json_object
 from openheavy.models.base import ChatModel
@@ -38,9 +38,10 @@ from openheavy.models.budget import Budget, BudgetName, estimate_prompt_tokens
 from openheavy.models.recording import CallLabel, RecordingModel, output_token_bound
 from openheavy.normalize import numbers_equal, numbers_in
 from openheavy.prompts import render_prompt
+from openheavy.question_forms import short_answer_schema
 from openheavy.search.cache import CachedSearch
 from openheavy.search.queries import QueryLog
-from openheavy.tools.base import Observation, Tool, ToolContext
+from openheavy.tools.base import Observation, Tool, ToolContext, WrittenInFreeText
 from openheavy.tools.research import OpenTool, SearchTool
 from openheavy.tools.sources import SourceBook
 from openheavy.types import (
@@ -67,9 +68,13 @@ SHORT_MAX_CHARS = 80
 # its last sentence in code.
 ANSWER_HARD_LIMIT_FACTOR = 1.5
 CHARS_PER_WORD = 6
-# What small models write for "nothing is missing" although the prompt asks for "".
+# What small models write for "nothing is missing" although the prompt asks for "" (with an answer,
+# "answer" names the action, not a gap).
 _NOTHING = frozenset(
-    {"", "none", "nothing", "n a", "na", "no", "nil", "nothing missing", "nothing is missing"}
+    {
+        *("", "none", "nothing", "n a", "na", "no", "nil", "nothing missing", "nothing is missing"),
+        *("answer", "the answer", "final answer", "the final answer"),
+    }
 )
 
 
@@ -280,6 +285,11 @@ class ResearchAgent:
     async def step(self, step: int, *, final: bool) -> Action:
         """Ask for one action, run it, and append the observation. Returns the action."""
         action = await self._next_action(step, final)
+        written = await self._write_free_text(step, action)
+        if written is not None:
+            action, turns = written
+        else:
+            turns = [Message("assistant", action.raw)]
         self.stream.emit(
             ActionParsed(
                 run_id=self.run_id,
@@ -317,8 +327,34 @@ class ResearchAgent:
                 # Only the number: a title is the document's text, which stays inside its data fence.
                 said += "\n" + render_prompt("agent_closest_unread", ref=lead).strip()
             text = render_prompt("agent_observation", observation=said, step=step, max_steps=self.max_steps)
-        self.messages += [Message("assistant", action.raw), Message("user", text)]
+        self.messages += [*turns, Message("user", text)]
         return action
+
+    async def _write_free_text(self, step: int, action: Action) -> tuple[Action, list[Message]] | None:
+        """For a tool whose arguments are written in free text (the python tool's script: see
+        `tools.python`), ask for them after the JSON action that picked the tool, with no schema, and
+        parse them; the action with those arguments, and the turns the conversation gains. None for
+        every other action."""
+        tool = self.tools.get(action.name)
+        if not isinstance(tool, WrittenInFreeText):
+            return None
+        turns = [Message("assistant", action.raw)]
+        for prompt in (tool.free_text_prompt, tool.free_text_again_prompt):
+            last_try = prompt == tool.free_text_again_prompt
+            turns.append(Message("user", render_prompt(prompt).strip()))
+            model = self.model.labelled(step=step, purpose="write")
+            completion = await model.complete(
+                [*self.messages, *turns],
+                max_tokens=tool.free_text_max_tokens,
+                temperature=self.temperature,
+                seed=self.seed,
+            )
+            self.usage = self.usage + completion.usage
+            turns.append(Message("assistant", completion.text))
+            args = tool.args_from_text(completion.text, last_try=last_try)
+            if args is not None:
+                return replace(action, args=args), turns
+        raise AssertionError("args_from_text must give arguments on its last try")
 
     def _stall(self, action: str, observation: Observation, *, found_new: bool) -> tuple[str, str] | None:
         """The tool the next action may not use, with the prompt that says why; None when any may be
@@ -373,9 +409,9 @@ class ResearchAgent:
             )
             problems.append(("nothing_read", message))
         if action.states_missing:
-            problems.append(
-                ("missing", render_prompt("agent_reject_missing", missing=action.missing.strip()))
-            )
+            # Without documents to search (a computing agent) the gap is to be worked out, not looked up.
+            template = "agent_reject_missing" if self.works_on_corpus else "agent_reject_missing_work"
+            problems.append(("missing", render_prompt(template, missing=action.missing.strip())))
         if restates_question(action.args.short, self._question):
             problems.append(("restated", render_prompt("agent_reject_restated")))
         if self._uncomputed(action.args.short):
@@ -435,7 +471,8 @@ class ResearchAgent:
         return {
             "type": "object",
             "properties": {
-                "short": {"type": "string", "minLength": 1, "maxLength": SHORT_MAX_CHARS},
+                # A yes/no question is answered yes or no, one that names its candidates by one of them.
+                "short": short_answer_schema(self._question, SHORT_MAX_CHARS),
                 "answer": {"type": "string", "minLength": 1, "maxLength": self.answer_hard_chars},
                 "cite": cite,
             },
@@ -508,6 +545,8 @@ class ResearchAgent:
             if name == "answer":
                 return Action("answer", AnswerArgs.model_validate(payload), text, missing)
             tool = self.tools[name]
+            if isinstance(tool, WrittenInFreeText):  # its arguments come next (`_write_free_text`)
+                return Action(name, tool.Args.model_construct(), text, missing)
             return Action(name, tool.Args.model_validate(payload), text, missing)
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
@@ -516,13 +555,11 @@ class ResearchAgent:
     # ------------------------------------------------------------ results
     def _finish(self, task: str, action: Action, stop_reason: StopReason, steps: int) -> AgentResult:
         assert isinstance(action.args, AnswerArgs)
-        short = " ".join(renumber_markers(action.args.short, {}).split())
-        short = leading_yes_no(short) or short  # "Yes, both are magazines." answers "Yes"
-        # A short answer that only repeats the question answers nothing: it must not lead the answer,
-        # be voted on or be graded. The answer's text is all there is then.
-        dropped = Edit("short_answer_dropped", f"the short answer repeats the question: {short}")
-        short, dropped_edit = ("", dropped) if restates_question(short, self._question) else (short, None)
-        text = self._written_answer(action.args, short, steps, dropped=dropped_edit)
+        # "Yes, both are magazines." answers "Yes"; a short answer that only repeats the question
+        # answers nothing and one cut at its bound keeps its first whole clause: what is not an answer
+        # must not lead the answer, be voted on or be graded.
+        short, settled = settle_short(action.args.short, self._question, max_chars=SHORT_MAX_CHARS)
+        text = self._written_answer(action.args, short, steps, settled=settled)
         answer, citations = self._resolve_citations(text, action.args.cite)
         self.stream.emit(
             AgentFinished(
@@ -549,18 +586,18 @@ class ResearchAgent:
             short_answer=short,
         )
 
-    def _written_answer(self, args: AnswerArgs, short: str, step: int, *, dropped: Edit | None = None) -> str:
+    def _written_answer(self, args: AnswerArgs, short: str, step: int, *, settled: Edit | None = None) -> str:
         """The answer's text, repaired where needed (each repair recorded as an `AnswerEdited` event):
         a degenerate repetition cut; unfinished text ended at its last sentence; markers for cited sources
-        the text never marks; short answer first (`dropped`: the short answer was left out, recorded with
+        the text never marks; short answer first (`settled`: what `settle_short` changed in it, recorded with
         the rest)."""
         original = args.answer
         # Unfinished text ends at its last sentence whatever stopped it: the schema's length bound, a cut
         # output (`cut`), or the model itself, which under constrained decoding may close the string
         # mid-word ("…south of San F"). The short answer carries the answer whole.
         text, edits = repair_free_text(original, cut_off=True)
-        if dropped is not None:
-            edits.insert(0, dropped)
+        if settled is not None:
+            edits.insert(0, settled)
         opened = self.sources.opened
         titles = {ref: opened[ref].title for ref in dict.fromkeys(args.cite) if ref in opened}
         text, marked = attach_markers(text, titles)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from openheavy.agent import AgentResult
-from openheavy.answer_text import leading_yes_no
+from openheavy.answer_text import ends_sentence, leading_yes_no
 from openheavy.citations import RunSources, cited_numbers, renumber_markers
 from openheavy.normalize import normalize_answer
 from openheavy.partition import overlaps
@@ -40,7 +40,6 @@ _BULLET = re.compile(r"^\s*(?:[-*•+]|\d{1,3}[.)])\s+")
 _MARKER_RUN = re.compile(r"(?:\s*\[\d+(?:\s*,\s*\d+)*\])+")
 _LEADING_JUNK = re.compile(r"^(?:[\s,;:.–—-]+|(?:and|or)\b\s*)+", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
-_ABBREVIATIONS = frozenset({"e.g", "i.e", "etc", "vs", "mr", "mrs", "ms", "dr", "st", "jr", "sr", "no", "cf"})
 
 
 # ---------------------------------------------------------------- short answers
@@ -63,11 +62,8 @@ def lead_sentence(text: str) -> str:
     if yes_no:
         return yes_no
     for match in _SENTENCE_END.finditer(line):
-        before = line[: match.start()].split()
-        last = before[-1].casefold() if before else ""
-        if len(last) == 1 or last in _ABBREVIATIONS:  # "J. G. Farrell", "e.g. this"
-            continue
-        return line[: match.start()].strip()[:SHORT_MAX_CHARS]
+        if ends_sentence(line, match.start()):  # not "J. G. Farrell", "e.g. this"
+            return line[: match.start()].strip()[:SHORT_MAX_CHARS]
     return line[:SHORT_MAX_CHARS]
 
 

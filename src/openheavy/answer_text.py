@@ -23,10 +23,12 @@ __all__ = [
     "cut_repetition",
     "end_at_sentence",
     "ends_mid_sentence",
+    "ends_sentence",
     "lead_with",
     "leading_yes_no",
     "repair_free_text",
     "restates_question",
+    "settle_short",
 ]
 
 # A sentence shorter than this may repeat on purpose ("Yes." ... "Yes."); a longer one does not.
@@ -40,6 +42,8 @@ _FENCE = re.compile(r"^[ \t]*(```|~~~)", re.MULTILINE)
 # space or the end. "subprocess.run" and "3.5" hold no sentence end: no space follows their dot.
 _SENTENCE_END = re.compile(r"[.!?…][\"')\]]*(?:[ \t]*\[\d+(?:\s*,\s*\d+)*\])*(?=\s|$)")
 _WORD = re.compile(r"\w+")
+# Words whose dot ends no sentence: initials ("J. G. Farrell") are caught by their length.
+_ABBREVIATIONS = frozenset({"e.g", "i.e", "etc", "vs", "mr", "mrs", "ms", "dr", "st", "jr", "sr", "no", "cf"})
 _FINAL_END = re.compile(r"(?:[.!?…][\"')\]]*|\[\d+(?:\s*,\s*\d+)*\])\s*$")
 
 
@@ -48,7 +52,7 @@ class Edit:
     """One repair of an answer's text, as the trace records it."""
 
     kind: str  # "repetition_cut", "sentence_end", "markers_added", "short_answer_led",
-    # "short_answer_dropped"
+    # "short_answer_dropped", "short_answer_cut"
     detail: str
     removed_chars: int = 0
 
@@ -231,6 +235,49 @@ def restates_question(short: str, question: str) -> bool:
     if not all(_from_question(word, asked) for word in words):
         return False
     return len(asked & set(words)) / len(asked) >= RESTATED_COVERAGE
+
+
+# Where a short answer cut at its length bound is ended: its first sentence's end, else its first clause's.
+_SHORT_SENTENCE_END = re.compile(r"[.!?](?=\s)")
+_SHORT_CLAUSE_END = re.compile(r"\s*(?:[,;:(]|\s[-–—]\s)")
+
+
+def ends_sentence(text: str, at: int) -> bool:
+    """Whether the full stop (or ! ?) at `text[at]` ends a sentence: not after an initial ("J. G.") or a
+    common abbreviation ("e.g.")."""
+    before = text[:at].split()
+    last = before[-1].casefold() if before else ""
+    return text[at] != "." or not (len(last) == 1 or last in _ABBREVIATIONS)
+
+
+def settle_short(short: str, question: str, *, max_chars: int) -> tuple[str, Edit | None]:
+    """The short answer a run leads with, votes on and is graded on, from the one the model wrote:
+    markers and extra spaces gone; a leading "Yes,"/"No," alone; "" when it only restates the question;
+    and when it filled its schema's length bound (`max_chars`: the grammar stopped it mid-word), kept up
+    to the end of its first sentence, else of its first clause, since the direct answer comes first
+    ("Louis Aragon, who wrote … and was a leading member of the Sur" gives "Louis Aragon"), or dropped
+    when it has none. What changed is the returned `Edit`."""
+    filled = len(short) >= max_chars  # measured as written: the bound applies to the raw string
+    short = " ".join(renumber_markers(short, {}).split())
+    yes_no = leading_yes_no(short)
+    if yes_no is not None:
+        return yes_no, None
+    if restates_question(short, question):
+        return "", Edit("short_answer_dropped", f"the short answer repeats the question: {short}")
+    if not filled:
+        return short, None
+    ends = [m.start() + 1 for m in _SHORT_SENTENCE_END.finditer(short) if ends_sentence(short, m.start())]
+    ends = ends or [m.start() for m in _SHORT_CLAUSE_END.finditer(short)]
+    kept = short[: ends[0]].strip() if ends else ""
+    if not kept:
+        return "", Edit(
+            "short_answer_dropped", f"the short answer was cut at {max_chars} characters: {short}"
+        )
+    return kept, Edit(
+        "short_answer_cut",
+        f"the short answer was cut at {max_chars} characters: kept {kept!r}",
+        len(short) - len(kept),
+    )
 
 
 def attach_markers(text: str, titles: Mapping[int, str]) -> tuple[str, Edit | None]:

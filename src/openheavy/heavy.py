@@ -34,8 +34,8 @@ from openheavy.aggregation import (
     short_answer,
     vote_on_answers,
 )
-from openheavy.answer_text import lead_with, repair_free_text, restates_question
-from openheavy.citations import Citation, RunSources, Source, renumber_markers, resolve_citations
+from openheavy.answer_text import Edit, lead_with, repair_free_text, settle_short
+from openheavy.citations import Citation, RunSources, Source, resolve_citations
 from openheavy.errors import AgentsFailedError, OpenHeavyError
 from openheavy.json_output import first_json_object
 from openheavy.models.base import ChatModel
@@ -48,13 +48,13 @@ from openheavy.planning import (
     PlanOutput,
     copies_question,
     decide_shape,
-    names_candidates,
     plan_schema,
     query_words,
     seed_queries,
     spread_queries,
 )
 from openheavy.prompts import fence_untrusted, load_prompt, render_prompt
+from openheavy.question_forms import names_candidates, short_answer_schema
 from openheavy.rank import SAMPLE_TEMPERATURE, RankResult, rank
 from openheavy.search.cache import CachedSearch
 from openheavy.search.queries import QueryLog
@@ -552,7 +552,7 @@ class Orchestrator:
             "properties": {
                 "agreements": {"type": "string", "maxLength": self.answer_max_chars // 4},
                 "conflicts": {"type": "string", "maxLength": self.answer_max_chars // 4},
-                "short": {"type": "string", "maxLength": SHORT_MAX_CHARS},
+                "short": short_answer_schema(question, SHORT_MAX_CHARS, optional=True),
                 # a merged list may be longer than any one agent's answer
                 "answer": {"type": "string", "minLength": 1, "maxLength": self._synthesis_max_chars},
                 "cite": (
@@ -610,8 +610,11 @@ class Orchestrator:
                 short_answer=short_answer(best),
             )
         text = self._repaired(output.answer, attempt)
-        # A short answer that only repeats the question answers nothing: the answer's text stands alone.
-        short = "" if restates_question(output.short, question) else output.short
+        # As an agent's (`settle_short`): a short answer that only repeats the question answers nothing
+        # (the answer's text stands alone), one cut at its bound keeps its first whole clause.
+        short, settled = settle_short(output.short, question, max_chars=SHORT_MAX_CHARS)
+        if settled is not None:
+            self._record_edits(attempt, output.short, short, [settled])
         answer, citations = self._resolve(lead_with(short, text)[0], output.cite, sources)
         return HeavyResult(
             answer,
@@ -621,7 +624,7 @@ class Orchestrator:
             agreements=output.agreements,
             conflicts=output.conflicts,
             usage=self.usage,
-            short_answer=" ".join(renumber_markers(short, {}).split()),
+            short_answer=short,
         )
 
     @property
@@ -635,17 +638,20 @@ class Orchestrator:
         `AnswerEdited` event says so."""
         repaired, edits = repair_free_text(text, cut_off=True)
         if edits:
-            self.stream.emit(
-                AnswerEdited(
-                    run_id=self.run_id,
-                    agent="synthesizer",
-                    step=step,
-                    edits=[edit.to_record() for edit in edits],
-                    original=text,
-                    text=repaired,
-                )
-            )
+            self._record_edits(step, text, repaired, edits)
         return repaired
+
+    def _record_edits(self, step: int, original: str, text: str, edits: list[Edit]) -> None:
+        self.stream.emit(
+            AnswerEdited(
+                run_id=self.run_id,
+                agent="synthesizer",
+                step=step,
+                edits=[edit.to_record() for edit in edits],
+                original=original,
+                text=text,
+            )
+        )
 
     def _charge(self, usage: Usage) -> None:
         self.usage = self.usage + usage

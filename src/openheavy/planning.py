@@ -9,9 +9,7 @@ copies the question into every query, and then four agents read the same pages:
   the question's content words;
 - the answer's shape ("short": a name, number, yes/no or choice; "list": every item of a kind; "long":
   an explanation or several parts) decides how the answers are merged. The planner states it; a yes/no
-  question is never a list. `names_candidates` finds the candidate answers a question names itself
-  ("Which novelist, J. G. Farrell or Louis Aragon, wrote …?"), which the merge uses to tell a choice
-  from a list.
+  question (`question_forms.is_yes_no`) is never a list.
 """
 
 from __future__ import annotations
@@ -25,6 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from openheavy.partition import FACET_MAX_CHARS, VALUE_MAX_CHARS, Partition
+from openheavy.question_forms import is_yes_no
 from openheavy.search.terms import query_terms, query_words
 from openheavy.types import JsonSchema
 
@@ -35,7 +34,6 @@ __all__ = [
     "Plan",
     "PlanOutput",
     "decide_shape",
-    "names_candidates",
     "near_duplicate",
     "plan_schema",
     "query_words",
@@ -154,16 +152,8 @@ def plan_schema(low: int, high: int) -> JsonSchema:
 
 # ---------------------------------------------------------------- answer shape
 
-# English auxiliaries that open a yes/no question ("Are both … ?", "Did X … ?").
-_YES_NO_OPENERS = frozenset(
-    "is are was were am do does did can could has have had will would shall should may might must".split()  # noqa: SIM905
-)
-# Lower-case words that may stand inside a name ("First for Women", "Jean de La Fontaine").
-_NAME_JOINERS = frozenset("of for the and de da del der di du la le van von y el al bin".split())  # noqa: SIM905
 # "How many/much/long/old …" asks for a quantity, not an explanation.
 _HOW_QUANTITIES = frozenset("many much long old far big often large tall".split())  # noqa: SIM905
-_CLAUSE_MARK = re.compile(r"([,:;?!])")
-_OR = re.compile(r"\s+or\s+|^or\s+", re.IGNORECASE)
 
 
 def decide_shape(question: str, proposed: AnswerShape) -> tuple[AnswerShape, str]:
@@ -172,7 +162,7 @@ def decide_shape(question: str, proposed: AnswerShape) -> tuple[AnswerShape, str
     A yes/no question has a short answer whatever the planner said: its agents vote (the winning agent's
     explanation follows the "yes"), and a list merge would append every document they read to it. A how
     or why question is not a list: merged as items, its explanation would become "Items found: …"."""
-    if proposed != "short" and _is_yes_no(question):
+    if proposed != "short" and is_yes_no(question):
         return "short", f"a yes/no question has a short answer, not a {proposed} one"
     if proposed == "list" and _asks_how_or_why(question):
         return "long", "a how or why question asks for an explanation, not a list"
@@ -188,47 +178,6 @@ def _asks_how_or_why(question: str) -> bool:
     if words[0] == "why" or (words[0] == "how" and len(words) > 1 and words[1] not in _HOW_QUANTITIES):
         return True
     return " ".join(words[:4]).startswith(("what is the difference", "what's the difference"))
-
-
-def names_candidates(question: str) -> list[str]:
-    """The candidate answers a question names itself, in order: "Which novelist, J. G. Farrell or Louis
-    Aragon, wrote …?" names J. G. Farrell and Louis Aragon. Candidates are names (capitalized words,
-    numbers or quoted text) joined by "or", set off by a comma or colon; "PEPs that X authored or
-    co-authored" names none."""
-    pieces = _CLAUSE_MARK.split(question)  # text, mark, text, mark, …
-    for at in range(0, len(pieces), 2):
-        sides = [side.strip() for side in _OR.split(pieces[at].strip())]
-        if len(sides) < 2:
-            continue
-        # "A, B, or C": earlier names stand in the pieces before, joined by commas.
-        names = [side for side in sides if side]
-        back = at
-        while back >= 2 and pieces[back - 1] == "," and _is_name(pieces[back - 2].strip()):
-            names.insert(0, pieces[back - 2].strip())
-            back -= 2
-        set_off = back == 0 or pieces[back - 1] in ",:"
-        if set_off and len(names) >= 2 and all(_is_name(name) for name in names):
-            return names
-    return []
-
-
-def _is_yes_no(question: str) -> bool:
-    words = question.strip().split(maxsplit=1)
-    return bool(words) and words[0].casefold() in _YES_NO_OPENERS
-
-
-def _is_name(text: str) -> bool:
-    if len(text) >= 2 and text[0] in "\"“'" and text[-1] in "\"”'":
-        return True
-    words = text.split()
-    if not 1 <= len(words) <= 6:
-        return False
-    starts = [w for w in words if w.casefold() not in _NAME_JOINERS]
-    return (
-        bool(starts)
-        and all(w[0].isupper() or w[0].isdigit() for w in starts)
-        and (words[0][0].isupper() or words[0][0].isdigit())
-    )
 
 
 # ---------------------------------------------------------------- distinct queries

@@ -148,10 +148,11 @@ class Runner(Protocol):
 
 def graded_text(item: EvalItem, outcome: RunOutcome) -> str:
     """What is graded. For wide (list) questions the numbered sources, with their URLs, are part of what
-    a user is shown, so they count. A short-answer question (QA) is graded on the short answer the run's
-    answer leads with when it gives one, as a reader takes the answer from that first line (the
-    explanation after it would cost every answer its token F1 precision); else on the answer text."""
-    if item.kind == "qa" and outcome.short_answer.strip():
+    a user is shown, so they count. A short-answer question (QA, math) is graded on the short answer the
+    run's answer leads with when it gives one, as a reader takes the answer from that first line (the
+    explanation after it would cost every QA answer its token F1 precision, and the last number of "168
+    … for 2 weeks of tutoring" is 2); else on the answer text, with math's final-answer rules."""
+    if item.kind in ("qa", "math") and outcome.short_answer.strip():
         return outcome.short_answer
     if item.kind != "wide" or not outcome.citations:
         return outcome.answer

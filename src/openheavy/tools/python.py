@@ -5,9 +5,14 @@ read (pages pasted into it, crafted inputs), and the model must not take it as i
 that the sandbox refuses (no isolation available) raises `SandboxUnavailableError` rather than
 running unconfined.
 
-Shaped by what small models did with it (GSM8K traces of a 0.5B model, docs/results.md):
-- The code is a list of lines. Constrained decoding cannot put a raw line break in a JSON string, so a
-  model that wanted one after `def f(x):` closed the string there instead, and ran that one line.
+Shaped by what small models did with it (GSM8K traces of the embedded models, docs/results.md):
+- The code is written in free text, not inside the JSON action. The action only picks `python`; the
+  model is then asked for the script and writes it as it writes code anywhere, in a ```python block
+  with its reasoning in comments or prose around it (`free_text_prompt`, `args_from_text`). Inside
+  JSON, constrained decoding cannot put a raw line break in a string (a model closed the string after
+  `def f(x):` and ran that one line); as a list of lines, or after reasoning written into a JSON field,
+  the 1.5B model's programs still computed the wrong quantity far more often than its free chain of
+  thought did (GSM8K: 0.38 against 0.56): format restrictions cost reasoning.
 - An agent's runs are a notebook's cells: each run replays the agent's earlier runs that succeeded, so
   the names they defined stay defined (models wrote `print(total)` in a second run and got NameError).
 - The value of a last bare expression is shown, as an interactive interpreter does, and when the code
@@ -20,6 +25,7 @@ Shaped by what small models did with it (GSM8K traces of a 0.5B model, docs/resu
 
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import dataclass, field
 
@@ -31,11 +37,11 @@ from openheavy.tools.base import Observation, ToolContext
 from openheavy.tools.sources import SourceBook
 from openheavy.types import CodeRan, JsonSchema
 
-# The schema's bounds: a few dozen lines of a calculation; its longest output (what a call's max_tokens and
-# the budget's checks reserve) near that of the single 4000-character string it replaces.
-CODE_MAX_LINES = 40
-CODE_LINE_MAX_CHARS = 120
-CODE_MAX_CHARS = CODE_MAX_LINES * (CODE_LINE_MAX_CHARS + 1)
+# The longest script run: far beyond what a reply of `CODE_REPLY_MAX_TOKENS` holds.
+CODE_MAX_CHARS = 8000
+# The reply that holds the script: the model's reasoning and the code.
+CODE_REPLY_MAX_TOKENS = 1024
+_FENCED = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
 # The error a Python traceback ends with ("NameError: name 'x' is not defined" gives NameError), and the
 # last line of the agent's own code it passed through. Read from stderr, which the code could forge: only
 # an identifier and a number are taken from it, outside the fence.
@@ -55,11 +61,19 @@ class PythonArgs(BaseModel):
     @field_validator("code", mode="before")
     @classmethod
     def _join_lines(cls, value: object) -> object:
-        """The schema asks for the code's lines (see the module's notes); a string is taken as written,
-        for backends that do not constrain their output."""
+        """Code given as a list of lines (as the action's schema asked for it before the script was
+        written in free text) is joined; a string is taken as written."""
         if isinstance(value, list) and all(isinstance(line, str) for line in value):
             return "\n".join(value)
         return value
+
+
+def _is_python(text: str) -> bool:
+    try:
+        ast.parse(text)
+    except (SyntaxError, ValueError):
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -112,10 +126,26 @@ class PythonTool:
         """Raise `SandboxUnavailableError` now, with what to install, if code could not run."""
         self.sandbox.check()
 
+    # The script is asked for after the action, in free text (see the module's notes).
+    free_text_prompt = "tool_python_write"
+    free_text_again_prompt = "tool_python_write_again"
+    free_text_max_tokens = CODE_REPLY_MAX_TOKENS
+
     def args_schema(self, sources: SourceBook) -> JsonSchema:
-        line: JsonSchema = {"type": "string", "maxLength": CODE_LINE_MAX_CHARS}
-        code = {"type": "array", "items": line, "minItems": 1, "maxItems": CODE_MAX_LINES}
-        return {"type": "object", "properties": {"code": code}, "required": ["code"]}
+        return {"type": "object", "properties": {}, "required": []}
+
+    def args_from_text(self, text: str, *, last_try: bool = False) -> PythonArgs | None:
+        """The script in a reply to `free_text_prompt`: its fenced code blocks, in order (an unclosed last
+        one too), else the whole reply when it is Python. None when the reply holds no code (a model
+        used to JSON actions answered with one): the agent then asks once more; on that `last_try` the
+        reply runs as it is, and the error it gets is what the model is shown."""
+        blocks = [block.strip("\n") for block in _FENCED.findall(text) if block.strip()]
+        if blocks:
+            return PythonArgs(code="\n\n".join(blocks)[:CODE_MAX_CHARS])
+        code = text.strip()
+        if last_try or (code and not code.startswith("{") and _is_python(code)):
+            return PythonArgs(code=code[:CODE_MAX_CHARS] or "pass")
+        return None
 
     def available(self, sources: SourceBook) -> bool:
         return True

@@ -1,0 +1,83 @@
+"""What a question's wording says about the form of its answer, read in code (English only): a yes/no
+question ("Are both … ?") is answered yes or no, and a question that names its candidates ("Which
+novelist, J. G. Farrell or Louis Aragon, wrote …?") by one of them.
+
+Used by planning (a yes/no question is never a list, a choice is not a list merge), and by the answer
+schemas of agents and the synthesizer: the short answer to such a question is constrained to its
+possible values, so a small model cannot give a passage's first sentence as its "short" answer.
+"""
+
+from __future__ import annotations
+
+import re
+
+from openheavy.types import JsonSchema
+
+__all__ = ["is_yes_no", "names_candidates", "short_answer_schema"]
+
+# English auxiliaries that open a yes/no question ("Are both … ?", "Did X … ?").
+_YES_NO_OPENERS = frozenset(
+    "is are was were am do does did can could has have had will would shall should may might must".split()  # noqa: SIM905
+)
+# Lower-case words that may stand inside a name ("First for Women", "Jean de La Fontaine").
+_NAME_JOINERS = frozenset("of for the and de da del der di du la le van von y el al bin".split())  # noqa: SIM905
+_CLAUSE_MARK = re.compile(r"([,:;?!])")
+_OR = re.compile(r"\s+or\s+|^or\s+", re.IGNORECASE)
+_OR_WORD = re.compile(r"\bor\b", re.IGNORECASE)
+
+
+def short_answer_schema(question: str, max_chars: int, *, optional: bool = False) -> JsonSchema:
+    """The JSON schema of the short answer to `question`: one of the candidates it names, "yes" or "no"
+    for a yes/no question ("Yes" or "No"), else any text up to `max_chars`. `optional`: "" is allowed too (the
+    synthesizer may leave the short answer out)."""
+    candidates = names_candidates(question)
+    empty = [""] if optional else []
+    if len(candidates) >= 2:
+        return {"type": "string", "enum": [*(c[:max_chars] for c in candidates), *empty]}
+    # "Is Qwirkle or Strange Synergy a card game?" opens like a yes/no question but asks which.
+    if is_yes_no(question) and not _OR_WORD.search(question):
+        return {"type": "string", "enum": ["Yes", "No", *empty]}
+    return {"type": "string", "minLength": 0 if optional else 1, "maxLength": max_chars}
+
+
+def names_candidates(question: str) -> list[str]:
+    """The candidate answers a question names itself, in order: "Which novelist, J. G. Farrell or Louis
+    Aragon, wrote …?" names J. G. Farrell and Louis Aragon. Candidates are names (capitalized words,
+    numbers or quoted text) joined by "or", set off by a comma or colon; "PEPs that X authored or
+    co-authored" names none."""
+    pieces = _CLAUSE_MARK.split(question)  # text, mark, text, mark, …
+    for at in range(0, len(pieces), 2):
+        sides = [side.strip() for side in _OR.split(pieces[at].strip())]
+        if len(sides) < 2:
+            continue
+        # "A, B, or C": earlier names stand in the pieces before, joined by commas.
+        names = [side for side in sides if side]
+        back = at
+        while back >= 2 and pieces[back - 1] == "," and _is_name(pieces[back - 2].strip()):
+            names.insert(0, pieces[back - 2].strip())
+            back -= 2
+        set_off = back == 0 or pieces[back - 1] in ",:"
+        if set_off and len(names) >= 2 and all(_is_name(name) for name in names):
+            return names
+    return []
+
+
+def is_yes_no(question: str) -> bool:
+    """Whether `question` opens with an English auxiliary ("Are both … ?", "Did X … ?"): a yes/no
+    question."""
+    words = question.strip().split(maxsplit=1)
+    return bool(words) and words[0].casefold() in _YES_NO_OPENERS
+
+
+def _is_name(text: str) -> bool:
+    if len(text) >= 2 and text[0] in "\"“'" and text[-1] in "\"”'":
+        return True
+    words = text.split()
+    if not 1 <= len(words) <= 6:
+        return False
+    starts = [w for w in words if w.casefold() not in _NAME_JOINERS]
+    return (
+        bool(starts)
+        and all(w[0].isupper() or w[0].isdigit() for w in starts)
+        and (words[0][0].isupper() or words[0][0].isdigit())
+    )

@@ -1,0 +1,69 @@
+"""What a question's wording says about its answer's form, and the short-answer schema built from it."""
+
+from __future__ import annotations
+
+import pytest
+
+from fakes import action
+from openheavy.question_forms import is_yes_no, short_answer_schema
+from test_multihop import run_agent
+
+
+@pytest.mark.parametrize(
+    ("question", "schema"),
+    [
+        ("Are Ranger Rick and Tennis both sports magazines?", {"type": "string", "enum": ["Yes", "No"]}),
+        ("Did the two films open in the same year?", {"type": "string", "enum": ["Yes", "No"]}),
+        (
+            "Which novelist, J. G. Farrell or Louis Aragon, wrote The Siege of Krishnapur?",
+            {"type": "string", "enum": ["J. G. Farrell", "Louis Aragon"]},
+        ),
+        (
+            "Who was born earlier, Emma Bull or Virginia Woolf?",
+            {"type": "string", "enum": ["Emma Bull", "Virginia Woolf"]},
+        ),
+        # a choice asked with an auxiliary is a choice, not a yes/no question
+        ("Is Qwirkle or Strange Synergy a card game?", {"type": "string", "minLength": 1, "maxLength": 80}),
+        ("Was it Emma Bull, or was it Virginia Woolf?", {"type": "string", "minLength": 1, "maxLength": 80}),
+        (
+            "Where was the director of The Quiet Field born?",
+            {"type": "string", "minLength": 1, "maxLength": 80},
+        ),
+        (
+            "How do I run a command or a script from Python?",
+            {"type": "string", "minLength": 1, "maxLength": 80},
+        ),
+    ],
+)
+def test_the_short_answer_schema_follows_the_questions_form(question: str, schema: dict[str, object]) -> None:
+    assert short_answer_schema(question, 80) == schema
+
+
+def test_an_optional_short_answer_may_be_empty() -> None:
+    assert short_answer_schema("Is it raining?", 80, optional=True)["enum"] == ["Yes", "No", ""]
+    assert short_answer_schema("Who wrote it?", 80, optional=True) == {
+        "type": "string",
+        "minLength": 0,
+        "maxLength": 80,
+    }
+
+
+def test_yes_no_questions_open_with_an_auxiliary() -> None:
+    assert is_yes_no("Are both magazines?") and is_yes_no("did it rain")
+    assert not is_yes_no("Which is older?") and not is_yes_no("")
+
+
+async def test_an_agent_answering_a_yes_no_question_may_only_say_yes_or_no_in_short() -> None:
+    agent, model, _sink = run_agent(
+        [
+            action("search", query="Quiet Field"),
+            action("open", ref=1),
+            action("answer", short="Yes", answer="Yes: Mara Lind directed it [1].", cite=[1]),
+        ]
+    )
+    result = await agent.run("Did Mara Lind direct The Quiet Field?")
+    answer_option = next(
+        o for o in model.calls[2].json_schema["anyOf"] if o["properties"]["action"]["enum"] == ["answer"]
+    )
+    assert answer_option["properties"]["short"] == {"type": "string", "enum": ["Yes", "No"]}
+    assert result.short_answer == "Yes"
