@@ -207,6 +207,9 @@ def test_the_script_is_read_from_the_fenced_blocks_of_the_reply() -> None:
     assert code("Add them.\n```python\nx = 2\nprint(x + 3)\n```\nThat prints 5.") == "x = 2\nprint(x + 3)"
     # several blocks run in order; an unclosed last block (a reply cut at its token bound) still counts
     assert code("```py\nx = 1\n```\nthen\n```\nprint(x)") == "x = 1\n\nprint(x)"
+    # a fence never closed, prose after the code: the code alone; an indented block is dedented
+    assert code("```python\nx = 14\nprint(x)\nThe answer is \\(\\boxed{14}\\).") == "x = 14\nprint(x)"
+    assert code("```python\n    x = 1\n    print(x)\n```") == "x = 1\nprint(x)"
     # no fence: the reply is the script when it is Python
     assert code("print(6 * 7)\n") == "print(6 * 7)"
     # no code (prose, a JSON action, an empty block): asked again; on the last try it runs as it is

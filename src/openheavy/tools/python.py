@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ast
 import re
+import textwrap
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field, field_validator
@@ -66,6 +67,18 @@ class PythonArgs(BaseModel):
         if isinstance(value, list) and all(isinstance(line, str) for line in value):
             return "\n".join(value)
         return value
+
+
+def _runnable(block: str) -> str:
+    """A fenced block, dedented, without the prose a model wrote after it when it never closed the fence
+    ("… print(total)\nThe answer is \\(\\boxed{14}\\)."): the longest run of its first lines that parses,
+    or the block as written when none does (its error is then shown to the model)."""
+    code = textwrap.dedent(block).strip("\n")
+    lines = code.splitlines()
+    for end in range(len(lines), 0, -1):
+        if _is_python("\n".join(lines[:end])):
+            return "\n".join(lines[:end])
+    return code
 
 
 def _is_python(text: str) -> bool:
@@ -139,7 +152,7 @@ class PythonTool:
         one too), else the whole reply when it is Python. None when the reply holds no code (a model
         used to JSON actions answered with one): the agent then asks once more; on that `last_try` the
         reply runs as it is, and the error it gets is what the model is shown."""
-        blocks = [block.strip("\n") for block in _FENCED.findall(text) if block.strip()]
+        blocks = [_runnable(block) for block in _FENCED.findall(text) if block.strip()]
         if blocks:
             return PythonArgs(code="\n\n".join(blocks)[:CODE_MAX_CHARS])
         code = text.strip()
