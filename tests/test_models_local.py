@@ -438,9 +438,13 @@ async def test_cancelling_during_start_stops_the_server(tmp_path: Path) -> None:
 
 
 PARENT_SCRIPT = """\
-import asyncio, sys
+import asyncio, signal, sys
 from pathlib import Path
 from openheavy.models.llama_server import LlamaServer
+
+# Ctrl-C must interrupt this program even when it was started with SIGINT ignored (as a shell starts a
+# background job): the test sends it SIGINT.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 async def main():
     server = LlamaServer(Path(sys.argv[2]), log_dir=Path(sys.argv[3]), binary=Path(sys.argv[1]))
@@ -676,11 +680,14 @@ async def test_bogus_model_file_fails_with_the_server_log(
 
 
 REAL_PARENT_SCRIPT = """\
-import asyncio, sys
+import asyncio, signal, sys
 from pathlib import Path
 from openheavy.config import Settings
 from openheavy.models.registry import resolve_model
 from openheavy.types import Message
+
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in PARENT_SCRIPT
+
 
 async def main():
     # A private server (not the shared one, which outlives its starter on purpose) must die with us.
