@@ -45,6 +45,11 @@ def run_agent(steps: list[Any], max_steps: int = 8) -> tuple[ResearchAgent, Scri
     return agent, model, sink
 
 
+def read_then_answer(**answer: Any) -> list[str]:
+    """The agent searches "Quiet Field", opens the first result and answers with `answer`."""
+    return [action("search", query="Quiet Field"), action("open", ref=1), action("answer", **answer)]
+
+
 async def test_an_agent_that_read_the_bridge_entity_searches_for_it_before_answering() -> None:
     agent, model, sink = run_agent(
         [
@@ -131,13 +136,7 @@ async def test_nothing_read_then_nothing_cited_each_sent_back_once() -> None:
 
 
 async def test_a_marker_in_the_text_counts_as_a_citation() -> None:
-    agent, _, sink = run_agent(
-        [
-            action("search", query="Quiet Field"),
-            action("open", ref=1),
-            action("answer", answer="Lind [1].", cite=[]),
-        ]
-    )
+    agent, _, sink = run_agent(read_then_answer(answer="Lind [1].", cite=[]))
     result = await agent.run(QUESTION)
     assert sink.of("AnswerRejected") == [] and [c.id for c in result.citations] == ["field#1"]
 
@@ -146,11 +145,7 @@ async def test_a_marker_in_the_text_counts_as_a_citation() -> None:
 async def test_no_answer_is_sent_back_when_no_step_could_act_on_it(max_steps: int) -> None:
     # 3: the answer is the last step; 4: one step would be left, and it may only answer.
     agent, model, sink = run_agent(
-        [
-            action("search", query="Quiet Field"),
-            action("open", ref=1),
-            action("answer", answer="Mara Lind directed it [1].", cite=[1], missing="her birthplace"),
-        ],
+        read_then_answer(answer="Mara Lind directed it [1].", cite=[1], missing="her birthplace"),
         max_steps=max_steps,
     )
     result = await agent.run(QUESTION)
@@ -236,11 +231,7 @@ async def test_a_short_answer_cut_at_its_bound_keeps_its_first_clause_and_the_tr
         :SHORT_MAX_CHARS
     ]
     agent, _model, sink = run_agent(
-        [
-            action("search", query="Quiet Field"),
-            action("open", ref=1),
-            action("answer", short=cut, answer="Mara Lind directed it [1].", cite=[1]),
-        ]
+        read_then_answer(short=cut, answer="Mara Lind directed it [1].", cite=[1])
     )
     result = await agent.run(QUESTION)
     assert result.short_answer == "Mara Lind" and result.answer == "Mara Lind directed it [1]."
@@ -250,11 +241,7 @@ async def test_a_short_answer_cut_at_its_bound_keeps_its_first_clause_and_the_tr
 
 async def test_a_short_answer_in_the_questions_words_that_chooses_is_kept() -> None:
     agent, _model, sink = run_agent(
-        [
-            action("search", query="Quiet Field"),
-            action("open", ref=1),
-            action("answer", short="Mara Lind", answer="Mara Lind directed it [1].", cite=[1]),
-        ]
+        read_then_answer(short="Mara Lind", answer="Mara Lind directed it [1].", cite=[1])
     )
     result = await agent.run("Who directed The Quiet Field, Mara Lind or Ola Berg?")
     assert result.short_answer == "Mara Lind" and not sink.of("AnswerRejected")

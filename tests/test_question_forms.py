@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fakes import action
 from openheavy.question_forms import is_yes_no, short_answer_schema
-from test_multihop import run_agent
+from test_multihop import read_then_answer, run_agent
 
 
 @pytest.mark.parametrize(
@@ -55,11 +54,7 @@ def test_yes_no_questions_open_with_an_auxiliary() -> None:
 
 async def test_an_agent_answering_a_yes_no_question_may_only_say_yes_or_no_in_short() -> None:
     agent, model, _sink = run_agent(
-        [
-            action("search", query="Quiet Field"),
-            action("open", ref=1),
-            action("answer", short="Yes", answer="Yes: Mara Lind directed it [1].", cite=[1]),
-        ]
+        read_then_answer(short="Yes", answer="Yes: Mara Lind directed it [1].", cite=[1])
     )
     result = await agent.run("Did Mara Lind direct The Quiet Field?")
     answer_option = next(

@@ -237,8 +237,7 @@ def restates_question(short: str, question: str) -> bool:
     return len(asked & set(words)) / len(asked) >= RESTATED_COVERAGE
 
 
-# Where a short answer cut at its length bound is ended: its first sentence's end, else its first clause's.
-_SHORT_SENTENCE_END = re.compile(r"[.!?](?=\s)")
+# Where a short answer cut at its length bound is ended, when no sentence ends in it: its first clause's.
 _SHORT_CLAUSE_END = re.compile(r"\s*(?:[,;:(]|\s[-–—]\s)")
 
 
@@ -266,7 +265,7 @@ def settle_short(short: str, question: str, *, max_chars: int) -> tuple[str, Edi
         return "", Edit("short_answer_dropped", f"the short answer repeats the question: {short}")
     if not filled:
         return short, None
-    ends = [m.start() + 1 for m in _SHORT_SENTENCE_END.finditer(short) if ends_sentence(short, m.start())]
+    ends = [m.end() for m in _SENTENCE_END.finditer(short) if ends_sentence(short, m.start())]
     ends = ends or [m.start() for m in _SHORT_CLAUSE_END.finditer(short)]
     kept = short[: ends[0]].strip() if ends else ""
     if not kept:

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from openheavy.audit.names import FoundName, NameFinder, named_in, watched_in
+from openheavy.audit.names import NameFinder, named_in, unique_names, watched_in
 from openheavy.corpus.chunking import SECTION_SEPARATOR
 from openheavy.trace import TraceRecord
 
@@ -63,19 +63,8 @@ def find_lookups(
         for name in watched:
             found.append(LookupRecord(name=name.text, kind=name.kind, watched=True, **base))
         names = [name for part in text.split(SECTION_SEPARATOR.strip()) for name in finder.find(part.strip())]
-        for name in _unique(names):
+        for name in unique_names(names):
             if named_in(name.text, question) or any(key in name.text.casefold() for key in watched_keys):
                 continue
             found.append(LookupRecord(name=name.text, kind=name.kind, **base))
     return found
-
-
-def _unique(names: Iterable[FoundName]) -> list[FoundName]:
-    seen: set[tuple[str, str]] = set()
-    kept = []
-    for name in names:
-        key = (name.text.casefold(), name.kind)
-        if key not in seen:
-            seen.add(key)
-            kept.append(name)
-    return kept

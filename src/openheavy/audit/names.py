@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Protocol
@@ -55,7 +55,7 @@ class SpacyNames:
             for entity in self._nlp(text).ents
             if entity.label_ in ENTITY_KINDS
         ]
-        return _unique([name for name in found if any(c.isalpha() for c in name.text)])
+        return unique_names([name for name in found if any(c.isalpha() for c in name.text)])
 
 
 # Runs of capitalised words ("Elon Musk", "Open Society Foundations"), with the particles of names
@@ -132,7 +132,7 @@ class CapitalisedNames:
                 words.pop(0)
             if words:
                 found.append(FoundName(" ".join(words), "name"))
-        return _unique(found)
+        return unique_names(found)
 
 
 @cache
@@ -173,7 +173,8 @@ def _clean(text: str) -> str:
     return re.sub(r"['’]s$", "", text).strip()
 
 
-def _unique(found: list[FoundName]) -> list[FoundName]:
+def unique_names(found: Iterable[FoundName]) -> list[FoundName]:
+    """`found` in order, each name once (compared without case)."""
     seen: set[str] = set()
     kept = []
     for item in found:
