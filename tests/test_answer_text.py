@@ -351,6 +351,12 @@ def test_a_leading_yes_or_no_is_the_answer(text: str, word: str | None) -> None:
             "",
             "short_answer_dropped",
         ),
+        # cut at its bound, its first clause only restates the question: dropped
+        (
+            "Where the director of The Quiet Field was born, as the passage about his early life tells us",
+            "",
+            "short_answer_dropped",
+        ),
         # a restatement is dropped, whatever its length
         ("The director of The Quiet Field was born", "", "short_answer_dropped"),
     ],

@@ -261,17 +261,18 @@ def settle_short(short: str, question: str, *, max_chars: int) -> tuple[str, Edi
     yes_no = leading_yes_no(short)
     if yes_no is not None:
         return yes_no, None
-    if restates_question(short, question):
-        return "", Edit("short_answer_dropped", f"the short answer repeats the question: {short}")
+    if filled:
+        ends = [m.end() for m in _SENTENCE_END.finditer(short) if ends_sentence(short, m.start())]
+        ends = ends or [m.start() for m in _SHORT_CLAUSE_END.finditer(short)]
+        kept = short[: ends[0]].strip() if ends else ""
+    else:
+        kept = short
+    # after the cut: the first clause of "To run a subprocess with a timeout …, use …" only restates
+    if restates_question(kept, question) or (filled and not kept):
+        why = "repeats the question" if kept else f"was cut at {max_chars} characters"
+        return "", Edit("short_answer_dropped", f"the short answer {why}: {short}")
     if not filled:
         return short, None
-    ends = [m.end() for m in _SENTENCE_END.finditer(short) if ends_sentence(short, m.start())]
-    ends = ends or [m.start() for m in _SHORT_CLAUSE_END.finditer(short)]
-    kept = short[: ends[0]].strip() if ends else ""
-    if not kept:
-        return "", Edit(
-            "short_answer_dropped", f"the short answer was cut at {max_chars} characters: {short}"
-        )
     return kept, Edit(
         "short_answer_cut",
         f"the short answer was cut at {max_chars} characters: kept {kept!r}",
