@@ -130,6 +130,12 @@ def test_markers_go_where_the_cited_sources_title_words_are() -> None:
         ),
         ("yes", "Were Scott Derrickson and Ed Wood of the same nationality?", False),
         ("Mara Lind, born in Tromsø", "Where was the director of The Quiet Field born?", False),
+        # the question rephrased, with a function word of its own ("to")
+        (
+            "To run a subprocess with a timeout and capture its output",
+            "How do I run a subprocess with a timeout and capture its output?",
+            True,
+        ),
         ("The sum of squares is 385.", "What is the sum of the squares of 1 to 10?", False),
     ],
 )

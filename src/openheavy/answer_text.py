@@ -216,6 +216,10 @@ RESTATED_COVERAGE = 0.5  # of the question's words that the short answer repeats
 _STEM_CHARS = 4  # words sharing a start this long, one the other's prefix, are forms of one word
 
 
+# Function words a rephrasing adds ("To run a subprocess …" for "How do I run a subprocess …?").
+_FILLER = frozenset({"to", "of", "in", "on", "for", "is", "are", "you", "can", "i"})
+
+
 def _from_question(word: str, asked: set[str]) -> bool:
     if word in asked:
         return True
@@ -232,7 +236,7 @@ def restates_question(short: str, question: str) -> bool:
     asked = set(normalize_answer(question).split())
     if len(words) < RESTATED_MIN_WORDS or not asked:
         return False
-    if not all(_from_question(word, asked) for word in words):
+    if not all(word in _FILLER or _from_question(word, asked) for word in words):
         return False
     return len(asked & set(words)) / len(asked) >= RESTATED_COVERAGE
 
