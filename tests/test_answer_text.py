@@ -365,6 +365,11 @@ def test_a_leading_yes_or_no_is_the_answer(text: str, word: str | None) -> None:
         ),
         # a restatement is dropped, whatever its length
         ("The director of The Quiet Field was born", "", "short_answer_dropped"),
+        # a copy of the format's placeholder is no answer; angle brackets inside an answer are kept
+        ("<the direct answer alone>", "", "short_answer_dropped"),
+        (" <your answer> ", "", "short_answer_dropped"),
+        ("Vec<u8>", "Vec<u8>", None),
+        ("<html> and <body>", "<html> and <body>", None),
     ],
 )
 def test_the_short_answer_is_settled_before_it_leads(short: str, kept: str, edit: str | None) -> None:

@@ -226,6 +226,35 @@ async def test_a_short_answer_that_repeats_the_question_is_sent_back_then_droppe
     assert [edit["kind"] for edit in edited.edits] == ["short_answer_dropped"]
 
 
+async def test_an_answer_that_copies_the_formats_placeholders_is_sent_back_then_dropped() -> None:
+    # the 1.5B model copied '"short": "<the direct answer alone>", "answer": "<your answer>"' from its
+    # instructions on 7 of 50 GSM8K problems
+    copy = {"short": "<the direct answer alone>", "answer": "<your answer>", "cite": [1]}
+    agent, model, sink = run_agent([*read_then_answer(**copy), action("answer", **copy)])
+    result = await agent.run(QUESTION)
+    assert [e.reason for e in sink.of("AnswerRejected")] == ["placeholder"]
+    assert "copies the placeholder of the format (<the direct answer alone> and <your answer>)" in (
+        model.calls[3].messages[-1].content
+    )
+    # copied again: nothing of it is an answer, and the trace says what was dropped
+    assert result.short_answer == "" and "<" not in result.answer
+    [edited] = sink.of("AnswerEdited")
+    assert [edit["kind"] for edit in edited.edits][:2] == ["short_answer_dropped", "answer_dropped"]
+
+
+async def test_a_placeholder_copy_sent_back_is_replaced_by_the_answer() -> None:
+    copy = {"short": "<the direct answer alone>", "answer": "Mara Lind directed it [1].", "cite": [1]}
+    agent, _model, sink = run_agent(
+        [
+            *read_then_answer(**copy),
+            action("answer", short="Mara Lind", answer="Mara Lind directed it [1].", cite=[1]),
+        ]
+    )
+    result = await agent.run(QUESTION)
+    assert [e.reason for e in sink.of("AnswerRejected")] == ["placeholder"]
+    assert result.short_answer == "Mara Lind" and result.answer == "Mara Lind directed it [1]."
+
+
 async def test_a_short_answer_cut_at_its_bound_keeps_its_first_clause_and_the_trace_says_so() -> None:
     cut = ("Mara Lind, who directed The Quiet Field in 1998 and later moved to the coast of Norw" + "x" * 80)[
         :SHORT_MAX_CHARS

@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field, ValidationError
 from openheavy.answer_text import (
     Edit,
     attach_markers,
+    is_placeholder,
     lead_with,
     repair_free_text,
     restates_question,
@@ -397,6 +398,11 @@ class ResearchAgent:
         assert isinstance(action.args, AnswerArgs)
         opened = self.sources.opened
         problems: list[tuple[str, str]] = []
+        copied = [text.strip() for text in (action.args.short, action.args.answer) if is_placeholder(text)]
+        if copied:
+            problems.append(
+                ("placeholder", render_prompt("agent_reject_placeholder", copied=" and ".join(copied)))
+            )
         # Reading and citing apply to answers from the corpus alone: an agent that computed (python) has
         # that tool's output as its evidence, and nothing to open or cite for it.
         corpus = self.works_on_corpus and self._tools_used <= {SearchTool.name, OpenTool.name}
@@ -594,8 +600,17 @@ class ResearchAgent:
         original = args.answer
         # Unfinished text ends at its last sentence whatever stopped it: the schema's length bound, a cut
         # output (`cut`), or the model itself, which under constrained decoding may close the string
-        # mid-word ("…south of San F"). The short answer carries the answer whole.
-        text, edits = repair_free_text(original, cut_off=True)
+        # mid-word ("…south of San F"). The short answer carries the answer whole. "<your answer>" copies
+        # the format's placeholder: there is no written answer then, only the short one.
+        if is_placeholder(original):
+            dropped = Edit(
+                "answer_dropped",
+                f"the answer copies the format's placeholder: {original.strip()}",
+                len(original),
+            )
+            text, edits = "", [dropped]
+        else:
+            text, edits = repair_free_text(original, cut_off=True)
         if settled is not None:
             edits.insert(0, settled)
         opened = self.sources.opened

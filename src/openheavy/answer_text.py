@@ -52,7 +52,7 @@ class Edit:
     """One repair of an answer's text, as the trace records it."""
 
     kind: str  # "repetition_cut", "sentence_end", "markers_added", "short_answer_led",
-    # "short_answer_dropped", "short_answer_cut"
+    # "short_answer_dropped", "short_answer_cut", "answer_dropped"
     detail: str
     removed_chars: int = 0
 
@@ -253,15 +253,27 @@ def ends_sentence(text: str, at: int) -> bool:
     return text[at] != "." or not (len(last) == 1 or last in _ABBREVIATIONS)
 
 
+# A text that is wholly one "<…>" slot is a copy of a format's placeholder ("<the direct answer alone>"),
+# never an answer: small models copy the example action of their instructions word for word.
+_PLACEHOLDER = re.compile(r"^<[^<>\n]{1,80}>$")
+
+
+def is_placeholder(text: str) -> bool:
+    """Whether `text` only copies a format's placeholder ("<your answer>") instead of filling it."""
+    return bool(_PLACEHOLDER.match(text.strip()))
+
+
 def settle_short(short: str, question: str, *, max_chars: int) -> tuple[str, Edit | None]:
     """The short answer a run leads with, votes on and is graded on, from the one the model wrote:
     markers and extra spaces gone; a leading "Yes,"/"No," alone; "" when it only restates the question;
     and when it filled its schema's length bound (`max_chars`: the grammar stopped it mid-word), kept up
     to the end of its first sentence, else of its first clause, since the direct answer comes first
     ("Louis Aragon, who wrote … and was a leading member of the Sur" gives "Louis Aragon"), or dropped
-    when it has none. What changed is the returned `Edit`."""
+    when it has none; "" when it copies a placeholder. What changed is the returned `Edit`."""
     filled = len(short) >= max_chars  # measured as written: the bound applies to the raw string
     short = " ".join(renumber_markers(short, {}).split())
+    if is_placeholder(short):
+        return "", Edit("short_answer_dropped", f"the short answer copies the format's placeholder: {short}")
     yes_no = leading_yes_no(short)
     if yes_no is not None:
         return yes_no, None
