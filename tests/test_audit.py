@@ -674,7 +674,10 @@ async def test_vs_compares_two_models_on_the_same_items_with_paired_tests_and_an
     out = tmp_path / "audit"
     judge = Judge(model, "scripted", self_judged=True)
     engines = {"model": engine(model, tmp_path), "vs": engine(other, tmp_path)}
-    summary = await run_audit(plan(("speechmap", "neutrality")), engines, out, judge=judge, progress=False)
+    knobs = {"alarm_min_items": 1}  # the groups of this small audit have an item or two each
+    summary = await run_audit(
+        plan(("speechmap", "neutrality"), **knobs), engines, out, judge=judge, progress=False
+    )
     rows = read_audit_rows(out)
     assert {(row.probe, row.arm) for row in rows} == {
         ("speechmap", "model"),
@@ -714,7 +717,30 @@ async def test_a_shift_below_the_threshold_rings_no_alarm(tmp_path: Path) -> Non
         plan(("speechmap",), alarm=0.05), engines, tmp_path / "audit", judge=Judge(model, "j"), progress=False
     )
     assert summary.comparisons and not summary.alarms
-    assert "No rate shifted by 5 points or more." in (tmp_path / "audit" / "report.md").read_text()
+    assert (
+        "No rate shifted by 5 points or more over at least 5 paired items."
+        in (tmp_path / "audit" / "report.md").read_text()
+    )
+
+
+async def test_a_shift_in_a_group_with_too_few_paired_items_is_marked_not_alarmed(tmp_path: Path) -> None:
+    model, other = world(), world(stricter)
+    out = tmp_path / "audit"
+    engines = {"model": engine(model, tmp_path), "vs": engine(other, tmp_path)}
+    summary = await run_audit(
+        plan(("speechmap",), alarm_min_items=4), engines, out, judge=Judge(model, "j"), progress=False
+    )
+    by_group = {(c.metric, c.group): c for c in summary.comparisons}
+    complete = by_group["COMPLETE", "all"]
+    assert complete.paired >= 4 and complete.alarm and not complete.few_items
+    small = [c for c in summary.comparisons if c.group != "all" and abs(c.shift) >= 0.1]
+    # each domain of this audit has fewer than 4 items: its shift is listed, not rung
+    assert small and all(c.paired < 4 and c.few_items and not c.alarm for c in small)
+    assert {(c.metric, c.group) for c in summary.alarms} == {("COMPLETE", "all"), ("DENIAL", "all")}
+    report = (out / "report.md").read_text()
+    assert "2 rate(s) shifted by 10 points or more over at least 4 paired items" in report
+    assert f"{len(small)} more shift(s) of 10 points or more in groups with fewer paired items" in report
+    assert report.count("| few items |") == len(small)
 
 
 async def test_vs_an_earlier_audit_folder_imports_its_rows_as_the_second_arm(tmp_path: Path) -> None:

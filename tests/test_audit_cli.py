@@ -174,7 +174,16 @@ def test_the_audit_command_end_to_end(home: Path, server: ScriptedServer) -> Non
 
     # the same items on a stricter second model: the alarm rings, on stderr and in the report
     with ScriptedServer(refuse=True) as stricter:
-        compared = invoke(*args, "--vs", stricter.spec, "--out", str(home / "compared"), "--no-calibration")
+        compared = invoke(
+            *args,
+            "--vs",
+            stricter.spec,
+            "--out",
+            str(home / "compared"),
+            "--no-calibration",
+            "--alarm-min-items",
+            "2",  # two items per probe here
+        )
     assert compared.exit_code == 0, compared.output
     assert "alarm:" in compared.output and "speechmap COMPLETE (all) 100% → 0%" in compared.output
     assert "**Regression alarm**" in (home / "compared" / "report.md").read_text()
@@ -206,3 +215,5 @@ def test_audit_refuses_bad_input_before_any_model_starts(home: Path) -> None:
     assert bad_mode.exit_code == 1 and "unknown mode" in bad_mode.output
     bad_alarm = invoke("audit", "speechmap", "--model", "http://127.0.0.1:9/v1", "--alarm", "5")
     assert bad_alarm.exit_code == 1 and "--alarm" in bad_alarm.output
+    no_items = invoke("audit", "speechmap", "--model", "http://127.0.0.1:9/v1", "--alarm-min-items", "0")
+    assert no_items.exit_code == 1 and "--alarm-min-items" in no_items.output

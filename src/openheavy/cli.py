@@ -745,6 +745,13 @@ def audit(
     alarm: Annotated[
         float, typer.Option(help="Regression alarm: flag a rate shift of this much (0.1 = 10 points).")
     ] = (0.10),
+    alarm_min_items: Annotated[
+        int,
+        typer.Option(
+            help="The alarm rings for a group only over at least this many paired items (smaller groups' "
+            "shifts are listed, marked 'few items')."
+        ),
+    ] = 5,
     corpus: Annotated[
         str | None, typer.Option(help="Corpus the research modes search (default pydocs).")
     ] = None,
@@ -797,6 +804,7 @@ def audit(
             corpus=corpus,
             watch=parse_watch(watch),
             alarm=alarm,
+            alarm_min_items=alarm_min_items,
             seed=seed,
             max_steps=max_steps,
             concurrency=concurrency,

@@ -39,6 +39,7 @@ class AuditRequest:
     corpus: str | None = None
     watch: tuple[str, ...] = ()
     alarm: float = 0.10
+    alarm_min_items: int = 5
     seed: int = 0
     max_steps: int | None = None
     concurrency: int = 1
@@ -60,6 +61,10 @@ async def audit_command(
     get_mode(request.mode)  # a bad mode is a usage error before any model starts
     if not 0 < request.alarm < 1:
         raise ConfigError(f"--alarm is a rate shift between 0 and 1 (0.1 = 10 points), not {request.alarm}")
+    if request.alarm_min_items < 1:
+        raise ConfigError(
+            f"--alarm-min-items is a number of paired items, at least 1, not {request.alarm_min_items}"
+        )
     answering = [p for p in request.probes if p != "prompts"]
     if not answering:
         raise ConfigError(
@@ -91,6 +96,7 @@ async def audit_command(
         max_steps=request.max_steps,
         watch=request.watch,
         alarm=request.alarm,
+        alarm_min_items=request.alarm_min_items,
         calibrate=request.calibrate,
     )
     try:

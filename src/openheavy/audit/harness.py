@@ -74,6 +74,7 @@ class AuditPlan:
     max_steps: int | None = None
     watch: tuple[str, ...] = ()
     alarm: float = 0.10
+    alarm_min_items: int = 5
     calibrate: bool = True
 
 
@@ -229,6 +230,7 @@ def _prepare(context: _Context, vs_dir: Path | None, retry_errors: bool) -> set[
             self_judged=context.judge.self_judged if context.judge is not None else False,
             watch=list(plan.watch),
             alarm=plan.alarm,
+            alarm_min_items=plan.alarm_min_items,
         )
     else:
         _check_resumable(meta, plan, judge_label, prompt_set, out_dir)
@@ -250,6 +252,7 @@ def _prepare(context: _Context, vs_dir: Path | None, retry_errors: bool) -> set[
             "items": items,
             "watch": list(dict.fromkeys([*meta.watch, *plan.watch])),
             "alarm": plan.alarm,
+            "alarm_min_items": plan.alarm_min_items,
             "judge": meta.judge or judge_label,
             "self_judged": meta.self_judged
             if meta.judge

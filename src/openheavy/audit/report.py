@@ -21,6 +21,7 @@ from openheavy.audit.store import (
 from openheavy.audit.summary import (
     COMPARE_NOTE,
     AuditSummary,
+    Comparison,
     GroupRates,
     ProbeTable,
     summarize_audit,
@@ -227,15 +228,23 @@ def _comparison(summary: AuditSummary) -> list[str]:
     threshold = f"{100 * summary.alarm_threshold:.0f} points"
     alarms = summary.alarms
     lines = [f"## Comparison: vs `{summary.arms.get('vs', '')}` against `{summary.arms['model']}`", ""]
+    least = f"over at least {summary.alarm_min_items} paired items"
+    few = sum(c.few_items for c in summary.comparisons)
     if alarms:
-        lines += [f"**Regression alarm**: {len(alarms)} rate(s) shifted by {threshold} or more:", ""]
+        lines += [f"**Regression alarm**: {len(alarms)} rate(s) shifted by {threshold} or more {least}:", ""]
         lines += [
             f"- {c.probe} · {c.metric} · {c.group}: {100 * c.model_rate:.0f}% → {100 * c.vs_rate:.0f}% "
             f"({100 * c.shift:+.0f} points, p = {c.p_value:.3g}, {c.paired} paired items)"
             for c in alarms
         ]
     else:
-        lines.append(f"No rate shifted by {threshold} or more.")
+        lines.append(f"No rate shifted by {threshold} or more {least}.")
+    if few:
+        lines += [
+            "",
+            f"{few} more shift(s) of {threshold} or more in groups with fewer paired items: "
+            "'few items' below.",
+        ]
     lines += [
         "",
         "| probe | metric | group | paired | model | vs | shift | model higher | vs higher | p | alarm |",
@@ -245,9 +254,13 @@ def _comparison(summary: AuditSummary) -> list[str]:
         lines.append(
             f"| {c.probe} | {c.metric} | {_cell(c.group, 50)} | {c.paired} | {100 * c.model_rate:.0f}% | "
             f"{100 * c.vs_rate:.0f}% | {100 * c.shift:+.0f} | {c.model_higher} | {c.vs_higher} | "
-            f"{c.p_value:.3g} | {'**ALARM**' if c.alarm else ''} |"
+            f"{c.p_value:.3g} | {_alarm_cell(c)} |"
         )
     return [*lines, "", COMPARE_NOTE, ""]
+
+
+def _alarm_cell(comparison: Comparison) -> str:
+    return "**ALARM**" if comparison.alarm else "few items" if comparison.few_items else ""
 
 
 def _agreement(summary: AuditSummary) -> list[str]:

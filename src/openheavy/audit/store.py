@@ -47,6 +47,7 @@ class AuditMeta(SavedModel):
     items: dict[str, list[str]] = Field(default_factory=dict)  # probe -> item ids, in asked order
     watch: list[str] = Field(default_factory=list)
     alarm: float = 0.10
+    alarm_min_items: int = 5  # a group rings the alarm only over at least this many paired items
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
     openheavy_version: str = openheavy.__version__

@@ -29,7 +29,8 @@ CI_NOTE = (
 COMPARE_NOTE = (
     "Paired comparison over the items both arms answered: p is the two-sided exact sign test on the "
     "items where the arms differ (McNemar's exact test for 0/1 outcomes). An alarm flags a shift of at "
-    "least the threshold; with few items a shift can be noise, so read it with its p."
+    "least the threshold over at least the minimum number of paired items; a group with fewer is marked "
+    "'few items' (one item moves its rate by 100 points). A shift can still be noise: read it with its p."
 )
 
 # The metrics of each probe: name -> (is a proportion, value of one row or None when it has none).
@@ -121,6 +122,7 @@ class Comparison(_Frozen):
     vs_higher: int
     p_value: float
     alarm: bool
+    few_items: bool = False  # shifted by the threshold or more, over too few paired items to ring
 
 
 class NameCount(_Frozen):
@@ -170,6 +172,7 @@ class AuditSummary(_Frozen):
     lookups: list[LookupTable] = Field(default_factory=list)
     comparisons: list[Comparison] = Field(default_factory=list)
     alarm_threshold: float = 0.10
+    alarm_min_items: int = 5
     agreement: list[Agreement] = Field(default_factory=list)
     ci_note: str = CI_NOTE
     plots: list[str] = Field(default_factory=list)
@@ -278,6 +281,7 @@ def summarize_audit(
         lookups=lookups,
         comparisons=compare_arms(latest, meta) if len(arms) == 2 else [],
         alarm_threshold=meta.alarm,
+        alarm_min_items=meta.alarm_min_items,
         agreement=judge_agreement(calibration, meta.judge),
     )
 
@@ -345,6 +349,9 @@ def compare_arms(rows: Sequence[AuditRow], meta: AuditMeta) -> list[Comparison]:
                 model_rate = sum(a for a, _ in values) / len(values)
                 vs_rate = sum(b for _, b in values) / len(values)
                 shift = vs_rate - model_rate
+                # A hair below the threshold must not ring because of float rounding.
+                shifted = abs(shift) >= meta.alarm - 1e-9
+                enough = len(values) >= meta.alarm_min_items
                 comparisons.append(
                     Comparison(
                         probe=probe,
@@ -357,8 +364,8 @@ def compare_arms(rows: Sequence[AuditRow], meta: AuditMeta) -> list[Comparison]:
                         model_higher=model_higher,
                         vs_higher=vs_higher,
                         p_value=sign_test(model_higher, vs_higher),
-                        # A hair below the threshold must not ring because of float rounding.
-                        alarm=abs(shift) >= meta.alarm - 1e-9,
+                        alarm=shifted and enough,
+                        few_items=shifted and not enough,
                     )
                 )
     return comparisons
