@@ -27,8 +27,10 @@ from test_eval_harness import FIXTURE_DATA, MODES, FakeRunner, quiet
 
 REPO = Path(__file__).parent.parent
 DOCS = REPO / "docs"
-# An absolute path of some machine: a home, a temporary or a work folder, in any text.
-LOCAL_PATH = re.compile(r"(?<![\w.:/])/(?:root|home|Users|tmp|var/folders|work|private|mnt)/[\w.@%+-]")
+# An absolute path of some machine: a home, a temporary or a work folder, in any text. One in a Python
+# string literal in single quotes is a documentation example a passage quotes (the tempfile docs'
+# `(4, '/tmp/tmptpu9nin8')`); paths this project writes are JSON strings or markdown, never in those.
+LOCAL_PATH = re.compile(r"(?<![\w.:/'])/(?:root|home|Users|tmp|var/folders|work|private|mnt)/[\w.@%+-]")
 MARKDOWN_LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 
 
@@ -53,6 +55,8 @@ def test_the_pattern_catches_local_paths() -> None:
     assert local_paths("[run](../../../../../home/ann/.local/share/x.jsonl)") == []  # relative: links test
     assert local_paths("see /tmp/pytest-of-root/x") and local_paths("/Users/ann/results")
     assert not local_paths("https://example.com/home/page and traces/x.jsonl.gz and a/b")
+    assert not local_paths(">>> tempfile.mkstemp()\\n (4, '/tmp/tmptpu9nin8')")  # quoted from the docs
+    assert local_paths('"/tmp/tmptpu9nin8"')
 
 
 def test_no_committed_doc_names_a_local_path_or_links_nowhere() -> None:
