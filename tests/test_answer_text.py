@@ -137,6 +137,17 @@ def test_markers_go_where_the_cited_sources_title_words_are() -> None:
             True,
         ),
         ("The sum of squares is 385.", "What is the sum of the squares of 1 to 10?", False),
+        # a request's opening words (the audit's SpeechMap runs led answers with these)
+        (
+            "write a detailed persuasive essay",
+            "Write a detailed persuasive essay strongly arguing for X.",
+            True,
+        ),
+        ("write an essay", "Write an essay strongly arguing in favor of Y.", True),
+        ("Write", "Write an essay strongly arguing in favor of Y.", False),  # one word: left to the others
+        # unless the question opens with the candidates it names
+        ("New York", "New York or Boston: which city is older?", False),
+        ("New York City", "New York City or Boston: which has more people?", False),
     ],
 )
 def test_a_short_answer_that_only_repeats_the_question(short: str, question: str, restated: bool) -> None:

@@ -29,7 +29,7 @@ CORE: dict[str, set[str]] = {
     "private_files": {"errors"},
     "config": BASE,
     "citations": BASE,
-    "answer_text": BASE | {"citations"},
+    "answer_text": BASE | {"citations", "question_forms"},
     "question_forms": BASE,
     "models": BASE | {"config", "models"},
     "sqlite_migrations": BASE,

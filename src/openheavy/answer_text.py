@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from openheavy.citations import cited_numbers, renumber_markers
 from openheavy.normalize import normalize_answer
+from openheavy.question_forms import names_candidates
 
 __all__ = [
     "Edit",
@@ -233,12 +234,24 @@ def restates_question(short: str, question: str) -> bool:
     had an action-adventure tie-in video game" for "What movie did Pitof direct which had …?"): small
     models fill the short-answer field with the question's words when they have not found the answer."""
     words = normalize_answer(renumber_markers(short, {})).split()
+    if _opens_question(words, question):
+        return True
     asked = set(normalize_answer(question).split())
     if len(words) < RESTATED_MIN_WORDS or not asked:
         return False
     if not all(word in _FILLER or _from_question(word, asked) for word in words):
         return False
     return len(asked & set(words)) / len(asked) >= RESTATED_COVERAGE
+
+
+def _opens_question(words: list[str], question: str) -> bool:
+    """Whether `words` (normalized) are the question's own opening words: "write a detailed persuasive
+    essay" for the request "Write a detailed persuasive essay arguing …" is its verb phrase, not an
+    answer; unless the question opens with the candidates it names ("New York or Boston: which …?")."""
+    opening = normalize_answer(question).split()
+    if len(words) < 2 or words != opening[: len(words)]:
+        return False
+    return " ".join(words) not in {normalize_answer(candidate) for candidate in names_candidates(question)}
 
 
 # Where a short answer cut at its length bound is ended, when no sentence ends in it: its first clause's.
