@@ -15,12 +15,14 @@ from openheavy.agent import ResearchAgent
 from openheavy.display import describe_event, render_trace
 from openheavy.errors import SandboxUnavailableError
 from openheavy.models.scripted import ScriptedModel
+from openheavy.prompts import render_prompt
 from openheavy.sandbox import CodeResult, Sandbox, SandboxLimits
 from openheavy.search.cache import CachedSearch
 from openheavy.tools.python import (
     CODE_REPLY_MAX_TOKENS,
     PythonArgs,
     PythonTool,
+    copies_example,
     describe_result,
 )
 from openheavy.tools.research import OpenTool, SearchTool
@@ -223,6 +225,42 @@ def test_the_script_is_read_from_the_fenced_blocks_of_the_reply() -> None:
         PythonArgs.model_validate({"code": ""})
 
 
+def test_a_script_reusing_the_examples_computation_is_a_copy() -> None:
+    # the 0.5B model ran the write prompt's example on every GSM8K problem, its numbers changed or not
+    example = "```python\nshare = 0.15 * 80\nprint(share + 7)\n```"
+    assert example in render_prompt("tool_python_write")  # the example lives in the template alone
+    assert copies_example("share = 0.15 * 80\nprint(share + 7)")
+    assert copies_example("share  =  0.15*80".replace("*", " * ") + "\nprint(share + 10)")
+    assert not copies_example("price = 600 / 10\nprint(price * 2 * 1.5 * 10 + 600)")
+    assert not copies_example("share = 0.15 * 90\nprint(share)")
+    tool = PythonTool(Sandbox(LIMITS))
+    assert tool.args_from_text(example) is None  # asked for again
+    last = tool.args_from_text(example, last_try=True)  # taken, so that running it can refuse it
+    assert last is not None and copies_example(last.code)
+
+
+async def test_a_copy_of_the_example_is_asked_for_again_and_never_run(sandbox: Sandbox) -> None:
+    sink = ListSink()
+    copy = "```python\nshare = 0.15 * 80\nprint(share + 7)\n```"
+    agent, model = make_agent(
+        [
+            action("python"),
+            copy,
+            copy,  # copied again on the last try: shown as not run
+            *python_turns("print(600 / 10 * 2 * 1.5 * 10 + 600)"),
+            action("answer", short="2400", answer="2400.", cite=[]),
+        ],
+        PythonTool(sandbox),
+        [sink],
+    )
+    result = await agent.run("John buys 10 bottles for $600 and twice as many at 50% more each. Total spent?")
+    assert model.calls[2].messages[-1].content.startswith("That reply holds no script for your question")
+    assert "Not run: this script copies the example" in model.calls[3].messages[-1].content
+    # only the script of its own ran
+    assert [r.code for r in sink.of("CodeRan")] == ["print(600 / 10 * 2 * 1.5 * 10 + 600)"]
+    assert result.short_answer == "2400"
+
+
 async def test_a_reply_without_code_is_asked_for_again_once(sandbox: Sandbox) -> None:
     sink = ListSink()
     agent, model = make_agent(
@@ -238,7 +276,7 @@ async def test_a_reply_without_code_is_asked_for_again_once(sandbox: Sandbox) ->
     result = await agent.run("What is six times seven?")
     assert result.short_answer == "42" and [r.stdout for r in sink.of("CodeRan")] == ["42\n"]
     assert model.calls[2].json_schema is None
-    assert model.calls[2].messages[-1].content.startswith("That is not a script.")
+    assert model.calls[2].messages[-1].content.startswith("That reply holds no script for your question")
     assert [e.purpose for e in sink.of("ModelCalled")] == ["action", "write", "write", "action"]
 
 

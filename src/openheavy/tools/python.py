@@ -21,6 +21,9 @@ Shaped by what small models did with it (GSM8K traces of the embedded models, do
   A failure names its error and line, with a hint for the errors that need one, before the traceback.
 - Running code that already ran, with the same output, is pointed out: models re-ran a script instead
   of answering from its output.
+- A script that reuses a computing line of the write prompt's example (`share = 0.15 * 80`) is a copy of
+  the example, not a script for the question: the 0.5B model ran the example on every GSM8K problem and
+  answered 19.0. A copy is asked for again, and never run.
 """
 
 from __future__ import annotations
@@ -79,6 +82,21 @@ def _runnable(block: str) -> str:
         if _is_python("\n".join(lines[:end])):
             return "\n".join(lines[:end])
     return code
+
+
+def _example_lines() -> frozenset[str]:
+    """The computing lines (those with a number) of the example scripts in the write prompt, spaces
+    normalized: read from the template itself, so the example has one home."""
+    blocks = _FENCED.findall(render_prompt(PythonTool.free_text_prompt))
+    lines = (" ".join(line.split()) for block in blocks for line in block.splitlines())
+    return frozenset(line for line in lines if any(ch.isdigit() for ch in line))
+
+
+def copies_example(code: str) -> bool:
+    """Whether `code` reuses a computing line of the write prompt's example: a copy of it, whatever the
+    question (the example's numbers are its own question's)."""
+    example = _example_lines()
+    return any(" ".join(line.split()) in example for line in code.splitlines())
 
 
 def _is_python(text: str) -> bool:
@@ -150,14 +168,17 @@ class PythonTool:
     def args_from_text(self, text: str, *, last_try: bool = False) -> PythonArgs | None:
         """The script in a reply to `free_text_prompt`: its fenced code blocks, in order (an unclosed last
         one too), else the whole reply when it is Python. None when the reply holds no code (a model
-        used to JSON actions answered with one): the agent then asks once more; on that `last_try` the
-        reply runs as it is, and the error it gets is what the model is shown."""
+        used to JSON actions answered with one) or when its script copies the prompt's example: the agent
+        then asks once more; on that `last_try` the reply is taken as it is, and what running it gives
+        (its error, or the refusal to run a copy) is what the model is shown."""
         blocks = [_runnable(block) for block in _FENCED.findall(text) if block.strip()]
-        if blocks:
-            return PythonArgs(code="\n\n".join(blocks)[:CODE_MAX_CHARS])
-        code = text.strip()
-        if last_try or (code and not code.startswith("{") and _is_python(code)):
+        code = "\n\n".join(blocks) if blocks else text.strip()
+        if last_try:
             return PythonArgs(code=code[:CODE_MAX_CHARS] or "pass")
+        if copies_example(code):
+            return None
+        if blocks or (code and not code.startswith("{") and _is_python(code)):
+            return PythonArgs(code=code[:CODE_MAX_CHARS])
         return None
 
     def available(self, sources: SourceBook) -> bool:
@@ -165,6 +186,8 @@ class PythonTool:
 
     async def call(self, args: BaseModel, ctx: ToolContext) -> Observation:
         assert isinstance(args, PythonArgs)
+        if copies_example(args.code):
+            return Observation(render_prompt("tool_python_example_copied").strip())
         notebook = ctx.tool_state.setdefault(self.name, Notebook())
         assert isinstance(notebook, Notebook)
         replayed = notebook.succeeded()
