@@ -254,7 +254,10 @@ async def test_a_copy_of_the_example_is_asked_for_again_and_never_run(sandbox: S
         [sink],
     )
     result = await agent.run("John buys 10 bottles for $600 and twice as many at 50% more each. Total spent?")
-    assert model.calls[2].messages[-1].content.startswith("That reply holds no script for your question")
+    # asked afresh: the request with the example, and the copy, are gone from the conversation
+    again = model.calls[2].messages
+    assert again[-1].content.startswith("Write the Python script for the question now")
+    assert not any("0.15 * 80" in message.content for message in again)
     assert "Not run: this script copies the example" in model.calls[3].messages[-1].content
     # only the script of its own ran
     assert [r.code for r in sink.of("CodeRan")] == ["print(600 / 10 * 2 * 1.5 * 10 + 600)"]
@@ -276,7 +279,9 @@ async def test_a_reply_without_code_is_asked_for_again_once(sandbox: Sandbox) ->
     result = await agent.run("What is six times seven?")
     assert result.short_answer == "42" and [r.stdout for r in sink.of("CodeRan")] == ["42\n"]
     assert model.calls[2].json_schema is None
-    assert model.calls[2].messages[-1].content.startswith("That reply holds no script for your question")
+    assert model.calls[2].messages[-1].content.startswith("Write the Python script for the question now")
+    # the request replaces the first one and its JSON reply: the conversation did not grow
+    assert len(model.calls[2].messages) == len(model.calls[1].messages)
     assert [e.purpose for e in sink.of("ModelCalled")] == ["action", "write", "write", "action"]
 
 

@@ -339,10 +339,11 @@ class ResearchAgent:
         tool = self.tools.get(action.name)
         if not isinstance(tool, WrittenInFreeText):
             return None
-        turns = [Message("assistant", action.raw)]
         for prompt in (tool.free_text_prompt, tool.free_text_again_prompt):
             last_try = prompt == tool.free_text_again_prompt
-            turns.append(Message("user", render_prompt(prompt).strip()))
+            # The second request replaces the first and its reply: a model that copied the first
+            # request's example, or answered it with a JSON action, is asked afresh without them.
+            turns = [Message("assistant", action.raw), Message("user", render_prompt(prompt).strip())]
             model = self.model.labelled(step=step, purpose="write")
             completion = await model.complete(
                 [*self.messages, *turns],

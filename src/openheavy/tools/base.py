@@ -68,10 +68,11 @@ class WrittenInFreeText(Protocol):
     """A tool whose arguments the model writes in free text after the JSON action that picks it (the
     python tool's script): the agent asks with `free_text_prompt`, with no schema and at most
     `free_text_max_tokens`, and `args_from_text` parses the reply (None: it holds none; the agent then
-    asks once more with `free_text_again_prompt`, and takes what that reply gives: `last_try`)."""
+    asks once more with `free_text_again_prompt` in place of the first request and its reply, and takes
+    what that reply gives: `last_try`)."""
 
     free_text_prompt: str
-    free_text_again_prompt: str  # asked once when a reply held no arguments
+    free_text_again_prompt: str  # asked once, in place of the first request, when a reply held none
     free_text_max_tokens: int
 
     def args_from_text(self, text: str, *, last_try: bool = False) -> BaseModel | None: ...
