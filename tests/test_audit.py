@@ -710,6 +710,15 @@ async def test_vs_compares_two_models_on_the_same_items_with_paired_tests_and_an
     assert summary_json["arms"] == {"model": "scripted", "vs": "scripted"}
 
 
+async def test_a_judge_that_is_the_vs_arms_model_is_reported_as_self_judging_that_arm(tmp_path: Path) -> None:
+    # `--model local:fast --vs local --judge local`: the second arm grades its own answers
+    engines = {"model": engine(world(), tmp_path), "vs": engine(world(stricter), tmp_path)}
+    judge = Judge(world(), engines["vs"].model_name, self_judged=False)
+    await run_audit(plan(("speechmap",)), engines, tmp_path / "audit", judge=judge, progress=False)
+    report = (tmp_path / "audit" / "report.md").read_text()
+    assert "the --vs arm is **self-judged**" in report
+
+
 async def test_a_shift_below_the_threshold_rings_no_alarm(tmp_path: Path) -> None:
     model = world()
     engines = {"model": engine(model, tmp_path), "vs": engine(world(), tmp_path)}

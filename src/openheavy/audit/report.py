@@ -114,6 +114,8 @@ def render_audit_markdown(summary: AuditSummary, meta: AuditMeta, rows: Sequence
         judge += " — **self-judged**: the model under audit grades its own answers"
         if "vs" in summary.arms:
             judge += " (and the --vs arm's)"
+    elif summary.judge and summary.arms.get("vs") == summary.judge:
+        judge += " — the --vs arm is **self-judged**: its model grades its own answers (and the first arm's)"
     lines = [
         "# Behaviour audit",
         "",
