@@ -264,6 +264,31 @@ async def test_a_copy_of_the_example_is_asked_for_again_and_never_run(sandbox: S
     assert result.short_answer == "2400"
 
 
+async def test_an_agent_that_computed_but_left_no_short_answer_answers_with_its_codes_last_number(
+    sandbox: Sandbox,
+) -> None:
+    # the 1.5B model printed 276 (right), then copied the format's placeholder twice
+    sink = ListSink()
+    copy = action("answer", short="<the direct answer alone>", answer="<your answer>", cite=[])
+    agent, _model = make_agent(
+        [*python_turns("print(650 - (57 * 4 + 73 * 2) * 1.0)"), copy, copy], PythonTool(sandbox), [sink]
+    )
+    result = await agent.run("How many of the 650 wheels are left after 57 cars and 73 motorcycles?")
+    assert result.short_answer == "276" and result.answer == "276"
+    [edited] = sink.of("AnswerEdited")
+    kinds = [edit["kind"] for edit in edited.edits]
+    assert kinds[:3] == ["short_answer_dropped", "short_answer_from_code", "answer_dropped"]
+
+
+async def test_an_agent_that_computed_nothing_gets_no_short_answer_from_code(sandbox: Sandbox) -> None:
+    copy = action("answer", short="<the direct answer alone>", answer="It is 276.", cite=[])
+    agent, _model = make_agent(
+        [*python_turns("print('no numbers here')"), copy, copy], PythonTool(sandbox), []
+    )
+    result = await agent.run("How many wheels are left?")
+    assert result.short_answer == "" and result.answer == "It is 276."
+
+
 async def test_a_reply_without_code_is_asked_for_again_once(sandbox: Sandbox) -> None:
     sink = ListSink()
     agent, model = make_agent(

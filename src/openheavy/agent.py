@@ -435,6 +435,17 @@ class ResearchAgent:
             return None
         return reason, message
 
+    def _last_printed_number(self) -> str | None:
+        """The last number the agent's code printed (what its last run that printed numbers computed), as
+        written plainly ("104.0" gives "104"); None when it printed none."""
+        for output in reversed(self._computed):
+            numbers = numbers_in(output)
+            if numbers:
+                last = numbers[-1]
+                value = last.value.normalize()
+                return format(value, "f") + ("%" if last.percent else "")
+        return None
+
     def _uncomputed(self, short: str) -> bool:
         """Whether `short` is a number that none of the agent's computations printed, though it ran some
         that printed something: a small model computes 7 and answers 14. The answer's number must come
@@ -566,7 +577,16 @@ class ResearchAgent:
         # answers nothing and one cut at its bound keeps its first whole clause: what is not an answer
         # must not lead the answer, be voted on or be graded.
         short, settled = settle_short(action.args.short, self._question, max_chars=SHORT_MAX_CHARS)
-        text = self._written_answer(action.args, short, steps, settled=settled)
+        edits = [settled] if settled is not None else []
+        printed = self._last_printed_number() if not short else None
+        if printed is not None:
+            # An agent that computed but left no short answer (it copied the format's placeholder
+            # after its code printed 276) answers with what its code printed last: its evidence.
+            short = printed
+            edits.append(
+                Edit("short_answer_from_code", f"no short answer was left: the code's last number {printed}")
+            )
+        text = self._written_answer(action.args, short, steps, settled=edits)
         answer, citations = self._resolve_citations(text, action.args.cite)
         self.stream.emit(
             AgentFinished(
@@ -593,11 +613,13 @@ class ResearchAgent:
             short_answer=short,
         )
 
-    def _written_answer(self, args: AnswerArgs, short: str, step: int, *, settled: Edit | None = None) -> str:
+    def _written_answer(
+        self, args: AnswerArgs, short: str, step: int, *, settled: Sequence[Edit] = ()
+    ) -> str:
         """The answer's text, repaired where needed (each repair recorded as an `AnswerEdited` event):
         a degenerate repetition cut; unfinished text ended at its last sentence; markers for cited sources
-        the text never marks; short answer first (`settled`: what `settle_short` changed in it, recorded with
-        the rest)."""
+        the text never marks; short answer first (`settled`: what settled the short answer, `settle_short`
+        or the code's output, recorded with the rest)."""
         original = args.answer
         # Unfinished text ends at its last sentence whatever stopped it: the schema's length bound, a cut
         # output (`cut`), or the model itself, which under constrained decoding may close the string
@@ -612,8 +634,7 @@ class ResearchAgent:
             text, edits = "", [dropped]
         else:
             text, edits = repair_free_text(original, cut_off=True)
-        if settled is not None:
-            edits.insert(0, settled)
+        edits[:0] = settled
         opened = self.sources.opened
         titles = {ref: opened[ref].title for ref in dict.fromkeys(args.cite) if ref in opened}
         text, marked = attach_markers(text, titles)
