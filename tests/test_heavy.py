@@ -12,6 +12,7 @@ import pytest
 
 from fakes import PASSAGES, ListSink, MemorySearch, action, allowed_actions, plan_reply
 from openheavy.agent import Budget
+from openheavy.citations import cited_numbers
 from openheavy.errors import AgentsFailedError
 from openheavy.heavy import Orchestrator, fallback_angles
 from openheavy.models.scripted import FunctionModel, Reply, Unconstrained
@@ -589,6 +590,30 @@ async def test_the_synthesizers_short_answer_cut_at_its_bound_keeps_its_first_cl
     edited = [e for e in sink.of("AnswerEdited") if e.agent == "synthesizer" and e.text == "J. G. Farrell"]
     assert [[edit["kind"] for edit in e.edits] for e in edited] == [["short_answer_cut"]]
     assert edited[0].original == cut
+
+
+async def test_sources_the_synthesizer_cites_but_never_marks_get_their_markers() -> None:
+    # the default model's heavy answer on shallow vs deep copy listed 3 sources and marked no claim
+    tasks = ["angle one", "angle two"]
+    scripts = {
+        "angle one": ("farrell", "J. G. Farrell [1]."),
+        "angle two": ("aragon", "A French poet [1]."),
+    }
+    plan = plan_reply(tasks, shape="long", queries=[[scripts[t][0]] for t in tasks])
+    unmarked = "Farrell wrote The Siege of Krishnapur in 1973. Aragon was a French poet."
+
+    def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
+        if role_of(messages) == "synthesizer":
+            return synthesis_reply(unmarked, [1, 2])
+        return short_team(plan, scripts)(messages, schema)
+
+    orchestrator, sink = make(FunctionModel(respond), MemorySearch(dict(NOVELISTS)), agents=2)
+    result = await orchestrator.run("Who were J. G. Farrell and Louis Aragon?")
+    assert cited_numbers(result.answer) == [1, 2] and len(result.citations) == 2
+    assert result.answer.startswith("Farrell wrote The Siege of Krishnapur in 1973 [")
+    marked = [e for e in sink.of("AnswerEdited") if e.agent == "synthesizer"]
+    assert [[edit["kind"] for edit in e.edits] for e in marked] == [["markers_added"]]
+    assert marked[0].original == unmarked
 
 
 async def test_a_comparison_the_planner_called_a_list_gets_no_list_merge() -> None:

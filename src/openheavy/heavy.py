@@ -34,7 +34,7 @@ from openheavy.aggregation import (
     short_answer,
     vote_on_answers,
 )
-from openheavy.answer_text import Edit, lead_with, repair_free_text, settle_short
+from openheavy.answer_text import Edit, attach_markers, lead_with, repair_free_text, settle_short
 from openheavy.citations import Citation, RunSources, Source, resolve_citations
 from openheavy.errors import AgentsFailedError, OpenHeavyError
 from openheavy.json_output import first_json_object
@@ -610,6 +610,14 @@ class Orchestrator:
                 short_answer=short_answer(best),
             )
         text = self._repaired(output.answer, attempt)
+        # As an agent's: a source listed in "cite" but marked nowhere in the text gets its marker at the
+        # sentence that names it (the default model's synthesis cited 3 sources and marked none).
+        by_number = sources.by_number
+        titles = {n: by_number[n].document.title for n in dict.fromkeys(output.cite) if n in by_number}
+        marked_text, marked = attach_markers(text, titles)
+        if marked is not None:
+            self._record_edits(attempt, text, marked_text, [marked])
+            text = marked_text
         # As an agent's (`settle_short`): a short answer that only repeats the question answers nothing
         # (the answer's text stands alone), one cut at its bound keeps its first whole clause.
         short, settled = settle_short(output.short, question, max_chars=SHORT_MAX_CHARS)
