@@ -29,6 +29,7 @@ Shaped by what small models did with it (GSM8K traces of the embedded models, do
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import textwrap
 from dataclasses import dataclass, field
@@ -84,9 +85,11 @@ def _runnable(block: str) -> str:
     return code
 
 
+@functools.cache
 def _example_lines() -> frozenset[str]:
     """The computing lines (those with a number) of the example scripts in the write prompt, spaces
-    normalized: read from the template itself, so the example has one home."""
+    normalized: read from the template itself, so the example has one home (read once: every script is
+    checked against it, twice)."""
     blocks = _FENCED.findall(render_prompt(PythonTool.free_text_prompt))
     lines = (" ".join(line.split()) for block in blocks for line in block.splitlines())
     return frozenset(line for line in lines if any(ch.isdigit() for ch in line))
