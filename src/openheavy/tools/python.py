@@ -174,15 +174,14 @@ class PythonTool:
         used to JSON actions answered with one) or when its script copies the prompt's example: the agent
         then asks once more; on that `last_try` the reply is taken as it is, and what running it gives
         (its error, or the refusal to run a copy) is what the model is shown."""
-        blocks = [_runnable(block) for block in _FENCED.findall(text) if block.strip()]
-        code = "\n\n".join(blocks) if blocks else text.strip()
         if last_try:
+            blocks = [_runnable(block) for block in _FENCED.findall(text) if block.strip()]
+            code = "\n\n".join(blocks) if blocks else text.strip()
             return PythonArgs(code=code[:CODE_MAX_CHARS] or "pass")
-        if copies_example(code):
+        code = script_in(text)
+        if not code or copies_example(code):
             return None
-        if blocks or (code and not code.startswith("{") and _is_python(code)):
-            return PythonArgs(code=code[:CODE_MAX_CHARS])
-        return None
+        return PythonArgs(code=code)
 
     def available(self, sources: SourceBook) -> bool:
         return True
@@ -195,26 +194,40 @@ class PythonTool:
         assert isinstance(notebook, Notebook)
         replayed = notebook.succeeded()
         result = await self.sandbox.run(args.code, before=replayed, show_last=True)
-        ctx.stream.emit(
-            CodeRan(
-                run_id=ctx.run_id,
-                agent=ctx.agent,
-                step=ctx.step,
-                code=result.code,
-                stdout=result.stdout,
-                stderr=result.stderr,
-                exit_status=result.exit_status,
-                limit=result.limit,
-                seconds=result.seconds,
-                isolation=result.isolation,
-            )
-        )
+        ctx.stream.emit(code_ran(result, run_id=ctx.run_id, agent=ctx.agent, step=ctx.step))
         text = describe_result(result, replayed=len(replayed))
         same = notebook.same_run(result)
         if same is not None:
             text += "\n" + render_prompt("tool_python_repeated", step=same.step).strip()
         notebook.cells.append(CodeCell(ctx.step, result))
         return Observation(text, repeated=same is not None, computed=result.stdout if result.ok else "")
+
+
+def script_in(text: str) -> str:
+    """The script in a model's free-text reply: its fenced code blocks, in order (an unclosed last one
+    too), each cut to the lines that parse; else the whole reply when it is Python (and not a JSON
+    object). "" when the reply holds no code."""
+    blocks = [_runnable(block) for block in _FENCED.findall(text) if block.strip()]
+    if blocks:
+        return "\n\n".join(blocks)[:CODE_MAX_CHARS]
+    code = text.strip()
+    return code[:CODE_MAX_CHARS] if code and not code.startswith("{") and _is_python(code) else ""
+
+
+def code_ran(result: CodeResult, *, run_id: str, agent: str, step: int) -> CodeRan:
+    """The trace event of one run of code."""
+    return CodeRan(
+        run_id=run_id,
+        agent=agent,
+        step=step,
+        code=result.code,
+        stdout=result.stdout,
+        stderr=result.stderr,
+        exit_status=result.exit_status,
+        limit=result.limit,
+        seconds=result.seconds,
+        isolation=result.isolation,
+    )
 
 
 def describe_result(result: CodeResult, *, replayed: int = 0) -> str:
