@@ -46,7 +46,9 @@ from openheavy.types import CodeRan, JsonSchema
 CODE_MAX_CHARS = 8000
 # The reply that holds the script: the model's reasoning and the code.
 CODE_REPLY_MAX_TOKENS = 1024
-_FENCED = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
+# A fence line: three or more backticks and an optional language tag ("```python", "```output", "```").
+_FENCE = re.compile(r"^[ \t]*```+[ \t]*([\w+.-]*)[ \t]*$")
+_PYTHON_TAGS = frozenset({"python", "python3", "py"})
 # The error a Python traceback ends with ("NameError: name 'x' is not defined" gives NameError), and the
 # last line of the agent's own code it passed through. Read from stderr, which the code could forge: only
 # an identifier and a number are taken from it, outside the fence.
@@ -73,6 +75,56 @@ class PythonArgs(BaseModel):
         return value
 
 
+def fenced_blocks(text: str) -> list[tuple[str, str]]:
+    """The fenced blocks of `text` in order, as (language tag, lowercased; "" for none, contents), an
+    unclosed last one too (a reply cut at its token bound). Fences pair up line by line, so the closing
+    fence of one block never opens the next: a model that wrote its code, then a made-up ```output block,
+    then prose, has one block of code and one of output."""
+    blocks: list[tuple[str, str]] = []
+    tag: str | None = None  # the open block's tag; None outside a block
+    lines: list[str] = []
+    for line in text.splitlines():
+        fence = _FENCE.match(line)
+        if tag is None:
+            if fence:
+                tag, lines = fence[1].lower(), []
+        elif fence and not fence[1]:
+            blocks.append((tag, "\n".join(lines)))
+            tag = None
+        else:
+            lines.append(line)
+    if tag is not None:
+        blocks.append((tag, "\n".join(lines)))
+    return blocks
+
+
+def _code_blocks(text: str) -> list[str]:
+    """The blocks of `text` that hold the script: those tagged Python, and untagged ones that parse as
+    Python statements beyond a bare name (an untagged block of prose or output is not code); each cut to
+    its runnable lines."""
+    code = []
+    for tag, block in fenced_blocks(text):
+        if not block.strip():
+            continue
+        if tag in _PYTHON_TAGS:
+            code.append(_runnable(block))
+        elif not tag and _is_statements(runnable := _runnable(block)):
+            code.append(runnable)
+    return code
+
+
+def _is_statements(text: str) -> bool:
+    """Whether `text` parses as Python with at least one statement that does something: a lone name or
+    constant ("Therefore", "42") parses too, and is prose or output."""
+    try:
+        body = ast.parse(text).body
+    except (SyntaxError, ValueError):
+        return False
+    return any(
+        not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Name | ast.Constant)) for node in body
+    )
+
+
 def _runnable(block: str) -> str:
     """A fenced block, dedented, without the prose a model wrote after it when it never closed the fence
     ("… print(total)\nThe answer is \\(\\boxed{14}\\)."): the longest run of its first lines that parses,
@@ -90,7 +142,7 @@ def _example_lines() -> frozenset[str]:
     """The computing lines (those with a number) of the example scripts in the write prompt, spaces
     normalized: read from the template itself, so the example has one home (read once: every script is
     checked against it, twice)."""
-    blocks = _FENCED.findall(render_prompt(PythonTool.free_text_prompt))
+    blocks = _code_blocks(render_prompt(PythonTool.free_text_prompt))
     lines = (" ".join(line.split()) for block in blocks for line in block.splitlines())
     return frozenset(line for line in lines if any(ch.isdigit() for ch in line))
 
@@ -175,7 +227,7 @@ class PythonTool:
         then asks once more; on that `last_try` the reply is taken as it is, and what running it gives
         (its error, or the refusal to run a copy) is what the model is shown."""
         if last_try:
-            blocks = [_runnable(block) for block in _FENCED.findall(text) if block.strip()]
+            blocks = _code_blocks(text)
             code = "\n\n".join(blocks) if blocks else text.strip()
             return PythonArgs(code=code[:CODE_MAX_CHARS] or "pass")
         code = script_in(text)
@@ -205,9 +257,10 @@ class PythonTool:
 
 def script_in(text: str) -> str:
     """The script in a model's free-text reply: its fenced code blocks, in order (an unclosed last one
-    too), each cut to the lines that parse; else the whole reply when it is Python (and not a JSON
-    object). "" when the reply holds no code."""
-    blocks = [_runnable(block) for block in _FENCED.findall(text) if block.strip()]
+    too; blocks tagged with another language, such as a made-up ```output, left out), each cut to the
+    lines that parse; else the whole reply when it is Python (and not a JSON object). "" when the reply
+    holds no code."""
+    blocks = _code_blocks(text)
     if blocks:
         return "\n\n".join(blocks)[:CODE_MAX_CHARS]
     code = text.strip()
