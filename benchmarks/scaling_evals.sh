@@ -12,8 +12,9 @@ PY=${PYTHON:-.venv/bin/python}
 # rank:N on gsm8k votes over numbers (check:numeric, the default there) with the greedy answer as sample 0
 "$OH" eval gsm8k --modes direct,rank:8,rank:16 --limit 50 --model "$MODEL" --concurrency 2 \
     --data-dir "$DATA" --out "$OUT/gsm8k-50"
-# program-aided: rank:8 ranks 8 agents that compute with the sandboxed python tool (needs bubblewrap)
-"$OH" eval gsm8k --modes rank:8 --tools python --limit 50 --max-steps 4 --model "$MODEL" --concurrency 2 \
+# program-aided: with python alone, rank:N alternates prose and program samples in one vote (the
+# programs run in the sandbox; needs bubblewrap)
+"$OH" eval gsm8k --modes rank:8 --tools python --limit 50 --model "$MODEL" --concurrency 2 \
     --data-dir "$DATA" --out "$OUT/gsm8k-50-python"
 "$OH" eval hotpotqa --modes single,heavy:4 --limit 50 --max-steps 4 --model "$MODEL" --concurrency 2 \
     --data-dir "$DATA" --out "$OUT/hotpotqa-50"

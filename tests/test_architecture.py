@@ -44,6 +44,7 @@ CORE: dict[str, set[str]] = {
     "display": BASE | {"trace", "display"},
     "verify": BASE | {"models", "prompts", "verify"},
     "rank": BASE | {"models", "prompts", "verify", "answer_text"},
+    "program_aided": BASE | {"models", "prompts", "rank", "sandbox", "tools", "verify"},
     "agent": BASE | {"models", "tools", "search", "prompts", "citations", "answer_text", "question_forms"},
     "direct": BASE | {"agent", "models", "prompts", "answer_text"},
     "partition": BASE,
@@ -54,7 +55,7 @@ CORE: dict[str, set[str]] = {
     | {"partition", "planning", "aggregation", "answer_text", "question_forms"},
     "modes": BASE
     | {"config", "models", "search", "tools", "agent", "citations", "direct", "heavy", "rank"}
-    | {"verify", "modes", "planning"},
+    | {"verify", "modes", "planning", "program_aided"},
 }
 # The shells sit on top of the core, in this order: each may import the whole core and the shells
 # before it, never one after it (the library must not need the CLI, an eval must not need a server).

@@ -91,6 +91,7 @@ async def test_events_a_model_call_per_sample_and_a_note_per_score() -> None:
         "reason": "2/3 samples agree on '1'",
         "answer": "1",
         "temperature": 0.0,
+        "kind": "prose",
     }
 
 

@@ -164,8 +164,11 @@ def test_unknown_or_no_tools_are_config_errors() -> None:
 async def test_a_mode_without_agents_refuses_tools_before_any_model_call(settings: Settings) -> None:
     model = ScriptedModel(["42"])
     heavy = Heavy(model, MemorySearch(dict(PASSAGES)), settings=settings)
-    with pytest.raises(ConfigError, match="mode rank runs no agents, so it takes no tools"):
-        await heavy.arun("q", "rank", RunOptions(tools=("python",)))
+    with pytest.raises(ConfigError, match="mode direct runs no agents, so it takes no tools"):
+        await heavy.arun("q", "direct", RunOptions(tools=("python",)))
+    # rank takes python for its program samples, and nothing else
+    with pytest.raises(ConfigError, match=r"rank runs no agents, so it takes only python \(not search\)"):
+        await heavy.arun("q", "rank", RunOptions(tools=("search", "python")))
     assert model.calls == []
 
 
@@ -201,14 +204,20 @@ def test_the_eval_runner_keeps_the_tools_an_item_can_use(tmp_path: Path) -> None
     )
     math = load_dataset("gsm8k", FIXTURE_DATA, limit=1)[0]
     searchable = load_dataset("hotpotqa", FIXTURE_DATA, limit=1)[0]
-    # No corpus: python alone, and rank:N ranks python agents' trajectories rather than plain samples.
+    # No corpus: python alone, and rank:N alternates prose and program samples.
     assert runner.options(math, ModeSpec("single"), seed=1) == (
         "single",
         RunOptions(seed=1, tools=("python",)),
     )
     assert runner.options(math, ModeSpec("rank", 3), seed=1) == (
-        "rank-tools",
+        "rank",
         RunOptions(seed=1, n=3, tools=("python",)),
+    )
+    assert runner.options(math, ModeSpec("rank-tools", 3), seed=1)[0] == "rank-tools"
+    # With a corpus to search, rank:N ranks research agents' trajectories.
+    assert runner.options(searchable, ModeSpec("rank", 3), seed=1) == (
+        "rank-tools",
+        RunOptions(seed=1, n=3, tools=("search", "python")),
     )
     assert runner.options(searchable, ModeSpec("heavy", 2), seed=1)[1].tools == ("search", "python")
     # Modes without agents take no tools.

@@ -212,6 +212,11 @@ def test_the_script_is_read_from_the_fenced_blocks_of_the_reply() -> None:
     # a fence never closed, prose after the code: the code alone; an indented block is dedented
     assert code("```python\nx = 14\nprint(x)\nThe answer is \\(\\boxed{14}\\).") == "x = 14\nprint(x)"
     assert code("```python\n    x = 1\n    print(x)\n```") == "x = 1\nprint(x)"
+    # fences pair up: a made-up output block and the prose after it are not code (the 0.5B model wrote
+    # its script, then "```output\n50\n```", then a sentence the old reading ran as a block of its own)
+    reply = "Steps.\n```python\nprint(2 * 25)\n```\n```output\n50\n```\nThe answer is \\(\\boxed{50}\\)."
+    assert code(reply) == "print(2 * 25)"
+    assert code("```python\nx = 3\n```\n```\nTherefore\n```\n```text\nx = 4\n```") == "x = 3"
     # no fence: the reply is the script when it is Python
     assert code("print(6 * 7)\n") == "print(6 * 7)"
     # no code (prose, a JSON action, an empty block): asked again; on the last try it runs as it is

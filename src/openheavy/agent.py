@@ -37,7 +37,7 @@ from openheavy.json_output import close_cut_json, first_json_object
 from openheavy.models.base import ChatModel
 from openheavy.models.budget import Budget, BudgetName, estimate_prompt_tokens
 from openheavy.models.recording import CallLabel, RecordingModel, output_token_bound
-from openheavy.normalize import numbers_equal, numbers_in
+from openheavy.normalize import last_number_plain, numbers_equal, numbers_in
 from openheavy.prompts import render_prompt
 from openheavy.question_forms import short_answer_schema
 from openheavy.search.cache import CachedSearch
@@ -438,13 +438,7 @@ class ResearchAgent:
     def _last_printed_number(self) -> str | None:
         """The last number the agent's code printed (what its last run that printed numbers computed), as
         written plainly ("104.0" gives "104"); None when it printed none."""
-        for output in reversed(self._computed):
-            numbers = numbers_in(output)
-            if numbers:
-                last = numbers[-1]
-                value = last.value.normalize()
-                return format(value, "f") + ("%" if last.percent else "")
-        return None
+        return next(filter(None, map(last_number_plain, reversed(self._computed))), None)
 
     def _uncomputed(self, short: str) -> bool:
         """Whether `short` is a number that none of the agent's computations printed, though it ran some

@@ -214,15 +214,23 @@ class Heavy:
                     task.exception()  # retrieved: the consumer left, the run store holds the error
 
     def _agent_tools(self, strategy: Mode, mode: str, options: RunOptions) -> list[Tool]:
-        """The tools `options` give the agents of `strategy`, checked on this machine; none for a mode
-        without agents (naming tools for one is a `ConfigError`)."""
+        """The tools `options` give the agents of `strategy`, checked on this machine. A mode without
+        agents takes only its `sample_tools` (rank: python); naming another is a `ConfigError`."""
         if not strategy.runs_agents:
-            if options.tools is not None:
+            if options.tools is None:
+                return []
+            unusable = [name for name in options.tools if name not in strategy.sample_tools]
+            if unusable:
                 with_agents = ", ".join(name for name, m in MODES.items() if m.runs_agents)
-                raise ConfigError(
-                    f"mode {mode} runs no agents, so it takes no tools; tools are for {with_agents}"
+                takes = (
+                    f"it takes only {', '.join(sorted(strategy.sample_tools))}"
+                    if strategy.sample_tools
+                    else "it takes no tools"
                 )
-            return []
+                raise ConfigError(
+                    f"mode {mode} runs no agents, so {takes} (not {', '.join(unusable)}); "
+                    f"tools for research are for {with_agents}"
+                )
         return build_tools(options.tool_names, Sandbox.from_settings(self.settings))
 
     def _check_limits(self, strategy: Mode, options: RunOptions) -> None:

@@ -243,7 +243,8 @@ ToolsOption = Annotated[
         "--tools",
         help="The agents' tools, comma-separated: "
         + "; ".join(f"{name}: {what}" for name, what in TOOL_NAMES.items())
-        + ". Default search; e.g. search,python, or python alone for questions with nothing to look up.",
+        + ". Default search; e.g. search,python, or python alone for questions with nothing to look up. "
+        + "In rank mode, python makes every other sample a program run in the sandbox.",
     ),
 ]
 
@@ -463,7 +464,7 @@ def compare(
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
     """Run several modes on one question and show the answers and their cost side by side. --tools
-    applies to the modes that run agents."""
+    applies to the modes that run agents, and python also to rank's samples."""
     from rich.text import Text
 
     from openheavy.display.formatting import one_line
@@ -480,8 +481,7 @@ def compare(
                 if not as_json:
                     err.rule(f"[bold]{mode}")
                 sinks: list[EventSink] = [runs] if as_json else [runs, LiveDisplay(err)]
-                mode_tools = agent_tools if MODES[mode].runs_agents else None
-                mode_options = replace(options, tools=mode_tools)
+                mode_options = replace(options, tools=MODES[mode].takes_tools(agent_tools))
                 results.append(await heavy.arun(question, mode, mode_options, sinks=sinks))
         return results
 
@@ -598,7 +598,8 @@ def eval_(
     """Evaluate modes on a benchmark: accuracy against compute, resumable, with a report and plots.
 
     --tools applies to the modes that run agents; on an item with nothing to search (math) they keep
-    only the tools that need no corpus (python)."""
+    only the tools that need no corpus (python). With python alone, rank:N alternates prose and program
+    samples; with search, it ranks N research agents."""
     from openheavy.evals import build_corpus, dataset_corpora, load_dataset, parse_modes, render_report
     from openheavy.evals.cluster import RayRunner
     from openheavy.evals.datasets import default_verifier

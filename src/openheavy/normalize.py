@@ -74,6 +74,16 @@ def numbers_in(text: str) -> list[Number]:
     return [_number(match) for match in _NUMBER.finditer(text)]
 
 
+def last_number_plain(text: str) -> str | None:
+    """The last number written in `text`, written plainly ("104.0" gives "104", "1,250.50" gives "1250.5",
+    "15%" stays "15%"); None when there is none."""
+    numbers = numbers_in(text)
+    if not numbers:
+        return None
+    last = numbers[-1]
+    return format(last.value.normalize(), "f") + ("%" if last.percent else "")
+
+
 def numbers_equal(a: Number, b: Number) -> bool:
     """Equal up to rounding; "50%" also equals 0.5 (when exactly one side is written as a percentage)."""
     if math.isclose(a.value, b.value, rel_tol=1e-6, abs_tol=1e-9):

@@ -26,6 +26,7 @@ __all__ = [
     "RankResult",
     "Ranked",
     "Sampler",
+    "answer_sampler",
     "extract_answer",
     "rank",
     "sample_messages",
@@ -83,6 +84,39 @@ def sample_messages(question: str) -> list[Message]:
     ]
 
 
+def answer_sampler(
+    question: str,
+    recorder: RecordingModel,
+    *,
+    temperature: float,
+    seed: int,
+    max_tokens: int,
+    greedy_index: int | None = 0,
+) -> Sampler:
+    """Rank's plain sampler: sample `i` is one call with the rank prompt and seed `seed + i`, its answer
+    the `ANSWER:` line (`extract_answer`); sample `greedy_index` is greedy, the others at `temperature`.
+    Each call is a `ModelCalled` event of agent `sample-i`."""
+    messages = sample_messages(question)
+
+    async def sample(i: int) -> Sample:
+        heat = 0.0 if i == greedy_index else temperature
+        completion = await recorder.labelled(agent=f"sample-{i}").complete(
+            messages, max_tokens=max_tokens, temperature=heat, seed=seed + i
+        )
+        return Sample(
+            index=i,
+            text=completion.text,
+            answer=extract_answer(completion.text),
+            usage=completion.usage,
+            mean_logprob=completion.mean_logprob,
+            seed=seed + i,
+            temperature=heat,
+            kind="prose",
+        )
+
+    return sample
+
+
 async def rank(
     question: str,
     model: ChatModel,
@@ -99,34 +133,27 @@ async def rank(
 ) -> RankResult:
     """Generate `n` candidate answers concurrently, score them with `verifier`, and rank them.
 
-    Each default sample is one `model.complete` call with seed `seed + i` at `temperature`, except sample
-    0, which is greedy when `greedy_first`; each is reported as a `ModelCalled` event (purpose "sample",
-    agent `sample-i`). With `sampler`, `sampler(i)` produces sample `i` instead and reports its own
-    events. A sample that fails is kept in `failed` and left out of the ranking; every sample failing
-    raises `ModelError`. Every score is reported as a `Note(topic="verifier")`.
+    Each default sample is one `model.complete` call with seed `seed + i` at `temperature`, except
+    sample 0, which is greedy when `greedy_first` (`answer_sampler`); each is reported as a `ModelCalled`
+    event (purpose "sample", agent `sample-i`). With `sampler`, `sampler(i)` produces sample `i` instead
+    and reports its own events. A sample that fails (raises, or comes back with an `error`) is kept in
+    `failed` and left out of the ranking; every sample failing raises `ModelError`. Every score is
+    reported as a `Note(topic="verifier")`.
     """
     if n < 1:
         raise ConfigError(f"--n must be at least 1, got {n}")
-    messages = sample_messages(question)
-
-    recorder = RecordingModel(model, stream=stream, run_id=run_id, label=CallLabel(purpose="sample"))
-
-    async def sample_with_model(i: int) -> Sample:
-        heat = 0.0 if greedy_first and i == 0 else temperature
-        completion = await recorder.labelled(agent=f"sample-{i}").complete(
-            messages, max_tokens=max_tokens, temperature=heat, seed=seed + i
+    seeded = sampler is None  # rank's own samples carry their seeds; a sampler's report their own
+    if sampler is None:
+        recorder = RecordingModel(model, stream=stream, run_id=run_id, label=CallLabel(purpose="sample"))
+        sampler = answer_sampler(
+            question,
+            recorder,
+            temperature=temperature,
+            seed=seed,
+            max_tokens=max_tokens,
+            greedy_index=0 if greedy_first else None,
         )
-        return Sample(
-            index=i,
-            text=completion.text,
-            answer=extract_answer(completion.text),
-            usage=completion.usage,
-            mean_logprob=completion.mean_logprob,
-            seed=seed + i,
-            temperature=heat,
-        )
-
-    produce = sampler or sample_with_model
+    produce = sampler
 
     async def guarded(i: int) -> Sample:
         started = time.monotonic()
@@ -142,8 +169,15 @@ async def rank(
                     data={"index": i, "error": error, "seconds": round(time.monotonic() - started, 3)},
                 )
             )
-            return Sample(
-                index=i, text="", answer="", error=error, seed=seed + i if sampler is None else None
+            return Sample(index=i, text="", answer="", error=error, seed=seed + i if seeded else None)
+        if sample.error is not None:  # failed without raising: it kept its usage (a program that failed)
+            stream.emit(
+                Note(
+                    run_id=run_id,
+                    agent=f"sample-{i}",
+                    topic="sample_failed",
+                    data={"index": i, "error": sample.error, "seconds": round(time.monotonic() - started, 3)},
+                )
             )
         # The index is rank's bookkeeping; a sampler that numbers differently must not break it.
         return sample if sample.index == i else replace(sample, index=i)
@@ -181,6 +215,7 @@ async def rank(
                     "reason": entry.reason,
                     "answer": entry.sample.answer,
                     "temperature": entry.sample.temperature,
+                    "kind": entry.sample.kind,
                 },
             )
         )

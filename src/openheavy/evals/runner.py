@@ -1,10 +1,11 @@
 """The `Runner` that answers eval items with the real engine (`openheavy.api.Heavy`).
 
-One model (one llama-server) serves every item and mode; one `Heavy` per corpus reuses it. Mode specs
-map onto run options through the mode registry: `heavy:N` runs N agents, `rank:N` ranks N samples —
-whole agent trajectories (`rank-tools`) when the item's agents have a tool to use, plain answers
-otherwise. `tools` are the agents' tools (default: search); an item with no corpus (math) runs its
-agents with the tools that need none (`python`), and with none left its agent modes are refused.
+One model (one llama-server) serves every item and mode; one `Heavy` per corpus reuses it. Mode specs map onto
+run options through the mode registry: `heavy:N` runs N agents, `rank:N` ranks N samples — whole agent
+trajectories (`rank-tools`) when the item's agents have a corpus to search, prose and program samples
+alternating when their only tool is python, plain answers otherwise. `tools` are the agents' tools (default:
+search); an item with no corpus (math) runs its agents with the tools that need none (`python`), and with none
+left its agent modes are refused.
 """
 
 from __future__ import annotations
@@ -44,7 +45,10 @@ class HeavyRunner:
     def options(self, item: EvalItem, spec: ModeSpec, seed: int) -> tuple[str, RunOptions]:
         """The `Heavy.arun` mode and options for one (item, mode)."""
         tools = item_tools(self.tools, item)
-        name = "rank-tools" if spec.name == "rank" and tools else spec.name
+        # rank ranks research agents when they have a corpus to search; with python alone, its samples
+        # alternate prose and programs (modes/rank.py)
+        researches = bool(CORPUS_TOOLS.intersection(tools))
+        name = "rank-tools" if spec.name == "rank" and researches else spec.name
         mode = get_mode(name)
         if mode.runs_agents and not tools:
             raise ConfigError(
@@ -59,7 +63,7 @@ class HeavyRunner:
             max_tokens=budgets.max_tokens,
             max_seconds=budgets.max_seconds,
             verifier=self.verifier,
-            tools=tools if mode.runs_agents and tools != DEFAULT_TOOLS else None,
+            tools=None if tools == DEFAULT_TOOLS else mode.takes_tools(tools),
         )
         return name, options if mode.default_n is None else mode.with_n(options, spec.n)
 

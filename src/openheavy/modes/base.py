@@ -155,16 +155,27 @@ class Mode(ABC):
     """One way to answer a question: a name in the registry and one `run` method.
 
     `runs_agents`: whether it runs research agents, which take the run's tools (and search the corpus
-    when those include search); a mode without agents takes no tools. `default_n`: the N of an eval's
-    `NAME:N` when none is given (None: the mode takes no N); `with_n` applies an N to the options."""
+    when those include search); a mode without agents takes only its `sample_tools`. `default_n`: the
+    N of an eval's `NAME:N` when none is given (None: the mode takes no N); `with_n` applies an N to the
+    options."""
 
     name: ClassVar[str]
     runs_agents: ClassVar[bool] = False
     default_n: ClassVar[int | None] = None
+    # The tools a mode without agents can use for its samples (rank: python, for program samples).
+    sample_tools: ClassVar[frozenset[str]] = frozenset()
 
     def with_n(self, options: RunOptions, n: int) -> RunOptions:
         """`options` with this mode's N (its agents or samples) set to `n`."""
         raise ConfigError(f"mode {self.name} takes no N")
+
+    def takes_tools(self, tools: Sequence[str] | None) -> tuple[str, ...] | None:
+        """Of `tools` (the tools given for a run of several modes), those this mode uses: all of them
+        for a mode with agents, its `sample_tools` for one without; None when none given or none used."""
+        if tools is None:
+            return None
+        taken = tuple(t for t in tools if self.runs_agents or t in self.sample_tools)
+        return taken or None
 
     @abstractmethod
     async def run(self, run: RunContext) -> Outcome:

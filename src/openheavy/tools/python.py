@@ -46,7 +46,9 @@ from openheavy.types import CodeRan, JsonSchema
 CODE_MAX_CHARS = 8000
 # The reply that holds the script: the model's reasoning and the code.
 CODE_REPLY_MAX_TOKENS = 1024
-_FENCED = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
+# A fence line: three or more backticks and an optional language tag ("```python", "```output", "```").
+_FENCE = re.compile(r"^[ \t]*```+[ \t]*([\w+.-]*)[ \t]*$")
+_PYTHON_TAGS = frozenset({"python", "python3", "py"})
 # The error a Python traceback ends with ("NameError: name 'x' is not defined" gives NameError), and the
 # last line of the agent's own code it passed through. Read from stderr, which the code could forge: only
 # an identifier and a number are taken from it, outside the fence.
@@ -73,6 +75,56 @@ class PythonArgs(BaseModel):
         return value
 
 
+def fenced_blocks(text: str) -> list[tuple[str, str]]:
+    """The fenced blocks of `text` in order, as (language tag, lowercased; "" for none, contents), an
+    unclosed last one too (a reply cut at its token bound). Fences pair up line by line, so the closing
+    fence of one block never opens the next: a model that wrote its code, then a made-up ```output block,
+    then prose, has one block of code and one of output."""
+    blocks: list[tuple[str, str]] = []
+    tag: str | None = None  # the open block's tag; None outside a block
+    lines: list[str] = []
+    for line in text.splitlines():
+        fence = _FENCE.match(line)
+        if tag is None:
+            if fence:
+                tag, lines = fence[1].lower(), []
+        elif fence and not fence[1]:
+            blocks.append((tag, "\n".join(lines)))
+            tag = None
+        else:
+            lines.append(line)
+    if tag is not None:
+        blocks.append((tag, "\n".join(lines)))
+    return blocks
+
+
+def _code_blocks(text: str) -> list[str]:
+    """The blocks of `text` that hold the script: those tagged Python, and untagged ones that parse as
+    Python statements beyond a bare name (an untagged block of prose or output is not code); each cut to
+    its runnable lines."""
+    code = []
+    for tag, block in fenced_blocks(text):
+        if not block.strip():
+            continue
+        if tag in _PYTHON_TAGS:
+            code.append(_runnable(block))
+        elif not tag and _is_statements(runnable := _runnable(block)):
+            code.append(runnable)
+    return code
+
+
+def _is_statements(text: str) -> bool:
+    """Whether `text` parses as Python with at least one statement that does something: a lone name or
+    constant ("Therefore", "42") parses too, and is prose or output."""
+    try:
+        body = ast.parse(text).body
+    except (SyntaxError, ValueError):
+        return False
+    return any(
+        not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Name | ast.Constant)) for node in body
+    )
+
+
 def _runnable(block: str) -> str:
     """A fenced block, dedented, without the prose a model wrote after it when it never closed the fence
     ("… print(total)\nThe answer is \\(\\boxed{14}\\)."): the longest run of its first lines that parses,
@@ -90,7 +142,7 @@ def _example_lines() -> frozenset[str]:
     """The computing lines (those with a number) of the example scripts in the write prompt, spaces
     normalized: read from the template itself, so the example has one home (read once: every script is
     checked against it, twice)."""
-    blocks = _FENCED.findall(render_prompt(PythonTool.free_text_prompt))
+    blocks = _code_blocks(render_prompt(PythonTool.free_text_prompt))
     lines = (" ".join(line.split()) for block in blocks for line in block.splitlines())
     return frozenset(line for line in lines if any(ch.isdigit() for ch in line))
 
@@ -174,15 +226,14 @@ class PythonTool:
         used to JSON actions answered with one) or when its script copies the prompt's example: the agent
         then asks once more; on that `last_try` the reply is taken as it is, and what running it gives
         (its error, or the refusal to run a copy) is what the model is shown."""
-        blocks = [_runnable(block) for block in _FENCED.findall(text) if block.strip()]
-        code = "\n\n".join(blocks) if blocks else text.strip()
         if last_try:
+            blocks = _code_blocks(text)
+            code = "\n\n".join(blocks) if blocks else text.strip()
             return PythonArgs(code=code[:CODE_MAX_CHARS] or "pass")
-        if copies_example(code):
+        code = script_in(text)
+        if not code or copies_example(code):
             return None
-        if blocks or (code and not code.startswith("{") and _is_python(code)):
-            return PythonArgs(code=code[:CODE_MAX_CHARS])
-        return None
+        return PythonArgs(code=code)
 
     def available(self, sources: SourceBook) -> bool:
         return True
@@ -195,26 +246,41 @@ class PythonTool:
         assert isinstance(notebook, Notebook)
         replayed = notebook.succeeded()
         result = await self.sandbox.run(args.code, before=replayed, show_last=True)
-        ctx.stream.emit(
-            CodeRan(
-                run_id=ctx.run_id,
-                agent=ctx.agent,
-                step=ctx.step,
-                code=result.code,
-                stdout=result.stdout,
-                stderr=result.stderr,
-                exit_status=result.exit_status,
-                limit=result.limit,
-                seconds=result.seconds,
-                isolation=result.isolation,
-            )
-        )
+        ctx.stream.emit(code_ran(result, run_id=ctx.run_id, agent=ctx.agent, step=ctx.step))
         text = describe_result(result, replayed=len(replayed))
         same = notebook.same_run(result)
         if same is not None:
             text += "\n" + render_prompt("tool_python_repeated", step=same.step).strip()
         notebook.cells.append(CodeCell(ctx.step, result))
         return Observation(text, repeated=same is not None, computed=result.stdout if result.ok else "")
+
+
+def script_in(text: str) -> str:
+    """The script in a model's free-text reply: its fenced code blocks, in order (an unclosed last one
+    too; blocks tagged with another language, such as a made-up ```output, left out), each cut to the
+    lines that parse; else the whole reply when it is Python (and not a JSON object). "" when the reply
+    holds no code."""
+    blocks = _code_blocks(text)
+    if blocks:
+        return "\n\n".join(blocks)[:CODE_MAX_CHARS]
+    code = text.strip()
+    return code[:CODE_MAX_CHARS] if code and not code.startswith("{") and _is_python(code) else ""
+
+
+def code_ran(result: CodeResult, *, run_id: str, agent: str, step: int) -> CodeRan:
+    """The trace event of one run of code."""
+    return CodeRan(
+        run_id=run_id,
+        agent=agent,
+        step=step,
+        code=result.code,
+        stdout=result.stdout,
+        stderr=result.stderr,
+        exit_status=result.exit_status,
+        limit=result.limit,
+        seconds=result.seconds,
+        isolation=result.isolation,
+    )
 
 
 def describe_result(result: CodeResult, *, replayed: int = 0) -> str:

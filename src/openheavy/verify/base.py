@@ -32,6 +32,7 @@ class Sample:
     mean_logprob: float | None = None  # breaks vote ties when the backend reports it
     seed: int | None = None
     temperature: float | None = None  # 0: the greedy sample, which breaks vote ties first
+    kind: str = ""  # rank's samples: "prose" (reasoning, then an ANSWER: line) or "program" (code run)
 
     @property
     def greedy(self) -> bool:
