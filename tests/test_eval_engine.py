@@ -33,7 +33,8 @@ KNOWN = {
 
 
 def about(messages: Sequence[Message]) -> tuple[str, str, str]:
-    text = "\n".join(m.content for m in messages)
+    # the question (the first user message's first line), not the passages the agent was shown since
+    text = next(m.content for m in messages if m.role == "user").splitlines()[0]
     for fragment, known in KNOWN.items():
         if fragment in text:
             return known
@@ -58,6 +59,8 @@ def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
     turns = sum(m.role == "assistant" for m in messages)
     if allowed_actions(schema) == ["answer"] or turns >= 2:
         return action("answer", answer=f"{gold} [1]", cite=[1])
+    if turns == 0 and " alone. Find out whether " in messages[1].content:  # one name of a yes/no question
+        return action("search", query=messages[1].content.split("Search first for: ")[1].split('"')[1])
     if turns == 0:  # a heavy run's second agent words it differently: a team never repeats a search
         return action("search", query=f"{query} check" if f"check {query}" in messages[1].content else query)
     return action("open", ref=1)

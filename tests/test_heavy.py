@@ -720,3 +720,78 @@ async def test_a_list_answer_is_the_deduplicated_union_of_every_agents_items_wit
         "agents": ["agent-1", "agent-2"],
     }
     assert not sink.of("VoteTaken")
+
+
+MAGAZINES = {
+    "kestrel#1": ("Kestrel Review", "Kestrel Review is a quarterly literary magazine founded in 1990."),
+    "harbor#1": ("Harbor Monthly", "Harbor Monthly is a boating and fishing magazine."),
+}
+BOTH_QUESTION = "Are Kestrel Review and Harbor Monthly both literary magazines?"
+
+
+def conjunct_team(said: dict[str, list[str]]) -> Any:
+    """Agents that search the query their brief gives, open result 1 and answer for the name they were
+    given: `said[name]` holds the short answers of that name's agents, in the order they answer."""
+    left = {name: list(answers) for name, answers in said.items()}
+
+    def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
+        role = role_of(messages)
+        if role == "planner":
+            raise AssertionError("a question asked of two names is planned in code")
+        if role == "synthesizer":
+            return synthesis_reply("Yes, both are [1].", [1], short="Yes")
+        brief = messages[1].content
+        name = next(n for n in said if f"Your part of the work: {n} alone" in brief)
+        query = brief.split("Search first for: ")[1].split('"')[1]
+        turns = sum(m.role == "assistant" for m in messages)
+        if turns == 0:
+            return action("search", query=query)
+        if turns == 1:
+            return action("open", ref=1)
+        short = left[name].pop(0)
+        return action("answer", short=short, answer=f"{short}: {name} [1].", cite=[1])
+
+    return respond
+
+
+async def test_a_yes_no_question_of_two_names_is_checked_name_by_name_and_needs_both() -> None:
+    # One name's agents find yes, the other's no: the question is no, whatever the count of yeses.
+    model = FunctionModel(conjunct_team({"Kestrel Review": ["Yes", "Yes"], "Harbor Monthly": ["No", "No"]}))
+    orchestrator, sink = make(model, MemorySearch(dict(MAGAZINES)), agents=4)
+    result = await orchestrator.run(BOTH_QUESTION)
+    assert result.plan.origin == "conjuncts" and result.plan.conjuncts == ["Kestrel Review", "Harbor Monthly"]
+    [plan] = sink.of("PlanMade")
+    assert [a["conjunct"] for a in plan.assignments] == ["Kestrel Review", "Harbor Monthly"] * 2
+    # each agent starts from its own query: the name, then the name with the question's other words
+    assert [a["queries"] for a in plan.assignments] == [
+        ["Kestrel Review"],
+        ["Harbor Monthly"],
+        ["Kestrel Review literary magazines"],
+        ["Harbor Monthly literary magazines"],
+    ]
+    assert result.short_answer == "No" and result.answer.startswith("No")
+    assert "Harbor Monthly" in result.answer and [c.id for c in result.citations] == ["harbor#1"]
+    [vote] = sink.of("VoteTaken")
+    assert (vote.winner, vote.decided_by) == ("No", "conjuncts")
+    assert vote.candidates == [
+        {"answer": "Kestrel Review: Yes", "agents": ["agent-1", "agent-3"]},
+        {"answer": "Harbor Monthly: No", "agents": ["agent-2", "agent-4"]},
+    ]
+    assert not [c for c in model.calls if role_of(c.messages) in ("planner", "synthesizer")]
+
+
+async def test_a_yes_needs_every_name_and_an_undecided_name_goes_to_the_plain_vote() -> None:
+    model = FunctionModel(conjunct_team({"Kestrel Review": ["Yes", "Yes"], "Harbor Monthly": ["Yes", "Yes"]}))
+    orchestrator, sink = make(model, MemorySearch(dict(MAGAZINES)), agents=4)
+    result = await orchestrator.run(BOTH_QUESTION)
+    assert result.short_answer == "Yes"
+    assert {c.id for c in result.citations} == {"kestrel#1", "harbor#1"}  # one answer per name
+    assert sink.of("VoteTaken")[0].decided_by == "conjuncts"
+
+    # Harbor Monthly's agents disagree: the names do not decide it, and all four answers vote (3 of 4)
+    model = FunctionModel(conjunct_team({"Kestrel Review": ["Yes", "Yes"], "Harbor Monthly": ["Yes", "No"]}))
+    orchestrator, sink = make(model, MemorySearch(dict(MAGAZINES)), agents=4)
+    result = await orchestrator.run(BOTH_QUESTION)
+    [vote] = sink.of("VoteTaken")
+    assert (vote.winner, vote.decided_by) == ("Yes", "majority")
+    assert "Harbor Monthly: undecided" in vote.reason

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from openheavy.question_forms import is_yes_no, short_answer_schema
+from openheavy.question_forms import conjuncts, is_yes_no, short_answer_schema
 from test_multihop import read_then_answer, run_agent
 
 
@@ -45,6 +45,27 @@ def test_an_optional_short_answer_may_be_empty() -> None:
         "minLength": 0,
         "maxLength": 80,
     }
+
+
+@pytest.mark.parametrize(
+    ("question", "names"),
+    [
+        ("Are Kestrel Review and Harbor Monthly both magazines?", ["Kestrel Review", "Harbor Monthly"]),
+        ("Were both Ada Lindqvist and Tom Weir born in Oslo?", ["Ada Lindqvist", "Tom Weir"]),
+        ('Are both "Blue Finch" and "Redstart" operas?', ['"Blue Finch"', '"Redstart"']),
+        ("Is both Cedar Point, and Lake Vale located in Ohio?", ["Cedar Point", "Lake Vale"]),
+        # a predicate that compares the two holds of the pair, not of each name alone
+        ("Are Ada Lindqvist and Tom Weir both of the same nationality?", []),
+        ("Were Ada Lindqvist and Tom Weir born in different years?", []),
+        # not yes/no, or not two names
+        ("Ada Lindqvist and Tom Weir are both what?", []),
+        ("What did both Ada Lindqvist and Tom Weir write?", []),
+        ("Are the novel and the film both set in Oslo?", []),
+        ("Is Kestrel Review a literary magazine?", []),
+    ],
+)
+def test_a_yes_no_question_asked_of_two_names_is_split_into_them(question: str, names: list[str]) -> None:
+    assert conjuncts(question) == names
 
 
 def test_yes_no_questions_open_with_an_auxiliary() -> None:

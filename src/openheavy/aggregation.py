@@ -107,6 +107,52 @@ def vote_on_answers(results: Sequence[AgentResult]) -> AnswerVote:
     return AnswerVote(candidates, winner, len(answered))
 
 
+@dataclass(frozen=True)
+class ConjunctVerdict:
+    """What the agents checking one name found: "Yes", "No", or "" when they did not agree or did not
+    answer yes or no; `agents`: those that gave it."""
+
+    name: str
+    answer: str
+    agents: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ConjunctVote:
+    """A yes/no question asked of several names, decided name by name: "No" when the agents of some
+    name found no, "Yes" when those of every name found yes, "" when that does not decide it."""
+
+    verdicts: tuple[ConjunctVerdict, ...]
+    answer: str
+
+    def to_record(self) -> list[dict[str, Any]]:
+        """The vote as `VoteTaken` candidates: one per name, with its verdict."""
+        return [
+            {"answer": f"{v.name}: {v.answer or 'undecided'}", "agents": list(v.agents)}
+            for v in self.verdicts
+        ]
+
+
+def vote_on_conjuncts(results: Sequence[AgentResult], conjuncts: Sequence[str]) -> ConjunctVote:
+    """Decide a yes/no question asked of several names (`conjuncts[i]`: the name agent `results[i]`
+    checked, "" for an agent that checked none): each name's agents vote on their short answers
+    (`vote_on_answers`), and the question is yes only if every name's verdict is yes."""
+    verdicts = []
+    for name in dict.fromkeys(c for c in conjuncts if c):
+        group = [r for r, c in zip(results, conjuncts, strict=True) if c == name]
+        winner = vote_on_answers(group).winner
+        said = leading_yes_no(winner.answer) if winner is not None else None
+        said = said.capitalize() if said else None
+        verdicts.append(ConjunctVerdict(name, said or "", winner.agents if winner and said else ()))
+    if any(v.answer == "No" for v in verdicts):
+        answer = "No"
+    elif verdicts and all(v.answer == "Yes" for v in verdicts):
+        answer = "Yes"
+    else:
+        answer = ""
+    return ConjunctVote(tuple(verdicts), answer)
+
+
 # ---------------------------------------------------------------- lists
 
 

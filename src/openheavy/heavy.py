@@ -27,12 +27,14 @@ from openheavy.agent import (
 )
 from openheavy.aggregation import (
     AnswerVote,
+    ConjunctVote,
     ListItem,
     is_choice,
     lead_sentence,
     merge_list_items,
     short_answer,
     vote_on_answers,
+    vote_on_conjuncts,
 )
 from openheavy.answer_text import Edit, attach_markers, lead_with, repair_free_text, settle_short
 from openheavy.citations import Citation, RunSources, Source, resolve_citations
@@ -46,6 +48,7 @@ from openheavy.planning import (
     Assignment,
     Plan,
     PlanOutput,
+    conjunct_plan,
     copies_question,
     decide_shape,
     plan_schema,
@@ -54,7 +57,7 @@ from openheavy.planning import (
     spread_queries,
 )
 from openheavy.prompts import fence_untrusted, load_prompt, render_prompt
-from openheavy.question_forms import names_candidates, short_answer_schema
+from openheavy.question_forms import conjuncts, names_candidates, short_answer_schema
 from openheavy.rank import SAMPLE_TEMPERATURE, RankResult, rank
 from openheavy.search.cache import CachedSearch
 from openheavy.search.queries import QueryLog
@@ -172,8 +175,29 @@ class Orchestrator:
     async def plan(self, question: str) -> Plan:
         """Decide the answer's shape and give each agent a distinct assignment, checked in code: its own
         first queries and, for a list question, its own slice of a checked partition. An unusable
-        planner reply falls back to fixed angles. The plan is reported as a `PlanMade` event."""
+        planner reply falls back to fixed angles. A yes/no question asked of several names gets one
+        group of agents per name, with no planner call (`conjunct_plan`). The plan is reported as a
+        `PlanMade` event."""
         low, high = (self.agents, self.agents) if self.agents else (1, self.max_agents)
+        names = conjuncts(question)
+        plan = conjunct_plan(question, names, self.agents or min(high, 2 * len(names))) if names else None
+        if plan is None:
+            plan = await self._planned(question, low, high)
+        self.stream.emit(
+            PlanMade(
+                run_id=self.run_id,
+                agent="planner",
+                shape=plan.shape,
+                assignments=[a.to_record() for a in plan.assignments],
+                origin=plan.origin,
+                partition=plan.partition.to_record() if plan.partition else None,
+                problems=list(plan.problems),
+            )
+        )
+        return plan
+
+    async def _planned(self, question: str, low: int, high: int) -> Plan:
+        """The planner's plan for `low`..`high` agents, checked (`_checked_plan`)."""
         count_rule = (
             render_prompt("plan_count_exact", count=low)
             if low == high
@@ -197,19 +221,7 @@ class Orchestrator:
             output = PlanOutput.model_validate(first_json_object(completion.text))
         except (ValueError, ValidationError, OpenHeavyError) as exc:
             problems.append(f"{type(exc).__name__}: {exc}")
-        plan = self._checked_plan(question, output, low, high, problems)
-        self.stream.emit(
-            PlanMade(
-                run_id=self.run_id,
-                agent="planner",
-                shape=plan.shape,
-                assignments=[a.to_record() for a in plan.assignments],
-                origin=plan.origin,
-                partition=plan.partition.to_record() if plan.partition else None,
-                problems=list(plan.problems),
-            )
-        )
-        return plan
+        return self._checked_plan(question, output, low, high, problems)
 
     def _agents_work(self) -> str:
         """How the agents work, in the planner's prompt: on the corpus, or with tools alone."""
@@ -319,7 +331,12 @@ class Orchestrator:
         if not assignment.queries or not (self.tools is None or works_on_corpus(self.tools)):
             return None  # nothing to search (or nothing to search with): the plain sub-task line
         queries = ", ".join(f'"{q}"' for q in assignment.queries)
-        if plan.shape == "list" and assignment.slice and plan.partition is not None:
+        if assignment.conjunct:
+            others = ", ".join(name for name in plan.conjuncts if name != assignment.conjunct)
+            brief = render_prompt(
+                "heavy_brief_conjunct", name=assignment.conjunct, others=others, queries=queries
+            )
+        elif plan.shape == "list" and assignment.slice and plan.partition is not None:
             brief = render_prompt(
                 "heavy_brief_slice", facet=plan.partition.facet, slice=assignment.slice, queries=queries
             )
@@ -439,9 +456,49 @@ class Orchestrator:
                 return await self._vote(question, plan, results, sources, reason)
             if items:
                 return self._list_answer(plan, results, sources, items, duplicates)
+        if plan.conjuncts:
+            decided = vote_on_conjuncts(results, [a.conjunct for a in plan.assignments])
+            if decided.answer:
+                return self._conjunct_answer(plan, results, sources, decided)
+            reason = "the checks of each name did not decide it: " + "; ".join(
+                f"{c['answer']}" for c in decided.to_record()
+            )
+            return await self._vote(question, plan, results, sources, reason)
         if plan.shape == "short":
             return await self._vote(question, plan, results, sources, "")
         return await self._synthesis(question, plan, results, sources)
+
+    def _conjunct_answer(
+        self, plan: Plan, results: list[AgentResult], sources: RunSources, decided: ConjunctVote
+    ) -> HeavyResult:
+        """A yes/no question asked of several names, decided name by name: "No" with the answer of the
+        agents that found no for their name, "Yes" with one answer per name (the agreeing agent that
+        cites the most), each with every agreeing agent's sources."""
+        by_agent = {r.agent: r for r in results}
+        deciding = [v for v in decided.verdicts if v.answer == decided.answer]
+        texts: list[str] = []
+        cite: list[int] = []
+        for verdict in deciding:
+            agreeing = [by_agent[a] for a in verdict.agents]
+            chosen = max(agreeing, key=lambda r: len(r.citations))
+            texts.append(sources.globalize(chosen.answer, chosen.citations))
+            cite += [
+                sources.by_id[c.id].number for r in agreeing for c in r.citations if c.id in sources.by_id
+            ]
+        text = lead_with(decided.answer, "\n\n".join(texts))[0]
+        answer, citations = self._resolve(text, cite, sources)
+        names = " and ".join(plan.conjuncts)
+        reason = f"the question asks the same of {names}: yes only if it holds for each"
+        self.stream.emit(
+            VoteTaken(
+                run_id=self.run_id,
+                candidates=decided.to_record(),
+                winner=decided.answer,
+                decided_by="conjuncts",
+                reason=reason,
+            )
+        )
+        return HeavyResult(answer, citations, plan, results, usage=self.usage, short_answer=decided.answer)
 
     async def _vote(
         self, question: str, plan: Plan, results: list[AgentResult], sources: RunSources, reason: str

@@ -33,6 +33,7 @@ __all__ = [
     "Assignment",
     "Plan",
     "PlanOutput",
+    "conjunct_plan",
     "decide_shape",
     "near_duplicate",
     "plan_schema",
@@ -58,11 +59,14 @@ class Assignment:
     task: str
     queries: tuple[str, ...] = ()
     slice: str = ""
+    conjunct: str = ""  # a yes/no question asked of several names: the one name this agent checks
 
     def to_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {"task": self.task, "queries": list(self.queries)}
         if self.slice:
             record["slice"] = self.slice
+        if self.conjunct:
+            record["conjunct"] = self.conjunct
         return record
 
 
@@ -82,6 +86,12 @@ class Plan:
     @property
     def tasks(self) -> list[str]:
         return [a.task for a in self.assignments]
+
+    @property
+    def conjuncts(self) -> list[str]:
+        """The names a yes/no question asks the same thing of, one agent group each (`conjunct_plan`);
+        [] for any other plan."""
+        return list(dict.fromkeys(a.conjunct for a in self.assignments if a.conjunct))
 
     def to_record(self) -> dict[str, Any]:
         """The JSON form in run results."""
@@ -148,6 +158,33 @@ def plan_schema(low: int, high: int) -> JsonSchema:
         "required": ["answer_shape", "facet", "values", "tasks"],
         "additionalProperties": False,
     }
+
+
+# ---------------------------------------------------------------- a yes/no question of several names
+
+
+def conjunct_plan(question: str, names: Sequence[str], count: int) -> Plan | None:
+    """For a yes/no question that asks the same thing of several names (`question_forms.conjuncts`):
+    `count` agents in one group per name, each checking its name alone, so that "Are A and B both X?"
+    is yes only if A's agents and B's agents each find yes. Small models answer such a question "yes"
+    from one page about one of the names. Each group's first agent searches for the name; the next
+    for the name with the question's other words. None when there are fewer agents than names.
+    Decided in code: no planner call."""
+    if count < len(names) or len(names) < 2:
+        return None
+    named = query_words(" ".join(names))
+    predicate = [t for t in query_terms(question) if _singular_word(t) not in named][:3]
+    assignments = []
+    for index in range(count):
+        name, round_ = names[index % len(names)], index // len(names)
+        query = name if round_ == 0 else " ".join([name, *predicate[: round_ + 1]])
+        task = f"check {name} alone"
+        assignments.append(Assignment(task, (query,), conjunct=name))
+    return Plan("short", tuple(assignments), "conjuncts")
+
+
+def _singular_word(word: str) -> str:
+    return next(iter(query_words(word)), word)
 
 
 # ---------------------------------------------------------------- answer shape

@@ -13,7 +13,7 @@ import re
 
 from openheavy.types import JsonSchema
 
-__all__ = ["is_yes_no", "names_candidates", "short_answer_schema"]
+__all__ = ["conjuncts", "is_yes_no", "names_candidates", "short_answer_schema"]
 
 # English auxiliaries that open a yes/no question ("Are both … ?", "Did X … ?").
 _YES_NO_OPENERS = frozenset(
@@ -24,6 +24,10 @@ _NAME_JOINERS = frozenset("of for the and de da del der di du la le van von y el
 _CLAUSE_MARK = re.compile(r"([,:;?!])")
 _OR = re.compile(r"\s+or\s+|^or\s+", re.IGNORECASE)
 _OR_WORD = re.compile(r"\bor\b", re.IGNORECASE)
+_AND = re.compile(r",?\s+and\s+", re.IGNORECASE)
+_BOTH = re.compile(r"\s*,?\s+both\s+", re.IGNORECASE)
+# Predicates that compare the names with each other: they hold of the pair, not of each name alone.
+_COMPARES = re.compile(r"\b(?:same|different|similar|alike|each other|one another|together)\b", re.IGNORECASE)
 
 
 def short_answer_schema(question: str, max_chars: int, *, optional: bool = False) -> JsonSchema:
@@ -60,6 +64,42 @@ def names_candidates(question: str) -> list[str]:
         if set_off and len(names) >= 2 and all(_is_name(name) for name in names):
             return names
     return []
+
+
+def conjuncts(question: str) -> list[str]:
+    """The names a yes/no question asks the same thing of, one at a time: "Are Ranger Rick and Tennis
+    both sports magazines?" and "Are both Duke Energy and Affiliated Managers Group based in
+    Massachusetts?" ask it of two names, and the answer is yes only if it holds for each. [] for any
+    other question, and for a predicate that compares the names ("both of the same nationality"), which
+    holds of the pair, not of each alone."""
+    text = question.strip().rstrip("?").strip()
+    opener, _, rest = text.partition(" ")
+    if opener.casefold() not in _YES_NO_OPENERS or _COMPARES.search(rest):
+        return []
+    if rest.casefold().startswith("both "):  # "Are both A and B P"
+        split = _AND.split(rest[5:], maxsplit=1)
+        if len(split) < 2:
+            return []
+        first, words = split[0], split[1].split()
+        # the second name is the longest run of words that reads as a name, with a predicate after it
+        for end in range(len(words) - 1, 0, -1):
+            second = " ".join(words[:end]).rstrip(",")
+            if _is_name(second):
+                break
+        else:
+            return []
+    else:  # "Are A and B both P"
+        pair = _BOTH.split(rest, maxsplit=1)
+        if len(pair) < 2 or not pair[1].strip():
+            return []
+        names = _AND.split(pair[0], maxsplit=1)
+        if len(names) < 2:
+            return []
+        first, second = names
+    first, second = first.strip().rstrip(","), second.strip().rstrip(",")
+    if not (_is_name(first) and _is_name(second)) or first.casefold() == second.casefold():
+        return []
+    return [first, second]
 
 
 def is_yes_no(question: str) -> bool:

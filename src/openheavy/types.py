@@ -272,7 +272,8 @@ class PlanMade(Event):
 @dataclass(frozen=True, kw_only=True)
 class VoteTaken(Event):
     """The agents' short answers, grouped by their normalized form, and what decided the final one:
-    "majority", "synthesizer" (a tie, or no two agents agreeing), or "only answer"."""
+    "majority", "synthesizer" (a tie, or no two agents agreeing), "only answer", or "conjuncts" (a yes/no
+    question asked of several names, decided name by name: each candidate is one name and its verdict)."""
 
     candidates: list[dict[str, Any]]  # {"answer", "agents"}, most votes first
     winner: str
