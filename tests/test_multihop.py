@@ -343,3 +343,72 @@ async def test_after_a_search_the_agent_is_told_which_unread_result_is_closest_t
     refs = {hit.title: ref for ref, hit in agent.sources.seen.items()}
     assert f"[{refs['The Quiet Field']}] shares the most words with the question" in after_search
     assert "shares the most words" not in model.calls[2].messages[-1].content  # not after reading
+
+
+MAGAZINES = {
+    "kestrel#1": ("Kestrel Review", "Kestrel Review is a quarterly literary magazine founded in 1990."),
+    "harbor#1": ("Harbor Monthly", "Harbor Monthly is a boating and fishing magazine."),
+    "gull#1": ("Gull Quarterly", "Gull Quarterly is a poetry magazine; unlike Harbor Monthly it has no ads."),
+}
+BOTH = "Are Kestrel Review and Harbor Monthly both literary magazines?"
+
+
+def magazine_agent(steps: list[Any], max_steps: int = 6) -> tuple[ResearchAgent, ScriptedModel]:
+    model = ScriptedModel(steps)
+    agent = ResearchAgent(
+        model,
+        CachedSearch(MemorySearch(dict(MAGAZINES))),
+        stream=EventStream([]),
+        run_id="r",
+        max_steps=max_steps,
+    )
+    return agent, model
+
+
+async def test_an_agent_is_told_which_name_of_a_both_question_it_has_not_read_about() -> None:
+    agent, model = magazine_agent(
+        [
+            action("search", query="Kestrel Review Harbor Monthly"),  # [1] Gull, [2] Harbor, [3] Kestrel
+            action("open", ref=3),
+            action("open", ref=2),
+            action("answer", short="No", answer="No: Harbor Monthly is about boats [2].", cite=[2, 3]),
+        ]
+    )
+    await agent.run(BOTH)
+    assert {ref: hit.title for ref, hit in agent.sources.seen.items()} == {
+        1: "Gull Quarterly",
+        2: "Harbor Monthly",
+        3: "Kestrel Review",
+    }
+    # after the search, nothing read: the first unread name, and the result whose title names it
+    assert "asks about Kestrel Review too, and you have not read about it yet: open [3]" in (
+        model.calls[1].messages[-1].content
+    )
+    # after reading Kestrel Review, Harbor Monthly is still unread ("Gull Quarterly" only mentions it)
+    after_first = model.calls[2].messages[-1].content
+    assert "asks about Harbor Monthly too, and you have not read about it yet: open [2]" in after_first
+    assert "asks about" not in model.calls[3].messages[-1].content  # both read: nothing more to say
+
+
+async def test_with_no_result_about_a_name_the_agent_is_told_to_search_for_it() -> None:
+    agent, model = magazine_agent(
+        [
+            action("search", query="Kestrel Review"),
+            action("open", ref=1),
+            action("answer", short="Yes", answer="Yes [1].", cite=[1]),
+        ]
+    )
+    await agent.run(BOTH)
+    assert "asks about Harbor Monthly too, and you have not read about it yet: search for Harbor Monthly" in (
+        model.calls[2].messages[-1].content
+    )
+    # a question that asks of no two names gets the usual lead instead
+    agent, model = magazine_agent(
+        [
+            action("search", query="magazine"),
+            action("open", ref=1),
+            action("answer", answer="Yes [1].", cite=[1]),
+        ]
+    )
+    await agent.run("Is Kestrel Review a literary magazine?")
+    assert "asks about" not in " ".join(c.messages[-1].content for c in model.calls)

@@ -39,7 +39,7 @@ from openheavy.models.budget import Budget, BudgetName, estimate_prompt_tokens
 from openheavy.models.recording import CallLabel, RecordingModel, output_token_bound
 from openheavy.normalize import last_number_plain, numbers_equal, numbers_in
 from openheavy.prompts import render_prompt
-from openheavy.question_forms import short_answer_schema
+from openheavy.question_forms import conjuncts, short_answer_schema
 from openheavy.search.cache import CachedSearch
 from openheavy.search.queries import QueryLog
 from openheavy.tools.base import Observation, Tool, ToolContext, WrittenInFreeText
@@ -223,16 +223,28 @@ class ResearchAgent:
         self._searches = 0
         self._computed: list[str] = []  # what the agent's tool calls computed (`Observation.computed`)
         self._question = ""  # the question being researched (the user's, not a sub-task)
+        self._names: list[str] = []  # what the agent must read about before answering (see `run`)
         self.messages: list[Message] = []
         self.usage = Usage()
 
     # ------------------------------------------------------------------ loop
-    async def run(self, question: str, task: str | None = None, *, brief: str | None = None) -> AgentResult:
+    async def run(
+        self,
+        question: str,
+        task: str | None = None,
+        *,
+        brief: str | None = None,
+        names: Sequence[str] | None = None,
+    ) -> AgentResult:
         """Research `question` (or the sub-`task` of it) until an answer or a spent budget. `brief`, when
         given, is shown instead of the sub-task line: an orchestrator's instructions for this agent
-        (heavy mode's task, slice and first queries)."""
+        (heavy mode's task, slice and first queries). `names`: the things the agent must read about
+        before it answers (default: those a yes/no question asks the same thing of,
+        `question_forms.conjuncts`); after each search or read, the agent is told which one it has not
+        read about yet, and which result is about it."""
         self.stream.emit(AgentStarted(run_id=self.run_id, agent=self.name, task=task or question))
         self._question = question
+        self._names = list(conjuncts(question) if names is None else names)
         # Shared prefix first (system, question), the agent's own sub-task last: prompt caches in
         # llama.cpp / vLLM then serve the common part once for all agents of a run.
         system = self.system_prompt()
@@ -323,8 +335,14 @@ class ResearchAgent:
         else:
             if self._stalled and self._stalled[0] not in self.allowed_actions(final=False):
                 said += "\n" + render_prompt(self._stalled[1]).strip()
+            unread = self.sources.unread_name(self._names) if self.works_on_corpus else None
             lead = self.sources.closest_unopened(self._question) if action.name == SearchTool.name else None
-            if lead is not None:
+            if unread is not None and unread[1] is not None:
+                # The name is the question's; of the result, only its number (a title is document text).
+                said += "\n" + render_prompt("agent_unread_name", name=unread[0], ref=unread[1]).strip()
+            elif unread is not None:
+                said += "\n" + render_prompt("agent_unread_name_search", name=unread[0]).strip()
+            elif lead is not None:
                 # Only the number: a title is the document's text, which stays inside its data fence.
                 said += "\n" + render_prompt("agent_closest_unread", ref=lead).strip()
             text = render_prompt("agent_observation", observation=said, step=step, max_steps=self.max_steps)

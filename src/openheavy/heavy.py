@@ -312,7 +312,9 @@ class Orchestrator:
             for index, assignment in enumerate(plan.assignments):
                 agent = self._agent(index, self._temperature_for(plan, index), team)
                 brief = self._brief(question, plan, assignment)
-                tasks.append(group.create_task(self._run_agent(agent, question, assignment.task, brief)))
+                names = [assignment.conjunct] if assignment.conjunct else None  # its one name to check
+                run = self._run_agent(agent, question, assignment.task, brief, names)
+                tasks.append(group.create_task(run))
         results = [t.result() for t in tasks]
         for result in results:
             self.usage = self.usage + result.usage
@@ -369,10 +371,15 @@ class Orchestrator:
         )
 
     async def _run_agent(
-        self, agent: ResearchAgent, question: str, task: str, brief: str | None = None
+        self,
+        agent: ResearchAgent,
+        question: str,
+        task: str,
+        brief: str | None = None,
+        names: list[str] | None = None,
     ) -> AgentResult:
         try:
-            return await agent.run(question, task, brief=brief)
+            return await agent.run(question, task, brief=brief, names=names)
         except Exception as exc:  # anything unexpected: keep the other agents' work
             message = f"{type(exc).__name__}: {exc}"
             return AgentResult.failure(agent.name, task, 0, agent.usage, agent.sources, message)

@@ -8,10 +8,14 @@ citations against `opened`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from openheavy.search.terms import query_words
 from openheavy.types import Document, Hit
+
+# How much of a passage's text counts, with its title, as what it is about.
+_OPENING_CHARS = 300
 
 
 @dataclass
@@ -57,3 +61,20 @@ class SourceBook:
         if not scored or max(scored)[0] == 0:
             return None
         return -max(scored)[1]
+
+    def unread_name(self, names: Sequence[str]) -> tuple[str, int | None] | None:
+        """The first of `names` (the things a question asks about) that no opened passage is about, with
+        the unread result whose title names it (None when no result seen does); None when every name has
+        been read about. A passage is about a name when the name's words are all in its title or its
+        opening."""
+        for name in names:
+            words = query_words(name)
+            if not words:
+                continue
+            if any(
+                words <= query_words(f"{d.title} {d.text[:_OPENING_CHARS]}") for d in self.opened.values()
+            ):
+                continue
+            titled = [ref for ref in self.unopened_refs() if words <= query_words(self.seen[ref].title)]
+            return name, titled[0] if titled else None
+        return None
