@@ -206,3 +206,19 @@ async def test_rank_run_with_the_tiny_model(embedded_tiny: EmbeddedModel, indexe
         len({r.payload["messages"][1]["content"] for r in samples if r.payload["purpose"] == "sample"}) == 1
     )
     await heavy.aclose()
+
+
+async def test_rank_with_the_python_tool_runs_a_program_sample_with_the_tiny_model(
+    embedded_tiny: EmbeddedModel, indexed_settings: Settings, bubblewrap: None
+) -> None:
+    heavy = Heavy(embedded_tiny, "fixture", settings=indexed_settings)
+    result = await heavy.arun("What is 2 + 3?", "rank", RunOptions(n=2, verifier="vote", tools=("python",)))
+    trace = read_trace(result.trace_path)
+    purposes = sorted(r.payload["purpose"] for r in trace if r.kind == "ModelCalled")
+    assert purposes == ["program", "sample"]  # sample 0 reasons in prose, sample 1 writes a program
+    # the program ran in the sandbox, or its sample says why it cast no vote
+    ran = [r for r in trace if r.kind == "CodeRan" and r.agent == "sample-1"]
+    failed = [r for r in trace if r.kind == "Note" and r.payload.get("topic") == "sample_failed"]
+    assert ran or [r.agent for r in failed] == ["sample-1"]
+    assert all(r.payload["isolation"] == "bwrap" for r in ran)
+    await heavy.aclose()
