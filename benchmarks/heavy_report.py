@@ -3,8 +3,9 @@
 Per mode (every mode with traces; heavy modes show the plan columns):
   - the median number of distinct queries and of distinct documents opened per run (all agents);
   - how answers were merged: plan shapes, partition origins (planner / span / fallback), how votes were
-    decided (majority / synthesizer / only answer) and how many list merges ran;
-  - the mean of each graded metric and of tokens per item, and tokens against `single` on the same items.
+    decided (majority / synthesizer / only answer / conjuncts) and how many list merges ran;
+  - the mean of each graded metric and of tokens per item, and tokens against `single` on the same items;
+  - the share of prompt tokens served from the server's prompt cache (where the backend reports it).
 With `--groups TASKS.jsonl --group-field FIELD`, metrics are also split by whether each task's record
 has FIELD inside its `criteria` (for the PEP set: `created_from`, tasks with and without a year span).
 Writes the table as JSON next to the printout with `--json PATH`.
@@ -32,9 +33,13 @@ def run_facts(trace_path: str) -> dict[str, Any]:
     queries: set[str] = set()
     documents: set[str] = set()
     facts: dict[str, Any] = {"shape": None, "partition": None, "vote": None, "merged": False}
+    facts["prompt tokens"] = facts["cached tokens"] = 0
     for record in read_trace(Path(trace_path)):
         payload = record.payload
-        if record.kind == "SearchDone":
+        if record.kind == "ModelCalled":
+            facts["prompt tokens"] += int(payload.get("prompt_tokens", 0))
+            facts["cached tokens"] += int(payload.get("cached_tokens", 0))
+        elif record.kind == "SearchDone":
             queries.add(" ".join(str(payload.get("query", "")).casefold().split()))
         elif record.kind == "DocumentOpened":
             documents.add(str(payload.get("doc", {}).get("id", "")))
@@ -95,6 +100,10 @@ def main() -> None:
             "median distinct documents": median(f["documents"] for f in facts) if facts else None,
             "mean tokens": fmean(tokens_by[(i, mode)] for i, _ in entries),
         }
+        prompted = sum(f["prompt tokens"] for f in facts)
+        if prompted:
+            # the share of prompt tokens the server served from its prompt cache (llama-server reports it)
+            entry["prompt-cache share"] = sum(f["cached tokens"] for f in facts) / prompted
         single = [
             (tokens_by[(i, mode)], tokens_by[(i, "single")]) for i, _ in entries if (i, "single") in tokens_by
         ]
