@@ -88,6 +88,16 @@ def test_spread_queries_respects_queries_taken_by_earlier_agents() -> None:
         ("What is the difference between shallow and deep copy, and when does it matter?", "list", "long"),
         ("How many PEPs did Jo Doe write?", "list", "list"),  # a count: not an explanation
         ("Which PEPs did Jo Doe write?", "list", "list"),
+        # one name, date, place or number: short, whatever the planner said, unless it said list
+        ("Who founded the Quill Gazette?", "long", "short"),
+        ("In which town did Nora Vell grow up?", "long", "short"),
+        ("How many acts does Vanessa have?", "long", "short"),
+        ("What year did the Quill Gazette close?", "long", "short"),
+        ("The Quill Gazette was sold to a publisher in what city?", "long", "short"),
+        ("Which PEPs did Jo Doe write?", "long", "long"),  # several things
+        ("Who are all the authors of PEP 8?", "long", "long"),
+        ("What does shlex.quote do?", "long", "long"),  # "what" may ask for an explanation
+        ("When should I use copy.deepcopy and why?", "long", "long"),
     ],
 )
 def test_decide_shape(question: str, proposed: str, shape: str) -> None:

@@ -13,7 +13,7 @@ import re
 
 from openheavy.types import JsonSchema
 
-__all__ = ["conjuncts", "is_yes_no", "names_candidates", "short_answer_schema"]
+__all__ = ["asks_for_one_thing", "conjuncts", "is_yes_no", "names_candidates", "short_answer_schema"]
 
 # English auxiliaries that open a yes/no question ("Are both … ?", "Did X … ?").
 _YES_NO_OPENERS = frozenset(
@@ -100,6 +100,45 @@ def conjuncts(question: str) -> list[str]:
     if not (_is_name(first) and _is_name(second)) or first.casefold() == second.casefold():
         return []
     return [first, second]
+
+
+# Question words that ask for one person, time, place or choice ("Who founded …?", "In which year …?").
+_ONE_THING_OPENERS = frozenset({"who", "whom", "whose", "when", "where", "which"})
+_QUANTITIES = frozenset("many much long old far big often large tall".split())  # noqa: SIM905
+_LEADING_PREPOSITIONS = frozenset("in at on for from by of during to with under since".split())  # noqa: SIM905
+# Words that ask for several things or an explanation, whatever the question word.
+_MANY_OR_WHY = frozenset("every all list each both ways steps examples why explain describe compare".split())  # noqa: SIM905
+_NOT_PLURAL = frozenset("was has is does series species news its this".split())  # noqa: SIM905
+
+
+def asks_for_one_thing(question: str) -> bool:
+    """Whether `question` asks for one name, date, place or number: it opens (after a preposition) with
+    who, whom, when or where, with which, whose or what before a singular noun ("Which band …?", "What
+    year …?"; not "Which PEPs …?" or "What is …?"), or with "how many/much/old …", or ends with such a
+    question word ("… during what timeframe?"); and it asks for no list or explanation ("every", "all",
+    "why" …)."""
+    words = [w.strip("\"'“”‘’,.?!:;()").casefold() for w in question.split()]
+    words = [w for w in words if w]
+    if len(words) < 2 or _MANY_OR_WHY.intersection(words):
+        return False
+    if words[0] in _LEADING_PREPOSITIONS:
+        words = words[1:]
+    if words[0] == "how":
+        return words[1] in _QUANTITIES
+    if words[0] in ("which", "whose", "what"):
+        # "What year …", "Which band …": a noun after it; "What is …", "What does … do" may explain
+        return words[1] not in _YES_NO_OPENERS and not _plural(words[1])
+    if words[0] in _ONE_THING_OPENERS:
+        return True
+    # the question word at the end: "… managed Manchester United during what timeframe?"
+    for at in range(max(0, len(words) - 4), len(words)):
+        if words[at] in ("what", "which", "whom", "when", "where"):
+            return at + 1 == len(words) or not _plural(words[at + 1])
+    return False
+
+
+def _plural(noun: str) -> bool:
+    return len(noun) > 3 and noun.endswith("s") and not noun.endswith("ss") and noun not in _NOT_PLURAL
 
 
 def is_yes_no(question: str) -> bool:
