@@ -85,6 +85,10 @@ def test_unfinished_text_ends_at_its_last_sentence() -> None:
         (f"Like this:\n{CODE}", False),
         ("You may not also use the Popen constructor's", True),
         ("Like this:\n```python\nprint(1)", True),
+        # a closed displayed formula ends a worked answer (GSM8K direct answers: 8 of 50 were flagged)
+        ("So the boat took on this much water by then:\n\\[ \\boxed{324} \\]", False),
+        ("Thus the total number of points scored is $$ 3360 $$", False),
+        ("Now that we have the number of chickens \\( c = 10", True),
     ],
 )
 def test_ends_mid_sentence(text: str, mid: bool) -> None:

@@ -133,9 +133,13 @@ def cut_repetition(text: str) -> tuple[str, Edit | None]:
     return kept, Edit("repetition_cut", f"repeats: {what[:120]}", len(text) - len(kept))
 
 
+# A displayed LaTeX formula closed at the very end of a text: "\\]", "$$", or "\\end{…}".
+_CLOSED_MATH = re.compile(r"(?:\\\]|\$\$|\\end\{[a-z*]+\})$")
+
+
 def ends_mid_sentence(text: str) -> bool:
     """Whether `text` stops inside a sentence: it does not end with a sentence end (a citation marker
-    counts), a closed code block, a list item or a heading. A bare short answer ("Paris", "yes", fewer
+    counts), a closed code block, a closed displayed formula, a list item or a heading. A bare short answer ("Paris", "yes", fewer
     than six words) never does."""
     stripped = text.rstrip()
     if not stripped:
@@ -144,6 +148,8 @@ def ends_mid_sentence(text: str) -> bool:
         return True
     last_line = stripped.splitlines()[-1].strip()
     if _FENCE.match(last_line) or re.match(r"([-*+]|\d+[.)]|#+)\s", last_line):
+        return False
+    if _CLOSED_MATH.search(stripped):  # a displayed formula, closed: "… is:\n\\[ \\boxed{324} \\]"
         return False
     if len(_WORD.findall(stripped)) < 6:
         return False
