@@ -139,8 +139,8 @@ _CLOSED_MATH = re.compile(r"(?:\\\]|\$\$|\\end\{[a-z*]+\})$")
 
 def ends_mid_sentence(text: str) -> bool:
     """Whether `text` stops inside a sentence: it does not end with a sentence end (a citation marker
-    counts), a closed code block, a closed displayed formula, a list item or a heading. A bare short answer ("Paris", "yes", fewer
-    than six words) never does."""
+    counts), a closed code block, a closed displayed formula, a list item or a heading. A bare short
+    answer ("Paris", "yes", fewer than six words) never does."""
     stripped = text.rstrip()
     if not stripped:
         return False
