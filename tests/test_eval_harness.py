@@ -36,7 +36,8 @@ from openheavy.evals import (
 )
 from openheavy.evals.datasets import DATA_DIR_ENV, resolve_data_dir
 from openheavy.evals.harness import graded_text, item_seed
-from openheavy.evals.store import read_results
+from openheavy.evals.stats import summarize
+from openheavy.evals.store import read_meta, read_results
 from openheavy.models.scripted import FunctionModel, Reply, Unconstrained
 from openheavy.trace import AgentFigures
 from openheavy.types import JsonSchema, Message
@@ -690,3 +691,9 @@ async def test_the_report_counts_answers_that_end_mid_sentence_or_repeat_themsel
     report = (out / "report.md").read_text()
     assert "| ends mid-sentence | repeats itself |" in report
     assert re.search(r"\| `direct` \|.*\| 1 \| 1 \|$", report, flags=re.M)
+    # A summary counts the answers with the checks of today, whatever an older check recorded
+    stale = [row.model_copy(update={"form_problems": ["ends mid-sentence"]}) for row in read_results(out)]
+    meta = read_meta(out)
+    assert meta is not None
+    [mode] = summarize(meta, stale, out).modes
+    assert mode.form_problems == {"ends mid-sentence": 1, "repeats itself": 1}

@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from openheavy.answer_text import answer_problems
 from openheavy.evals.grading import KIND_METRICS, METRICS, PRIMARY_METRIC
 from openheavy.evals.store import EvalMeta, ModeRecord, ResultRecord, latest_results
 from openheavy.trace import RunFigures
@@ -162,7 +163,11 @@ def _summarize_mode(
         for figure in RunFigures.PER_ITEM
         if done
     }
-    form_problems = Counter(problem for row in done for problem in row.form_problems)
+    # Read again from each answer with the current checks, so that a report re-rendered after a check
+    # was mended (`openheavy eval --report`) counts what the answers are, not what an older check said.
+    form_problems = Counter(
+        problem for row in done if row.error is None for problem in answer_problems(row.answer)
+    )
     return ModeSummary(
         mode=mode.label,
         name=mode.name,
