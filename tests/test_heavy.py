@@ -640,13 +640,32 @@ async def test_a_comparison_the_planner_called_a_list_gets_no_list_merge() -> No
     }
     model = FunctionModel(short_team(plan, scripts, synthesis="J. G. Farrell"))
     orchestrator, sink = make(model, MemorySearch(dict(NOVELISTS)), agents=2)
-    result = await orchestrator.run(NOVEL_QUESTION)
+    # Worded in the plural, so that the question's form alone does not make it short (as "Which
+    # novelist …?" is: `asks_for_one_thing`); the merge still sees a choice.
+    result = await orchestrator.run(NOVEL_QUESTION.replace("Which novelist,", "Which novelists,"))
     assert result.plan.shape == "list"
     assert result.answer == "J. G. Farrell"
     assert "Items found" not in result.answer and "Aragon" not in result.answer
     assert not sink.of("ListMerged")
     [vote] = sink.of("VoteTaken")
     assert vote.decided_by == "synthesizer" and "a choice, not a list" in vote.reason
+
+
+async def test_a_question_for_one_name_the_planner_called_a_list_is_voted() -> None:
+    plan = plan_reply(["one", "two"], shape="list", facet="year", values=["1973", "1974"])
+    scripts = {
+        "year: 1973": ("siege", "J. G. Farrell wrote it [1].", "J. G. Farrell"),
+        "year: 1974": ("farrell", "J. G. Farrell [1].", "J. G. Farrell"),
+        "angle: one": ("siege", "J. G. Farrell wrote it [1].", "J. G. Farrell"),
+        "angle: two": ("farrell", "J. G. Farrell [1].", "J. G. Farrell"),
+    }
+    model = FunctionModel(short_team(plan, scripts))
+    orchestrator, sink = make(model, MemorySearch(dict(NOVELISTS)), agents=2)
+    result = await orchestrator.run("Who wrote The Siege of Krishnapur?")
+    assert result.plan.shape == "short" and result.plan.partition is None
+    assert any("asks for one name, date, place or number" in p for p in result.plan.problems)
+    assert result.short_answer == "J. G. Farrell" and "Items found" not in result.answer
+    assert sink.of("VoteTaken")[0].decided_by == "majority" and not sink.of("ListMerged")
 
 
 async def test_a_yes_no_question_is_never_a_list() -> None:

@@ -90,6 +90,8 @@ def test_spread_queries_respects_queries_taken_by_earlier_agents() -> None:
         ("Which PEPs did Jo Doe write?", "list", "list"),
         # one name, date, place or number: short, whatever the planner said, unless it said list
         ("Who founded the Quill Gazette?", "long", "short"),
+        ("What film did Mara Lind direct in 2004?", "list", "short"),  # a list of years for one film
+        ("How many PEPs did Jo Doe write?", "long", "short"),
         ("In which town did Nora Vell grow up?", "long", "short"),
         ("How many acts does Vanessa have?", "long", "short"),
         ("What year did the Quill Gazette close?", "long", "short"),

@@ -249,7 +249,9 @@ class Orchestrator:
             tasks = [question, *fallback_angles()][:count]
             queries, fixes = spread_queries([[] for _ in tasks], question)
             assignments = tuple(Assignment(t, q) for t, q in zip(tasks, queries, strict=True))
-            return Plan("long", assignments, "fallback", problems=tuple(problems + fixes))
+            shape, why = decide_shape(question, "long")  # the question's form still decides
+            fixes += [why] if why else []
+            return Plan(shape, assignments, "fallback", problems=tuple(problems + fixes))
         origin = "fixed" if self.agents else "model"
         shape, why = decide_shape(question, output.answer_shape)
         if why:

@@ -199,16 +199,30 @@ def decide_shape(question: str, proposed: AnswerShape) -> tuple[AnswerShape, str
     A yes/no question has a short answer whatever the planner said: its agents vote (the winning agent's
     explanation follows the "yes"), and a list merge would append every document they read to it. A how
     or why question is not a list: merged as items, its explanation would become "Items found: …". A
-    question that asks for one name, date, place or number (`asks_for_one_thing`) is not a "long" one:
-    the 0.5B planner called 21 of 32 such HotpotQA questions long, and a synthesis then wrote the
-    answer where the agents' short answers could have been voted."""
+    question that asks for one name, date, place or number (`asks_for_one_thing`) is neither "long" nor
+    a "list" (a count, "How many …?", may stay a list): the 0.5B planner called 21 of 32 such HotpotQA
+    questions long and others lists with a facet of years, and a synthesis or an "Items found" union
+    then stood where the agents' short answers could have been voted."""
     if proposed != "short" and is_yes_no(question):
         return "short", f"a yes/no question has a short answer, not a {proposed} one"
     if proposed == "list" and _asks_how_or_why(question):
         return "long", "a how or why question asks for an explanation, not a list"
-    if proposed == "long" and asks_for_one_thing(question):
-        return "short", "a question that asks for one name, date, place or number has a short answer"
+    if (
+        proposed != "short"
+        and asks_for_one_thing(question)
+        and not (proposed == "list" and _counts(question))
+    ):
+        return (
+            "short",
+            f"a question that asks for one name, date, place or number has a short answer, not a {proposed}",
+        )
     return proposed, ""
+
+
+def _counts(question: str) -> bool:
+    """ "How many PEPs …?": a count over items, which a list plan can split and merge before counting."""
+    words = question.strip().casefold().split()
+    return len(words) > 1 and words[0] == "how" and words[1] in ("many", "much")
 
 
 def _asks_how_or_why(question: str) -> bool:
