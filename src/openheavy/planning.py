@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from openheavy.partition import FACET_MAX_CHARS, VALUE_MAX_CHARS, Partition
-from openheavy.question_forms import asks_for_one_thing, is_yes_no
+from openheavy.question_forms import QUANTITY_WORDS, asks_for_one_thing, is_yes_no
 from openheavy.search.terms import query_terms, query_words
 from openheavy.types import JsonSchema
 
@@ -173,7 +173,7 @@ def conjunct_plan(question: str, names: Sequence[str], count: int) -> Plan | Non
     if count < len(names) or len(names) < 2:
         return None
     named = query_words(" ".join(names))
-    predicate = [t for t in query_terms(question) if _singular_word(t) not in named][:3]
+    predicate = [t for t in query_terms(question) if not query_words(t) <= named][:3]
     assignments = []
     for index in range(count):
         name, round_ = names[index % len(names)], index // len(names)
@@ -183,14 +183,7 @@ def conjunct_plan(question: str, names: Sequence[str], count: int) -> Plan | Non
     return Plan("short", tuple(assignments), "conjuncts")
 
 
-def _singular_word(word: str) -> str:
-    return next(iter(query_words(word)), word)
-
-
 # ---------------------------------------------------------------- answer shape
-
-# "How many/much/long/old …" asks for a quantity, not an explanation.
-_HOW_QUANTITIES = frozenset("many much long old far big often large tall".split())  # noqa: SIM905
 
 
 def decide_shape(question: str, proposed: AnswerShape) -> tuple[AnswerShape, str]:
@@ -231,7 +224,7 @@ def _asks_how_or_why(question: str) -> bool:
     words = question.strip().casefold().split()
     if not words:
         return False
-    if words[0] == "why" or (words[0] == "how" and len(words) > 1 and words[1] not in _HOW_QUANTITIES):
+    if words[0] == "why" or (words[0] == "how" and len(words) > 1 and words[1] not in QUANTITY_WORDS):
         return True
     return " ".join(words[:4]).startswith(("what is the difference", "what's the difference"))
 

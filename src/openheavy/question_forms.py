@@ -13,7 +13,14 @@ import re
 
 from openheavy.types import JsonSchema
 
-__all__ = ["asks_for_one_thing", "conjuncts", "is_yes_no", "names_candidates", "short_answer_schema"]
+__all__ = [
+    "QUANTITY_WORDS",
+    "asks_for_one_thing",
+    "conjuncts",
+    "is_yes_no",
+    "names_candidates",
+    "short_answer_schema",
+]
 
 # English auxiliaries that open a yes/no question ("Are both … ?", "Did X … ?").
 _YES_NO_OPENERS = frozenset(
@@ -104,7 +111,8 @@ def conjuncts(question: str) -> list[str]:
 
 # Question words that ask for one person, time, place or choice ("Who founded …?", "In which year …?").
 _ONE_THING_OPENERS = frozenset({"who", "whom", "whose", "when", "where", "which"})
-_QUANTITIES = frozenset("many much long old far big often large tall".split())  # noqa: SIM905
+# "How many/much/long/old …" asks for a quantity, not an explanation.
+QUANTITY_WORDS = frozenset("many much long old far big often large tall".split())  # noqa: SIM905
 _LEADING_PREPOSITIONS = frozenset("in at on for from by of during to with under since".split())  # noqa: SIM905
 # Words that ask for several things or an explanation, whatever the question word.
 _MANY_OR_WHY = frozenset("every all list each both ways steps examples why explain describe compare".split())  # noqa: SIM905
@@ -124,7 +132,7 @@ def asks_for_one_thing(question: str) -> bool:
     if words[0] in _LEADING_PREPOSITIONS:
         words = words[1:]
     if words[0] == "how":
-        return words[1] in _QUANTITIES
+        return words[1] in QUANTITY_WORDS
     if words[0] in ("which", "whose", "what"):
         # "What year …", "Which band …": a noun after it; "What is …", "What does … do" may explain
         return words[1] not in _YES_NO_OPENERS and not _plural(words[1])

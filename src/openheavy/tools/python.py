@@ -227,9 +227,7 @@ class PythonTool:
         then asks once more; on that `last_try` the reply is taken as it is, and what running it gives
         (its error, or the refusal to run a copy) is what the model is shown."""
         if last_try:
-            blocks = _code_blocks(text)
-            code = "\n\n".join(blocks) if blocks else text.strip()
-            return PythonArgs(code=code[:CODE_MAX_CHARS] or "pass")
+            return PythonArgs(code=script_in(text) or text.strip()[:CODE_MAX_CHARS] or "pass")
         code = script_in(text)
         if not code or copies_example(code):
             return None
