@@ -45,6 +45,9 @@ class MemorySearch:
         self.opens.append(id)
         await asyncio.sleep(self.latency)
         if id not in self.passages:
+            # a document's id opens its first passage, as the local index does
+            id = next((pid for pid in self.passages if pid.split("#")[0] == id), id)
+        if id not in self.passages:
             raise DocumentNotFoundError(f"no passage {id}")
         title, text = self.passages[id]
         return Document(id, id.split("#")[0], title, f"file:{id}", text)

@@ -39,6 +39,7 @@ from openheavy.aggregation import (
 from openheavy.answer_text import Edit, attach_markers, lead_with, repair_free_text, settle_short
 from openheavy.citations import Citation, RunSources, Source, resolve_citations
 from openheavy.errors import AgentsFailedError, OpenHeavyError
+from openheavy.item_check import MAX_DOCUMENTS, ListCheck, check_list
 from openheavy.json_output import first_json_object
 from openheavy.models.base import ChatModel
 from openheavy.models.recording import RecordingModel
@@ -141,6 +142,7 @@ class Orchestrator:
         temperature: float | None = 0.0,
         seed: int = 0,
         answer_max_chars: int = ANSWER_MAX_CHARS,
+        max_list_documents: int = MAX_DOCUMENTS,
     ) -> None:
         if max_agents < 1:
             raise OpenHeavyError(f"--max-agents must be at least 1, got {max_agents}")
@@ -161,6 +163,7 @@ class Orchestrator:
         self.budget = self.recorder.budget or Budget.unlimited()
         self.max_tokens_per_call = max_tokens_per_call
         self.answer_max_chars = answer_max_chars
+        self.max_list_documents = max_list_documents
         self.temperature = temperature
         self.seed = seed
         self.usage = Usage()
@@ -463,8 +466,11 @@ class Orchestrator:
                     "found only those: a choice, not a list"
                 )
                 return await self._vote(question, plan, results, sources, reason)
+            checked = await self._check_list(question, results)
+            if checked is not None and checked.accepted:
+                return self._checked_list_answer(plan, results, checked)
             if items:
-                return self._list_answer(plan, results, sources, items, duplicates)
+                return self._list_answer(plan, results, sources, items, duplicates, checked)
         if plan.conjuncts:
             decided = vote_on_conjuncts(results, [a.conjunct for a in plan.assignments])
             if decided.answer:
@@ -554,6 +560,49 @@ class Orchestrator:
             )
         )
 
+    async def _check_list(self, question: str, results: list[AgentResult]) -> ListCheck | None:
+        """The documents that meet the list question's conditions (`item_check`); None when the agents
+        had no corpus to search."""
+        if self.search is None or not (self.tools is None or works_on_corpus(self.tools)):
+            return None
+        checker = self.recorder.labelled(agent="checker", purpose="list_conditions")
+        checked = await check_list(
+            checker,
+            self.search,
+            question,
+            results,
+            max_documents=self.max_list_documents,
+            temperature=self.temperature,
+            seed=self.seed,
+        )
+        self.usage = self.usage + checked.usage
+        return checked
+
+    def _checked_list_answer(self, plan: Plan, results: list[AgentResult], checked: ListCheck) -> HeavyResult:
+        """A list answer of the documents that meet the conditions, each cited to the passage its check
+        read, with the agents' items about documents that could not be checked. An agent's item resting
+        only on documents that were checked and do not meet them is dropped."""
+        accepted = checked.accepted
+        readings = [(r.agent, r.sources.opened.values()) for r in results]
+        sources = RunSources.gather([*readings, ("checker", [c.document for c in accepted if c.document])])
+        decided = {c.lead.doc_id: bool(c.belongs) for c in checked.checks if c.belongs is not None}
+        items = [
+            ListItem(c.document.title, (sources.by_id[c.document.id].number,), c.lead.agents)
+            for c in accepted
+            if c.document is not None
+        ]
+        found, duplicates = merge_list_items(results, sources)
+        dropped: list[str] = []
+        for item in found:
+            docs = {sources.by_number[n].document.doc_id for n in item.sources if n in sources.by_number}
+            if any(decided.get(doc) for doc in docs):
+                continue  # the document's own item stands for it
+            if docs and all(doc in decided for doc in docs):
+                dropped.append(item.text)
+                continue
+            items.append(item)
+        return self._list_answer(plan, results, sources, items, duplicates, checked, dropped)
+
     def _list_answer(
         self,
         plan: Plan,
@@ -561,13 +610,20 @@ class Orchestrator:
         sources: RunSources,
         items: list[ListItem],
         duplicates: int,
+        checked: ListCheck | None = None,
+        dropped: Sequence[str] = (),
     ) -> HeavyResult:
-        """A list answer: every item any agent found, once, each with its sources."""
+        """A list answer: every item found, once, each with its sources."""
         self.stream.emit(
             ListMerged(
                 run_id=self.run_id,
                 items=[item.to_record(sources) for item in items],
                 duplicates=duplicates,
+                conditions=checked.conditions.to_record() if checked else {},
+                sweep=checked.query if checked else "",
+                checks=[check.to_record() for check in checked.checks] if checked else [],
+                dropped=list(dropped),
+                unchecked=checked.unchecked if checked else 0,
             )
         )
         lines = "\n".join(f"- {item.text} [{', '.join(map(str, item.sources))}]" for item in items)

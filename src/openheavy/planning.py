@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from openheavy.partition import FACET_MAX_CHARS, VALUE_MAX_CHARS, Partition
-from openheavy.question_forms import QUANTITY_WORDS, asks_for_one_thing, is_yes_no
+from openheavy.question_forms import QUANTITY_WORDS, asks_for_a_list, asks_for_one_thing, is_yes_no
 from openheavy.search.terms import query_terms, query_words
 from openheavy.types import JsonSchema
 
@@ -195,11 +195,16 @@ def decide_shape(question: str, proposed: AnswerShape) -> tuple[AnswerShape, str
     question that asks for one name, date, place or number (`asks_for_one_thing`) is neither "long" nor
     a "list" (a count, "How many …?", may stay a list): the 0.5B planner called 21 of 32 such HotpotQA
     questions long and others lists with a facet of years, and a synthesis or an "Items found" union
-    then stood where the agents' short answers could have been voted."""
+    then stood where the agents' short answers could have been voted. A request for every item of a
+    kind (`asks_for_a_list`: "List all …", "Make a complete map of …") is a list whatever the planner
+    said: the 0.5B planner called "Make a complete map of the PEPs that X authored …" long, and its
+    agents' items were then synthesized into a paragraph instead of merged and checked."""
     if proposed != "short" and is_yes_no(question):
         return "short", f"a yes/no question has a short answer, not a {proposed} one"
     if proposed == "list" and _asks_how_or_why(question):
         return "long", "a how or why question asks for an explanation, not a list"
+    if proposed != "list" and asks_for_a_list(question) and not _asks_how_or_why(question):
+        return "list", f"a request for every item of a kind has a list answer, not a {proposed} one"
     if (
         proposed != "short"
         and asks_for_one_thing(question)

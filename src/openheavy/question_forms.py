@@ -15,6 +15,7 @@ from openheavy.types import JsonSchema
 
 __all__ = [
     "QUANTITY_WORDS",
+    "asks_for_a_list",
     "asks_for_one_thing",
     "conjuncts",
     "is_yes_no",
@@ -143,6 +144,30 @@ def asks_for_one_thing(question: str) -> bool:
         if words[at] in ("what", "which", "whom", "when", "where"):
             return at + 1 == len(words) or not _plural(words[at + 1])
     return False
+
+
+# Verbs that open a request for every item of a kind ("List all …", "Enumerate …").
+_LIST_VERBS = frozenset("list enumerate catalog catalogue itemize tabulate".split())  # noqa: SIM905
+# Verbs that ask for items when "all", "every" or "each" follows ("Name every …", "Give all …").
+_GATHER_VERBS = frozenset("name give find show identify collect gather map".split())  # noqa: SIM905
+_WHOLE = re.compile(
+    r"\b(?:complete|full|exhaustive|comprehensive)\s+(?:list|map|catalog(?:ue)?|inventory|index|set|overview)\b",
+    re.IGNORECASE,
+)
+
+
+def asks_for_a_list(question: str) -> bool:
+    """Whether `question` asks for every item of a kind: it opens with a listing verb ("List all
+    Informational PEPs …", "Enumerate …"), asks for a complete list, map or inventory ("Make a complete
+    map of the PEPs …"), or opens with "Name/Give/Find … every/all/each". A yes/no, how or why question
+    is never one, whatever it contains ("Is there a complete list of …?")."""
+    words = [w.strip("\"'“”‘’,.?!:;()").casefold() for w in question.split()]
+    words = [w for w in words if w]
+    if not words or is_yes_no(question) or words[0] in ("how", "why"):
+        return False
+    if words[0] in _LIST_VERBS or _WHOLE.search(question):
+        return True
+    return words[0] in _GATHER_VERBS and bool({"all", "every", "each"} & set(words[1:4]))
 
 
 def _plural(noun: str) -> bool:

@@ -83,5 +83,21 @@ def describe_vote(event: VoteTaken) -> str:
 
 
 def describe_merge(event: ListMerged) -> str:
-    """`12 items (3 found by more than one agent)`."""
-    return f"{plural(len(event.items), 'item')} ({event.duplicates} found by more than one agent)"
+    """`12 items (3 found by more than one agent)`, and what the checks decided: `; must contain 'Jane
+    Doe', a number from 2016 to 2020: 24 documents checked, 9 meet it, 13 do not, 2 unchecked; 2 items
+    dropped`."""
+    text = f"{plural(len(event.items), 'item')} ({event.duplicates} found by more than one agent)"
+    names = [repr(name) for name in event.conditions.get("names", [])]
+    if event.conditions.get("low") is not None:
+        names.append(f"a number from {event.conditions['low']} to {event.conditions['high']}")
+    if event.checks:
+        verdicts = [check.get("belongs") for check in event.checks]
+        failed = verdicts.count(None) + event.unchecked
+        text += (
+            f"; must contain {', '.join(names) or 'nothing'}: {plural(len(event.checks), 'document')} "
+            f"checked, {verdicts.count(True)} meet it, {verdicts.count(False)} do not"
+            + (f", {failed} unchecked" if failed else "")
+        )
+    if event.dropped:
+        text += f"; {plural(len(event.dropped), 'item')} dropped"
+    return text
