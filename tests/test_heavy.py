@@ -755,7 +755,8 @@ BOTH_QUESTION = "Are Kestrel Review and Harbor Monthly both literary magazines?"
 
 def conjunct_team(said: dict[str, list[str]]) -> Any:
     """Agents that search the query their brief gives, open result 1 and answer for the name they were
-    given: `said[name]` holds the short answers of that name's agents, in the order they answer."""
+    given: `said[name]` holds the short answers of that name's agents, in the order they answer ("fail":
+    the agent fails)."""
     left = {name: list(answers) for name, answers in said.items()}
 
     def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
@@ -773,6 +774,8 @@ def conjunct_team(said: dict[str, list[str]]) -> Any:
         if turns == 1:
             return action("open", ref=1)
         short = left[name].pop(0)
+        if short == "fail":
+            raise RuntimeError(f"the agent checking {name} failed")
         return action("answer", short=short, answer=f"{short}: {name} [1].", cite=[1])
 
     return respond
@@ -812,8 +815,20 @@ async def test_a_yes_needs_every_name_and_an_undecided_name_goes_to_the_plain_vo
     assert {c.id for c in result.citations} == {"kestrel#1", "harbor#1"}  # one answer per name
     assert sink.of("VoteTaken")[0].decided_by == "conjuncts"
 
-    # Harbor Monthly's agents disagree: the names do not decide it, and all four answers vote (3 of 4)
+    # Harbor Monthly's agents disagree: "both" is not established for it, whatever the count of yeses
+    # over all four (3 of 4); the answer is the dissenter's no
     model = FunctionModel(conjunct_team({"Kestrel Review": ["Yes", "Yes"], "Harbor Monthly": ["Yes", "No"]}))
+    orchestrator, sink = make(model, MemorySearch(dict(MAGAZINES)), agents=4)
+    result = await orchestrator.run(BOTH_QUESTION)
+    [vote] = sink.of("VoteTaken")
+    assert (vote.winner, vote.decided_by) == ("No", "conjuncts")
+    assert vote.candidates[1]["answer"] == "Harbor Monthly: No (its agents disagree)"
+    assert result.short_answer == "No" and result.answer.startswith("No")
+
+    # no agent of Harbor Monthly answered: the names do not decide it, and the answers given vote
+    model = FunctionModel(
+        conjunct_team({"Kestrel Review": ["Yes", "Yes"], "Harbor Monthly": ["fail", "fail"]})
+    )
     orchestrator, sink = make(model, MemorySearch(dict(MAGAZINES)), agents=4)
     result = await orchestrator.run(BOTH_QUESTION)
     [vote] = sink.of("VoteTaken")

@@ -109,12 +109,14 @@ def vote_on_answers(results: Sequence[AgentResult]) -> AnswerVote:
 
 @dataclass(frozen=True)
 class ConjunctVerdict:
-    """What the agents checking one name found: "Yes", "No", or "" when they did not agree or did not
-    answer yes or no; `agents`: those that gave it."""
+    """What the agents checking one name found: "Yes", "No", or "" when none answered yes or no;
+    `agents`: those that gave it. `disputed`: the name's agents split, so "yes" was not established
+    for it, and the verdict is the "No" of those that found no."""
 
     name: str
     answer: str
     agents: tuple[str, ...]
+    disputed: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,11 @@ class ConjunctVote:
     def to_record(self) -> list[dict[str, Any]]:
         """The vote as `VoteTaken` candidates: one per name, with its verdict."""
         return [
-            {"answer": f"{v.name}: {v.answer or 'undecided'}", "agents": list(v.agents)}
+            {
+                "answer": f"{v.name}: {v.answer or 'undecided'}"
+                + (" (its agents disagree)" if v.disputed else ""),
+                "agents": list(v.agents),
+            }
             for v in self.verdicts
         ]
 
@@ -136,13 +142,24 @@ class ConjunctVote:
 def vote_on_conjuncts(results: Sequence[AgentResult], conjuncts: Sequence[str]) -> ConjunctVote:
     """Decide a yes/no question asked of several names (`conjuncts[i]`: the name agent `results[i]`
     checked, "" for an agent that checked none): each name's agents vote on their short answers
-    (`vote_on_answers`), and the question is yes only if every name's verdict is yes."""
+    (`vote_on_answers`), and the question is yes only if every name's verdict is yes.
+
+    A name whose agents split (no majority, and some voting agent found no) has not been shown to meet
+    the predicate: "both" is then not established, and its verdict is the dissenters' "No". Small models
+    answer "yes" from a page that does not say (7 such "yes" answers to HotpotQA questions whose answer
+    is no); one agent's "no" against another's "yes" is what the traces showed of those."""
     verdicts = []
     for name in dict.fromkeys(c for c in conjuncts if c):
         group = [r for r, c in zip(results, conjuncts, strict=True) if c == name]
-        winner = vote_on_answers(group).winner
+        vote = vote_on_answers(group)
+        winner = vote.winner
         said = leading_yes_no(winner.answer) if winner is not None else None
         said = said.capitalize() if said else None
+        if said is None:
+            noes = [a for c in vote.candidates if leading_yes_no(c.answer) == "No" for a in c.agents]
+            if noes:
+                verdicts.append(ConjunctVerdict(name, "No", tuple(noes), disputed=True))
+                continue
         verdicts.append(ConjunctVerdict(name, said or "", winner.agents if winner and said else ()))
     if any(v.answer == "No" for v in verdicts):
         answer = "No"
