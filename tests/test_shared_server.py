@@ -380,14 +380,14 @@ async def test_model_status_shows_what_runs_and_who_uses_it(cli_env: Settings, w
     assert cells(lines[0]) == ["model", "pid", "port", "threads", "busy", "up", "idle", "users"]
     row = cells(lines[1])
     assert row[:4] == [MODEL, str(lease.pid), str(lease.record.port), str(lease.record.threads)]
-    assert row[4] == "0/4" and row[-1] == "1"
+    assert row[4] == f"0/{cli_env.llama_slots}" and row[-1] == "1"
     assert f"local:tiny: used by pid {os.getpid()}" in output
     assert all(len(line) <= 80 for line in lines)
 
     code, output = await asyncio.to_thread(invoke, "model", "status", "--json")
     report = json.loads(output)
     (server,) = report["servers"]
-    assert server["pid"] == lease.pid and server["slots"] == 4 and server["slots_busy"] == 0
+    assert server["pid"] == lease.pid and server["slots"] == cli_env.llama_slots and server["slots_busy"] == 0
     assert [u["pid"] for u in server["users"]] == [os.getpid()]
     assert lease.api_key not in output
     lease.release()
