@@ -13,7 +13,15 @@ from openheavy.agent import AgentResult
 from openheavy.citations import Citation, Source
 from openheavy.display.formatting import describe_merge
 from openheavy.heavy import Orchestrator
-from openheavy.item_check import Conditions, as_asked, checked_conditions, gather_leads, meets, relaxed
+from openheavy.item_check import (
+    Conditions,
+    as_asked,
+    check_list,
+    checked_conditions,
+    gather_leads,
+    meets,
+    relaxed,
+)
 from openheavy.models.scripted import FunctionModel
 from openheavy.planning import decide_shape
 from openheavy.search.cache import CachedSearch
@@ -95,7 +103,7 @@ async def test_a_list_is_the_documents_that_meet_the_conditions_each_cited_to_wh
     [merged] = sink.of("ListMerged")
     assert merged.conditions == {"names": ["Jane Doe"], "low": 2016, "high": 2020, "problems": []}
     # the deep search for the conditions' names found what no agent reached
-    assert merged.sweep == "Jane Doe" and "Jane Doe" in backend.searches
+    assert merged.sweeps == ["Jane Doe"] and "Jane Doe" in backend.searches
     verdicts = {c["document"]: (c["belongs"], c["facts"]) for c in merged.checks}
     assert verdicts == {
         "pep-0103#0": (False, "no 'Jane Doe'"),  # the agent cited it: checked first
@@ -154,6 +162,8 @@ def test_a_name_is_spelled_as_the_request_spells_it() -> None:
     assert as_asked("Lukasz Langa", question) == "Łukasz Langa"
     assert as_asked("peps", question) == "PEPs"
     assert as_asked("Lukas Lange", question) is None  # two words off: another name
+    assert as_asked("Packing", "List every PEP in the Packaging topic.") == "Packaging"  # 2 in 9 letters
+    assert as_asked("Parking", "List every PEP in the Packaging topic.") is None
     assert as_asked("Ann Smith", question) is None
 
 
@@ -170,12 +180,34 @@ def test_conditions_the_documents_show_to_be_mistakes_are_dropped_and_said_so() 
     conditions = relaxed(stated, heads)
     assert (conditions.names, conditions.low, conditions.high) == (("Jane Doe",), 2012, 2014)
     assert conditions.problems == (
-        "11 of the 11 documents found have 'PEP' in their title: it names the kind of item, dropped",
+        "'PEP' is in nearly every title found: it names the kind of item, dropped",
         "no document found meets 'Created date' with the rest: dropped",
     )
     assert sum(meets(conditions, head.text)[0] for head in heads) == 3
     # a name in nearly every document, not in their titles, is a condition
     assert relaxed(Conditions(("Jane Doe",)), heads) == Conditions(("Jane Doe",))
+
+
+async def test_a_name_with_the_kind_of_item_in_it_is_checked_and_searched_again_without_it() -> None:
+    # "Informational PEP": "PEP" is in every title, so the name is checked as "Informational", and the
+    # search for "Informational PEP" (which matches every PEP) is run again as "Informational"
+    passages = {
+        f"pep-{n:04d}#0": (f"PEP {n} – Topic {n}", f"PEP: {n}\nType: Process\nCreated: 2012")
+        for n in range(12)
+    }
+    passages["pep-0394#0"] = ("PEP 394 – The python command", "PEP: 394\nType: Informational\nCreated: 2011")
+    passages["pep-0394#1"] = ("PEP 394 – The python command › Notes", "Informational notes on PEPs.")
+    backend = MemorySearch(passages)
+    question = "List all Informational PEP documents created between 2010 and 2014."
+    reply = json.dumps({"must_mention": ["Informational PEP"], "low": 2010, "high": 2014})
+    model = FunctionModel(lambda messages, schema: reply)
+    checked = await check_list(model, CachedSearch(backend), question, [], depth=20)
+    assert checked.conditions.names == ("Informational",)
+    assert checked.conditions.problems == (
+        "'Informational PEP' is checked as 'Informational': the rest names the kind of item",
+    )
+    assert checked.queries == ("Informational PEP", "Informational")
+    assert [c.document.id for c in checked.accepted if c.document] == ["pep-0394#0"]
 
 
 def test_meets_reads_names_by_their_words_and_numbers_in_range() -> None:

@@ -620,7 +620,7 @@ class Orchestrator:
                 items=[item.to_record(sources) for item in items],
                 duplicates=duplicates,
                 conditions=checked.conditions.to_record() if checked else {},
-                sweep=checked.query if checked else "",
+                sweeps=list(checked.queries) if checked else [],
                 checks=[check.to_record() for check in checked.checks] if checked else [],
                 dropped=list(dropped),
                 unchecked=checked.unchecked if checked else 0,

@@ -52,6 +52,7 @@ __all__ = [
     "ListCheck",
     "check_list",
     "gather_leads",
+    "kind_words",
     "meets",
     "relaxed",
     "state_conditions",
@@ -102,6 +103,10 @@ class Conditions:
     @property
     def usable(self) -> bool:
         return bool(self.names) or self.low is not None
+
+    def replaced(self, name: str, new: str, *, why: str) -> Conditions:
+        names = tuple(new if n == name else n for n in self.names)
+        return Conditions(names, self.low, self.high, (*self.problems, why))
 
     def without(self, name: str | None = None, *, range_: bool = False, why: str) -> Conditions:
         names = tuple(n for n in self.names if n != name)
@@ -156,11 +161,11 @@ class ItemCheck:
 
 @dataclass(frozen=True)
 class ListCheck:
-    """The checks of one list question: the conditions, the sweep's query, each lead's check, how many
+    """The checks of one list question: the conditions, the sweeps' queries, each lead's check, how many
     leads the bound left unchecked, and what the conditions call cost."""
 
     conditions: Conditions
-    query: str = ""
+    queries: tuple[str, ...] = ()
     checks: list[ItemCheck] = field(default_factory=list)
     unchecked: int = 0
     usage: Usage = field(default_factory=Usage)
@@ -219,8 +224,9 @@ def checked_conditions(question: str, names: Sequence[str], low: int, high: int)
 
 def as_asked(name: str, question: str) -> str | None:
     """`name` with each word spelled as the question spells it, or None when a word is not the
-    question's. A word of five letters or more may differ by one letter: a small model writes
-    "Lukasz" for the request's "Łukasz", and documents spell the name as the request does."""
+    question's. A word of five letters or more may be a letter in four off (one at least): a small
+    model writes "Lukasz" for the request's "Łukasz" and "Packing" for "Packaging", and documents spell
+    a name as the request does."""
     asked = {_folded(word): word for word in _WORD.findall(question)}
     words: list[str] = []
     for word in _WORD.findall(name):
@@ -228,7 +234,7 @@ def as_asked(name: str, question: str) -> str | None:
         if key in asked:
             words.append(asked[key])
             continue
-        close = [w for k, w in asked.items() if len(key) >= 5 and _one_edit(key, k)]
+        close = [w for k, w in asked.items() if len(key) >= 5 and _edits(key, k) <= max(1, len(k) // 4)]
         if len(close) != 1:
             return None
         words.append(close[0])
@@ -241,14 +247,14 @@ def _folded(word: str) -> str:
     return key[:-1] if len(key) > 3 and key.endswith("s") and not key.endswith("ss") else key
 
 
-def _one_edit(a: str, b: str) -> bool:
-    """Whether `a` and `b` differ by at most one inserted, deleted or replaced letter."""
-    if abs(len(a) - len(b)) > 1:
-        return False
-    start = 0
-    while start < min(len(a), len(b)) and a[start] == b[start]:
-        start += 1
-    return a[start + 1 :] == b[start + 1 :] or a[start:] == b[start + 1 :] or a[start + 1 :] == b[start:]
+def _edits(a: str, b: str) -> int:
+    """The number of letters inserted, deleted or replaced to turn `a` into `b` (Levenshtein)."""
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, start=1):
+        previous, row[0] = row[0], i
+        for j, y in enumerate(b, start=1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (x != y))
+    return row[-1]
 
 
 def meets(conditions: Conditions, text: str) -> tuple[bool, str]:
@@ -345,16 +351,24 @@ async def check_list(
     conditions, usage = await state_conditions(model, question, temperature=temperature, seed=seed)
     if not conditions.usable:
         return ListCheck(conditions, usage=usage)
-    query = " ".join(conditions.names)
+    queries = [" ".join(conditions.names)]
     leads = gather_leads(results, question)
     known = {lead.doc_id for lead in leads}
-    leads += [lead for lead in await sweep(search, query, depth) if lead.doc_id not in known]
-    unchecked = max(0, len(leads) - max_documents)
-    leads = leads[:max_documents]
-    heads = await asyncio.gather(*(_head(search, lead) for lead in leads))
+    found = [lead for lead in await sweep(search, queries[0], depth) if lead.doc_id not in known]
+    leads, unchecked = _bounded(leads + found, max_documents, 0)
+    heads = list(await asyncio.gather(*(_head(search, lead) for lead in leads)))
     conditions = relaxed(conditions, [head for head in heads if head is not None])
     if not conditions.usable:
-        return ListCheck(conditions, query, usage=usage)
+        return ListCheck(conditions, tuple(queries), usage=usage)
+    # A name the documents corrected ("Informational PEPs" checked as "Informational") is searched
+    # again: the first query was diluted by the words that matched nearly everything.
+    if conditions.names and " ".join(conditions.names) != queries[0]:
+        queries.append(" ".join(conditions.names))
+        known = {lead.doc_id for lead in leads}
+        more = [lead for lead in await sweep(search, queries[1], depth) if lead.doc_id not in known]
+        more, unchecked = _bounded(more, max_documents - len(leads), unchecked)
+        leads += more
+        heads += await asyncio.gather(*(_head(search, lead) for lead in more))
     checks = []
     for lead, head in zip(leads, heads, strict=True):
         if head is None:
@@ -362,7 +376,13 @@ async def check_list(
             continue
         belongs, facts = meets(conditions, head.text)
         checks.append(ItemCheck(lead, head, belongs, facts))
-    return ListCheck(conditions, query, checks, unchecked, usage)
+    return ListCheck(conditions, tuple(queries), checks, unchecked, usage)
+
+
+def _bounded(leads: list[Lead], room: int, unchecked: int) -> tuple[list[Lead], int]:
+    """The first `room` leads, and the count of leads left unchecked with those beyond it."""
+    room = max(0, room)
+    return leads[:room], unchecked + max(0, len(leads) - room)
 
 
 def relaxed(conditions: Conditions, documents: Sequence[Document]) -> Conditions:
@@ -370,15 +390,16 @@ def relaxed(conditions: Conditions, documents: Sequence[Document]) -> Conditions
     nearly every document's title (the kind of item, "PEP", not a condition on it); then, while no
     document meets them all, the one condition whose loss lets the most documents meet the rest ("Created
     date" for "with a Created date from 2000 to 2003": documents say "Created:")."""
-    titles = [query_words(document.title) for document in documents]
+    kind = kind_words(documents)
     for name in conditions.names:
-        holding = sum(query_words(name) <= words for words in titles)
-        if len(titles) >= 10 and holding >= EVERYWHERE * len(titles):
-            why = (
-                f"{holding} of the {len(titles)} documents found have {name!r} in their title: "
-                "it names the kind of item, dropped"
-            )
+        words = query_words(name)
+        if words <= kind:
+            why = f"{name!r} is in nearly every title found: it names the kind of item, dropped"
             conditions = conditions.without(name, why=why)
+        elif words & kind:
+            rest = " ".join(w for w in _WORD.findall(name) if not query_words(w) <= kind)
+            why = f"{name!r} is checked as {rest!r}: the rest names the kind of item"
+            conditions = conditions.replaced(name, rest, why=why)
     texts = [document.text for document in documents]
     while conditions.usable and not any(meets(conditions, text)[0] for text in texts):
         options = [
@@ -391,6 +412,19 @@ def relaxed(conditions: Conditions, documents: Sequence[Document]) -> Conditions
             options.append(conditions.without(range_=True, why=why))
         conditions = max(options, key=lambda option: sum(meets(option, text)[0] for text in texts))
     return conditions
+
+
+def kind_words(documents: Sequence[Document]) -> frozenset[str]:
+    """The words (`query_words`) in nearly every title of `documents` (ten at least): they name the kind
+    of document ("PEP"), not one of them."""
+    titles = [query_words(document.title) for document in documents]
+    if len(titles) < 10:
+        return frozenset()
+    counts: dict[str, int] = {}
+    for words in titles:
+        for word in words:
+            counts[word] = counts.get(word, 0) + 1
+    return frozenset(w for w, n in counts.items() if n >= EVERYWHERE * len(titles))
 
 
 async def _head(search: CachedSearch, lead: Lead) -> Document | None:

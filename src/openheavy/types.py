@@ -288,11 +288,11 @@ class ListMerged(Event):
     items: list[dict[str, Any]]  # {"text", "documents", "agents"}
     duplicates: int  # items found by more than one agent (merged into one)
     # Wide search (openheavy.item_check): the conditions every item's document must meet ({"names",
-    # "low", "high", "problems"}), the deep search for their names, each document checked, {"document",
+    # "low", "high", "problems"}), the deep searches for their names, each document checked, {"document",
     # "title", "agents", "belongs", "facts"[, "error"]}; the agents' items dropped because every document
     # they rest on was checked and does not belong; leads left unchecked beyond the bound.
     conditions: dict[str, Any] = field(default_factory=dict)
-    sweep: str = ""
+    sweeps: list[str] = field(default_factory=list)
     checks: list[dict[str, Any]] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     unchecked: int = 0
