@@ -144,6 +144,22 @@ async def test_the_bound_on_documents_checks_the_strongest_leads_and_counts_the_
     assert [c["document"] for c in merged.checks] == ["pep-0103#0", "pep-0101#0"] and merged.unchecked == 3
 
 
+async def test_on_a_backend_other_than_a_local_index_at_most_24_documents_are_opened() -> None:
+    # web backends fetch a page for each document opened: the bound is far lower than on a local index
+    many = {
+        f"pep-{n:04d}#0": (f"PEP {n} – Part {n}", f"PEP: {n}\nAuthor: Jane Doe\nCreated: 2017")
+        for n in range(40)
+    }
+    backend = MemorySearch({**PEPS, **many})
+    sink = ListSink()
+    heavy = Orchestrator(
+        FunctionModel(team()), CachedSearch(backend), stream=EventStream([sink]), run_id="r", agents=2
+    )
+    await heavy.run(QUESTION)
+    [merged] = sink.of("ListMerged")
+    assert len(merged.checks) == 24 and merged.unchecked == 45 - 24  # 5 documents and 40 more
+
+
 def test_stated_conditions_are_checked_against_the_question() -> None:
     # a copied example's name and a range the question does not state are dropped
     conditions = checked_conditions(QUESTION, ["Ann Smith", "Jane Doe", "PEPs", "PEP"], 1990, 1995)

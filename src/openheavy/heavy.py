@@ -61,6 +61,7 @@ from openheavy.prompts import fence_untrusted, load_prompt, render_prompt
 from openheavy.question_forms import conjuncts, names_candidates, short_answer_schema
 from openheavy.rank import SAMPLE_TEMPERATURE, RankResult, rank
 from openheavy.search.cache import CachedSearch
+from openheavy.search.local import LocalIndex
 from openheavy.search.queries import QueryLog
 from openheavy.tools.base import Tool
 from openheavy.types import (
@@ -75,6 +76,7 @@ from openheavy.types import (
 )
 from openheavy.verify import Sample, Verifier
 
+WEB_DOCUMENTS = 24  # documents a list's checks open on the web (a fetch each), not on a local index
 SYNTHESIS_MAX_SOURCES = 12  # sources listed to the synthesizer, the ones the agents cited first
 
 
@@ -566,12 +568,14 @@ class Orchestrator:
         if self.search is None or not (self.tools is None or works_on_corpus(self.tools)):
             return None
         checker = self.recorder.labelled(agent="checker", purpose="list_conditions")
+        # A local index opens a document in a millisecond; a web backend fetches a page for each.
+        local = isinstance(self.search.backend, LocalIndex)
         checked = await check_list(
             checker,
             self.search,
             question,
             results,
-            max_documents=self.max_list_documents,
+            max_documents=self.max_list_documents if local else min(self.max_list_documents, WEB_DOCUMENTS),
             temperature=self.temperature,
             seed=self.seed,
         )
