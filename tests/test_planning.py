@@ -86,6 +86,10 @@ def test_spread_queries_respects_queries_taken_by_earlier_agents() -> None:
         ("How do I run a subprocess with a timeout and capture its output?", "list", "long"),
         ("Why does copy.copy share nested lists?", "list", "long"),
         ("What is the difference between shallow and deep copy, and when does it matter?", "list", "long"),
+        # an explanation voted as a short answer loses its second half (the default model's planner)
+        ("What is the difference between shallow and deep copy, and when does it matter?", "short", "long"),
+        ("Why does copy.copy share nested lists?", "short", "long"),
+        ("How old is the Quill Gazette?", "short", "short"),  # a quantity, not an explanation
         ("How many PEPs did Jo Doe write?", "list", "list"),  # a count: not an explanation
         ("Which PEPs did Jo Doe write?", "list", "list"),
         # one name, date, place or number: short, whatever the planner said, unless it said list

@@ -191,7 +191,10 @@ def decide_shape(question: str, proposed: AnswerShape) -> tuple[AnswerShape, str
 
     A yes/no question has a short answer whatever the planner said: its agents vote (the winning agent's
     explanation follows the "yes"), and a list merge would append every document they read to it. A how
-    or why question is not a list: merged as items, its explanation would become "Items found: …". A
+    or why question ("What is the difference …?") is long: merged as items, its explanation would become
+    "Items found: …", and voted as short, one agent's first sentence stood for the answer (the default
+    model's planner called "What is the difference between shallow and deep copy in Python, and when
+    does it matter?" short, and the "when" was lost). A
     question that asks for one name, date, place or number (`asks_for_one_thing`) is neither "long" nor
     a "list" (a count, "How many …?", may stay a list): the 0.5B planner called 21 of 32 such HotpotQA
     questions long and others lists with a facet of years, and a synthesis or an "Items found" union
@@ -201,8 +204,8 @@ def decide_shape(question: str, proposed: AnswerShape) -> tuple[AnswerShape, str
     agents' items were then synthesized into a paragraph instead of merged and checked."""
     if proposed != "short" and is_yes_no(question):
         return "short", f"a yes/no question has a short answer, not a {proposed} one"
-    if proposed == "list" and _asks_how_or_why(question):
-        return "long", "a how or why question asks for an explanation, not a list"
+    if proposed != "long" and _asks_how_or_why(question) and not is_yes_no(question):
+        return "long", f"a how or why question asks for an explanation, not a {proposed} answer"
     if proposed != "list" and asks_for_a_list(question) and not _asks_how_or_why(question):
         return "list", f"a request for every item of a kind has a list answer, not a {proposed} one"
     if (
