@@ -39,7 +39,7 @@ from openheavy.json_output import first_json_object
 from openheavy.models.base import ChatModel
 from openheavy.prompts import render_prompt
 from openheavy.search.cache import CachedSearch
-from openheavy.search.terms import query_words
+from openheavy.search.terms import query_words, singular
 from openheavy.types import Document, Hit, JsonSchema, Message, Usage
 
 __all__ = [
@@ -243,8 +243,7 @@ def as_asked(name: str, question: str) -> str | None:
 
 def _folded(word: str) -> str:
     """A word's comparison key: case-folded, a plural "s" away ("PEPs" is the question's "PEP")."""
-    key = word.casefold()
-    return key[:-1] if len(key) > 3 and key.endswith("s") and not key.endswith("ss") else key
+    return singular(word.casefold())
 
 
 def _edits(a: str, b: str) -> int:

@@ -204,7 +204,7 @@ def decide_shape(question: str, proposed: AnswerShape) -> tuple[AnswerShape, str
     agents' items were then synthesized into a paragraph instead of merged and checked."""
     if proposed != "short" and is_yes_no(question):
         return "short", f"a yes/no question has a short answer, not a {proposed} one"
-    if proposed != "long" and _asks_how_or_why(question) and not is_yes_no(question):
+    if proposed != "long" and _asks_how_or_why(question):
         return "long", f"a how or why question asks for an explanation, not a {proposed} answer"
     if proposed != "list" and asks_for_a_list(question) and not _asks_how_or_why(question):
         return "list", f"a request for every item of a kind has a list answer, not a {proposed} one"

@@ -126,8 +126,7 @@ def asks_for_one_thing(question: str) -> bool:
     year …?"; not "Which PEPs …?" or "What is …?"), or with "how many/much/old …", or ends with such a
     question word ("… during what timeframe?"); and it asks for no list or explanation ("every", "all",
     "why" …)."""
-    words = [w.strip("\"'“”‘’,.?!:;()").casefold() for w in question.split()]
-    words = [w for w in words if w]
+    words = _words(question)
     if len(words) < 2 or _MANY_OR_WHY.intersection(words):
         return False
     if words[0] in _LEADING_PREPOSITIONS:
@@ -161,13 +160,18 @@ def asks_for_a_list(question: str) -> bool:
     Informational PEPs …", "Enumerate …"), asks for a complete list, map or inventory ("Make a complete
     map of the PEPs …"), or opens with "Name/Give/Find … every/all/each". A yes/no, how or why question
     is never one, whatever it contains ("Is there a complete list of …?")."""
-    words = [w.strip("\"'“”‘’,.?!:;()").casefold() for w in question.split()]
-    words = [w for w in words if w]
+    words = _words(question)
     if not words or is_yes_no(question) or words[0] in ("how", "why"):
         return False
     if words[0] in _LIST_VERBS or _WHOLE.search(question):
         return True
     return words[0] in _GATHER_VERBS and bool({"all", "every", "each"} & set(words[1:4]))
+
+
+def _words(question: str) -> list[str]:
+    """The question's words, case-folded, without the quotes and punctuation around them."""
+    words = (w.strip("\"'“”‘’,.?!:;()").casefold() for w in question.split())
+    return [w for w in words if w]
 
 
 def _plural(noun: str) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-__all__ = ["MAX_QUERY_TERMS", "STOPWORDS", "query_key", "query_terms", "query_words"]
+__all__ = ["MAX_QUERY_TERMS", "STOPWORDS", "query_key", "query_terms", "query_words", "singular"]
 
 # A pasted paragraph would otherwise become a 200-term OR query; the first 32 distinct content words
 # carry the question.
@@ -50,7 +50,7 @@ def query_terms(query: str) -> list[str]:
 def query_words(query: str) -> frozenset[str]:
     """The content words of a query as a search engine sees them (`query_terms`), with a plural "s"
     folded away, so that "PEPs by Warsaw" and "Warsaw PEP" are the same search."""
-    return frozenset(_singular(word) for word in query_terms(query))
+    return frozenset(singular(word) for word in query_terms(query))
 
 
 def query_key(query: str) -> str:
@@ -60,5 +60,6 @@ def query_key(query: str) -> str:
     return " ".join(sorted(words))
 
 
-def _singular(word: str) -> str:
+def singular(word: str) -> str:
+    """A lower-case word with its plural "s" folded away ("peps" -> "pep"; not "class")."""
     return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
