@@ -64,6 +64,7 @@ from openheavy.search.cache import CachedSearch
 from openheavy.search.local import LocalIndex
 from openheavy.search.queries import QueryLog
 from openheavy.tools.base import Tool
+from openheavy.tools.research import Opening
 from openheavy.types import (
     AnswerEdited,
     EventStream,
@@ -145,6 +146,7 @@ class Orchestrator:
         seed: int = 0,
         answer_max_chars: int = ANSWER_MAX_CHARS,
         max_list_documents: int = MAX_DOCUMENTS,
+        opening_search: bool = True,
     ) -> None:
         if max_agents < 1:
             raise OpenHeavyError(f"--max-agents must be at least 1, got {max_agents}")
@@ -166,6 +168,7 @@ class Orchestrator:
         self.max_tokens_per_call = max_tokens_per_call
         self.answer_max_chars = answer_max_chars
         self.max_list_documents = max_list_documents
+        self.opening_search = opening_search  # search the question once and show every agent the results
         self.temperature = temperature
         self.seed = seed
         self.usage = Usage()
@@ -314,13 +317,14 @@ class Orchestrator:
         """Run one agent per assignment, all at once. Failures are returned, never raised. The agents share
         one query log: none runs a search another already ran (it gets the next page instead)."""
         team = QueryLog()
+        agents = [self._agent(i, self._temperature_for(plan, i), team) for i in range(len(plan.assignments))]
+        opening = await self._opening(agents[0], question) if agents else None
         tasks: list[asyncio.Task[AgentResult]] = []
         async with asyncio.TaskGroup() as group:
-            for index, assignment in enumerate(plan.assignments):
-                agent = self._agent(index, self._temperature_for(plan, index), team)
+            for agent, assignment in zip(agents, plan.assignments, strict=True):
                 brief = self._brief(question, plan, assignment)
                 names = [assignment.conjunct] if assignment.conjunct else None  # its one name to check
-                run = self._run_agent(agent, question, assignment.task, brief, names)
+                run = self._run_agent(agent, question, assignment.task, brief, names, opening)
                 tasks.append(group.create_task(run))
         results = [t.result() for t in tasks]
         for result in results:
@@ -359,6 +363,10 @@ class Orchestrator:
             brief = render_prompt("heavy_brief_part", task=assignment.task, queries=queries)
         return brief.strip()
 
+    async def _opening(self, agent: ResearchAgent, question: str) -> Opening | None:
+        """The opening search for a team (None when it is off, or the agents do not search)."""
+        return await agent.search_for_team(question) if self.opening_search else None
+
     def _agent(self, index: int, temperature: float | None, queries: QueryLog | None = None) -> ResearchAgent:
         return ResearchAgent(
             self.model,
@@ -384,9 +392,10 @@ class Orchestrator:
         task: str,
         brief: str | None = None,
         names: list[str] | None = None,
+        opening: Opening | None = None,
     ) -> AgentResult:
         try:
-            return await agent.run(question, task, brief=brief, names=names)
+            return await agent.run(question, task, brief=brief, names=names, opening=opening)
         except Exception as exc:  # anything unexpected: keep the other agents' work
             message = f"{type(exc).__name__}: {exc}"
             return AgentResult.failure(agent.name, task, 0, agent.usage, agent.sources, message)
@@ -412,6 +421,7 @@ class Orchestrator:
             else await self.plan(question)
         )
         results: dict[int, AgentResult] = {}
+        opening = await self._opening(self._agent(0, 0.0), question)
 
         async def sampler(index: int) -> Sample:
             heat = 0.0 if greedy_first and index == 0 else temperature
@@ -420,7 +430,7 @@ class Orchestrator:
             agent = self._agent(index, heat)
             assignment = plan.assignments[index]
             brief = self._brief(question, plan, assignment)
-            result = await self._run_agent(agent, question, assignment.task, brief)
+            result = await self._run_agent(agent, question, assignment.task, brief, opening=opening)
             results[index] = result
             self.usage = self.usage + result.usage
             return trajectory_sample(index, result, temperature=heat)
