@@ -38,6 +38,7 @@ from openheavy.aggregation import (
 )
 from openheavy.answer_text import Edit, attach_markers, lead_with, repair_free_text, settle_short
 from openheavy.citations import Citation, RunSources, Source, resolve_citations
+from openheavy.dated_choice import choose_by_date
 from openheavy.errors import AgentsFailedError, OpenHeavyError
 from openheavy.item_check import MAX_DOCUMENTS, ListCheck, check_list
 from openheavy.json_output import first_json_object
@@ -67,6 +68,7 @@ from openheavy.tools.base import Tool
 from openheavy.tools.research import Opening
 from openheavy.types import (
     AnswerEdited,
+    Document,
     EventStream,
     JsonSchema,
     ListMerged,
@@ -531,7 +533,12 @@ class Orchestrator:
         self, question: str, plan: Plan, results: list[AgentResult], sources: RunSources, reason: str
     ) -> HeavyResult:
         """A short answer: the majority of the agents' short answers wins, written from the agreeing
-        agent that cites the most, with every agreeing agent's sources. A tie goes to the synthesizer."""
+        agent that cites the most, with every agreeing agent's sources. A tie goes to the synthesizer.
+        A question that asks which of its candidates is earliest or latest is decided by their dates
+        instead, when the documents about them give one (`dated_choice`)."""
+        dated = await self._dated_answer(question, plan, results)
+        if dated is not None:
+            return dated
         vote = vote_on_answers(results)
         if vote.winner is None:
             heavy = await self._synthesis(question, plan, results, sources, vote=vote)
@@ -547,6 +554,52 @@ class Orchestrator:
         return HeavyResult(
             answer, citations, plan, results, usage=self.usage, short_answer=vote.winner.answer
         )
+
+    async def _dated_answer(
+        self, question: str, plan: Plan, results: list[AgentResult]
+    ) -> HeavyResult | None:
+        """The candidate whose document's year is the earliest (latest) the question asks for, cited to
+        the documents the years were read from; None when `dated_choice` does not decide it. A candidate
+        no agent read about is read here, from a search result about it some agent saw (reader
+        "checker")."""
+        read = [doc for r in results for doc in r.sources.opened.values()]
+        choice = choose_by_date(question, read)
+        if choice is None:
+            return None
+        checked: list[Document] = []
+        unread = [c.name for c in choice.candidates if c.document is None]
+        if unread and self.search is not None:
+            seen = [hit for r in results for hit in r.sources.seen.values()]
+            for name in unread:
+                words = query_words(name)
+                hit = next((h for h in seen if words and words <= query_words(h.title)), None)
+                if hit is not None:
+                    try:
+                        checked.append((await self.search.open(hit.id))[0])
+                    except OpenHeavyError:
+                        continue
+            choice = choose_by_date(question, [*read, *checked])
+        winner = choice.winner if choice is not None else None
+        if choice is None or winner is None:
+            return None
+        readings = [(r.agent, r.sources.opened.values()) for r in results]
+        sources = RunSources.gather([*readings, ("checker", checked)])
+        numbers = [sources.by_id[c.document.id].number for c in choice.candidates if c.document is not None]
+        facts = " ".join(
+            f"{c.name}: {c.year} [{n}]." for c, n in zip(choice.candidates, numbers, strict=True)
+        )
+        answer, citations = self._resolve(f"{winner.name}\n\n{facts}", numbers, sources)
+        self.stream.emit(
+            VoteTaken(
+                run_id=self.run_id,
+                candidates=[c.to_record() for c in choice.candidates],
+                winner=winner.name,
+                decided_by="dates",
+                reason=f"the question asks for the {choice.direction} of its candidates: the years the "
+                "documents about them open with decide it",
+            )
+        )
+        return HeavyResult(answer, citations, plan, results, usage=self.usage, short_answer=winner.name)
 
     def _resolve(self, text: str, cite: Sequence[int], sources: RunSources) -> tuple[str, list[Citation]]:
         """The synthesizer's answer with its markers resolved against the run's sources: a marker of a
