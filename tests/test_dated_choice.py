@@ -11,6 +11,7 @@ import pytest
 
 from fakes import ListSink, MemorySearch, action, allowed_actions, plan_reply
 from openheavy.dated_choice import choose_by_date, comparison_direction, opening_year
+from openheavy.display.formatting import describe_vote
 from openheavy.heavy import Orchestrator
 from openheavy.models.scripted import FunctionModel
 from openheavy.search.cache import CachedSearch
@@ -145,6 +146,7 @@ async def test_the_years_decide_a_choice_that_three_of_four_agents_got_wrong() -
     [vote] = sink.of("VoteTaken")
     assert (vote.decided_by, vote.winner) == ("dates", "Harbor Lights")
     assert [c["answer"] for c in vote.candidates] == ["Harbor Lights: 2002", "The Kestrel: 2006"]
+    assert describe_vote(vote) == '"Harbor Lights" by dates: Harbor Lights: 2002, The Kestrel: 2006'
 
 
 async def test_a_candidate_no_agent_opened_is_read_from_a_result_an_agent_saw() -> None:
