@@ -158,8 +158,9 @@ class Opening:
     the 0.5B model wrote 49 (it drops the names: "not-for-profit media outlet" for "Andrew Jaspan was the
     co-founder of what not-for-profit media outlet?"). The agents then search their own words.
 
-    `text` is rendered once, so every agent's prompt holds the same bytes after the shared question and
-    a prompt cache serves them once for the team; `hits` get the same numbers [1]..[k] in each agent."""
+    `text` is rendered once, so every agent's prompt holds the same bytes after the shared question (an
+    engine that shares cached prefixes across requests computes them once for the team); `hits` get the
+    same numbers [1]..[k] in each agent."""
 
     query: str
     hits: tuple[Hit, ...]
