@@ -66,6 +66,9 @@ def test_the_candidate_with_the_earliest_year_wins_and_a_missing_year_decides_no
     same = [docs[0], doc("Harbor Lights", "Harbor Lights is a 2006 film.")]
     assert choose_by_date(question, same).winner is None  # type: ignore[union-attr]
     assert choose_by_date("Who directed Harbor Lights?", docs) is None
+    # a title that holds the name's words is not a page about it
+    pony = [doc("Ride a Kestrel Pony", "Ride a Kestrel Pony is a 1975 film."), docs[1]]
+    assert choose_by_date(question, pony).winner is None  # type: ignore[union-attr]
 
 
 QUESTION = "Which animated film was released first, Harbor Lights or The Kestrel?"

@@ -13,22 +13,28 @@ before, sooner) ask for the earliest year, words of "later" (later, latest, rece
 newest, younger, youngest, after) for the latest. Not decided here: a question with both or neither, one
 about when something ended (died, death, ended, closed, dissolved: the first year a text gives is when
 it began), and one that asks who was "the first … to" do something. Each candidate needs a document
-titled by its name, with a year in its opening, and the years must set one candidate apart; otherwise
-nothing is decided and the agents' vote stands.
+titled by its name (a parenthesized note aside), with a year in its opening, and the years must set one
+candidate apart; otherwise nothing is decided and the agents' vote stands.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from openheavy.question_forms import names_candidates
-from openheavy.search.terms import query_words
 from openheavy.types import Document
 
-__all__ = ["DatedCandidate", "DatedChoice", "choose_by_date", "comparison_direction", "opening_year"]
+__all__ = [
+    "DatedCandidate",
+    "DatedChoice",
+    "choose_by_date",
+    "comparison_direction",
+    "opening_year",
+    "titled",
+]
 
 Direction = Literal["earliest", "latest"]
 
@@ -42,6 +48,8 @@ _WORD = re.compile(r"[a-z]+")
 # "Who was the first composer to …?" asks who did something first, not whose date is earliest.
 _FIRST_TO = re.compile(r"\bthe (?:first|earliest|last|latest)\b.*\bto\b", re.IGNORECASE)
 _YEAR = re.compile(r"(?<![\d.,])(1[0-9]{3}|20[0-9]{2})(?![\d.,]\d)")
+_TOKEN = re.compile(r"\w+")
+_NOTE = re.compile(r"\s*\([^)]*\)\s*$")  # "(film)", "(2006 film)", "(band)": a title's disambiguation
 OPENING_CHARS = 300  # where a document's own dates stand: its first sentence or two
 
 
@@ -93,17 +101,16 @@ def opening_year(document: Document) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _about(name: str, documents: Sequence[Document]) -> Document | None:
-    """The document about `name`: its title is the name (words, case and punctuation aside), else the
-    shortest title that holds every word of the name."""
-    words = query_words(name)
-    if not words:
-        return None
-    titled = [d for d in documents if words <= query_words(d.title)]
-    exact = [d for d in titled if query_words(d.title) == words]
-    if exact:
-        return exact[0]
-    return min(titled, key=lambda d: len(d.title)) if titled else None
+def titled(name: str, title: str) -> bool:
+    """Whether a page titled `title` is about `name`: the title is the name (case and punctuation aside),
+    or the name with a parenthesized note ("The Wild (film)"). A title that only holds the name's words
+    is another page ("Ride a Wild Pony" is not about "The Wild")."""
+    wanted = _plain(name)
+    return bool(wanted) and _plain(_NOTE.sub("", title)) == wanted
+
+
+def _plain(text: str) -> str:
+    return " ".join(_TOKEN.findall(text.casefold()))
 
 
 def choose_by_date(question: str, documents: Iterable[Document]) -> DatedChoice | None:
@@ -116,7 +123,7 @@ def choose_by_date(question: str, documents: Iterable[Document]) -> DatedChoice 
     pool = list({d.id: d for d in documents}.values())
     dated = []
     for name in names:
-        document = _about(name, pool)
+        document = next((d for d in pool if titled(name, d.title)), None)
         year = opening_year(document) if document is not None else None
         dated.append(DatedCandidate(name, year, document))
     return DatedChoice(direction, tuple(dated))

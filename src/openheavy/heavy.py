@@ -38,7 +38,7 @@ from openheavy.aggregation import (
 )
 from openheavy.answer_text import Edit, attach_markers, lead_with, repair_free_text, settle_short
 from openheavy.citations import Citation, RunSources, Source, resolve_citations
-from openheavy.dated_choice import choose_by_date
+from openheavy.dated_choice import choose_by_date, titled
 from openheavy.errors import AgentsFailedError, OpenHeavyError
 from openheavy.item_check import MAX_DOCUMENTS, ListCheck, check_list
 from openheavy.json_output import first_json_object
@@ -571,8 +571,7 @@ class Orchestrator:
         if unread and self.search is not None:
             seen = [hit for r in results for hit in r.sources.seen.values()]
             for name in unread:
-                words = query_words(name)
-                hit = next((h for h in seen if words and words <= query_words(h.title)), None)
+                hit = next((h for h in seen if titled(name, h.title)), None)
                 if hit is not None:
                     try:
                         checked.append((await self.search.open(hit.id))[0])
