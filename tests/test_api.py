@@ -34,7 +34,14 @@ async def test_single_run_returns_a_cited_answer_with_figures_and_a_trace(settin
     heavy = Heavy(ScriptedModel(SINGLE), MemorySearch(dict(PASSAGES)), settings=settings)
     result = await heavy.arun("How do I run a subprocess with a timeout?", "single")
     assert result.citations[0]["id"] == "subprocess#1" and result.citations[0]["number"] == 1
-    assert result.figures.searches == 1 and result.figures.documents_read == 1
+    # the opening search (the question's words, step 0, no agent's) and the agent's own
+    assert result.figures.searches == 2 and result.figures.documents_read == 1
+    opening = next(r for r in read_trace(result.trace_path) if r.kind == "SearchDone")
+    assert (opening.payload["query"], opening.payload["step"], opening.agent) == (
+        "How do I run a subprocess with a timeout?",
+        0,
+        "",
+    )
     assert result.figures.sources_cited == 1 and result.figures.model_calls == 3
     kinds = [r.kind for r in read_trace(result.trace_path)]
     assert kinds[0] == "RunStarted" and kinds[-1] == "RunFinished"
@@ -194,7 +201,8 @@ async def test_rank_with_tools_ranks_whole_research_trajectories(settings: Setti
     assert result.answer == "subprocess.run with timeout [1]"
     assert result.citations[0]["id"] == "subprocess#1"
     assert len(result.agents) == 2 and len(result.ranking or []) == 2
-    assert result.figures.searches == 1  # the second agent's identical search hit the run's cache
+    # the opening search, then the first agent's own; the second agent's identical one hit the cache
+    assert (result.figures.searches, result.figures.search_cache_hits) == (2, 1)
 
 
 def test_bad_run_option_values_are_config_errors_naming_each_problem() -> None:

@@ -51,9 +51,10 @@ CORE: dict[str, set[str]] = {
     "planning": BASE | {"partition", "search", "question_forms"},
     "aggregation": BASE | {"agent", "citations", "partition", "verify", "answer_text"},
     "item_check": BASE | {"agent", "models", "prompts", "search"},
+    "dated_choice": BASE | {"question_forms", "search"},
     "heavy": BASE
     | {"agent", "verify", "rank", "models", "search", "tools", "prompts", "citations"}
-    | {"partition", "planning", "aggregation", "item_check", "answer_text", "question_forms"},
+    | {"partition", "planning", "aggregation", "item_check", "dated_choice", "answer_text", "question_forms"},
     "modes": BASE
     | {"config", "models", "search", "tools", "agent", "citations", "direct", "heavy", "rank"}
     | {"verify", "modes", "planning", "program_aided"},

@@ -103,12 +103,13 @@ def test_ask_budgets_reach_the_run_and_the_answer_says_which_stopped_it(data_dir
 
 
 def test_a_spent_token_budget_is_named_with_its_flag(data_dir: Path) -> None:
-    # 5,000 tokens pay for the search and one more call, not two: that call must be the answer
+    # 6,000 tokens pay for the search (after the opening search's results) and one more call, not two:
+    # that call must be the answer
     result = invoke(
-        "ask", "How often should tomatoes be watered?", "--corpus", "fixture", "--max-tokens", "5000"
+        "ask", "How often should tomatoes be watered?", "--corpus", "fixture", "--max-tokens", "6000"
     )
     assert result.exit_code == 0, result.output
-    assert "stopped by budget: tokens (--max-tokens 5,000): agent-1" in result.output
+    assert "stopped by budget: tokens (--max-tokens 6,000): agent-1" in result.output
     (row, *_) = RunStore(run_store_path(data_dir / "runs")).list(limit=1)
     events = read_trace(Path(row.trace_path or ""))
     actions = [e.payload["action"] for e in events if e.kind == "ActionParsed"]

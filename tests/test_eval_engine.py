@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -58,12 +59,15 @@ def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
         return guess
     turns = sum(m.role == "assistant" for m in messages)
     if allowed_actions(schema) == ["answer"] or turns >= 2:
-        return action("answer", answer=f"{gold} [1]", cite=[1])
+        opened = [json.loads(m.content).get("ref") for m in messages if m.role == "assistant"]
+        ref = next((r for r in reversed(opened) if r), 1)  # the passage it opened
+        return action("answer", answer=f"{gold} [{ref}]", cite=[ref])
     if turns == 0 and " alone. Find out whether " in messages[1].content:  # one name of a yes/no question
         return action("search", query=messages[1].content.split("Search first for: ")[1].split('"')[1])
     if turns == 0:  # a heavy run's second agent words it differently: a team never repeats a search
         return action("search", query=f"{query} check" if f"check {query}" in messages[1].content else query)
-    return action("open", ref=1)
+    # the first result of its own search (the opening search's results, shown first, hold other numbers)
+    return action("open", ref=int(re.findall(r"^\[(\d+)\]", messages[-1].content, re.M)[0]))
 
 
 def check_rows(rows: dict[tuple[str, str], Any], out: Path) -> None:

@@ -80,7 +80,12 @@ def orchestrator(model: FunctionModel, **kwargs: Any) -> tuple[Orchestrator, Lis
     sink = ListSink()
     backend = MemorySearch(dict(PEPS))
     heavy = Orchestrator(
-        model, CachedSearch(backend), stream=EventStream([sink]), run_id="r", agents=2, **kwargs
+        model,
+        CachedSearch(backend),
+        stream=EventStream([sink]),
+        run_id="r",
+        agents=2,
+        **{"opening_search": False, **kwargs},  # the opening search has its own tests
     )
     return heavy, sink, backend
 
@@ -153,7 +158,12 @@ async def test_on_a_backend_other_than_a_local_index_at_most_24_documents_are_op
     backend = MemorySearch({**PEPS, **many})
     sink = ListSink()
     heavy = Orchestrator(
-        FunctionModel(team()), CachedSearch(backend), stream=EventStream([sink]), run_id="r", agents=2
+        FunctionModel(team()),
+        CachedSearch(backend),
+        stream=EventStream([sink]),
+        run_id="r",
+        agents=2,
+        opening_search=False,
     )
     await heavy.run(QUESTION)
     [merged] = sink.of("ListMerged")

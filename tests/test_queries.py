@@ -119,6 +119,7 @@ async def test_a_heavy_team_never_runs_the_same_search_twice() -> None:
         stream=EventStream([sink, metrics]),
         run_id="run-1",
         agents=2,
+        opening_search=False,
     )
     result = await orchestrator.run("What do the notes say about timeouts?")
     # the second agent got the next page, and so read a different note
@@ -145,6 +146,7 @@ async def test_ranked_trajectories_stand_alone_each_agent_gets_the_first_page() 
         CachedSearch(MemorySearch(dict(NOTES))),
         stream=EventStream([sink]),
         run_id="run-1",
+        opening_search=False,
     )
     await orchestrator.rank_trajectories("q", make_verifier("vote", None), tasks=["q", "q"])
     assert [e.page for e in sink.of("SearchDone")] == [1, 1]

@@ -107,7 +107,8 @@ async def test_synthesis_sees_notes_and_sources_fenced_and_the_question_verbatim
     question = "What do {notes} and {sources} mean for subprocess timeout?"
     model = heavy_model("notes say")
     backend = MemorySearch({"evil#1": ("zorblat notes", INJECTED), **PASSAGES})
-    heavy = Heavy(model, backend, settings=Settings(data_dir=tmp_path))
+    # The script numbers its own search's results; the opening search is fenced the same way (test_opening)
+    heavy = Heavy(model, backend, settings=Settings(data_dir=tmp_path, opening_search=False))
     await heavy.arun(question, "heavy", RunOptions(agents=2, max_steps=3))
     [synthesis] = [c for c in model.calls if "agreements" in (c.json_schema or {}).get("properties", {})]
     user = synthesis.messages[1].content
@@ -126,7 +127,7 @@ async def test_the_trace_shows_exactly_what_the_model_saw(tmp_path: Path, mode: 
     question = "How do I time out subprocess.run? {notes} {sources} {step}"
     model = heavy_model("{observation}")
     backend = MemorySearch({"tricky#1": ("zorblat {task}", tricky), **PASSAGES})
-    heavy = Heavy(model, backend, settings=Settings(data_dir=tmp_path))
+    heavy = Heavy(model, backend, settings=Settings(data_dir=tmp_path, opening_search=False))
     result = await heavy.arun(question, mode, RunOptions(agents=2, max_steps=3))
     recorded = [r.payload["messages"] for r in read_trace(result.trace_path) if r.kind == "ModelCalled"]
     sent = [[{"role": m.role, "content": m.content} for m in call.messages] for call in model.calls]

@@ -43,7 +43,7 @@ from openheavy.question_forms import conjuncts, short_answer_schema
 from openheavy.search.cache import CachedSearch
 from openheavy.search.queries import QueryLog
 from openheavy.tools.base import Observation, Tool, ToolContext, WrittenInFreeText
-from openheavy.tools.research import OpenTool, SearchTool
+from openheavy.tools.research import Opening, OpenTool, SearchTool, opening_search
 from openheavy.tools.sources import SourceBook
 from openheavy.types import (
     ActionParsed,
@@ -235,13 +235,16 @@ class ResearchAgent:
         *,
         brief: str | None = None,
         names: Sequence[str] | None = None,
+        opening: Opening | None = None,
     ) -> AgentResult:
         """Research `question` (or the sub-`task` of it) until an answer or a spent budget. `brief`, when
         given, is shown instead of the sub-task line: an orchestrator's instructions for this agent
         (heavy mode's task, slice and first queries). `names`: the things the agent must read about
         before it answers (default: those a yes/no question asks the same thing of,
         `question_forms.conjuncts`); after each search or read, the agent is told which one it has not
-        read about yet, and which result is about it."""
+        read about yet, and which result is about it. `opening`: the results of a search run for the
+        team before it started (`tools.research.opening_search`), shown right after the question; they
+        count as the agent's first search, and its first action must still use a tool."""
         self.stream.emit(AgentStarted(run_id=self.run_id, agent=self.name, task=task or question))
         self._question = question
         self._names = list(conjuncts(question) if names is None else names)
@@ -249,6 +252,16 @@ class ResearchAgent:
         # llama.cpp / vLLM then serve the common part once for all agents of a run.
         system = self.system_prompt()
         user = render_prompt("agent_question", question=question)
+        search_tool = self.tools.get(SearchTool.name)
+        if opening is not None and isinstance(search_tool, SearchTool):
+            # The team ran it: an agent that searches it again gets its next page (`QueryLog.share`).
+            self.queries.share(opening.query, len(opening.hits), search_tool.k)
+            self.sources.register(list(opening.hits))
+            self._searches = 1
+            user += "\n" + opening.text
+            lead = self.sources.closest_unopened(question)
+            if lead is not None:
+                user += "\n" + render_prompt("agent_closest_unread", ref=lead).strip()
         if brief:
             user += "\n" + brief
         elif task and task.strip() != question.strip():
@@ -272,6 +285,14 @@ class ResearchAgent:
         except OpenHeavyError as exc:
             return self._fail(task or question, step, exc)
         raise AssertionError("unreachable: the last step can only answer")  # pragma: no cover
+
+    async def search_for_team(self, query: str) -> Opening | None:
+        """Run the opening search (`tools.research.opening_search`) with this agent's search tool; None
+        for an agent without search."""
+        tool = self.tools.get(SearchTool.name)
+        if not isinstance(tool, SearchTool) or self.search is None:
+            return None
+        return await opening_search(self.search, query, tool, stream=self.stream, run_id=self.run_id)
 
     @property
     def works_on_corpus(self) -> bool:

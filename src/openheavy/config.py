@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     max_seconds: float = Field(900.0, gt=0, allow_inf_nan=False)
     answer_max_tokens: int = Field(512, ge=1)  # unconstrained answers (direct, rank samples)
     answer_max_chars: int = Field(1500, ge=1)  # an agent's answer; synthesis may use a third more
+    # Search the question's own words once before research agents start, and show every agent the
+    # results (`tools.research.Opening`); off: each agent's first search is its own.
+    opening_search: bool = True
     # Requests in flight at once: 4x the embedded server's 4 slots for agents, 16x for short samples.
     agent_limit: int = Field(16, ge=1)  # research agents per run (heavy, heavy-rank, rank-tools)
     sample_limit: int = Field(64, ge=1)  # samples per run (rank)

@@ -38,6 +38,7 @@ from openheavy.aggregation import (
 )
 from openheavy.answer_text import Edit, attach_markers, lead_with, repair_free_text, settle_short
 from openheavy.citations import Citation, RunSources, Source, resolve_citations
+from openheavy.dated_choice import choose_by_date, titled
 from openheavy.errors import AgentsFailedError, OpenHeavyError
 from openheavy.item_check import MAX_DOCUMENTS, ListCheck, check_list
 from openheavy.json_output import first_json_object
@@ -64,8 +65,10 @@ from openheavy.search.cache import CachedSearch
 from openheavy.search.local import LocalIndex
 from openheavy.search.queries import QueryLog
 from openheavy.tools.base import Tool
+from openheavy.tools.research import Opening
 from openheavy.types import (
     AnswerEdited,
+    Document,
     EventStream,
     JsonSchema,
     ListMerged,
@@ -145,6 +148,7 @@ class Orchestrator:
         seed: int = 0,
         answer_max_chars: int = ANSWER_MAX_CHARS,
         max_list_documents: int = MAX_DOCUMENTS,
+        opening_search: bool = True,
     ) -> None:
         if max_agents < 1:
             raise OpenHeavyError(f"--max-agents must be at least 1, got {max_agents}")
@@ -166,6 +170,7 @@ class Orchestrator:
         self.max_tokens_per_call = max_tokens_per_call
         self.answer_max_chars = answer_max_chars
         self.max_list_documents = max_list_documents
+        self.opening_search = opening_search  # search the question once and show every agent the results
         self.temperature = temperature
         self.seed = seed
         self.usage = Usage()
@@ -314,13 +319,14 @@ class Orchestrator:
         """Run one agent per assignment, all at once. Failures are returned, never raised. The agents share
         one query log: none runs a search another already ran (it gets the next page instead)."""
         team = QueryLog()
+        agents = [self._agent(i, self._temperature_for(plan, i), team) for i in range(len(plan.assignments))]
+        opening = await self._opening(agents[0], question) if agents else None
         tasks: list[asyncio.Task[AgentResult]] = []
         async with asyncio.TaskGroup() as group:
-            for index, assignment in enumerate(plan.assignments):
-                agent = self._agent(index, self._temperature_for(plan, index), team)
+            for agent, assignment in zip(agents, plan.assignments, strict=True):
                 brief = self._brief(question, plan, assignment)
                 names = [assignment.conjunct] if assignment.conjunct else None  # its one name to check
-                run = self._run_agent(agent, question, assignment.task, brief, names)
+                run = self._run_agent(agent, question, assignment.task, brief, names, opening)
                 tasks.append(group.create_task(run))
         results = [t.result() for t in tasks]
         for result in results:
@@ -359,6 +365,10 @@ class Orchestrator:
             brief = render_prompt("heavy_brief_part", task=assignment.task, queries=queries)
         return brief.strip()
 
+    async def _opening(self, agent: ResearchAgent, question: str) -> Opening | None:
+        """The opening search for a team (None when it is off, or the agents do not search)."""
+        return await agent.search_for_team(question) if self.opening_search else None
+
     def _agent(self, index: int, temperature: float | None, queries: QueryLog | None = None) -> ResearchAgent:
         return ResearchAgent(
             self.model,
@@ -384,9 +394,10 @@ class Orchestrator:
         task: str,
         brief: str | None = None,
         names: list[str] | None = None,
+        opening: Opening | None = None,
     ) -> AgentResult:
         try:
-            return await agent.run(question, task, brief=brief, names=names)
+            return await agent.run(question, task, brief=brief, names=names, opening=opening)
         except Exception as exc:  # anything unexpected: keep the other agents' work
             message = f"{type(exc).__name__}: {exc}"
             return AgentResult.failure(agent.name, task, 0, agent.usage, agent.sources, message)
@@ -412,6 +423,7 @@ class Orchestrator:
             else await self.plan(question)
         )
         results: dict[int, AgentResult] = {}
+        opening = await self._opening(self._agent(0, 0.0), question)
 
         async def sampler(index: int) -> Sample:
             heat = 0.0 if greedy_first and index == 0 else temperature
@@ -420,7 +432,7 @@ class Orchestrator:
             agent = self._agent(index, heat)
             assignment = plan.assignments[index]
             brief = self._brief(question, plan, assignment)
-            result = await self._run_agent(agent, question, assignment.task, brief)
+            result = await self._run_agent(agent, question, assignment.task, brief, opening=opening)
             results[index] = result
             self.usage = self.usage + result.usage
             return trajectory_sample(index, result, temperature=heat)
@@ -521,7 +533,12 @@ class Orchestrator:
         self, question: str, plan: Plan, results: list[AgentResult], sources: RunSources, reason: str
     ) -> HeavyResult:
         """A short answer: the majority of the agents' short answers wins, written from the agreeing
-        agent that cites the most, with every agreeing agent's sources. A tie goes to the synthesizer."""
+        agent that cites the most, with every agreeing agent's sources. A tie goes to the synthesizer.
+        A question that asks which of its candidates is earliest or latest is decided by their dates
+        instead, when the documents about them give one (`dated_choice`)."""
+        dated = await self._dated_answer(question, plan, results)
+        if dated is not None:
+            return dated
         vote = vote_on_answers(results)
         if vote.winner is None:
             heavy = await self._synthesis(question, plan, results, sources, vote=vote)
@@ -537,6 +554,51 @@ class Orchestrator:
         return HeavyResult(
             answer, citations, plan, results, usage=self.usage, short_answer=vote.winner.answer
         )
+
+    async def _dated_answer(
+        self, question: str, plan: Plan, results: list[AgentResult]
+    ) -> HeavyResult | None:
+        """The candidate whose document's year is the earliest (latest) the question asks for, cited to
+        the documents the years were read from; None when `dated_choice` does not decide it. A candidate
+        no agent read about is read here, from a search result about it some agent saw (reader
+        "checker")."""
+        read = [doc for r in results for doc in r.sources.opened.values()]
+        choice = choose_by_date(question, read)
+        if choice is None:
+            return None
+        checked: list[Document] = []
+        unread = [c.name for c in choice.candidates if c.document is None]
+        if unread and self.search is not None:
+            seen = [hit for r in results for hit in r.sources.seen.values()]
+            for name in unread:
+                hit = next((h for h in seen if titled(name, h.title)), None)
+                if hit is not None:
+                    try:
+                        checked.append((await self.search.open(hit.id))[0])
+                    except OpenHeavyError:
+                        continue
+            choice = choose_by_date(question, [*read, *checked])
+        winner = choice.winner if choice is not None else None
+        if choice is None or winner is None:
+            return None
+        readings = [(r.agent, r.sources.opened.values()) for r in results]
+        sources = RunSources.gather([*readings, ("checker", checked)])
+        numbers = [sources.by_id[c.document.id].number for c in choice.candidates if c.document is not None]
+        facts = " ".join(
+            f"{c.name}: {c.year} [{n}]." for c, n in zip(choice.candidates, numbers, strict=True)
+        )
+        answer, citations = self._resolve(f"{winner.name}\n\n{facts}", numbers, sources)
+        self.stream.emit(
+            VoteTaken(
+                run_id=self.run_id,
+                candidates=[c.to_record() for c in choice.candidates],
+                winner=winner.name,
+                decided_by="dates",
+                reason=f"the question asks for the {choice.direction} of its candidates: the years the "
+                "documents about them open with decide it",
+            )
+        )
+        return HeavyResult(answer, citations, plan, results, usage=self.usage, short_answer=winner.name)
 
     def _resolve(self, text: str, cite: Sequence[int], sources: RunSources) -> tuple[str, list[Citation]]:
         """The synthesizer's answer with its markers resolved against the run's sources: a marker of a

@@ -74,6 +74,8 @@ def describe_vote(event: VoteTaken) -> str:
     total = sum(counts)
     lead = counts[0] if counts else 0
     text = f'"{event.winner}" by {event.decided_by}'
+    if event.decided_by == "dates":  # candidates are "name: year", read from documents, not agents' votes
+        return text + ": " + ", ".join(str(c.get("answer", "")) for c in event.candidates)
     if event.decided_by == "majority":
         text += f" ({lead} of {total} agents)"
     others = [f'"{c.get("answer", "")}" ({n})' for c, n in zip(event.candidates, counts, strict=True)]

@@ -26,6 +26,7 @@ async def research_team(run: RunContext, agents: int | None) -> Orchestrator:
         temperature=run.temperature,
         seed=run.options.seed,
         answer_max_chars=run.settings.answer_max_chars,
+        opening_search=run.settings.opening_search,
     )
 
 

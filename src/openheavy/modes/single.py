@@ -26,7 +26,8 @@ class SingleMode(Mode):
             tools=run.tools,
             answer_max_chars=run.settings.answer_max_chars,
         )
-        result = await agent.run(run.question)
+        opening = await agent.search_for_team(run.question) if run.settings.opening_search else None
+        result = await agent.run(run.question, opening=opening)
         if result.error:
             raise OpenHeavyError(f"the agent failed: {result.error}")
         return Outcome(

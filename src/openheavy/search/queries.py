@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 
 from openheavy.search.terms import query_key
 
-__all__ = ["MAX_PAGES", "QueryClaim", "QueryLog"]
+__all__ = ["MAX_PAGES", "TEAM", "QueryClaim", "QueryLog"]
 
 MAX_PAGES = 5
+TEAM = "Your team"  # who ran a search every agent was shown before it started (`QueryLog.share`)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,15 @@ class QueryLog:
         pages.by_page[chosen] = agent
         self._issued.append((agent, query))
         return QueryClaim(query, key, chosen, page, repeat_of)
+
+    def share(self, query: str, hits: int, page_size: int) -> None:
+        """Record page 1 of `query` as run for the whole team (the opening search every agent is shown
+        before it starts, see `tools.research.opening_search`): an agent that searches it again gets
+        page 2. It is not listed among any agent's queries (`queries_by_others`): every agent has it."""
+        key = query_key(query)
+        pages = self._queries.setdefault(key, _Pages())
+        pages.by_page.setdefault(1, TEAM)
+        self.record_results(QueryClaim(query, key, 1, 1), hits, page_size)
 
     def record_results(self, claim: QueryClaim, hits: int, page_size: int) -> None:
         """Note how many results the claimed page had: a short page is the query's last."""

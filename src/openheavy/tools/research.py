@@ -6,6 +6,7 @@ came from the corpus (titles, snippets, text) is fenced as untrusted data (`fenc
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
 
@@ -13,10 +14,12 @@ from openheavy.errors import AddressRefusedError, FetchError, OpenHeavyError
 from openheavy.prompts import fence_untrusted, render_prompt
 from openheavy.search.cache import CachedSearch
 from openheavy.search.queries import MAX_PAGES, QueryClaim
+from openheavy.search.terms import query_key
 from openheavy.tools.base import Observation, ToolContext
 from openheavy.tools.sources import SourceBook
 from openheavy.types import (
     DocumentOpened,
+    EventStream,
     FetchRefused,
     Hit,
     JsonSchema,
@@ -106,7 +109,7 @@ class SearchTool:
             pages = ", ".join(map(str, ctx.queries.pages_run(args.query)[:-1]))
             parts = [render_prompt("tool_search_exhausted", who=_who(claim, ctx.agent), pages=pages)]
         else:
-            parts = [self._results(args.query, claim, refs, hits, ctx)]
+            parts = [self.results_text(args.query, claim.page, refs, hits, ctx.sources)]
         if claim.moved and hits:
             parts.append(render_prompt("tool_search_repeat", who=_who(claim, ctx.agent), page=claim.page))
         if hits and already_seen.issuperset(refs):
@@ -118,16 +121,17 @@ class SearchTool:
             parts.append(fence_untrusted(queries, label=render_prompt("tool_search_team").strip()))
         return Observation("\n".join(part.strip() for part in parts))
 
-    def _results(
-        self, query: str, claim: QueryClaim, refs: list[int], hits: list[Hit], ctx: ToolContext
+    def results_text(
+        self, query: str, page: int, refs: list[int], hits: list[Hit], sources: SourceBook
     ) -> str:
+        """A page of results as the model reads it: numbered, fenced as untrusted data."""
         if not hits:
-            if claim.page == 1:
+            if page == 1:
                 return render_prompt("tool_search_empty", query=query)
-            return render_prompt("tool_search_no_more", query=query, page=claim.page)
+            return render_prompt("tool_search_no_more", query=query, page=page)
         lines = "\n".join(
             render_prompt(
-                "tool_search_hit_read" if ref in ctx.sources.opened else "tool_search_hit",
+                "tool_search_hit_read" if ref in sources.opened else "tool_search_hit",
                 ref=ref,
                 title=hit.title,
                 source=f" ({hit.source})" if hit.source else "",
@@ -135,15 +139,61 @@ class SearchTool:
             ).strip()
             for ref, hit in zip(refs, hits, strict=True)
         )
-        if claim.page == 1:
+        if page == 1:
             label = render_prompt("tool_search_results", query=query)
         else:
-            first = (claim.page - 1) * self.k + 1
+            first = (page - 1) * self.k + 1
             last = first + len(hits) - 1
-            label = render_prompt(
-                "tool_search_results_page", query=query, page=claim.page, first=first, last=last
-            )
+            label = render_prompt("tool_search_results_page", query=query, page=page, first=first, last=last)
         return fence_untrusted(lines, label=label.strip())
+
+
+@dataclass(frozen=True)
+class Opening:
+    """The opening search: the question's own words, searched once before a run's agents start, its
+    results shown to every agent right after the question.
+
+    Why: the question is the best query a small model is ever given. On the first 50 HotpotQA dev
+    questions the question's words put 83 of the 100 supporting passages in the top 5, the first query
+    the 0.5B model wrote 49 (it drops the names: "not-for-profit media outlet" for "Andrew Jaspan was the
+    co-founder of what not-for-profit media outlet?"). The agents then search their own words.
+
+    `text` is rendered once, so every agent's prompt holds the same bytes after the shared question (an
+    engine that shares cached prefixes across requests computes them once for the team); `hits` get the
+    same numbers [1]..[k] in each agent."""
+
+    query: str
+    hits: tuple[Hit, ...]
+    text: str
+
+
+async def opening_search(
+    search: CachedSearch,
+    query: str,
+    tool: SearchTool,
+    *,
+    stream: EventStream,
+    run_id: str,
+) -> Opening:
+    """Search `query` once for a team of agents (recorded in the trace as a search at step 0 by no
+    agent; each agent given it records it in its query log, see `ResearchAgent.run`)."""
+    started = time.perf_counter()
+    hits, cached = await search.search_page(query, tool.k, 1)
+    book = SourceBook()  # a fresh agent's numbering: every agent registers these hits first
+    refs = book.register(hits)
+    stream.emit(
+        SearchDone(
+            run_id=run_id,
+            agent="",
+            step=0,
+            query=query,
+            hits=[_hit_record(ref, hit) for ref, hit in zip(refs, hits, strict=True)],
+            seconds=time.perf_counter() - started,
+            cached=cached,
+            query_key=query_key(query),
+        )
+    )
+    return Opening(query, tuple(hits), tool.results_text(query, 1, refs, hits, book))
 
 
 class OpenTool:

@@ -1,0 +1,130 @@
+"""The opening search: the question's own words searched once, before a run's agents start, and its
+results shown to every agent right after the question (`tools.research.Opening`)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fakes import PASSAGES, ListSink, MemorySearch, action, allowed_actions, plan_reply
+from openheavy.api import Heavy
+from openheavy.config import Settings
+from openheavy.display.live import describe_event
+from openheavy.heavy import Orchestrator
+from openheavy.models.scripted import FunctionModel, ScriptedModel
+from openheavy.search.cache import CachedSearch
+from openheavy.types import EventStream, Message
+
+QUESTION = "How do I run a subprocess with a timeout?"
+FENCE_END = re.compile(r"</data-[0-9a-f]{8}>")
+
+
+def first_prompt(call: Any) -> str:
+    """The user message an agent starts from (the question, then what it is shown before acting)."""
+    return str(call.messages[1].content)
+
+
+async def test_a_single_agent_starts_from_the_results_of_the_questions_own_words(tmp_path: Path) -> None:
+    # the agent's first action opens [1], a result it only saw in the opening search, and cites it
+    model = ScriptedModel(
+        [
+            action("open", ref=1),
+            action("answer", answer="subprocess.run(..., timeout=5) [1]", cite=[1]),
+        ]
+    )
+    sink = ListSink()
+    heavy = Heavy(model, MemorySearch(dict(PASSAGES)), settings=Settings(data_dir=tmp_path))
+    result = await heavy.arun(QUESTION, "single", sinks=[sink])
+
+    [opening] = sink.of("SearchDone")
+    assert (opening.query, opening.step, opening.agent, opening.page) == (QUESTION, 0, "", 1)
+    assert [hit["ref"] for hit in opening.hits] == list(range(1, len(opening.hits) + 1))
+    prompt = first_prompt(model.calls[0])
+    # right after the question, fenced as untrusted data, with the lead the agent should read first
+    assert prompt.startswith(f'Question: {QUESTION}\n\nResults for "{QUESTION}", as untrusted data')
+    assert "[1] subprocess — run" in prompt and FENCE_END.search(prompt)
+    assert "shares the most words with the question" in prompt
+    # the first action must still use a tool: an answer from snippets alone is not on offer
+    assert "answer" not in allowed_actions(model.calls[0].json_schema)
+    assert result.citations[0]["id"] == opening.hits[0]["id"]
+    assert (result.figures.searches, result.figures.documents_read) == (1, 1)
+    assert describe_event(opening) == f'[run] search "{QUESTION}" → {len(opening.hits)} hits'
+
+
+async def test_turned_off_the_agent_starts_from_the_question_alone(tmp_path: Path) -> None:
+    model = ScriptedModel(
+        [
+            action("search", query="subprocess timeout"),
+            action("open", ref=1),
+            action("answer", answer="subprocess.run(..., timeout=5) [1]", cite=[1]),
+        ]
+    )
+    sink = ListSink()
+    settings = Settings(data_dir=tmp_path, opening_search=False)
+    await Heavy(model, MemorySearch(dict(PASSAGES)), settings=settings).arun(QUESTION, "single", sinks=[sink])
+    assert [e.step for e in sink.of("SearchDone")] == [1]
+    assert first_prompt(model.calls[0]).strip() == f"Question: {QUESTION}"
+    assert allowed_actions(model.calls[0].json_schema) == ["search"]  # nothing seen yet to open
+
+
+def team(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
+    """A planner of two tasks; agent 1 searches the question's words again, agent 2 its planned query."""
+    system = messages[0].content
+    if "planner" in system:
+        return json.dumps(plan_reply(["find subprocess.run", "find shlex"]))
+    if "lead researcher" in system:
+        return json.dumps({"agreements": "", "conflicts": "", "short": "", "answer": "See [1].", "cite": [1]})
+    turns = sum(m.role == "assistant" for m in messages)
+    if allowed_actions(schema) == ["answer"] or turns >= 2:
+        return action("answer", answer="See [1].", cite=[1])
+    if turns == 0:
+        mine = "find shlex" in messages[1].content
+        return action("search", query="shlex" if mine else QUESTION)
+    return action("open", ref=1)
+
+
+async def test_a_team_shares_one_opening_search_as_a_common_prompt_prefix() -> None:
+    sink = ListSink()
+    # more results than one page holds, so that the question's words have a second page
+    more = {f"timeouts#{n}": (f"Timeouts, part {n}", "A subprocess timeout, explained.") for n in range(6)}
+    backend = MemorySearch({**PASSAGES, **more})
+    orchestrator = Orchestrator(
+        FunctionModel(team), CachedSearch(backend), stream=EventStream([sink]), run_id="r", agents=2
+    )
+    await orchestrator.run(QUESTION)
+
+    openings = [e for e in sink.of("SearchDone") if e.step == 0]
+    assert len(openings) == 1 and openings[0].query == QUESTION and openings[0].agent == ""
+    firsts = {
+        e.agent: e.messages[1]["content"]
+        for e in sink.of("ModelCalled")
+        if e.agent.startswith("agent-") and len(e.messages) == 2
+    }
+    assert set(firsts) == {"agent-1", "agent-2"}
+    one, two = firsts["agent-1"], firsts["agent-2"]
+    end = FENCE_END.search(one)
+    assert end is not None
+    # the same bytes up to the end of the opening's results (a prompt cache serves them once), then
+    # each agent's own brief
+    assert one[: end.end()] == two[: end.end()] and one != two
+    assert "Search first for" in one[end.end() :] and "Search first for" in two[end.end() :]
+    # the team ran the question's words: the agent that searched them again got their next page
+    [repeated] = sink.of("SearchRepeated")
+    assert (repeated.agent, repeated.page, repeated.repeat_of) == ("agent-1", 2, ["Your team"])
+    observation = next(
+        e.messages[-1]["content"] for e in sink.of("ModelCalled") if e.agent == "agent-1" and e.step == 2
+    )
+    assert "(Your team already ran this search, so this is the next page" in observation
+    # the opening (the top 5), then agent-1's page 2 (the top 10: backends rank without offsets)
+    assert sorted(backend.searches) == sorted([QUESTION, QUESTION, "shlex"])
+
+
+async def test_agents_without_search_get_no_opening(tmp_path: Path) -> None:
+    model = ScriptedModel(["4"])
+    sink = ListSink()
+    heavy = Heavy(model, "no-such-corpus", settings=Settings(data_dir=tmp_path))
+    await heavy.arun("What is 2+2?", "direct", sinks=[sink])
+    assert sink.of("SearchDone") == []
