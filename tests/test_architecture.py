@@ -50,7 +50,7 @@ CORE: dict[str, set[str]] = {
     "partition": BASE,
     "planning": BASE | {"partition", "search", "question_forms"},
     "aggregation": BASE | {"agent", "citations", "partition", "verify", "answer_text"},
-    "item_check": BASE | {"agent", "models", "prompts", "search"},
+    "item_check": BASE | {"agent", "models", "prompts", "search", "question_forms"},
     "dated_choice": BASE | {"question_forms", "search"},
     "heavy": BASE
     | {"agent", "verify", "rank", "models", "search", "tools", "prompts", "citations"}

@@ -136,10 +136,26 @@ async def test_a_condition_no_document_meets_is_dropped_not_the_whole_list() -> 
 
 async def test_without_usable_conditions_nothing_is_checked_and_the_agents_items_stand() -> None:
     heavy, sink, _ = orchestrator(FunctionModel(team(RuntimeError("checker exploded"))))
-    result = await heavy.run(QUESTION)
+    # no name spelled with capitals, and the checker failed: nothing to check against
+    result = await heavy.run("list every pep jane doe wrote, with links.")
     assert result.answer == "Items found (1):\n- PEP 103 [1]"
     [merged] = sink.of("ListMerged")
     assert merged.checks == [] and "checker exploded" in merged.conditions["problems"][0]
+
+
+async def test_the_names_the_request_spells_with_capitals_are_conditions_the_model_left_out() -> None:
+    # the checker failed, yet the request names Jane Doe: her PEPs are checked for (without the range,
+    # which only the model states)
+    heavy, sink, _ = orchestrator(FunctionModel(team(RuntimeError("checker exploded"))))
+    result = await heavy.run(QUESTION)
+    [merged] = sink.of("ListMerged")
+    assert merged.conditions["names"] == ["PEP Jane Doe"] and merged.conditions["low"] is None
+    problems = merged.conditions["problems"]
+    assert "no name the model stated stands: the names the request spells with capitals stand in" in problems
+    assert "name 'PEP Jane Doe' added: the request spells it with capitals" in problems
+    verdicts = {c["document"]: c["belongs"] for c in merged.checks}
+    assert verdicts == {f"pep-010{n}#0": n != 3 for n in range(1, 6)}  # PEP 103 is John Roe's
+    assert "PEP 103" not in result.answer and "PEP 104" in result.answer
 
 
 async def test_the_bound_on_documents_checks_the_strongest_leads_and_counts_the_rest() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from openheavy.question_forms import conjuncts, is_yes_no, short_answer_schema
+from openheavy.question_forms import conjuncts, is_yes_no, proper_names, short_answer_schema
 from test_multihop import read_then_answer, run_agent
 
 
@@ -83,3 +83,24 @@ async def test_an_agent_answering_a_yes_no_question_may_only_say_yes_or_no_in_sh
     )
     assert answer_option["properties"]["short"] == {"type": "string", "enum": ["Yes", "No"]}
     assert result.short_answer == "Yes"
+
+
+@pytest.mark.parametrize(
+    ("request_", "names"),
+    [
+        (
+            "List every PEP in the Packaging topic whose status is Deferred, with its link.",
+            ["PEP", "Packaging", "Deferred"],
+        ),
+        ("Make a map of the PEPs that Łukasz Langa authored.", ["PEPs", "Łukasz Langa"]),
+        ("Name every river that flows through Vienna.", ["Vienna"]),  # "Name" opens the sentence
+        (
+            "List the works of Jean de La Fontaine and of Hans Christian Andersen.",
+            ["Jean de La Fontaine", "Hans Christian Andersen"],
+        ),
+        ("List all films of 2005. Then Group them by year.", ["Group"]),  # each sentence's opener is not
+        ("list every pep jane doe wrote", []),
+    ],
+)
+def test_the_names_a_request_spells_with_capitals(request_: str, names: list[str]) -> None:
+    assert proper_names(request_) == names

@@ -20,6 +20,7 @@ __all__ = [
     "conjuncts",
     "is_yes_no",
     "names_candidates",
+    "proper_names",
     "short_answer_schema",
 ]
 
@@ -197,3 +198,30 @@ def _is_name(text: str) -> bool:
         and all(w[0].isupper() or w[0].isdigit() for w in starts)
         and (words[0][0].isupper() or words[0][0].isdigit())
     )
+
+
+_SENTENCE_END = re.compile(r"[.!?:;]\s+")
+_IN_ONE_NAME = _NAME_JOINERS - {"and"}  # "A and B" is two names
+_TOKEN = re.compile(r"[^\W\d_][\w'’-]*|\S")
+
+
+def proper_names(question: str) -> list[str]:
+    """The names a request spells with capitals, in order: runs of capitalized words that do not open a
+    sentence, joined by name words such as "of" or "de" ("every PEP in the Packaging topic whose status
+    is Deferred" names PEP, Packaging and Deferred; "PEPs that Łukasz Langa authored" names PEPs and
+    Łukasz Langa). A request's names are what every item of its answer is about."""
+    names: list[str] = []
+    for sentence in _SENTENCE_END.split(question):
+        tokens = _TOKEN.findall(sentence)
+        run: list[str] = []
+        for at, token in enumerate([*tokens, ""]):
+            capital = at > 0 and token[:1].isupper()
+            if capital or (run and token.casefold() in _IN_ONE_NAME and at + 1 < len(tokens)):
+                run.append(token)
+                continue
+            while run and run[-1].casefold() in _IN_ONE_NAME:
+                run.pop()
+            if run:
+                names.append(" ".join(run))
+            run = []
+    return list(dict.fromkeys(names))
