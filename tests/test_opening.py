@@ -128,3 +128,34 @@ async def test_agents_without_search_get_no_opening(tmp_path: Path) -> None:
     heavy = Heavy(model, "no-such-corpus", settings=Settings(data_dir=tmp_path))
     await heavy.arun("What is 2+2?", "direct", sinks=[sink])
     assert sink.of("SearchDone") == []
+
+
+async def test_agents_that_check_one_name_each_start_from_their_own_search() -> None:
+    magazines = {
+        "kestrel#0": ("Kestrel Review", "Kestrel Review is a literary magazine."),
+        "harbor#0": ("Harbor Monthly", "Harbor Monthly is a magazine about boats."),
+    }
+
+    def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
+        turns = sum(m.role == "assistant" for m in messages)
+        if allowed_actions(schema) == ["answer"] or turns >= 2:
+            return action("answer", short="Yes", answer="Yes [1]", cite=[1])
+        if turns == 0:
+            mine = "kestrel" if "Kestrel Review alone" in messages[1].content else "harbor"
+            return action("search", query=mine)
+        return action("open", ref=1)
+
+    sink = ListSink()
+    orchestrator = Orchestrator(
+        FunctionModel(respond),
+        CachedSearch(MemorySearch(magazines)),
+        stream=EventStream([sink]),
+        run_id="r",
+        agents=2,
+    )
+    result = await orchestrator.run("Are Kestrel Review and Harbor Monthly both magazines?")
+    assert [a.conjunct for a in result.plan.assignments] == ["Kestrel Review", "Harbor Monthly"]
+    assert [e.step for e in sink.of("SearchDone")] == [1, 1]  # no opening search
+    firsts = [e.messages[1]["content"] for e in sink.of("ModelCalled") if len(e.messages) == 2]
+    assert len(firsts) == 2 and not any("Results for" in m for m in firsts)
+    assert result.short_answer == "Yes"

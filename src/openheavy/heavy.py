@@ -320,13 +320,18 @@ class Orchestrator:
         one query log: none runs a search another already ran (it gets the next page instead)."""
         team = QueryLog()
         agents = [self._agent(i, self._temperature_for(plan, i), team) for i in range(len(plan.assignments))]
-        opening = await self._opening(agents[0], question) if agents else None
+        wanted = [a for a in plan.assignments if not a.conjunct]  # see below: per-name agents go without
+        opening = await self._opening(agents[0], question) if wanted else None
         tasks: list[asyncio.Task[AgentResult]] = []
         async with asyncio.TaskGroup() as group:
             for agent, assignment in zip(agents, plan.assignments, strict=True):
                 brief = self._brief(question, plan, assignment)
                 names = [assignment.conjunct] if assignment.conjunct else None  # its one name to check
-                run = self._run_agent(agent, question, assignment.task, brief, names, opening)
+                # An agent given one name to check starts from its own search for that name: the
+                # question's results are about every name, and the 0.5B agents then judged the name
+                # by another's page ("Yes" for both, where their per-name searches had found "No").
+                start = None if assignment.conjunct else opening
+                run = self._run_agent(agent, question, assignment.task, brief, names, start)
                 tasks.append(group.create_task(run))
         results = [t.result() for t in tasks]
         for result in results:
