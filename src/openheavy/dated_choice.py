@@ -110,6 +110,7 @@ def titled(name: str, title: str) -> bool:
 
 
 def _plain(text: str) -> str:
+    # Not `normalize.normalize_answer`, which drops articles: "The Wild" and "Wild" are other pages.
     return " ".join(_TOKEN.findall(text.casefold()))
 
 

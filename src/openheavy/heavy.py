@@ -320,7 +320,8 @@ class Orchestrator:
         one query log: none runs a search another already ran (it gets the next page instead)."""
         team = QueryLog()
         agents = [self._agent(i, self._temperature_for(plan, i), team) for i in range(len(plan.assignments))]
-        wanted = [a for a in plan.assignments if not a.conjunct]  # see below: per-name agents go without
+        # Only agents without a name of their own to check are shown it (see below).
+        wanted = any(not a.conjunct for a in plan.assignments)
         opening = await self._opening(agents[0], question) if wanted else None
         tasks: list[asyncio.Task[AgentResult]] = []
         async with asyncio.TaskGroup() as group:
