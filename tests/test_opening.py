@@ -179,4 +179,5 @@ async def test_results_listed_before_come_back_as_one_line(tmp_path: Path) -> No
         "    shlex.split splits a command line string like a shell would.",
         "[1] subprocess — run (already read)",
     ]
-    assert results[5] == "[2] subprocess — check_output (listed above)"  # its snippet is in the prompt already
+    # its snippet is in the prompt already
+    assert results[5] == "[2] subprocess — check_output (listed above)"

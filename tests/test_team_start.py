@@ -4,6 +4,7 @@ then the followers' first calls one at a time, and the lead's second call after 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -56,7 +57,7 @@ async def test_the_lead_calls_alone_then_the_followers_in_turn_then_the_lead_aga
     # nobody shares the lead's first call
     assert followers[0] >= lead_done
     # the followers go one at a time, a gap apart, in the order they asked
-    assert all(b - a >= GAP * 0.9 for a, b in zip(followers, followers[1:], strict=False))
+    assert all(b - a >= GAP * 0.9 for a, b in itertools.pairwise(followers))
     # the lead's next call waits until the last follower has gone (and a gap more)
     assert clock.starts["a1", 1] >= followers[-1] + GAP * 0.9
     # later calls are not held: a follower's second call starts as soon as its first returned
