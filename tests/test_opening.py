@@ -159,3 +159,25 @@ async def test_agents_that_check_one_name_each_start_from_their_own_search() -> 
     firsts = [e.messages[1]["content"] for e in sink.of("ModelCalled") if len(e.messages) == 2]
     assert len(firsts) == 2 and not any("Results for" in m for m in firsts)
     assert result.short_answer == "Yes"
+
+
+async def test_results_listed_before_come_back_as_one_line(tmp_path: Path) -> None:
+    # [1] and [2] were in the opening search; the agent reads [1], then a search brings all three back
+    model = ScriptedModel(
+        [
+            action("open", ref=1),
+            action("search", query="shlex command"),
+            action("answer", answer="subprocess.run(..., timeout=5) [1]", cite=[1]),
+        ]
+    )
+    heavy = Heavy(model, MemorySearch(dict(PASSAGES)), settings=Settings(data_dir=tmp_path))
+    await heavy.arun(QUESTION, "single", sinks=[ListSink()])
+    assert "[2] subprocess — check_output\n    check_output runs" in first_prompt(model.calls[0])
+    results = str(model.calls[2].messages[-1].content).splitlines()
+    assert results[2:5] == [
+        "[3] shlex — split",
+        "    shlex.split splits a command line string like a shell would.",
+        "[1] subprocess — run (already read)",
+    ]
+    # its snippet is in the prompt already
+    assert results[5] == "[2] subprocess — check_output (listed above)"

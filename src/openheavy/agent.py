@@ -42,6 +42,7 @@ from openheavy.prompts import render_prompt
 from openheavy.question_forms import conjuncts, short_answer_schema
 from openheavy.search.cache import CachedSearch
 from openheavy.search.queries import QueryLog
+from openheavy.team_start import TeamStart
 from openheavy.tools.base import Observation, Tool, ToolContext, WrittenInFreeText
 from openheavy.tools.research import Opening, OpenTool, SearchTool, opening_search
 from openheavy.tools.sources import SourceBook
@@ -51,6 +52,7 @@ from openheavy.types import (
     AgentStarted,
     AnswerEdited,
     AnswerRejected,
+    Completion,
     EventStream,
     JsonSchema,
     Message,
@@ -185,6 +187,7 @@ class ResearchAgent:
         tools: Sequence[Tool] | None = None,
         answer_max_chars: int = ANSWER_MAX_CHARS,
         queries: QueryLog | None = None,
+        team_start: TeamStart | None = None,
     ) -> None:
         if max_steps < 1:
             raise OpenHeavyError(f"max_steps must be at least 1, got {max_steps}")
@@ -214,6 +217,8 @@ class ResearchAgent:
         self.sources = SourceBook()
         # Shared by a team of agents so that none runs another's search again; else the agent's own.
         self.queries = queries if queries is not None else QueryLog()
+        # In a team whose prompts share a prefix: the order its first calls go in (see `team_start`).
+        self.team_start = team_start
         self._tool_state: dict[str, object] = {}  # each tool's own per-agent state (ToolContext.tool_state)
         self._used_a_tool = False
         self._tools_used: set[str] = set()
@@ -383,14 +388,9 @@ class ResearchAgent:
             # The second request replaces the first and its reply: a model that copied the first
             # request's example, or answered it with a JSON action, is asked afresh without them.
             turns = [Message("assistant", action.raw), Message("user", render_prompt(prompt).strip())]
-            model = self.model.labelled(step=step, purpose="write")
-            completion = await model.complete(
-                [*self.messages, *turns],
-                max_tokens=tool.free_text_max_tokens,
-                temperature=self.temperature,
-                seed=self.seed,
+            completion = await self._complete(
+                step, "write", [*self.messages, *turns], None, tool.free_text_max_tokens
             )
-            self.usage = self.usage + completion.usage
             turns.append(Message("assistant", completion.text))
             args = tool.args_from_text(completion.text, last_try=last_try)
             if args is not None:
@@ -535,15 +535,8 @@ class ResearchAgent:
         messages = list(self.messages)
         error = ""
         for attempt in (1, 2):
-            model = self.model.labelled(step=step, purpose="answer" if final else "action")
-            completion = await model.complete(
-                messages,
-                json_schema=schema,
-                max_tokens=self.max_tokens_per_call,
-                temperature=self.temperature,
-                seed=self.seed,
-            )
-            self.usage = self.usage + completion.usage
+            purpose = "answer" if final else "action"
+            completion = await self._complete(step, purpose, messages, schema, self.max_tokens_per_call)
             try:
                 return self._parse(completion.text, final)
             except ValueError as exc:
@@ -569,6 +562,32 @@ class ResearchAgent:
             f"{self.model.name} gave no valid action at step {step}, even after being shown the "
             f"error ({error}). Try a larger model, or a backend with JSON-schema constrained output."
         )
+
+    async def _complete(
+        self,
+        step: int,
+        purpose: str,
+        messages: Sequence[Message],
+        schema: JsonSchema | None,
+        max_tokens: int | None,
+    ) -> Completion:
+        """One model call, recorded under `step` and `purpose`, its usage counted; in a team, sent when
+        the team's start order lets it go (`team_start`)."""
+        if self.team_start is not None:
+            await self.team_start.before_call(self.name)
+        try:
+            completion = await self.model.labelled(step=step, purpose=purpose).complete(
+                messages,
+                json_schema=schema,
+                max_tokens=max_tokens,
+                temperature=self.temperature,
+                seed=self.seed,
+            )
+        finally:
+            if self.team_start is not None:
+                self.team_start.after_call(self.name)
+        self.usage = self.usage + completion.usage
+        return completion
 
     def _salvage_cut_answer(self, text: str, finish_reason: str | None, final: bool) -> Action | None:
         """An answer cut off at `max_tokens` inside its text, closed and kept (its text is then ended at

@@ -64,8 +64,9 @@ from openheavy.rank import SAMPLE_TEMPERATURE, RankResult, rank
 from openheavy.search.cache import CachedSearch
 from openheavy.search.local import LocalIndex
 from openheavy.search.queries import QueryLog
+from openheavy.team_start import TeamStart
 from openheavy.tools.base import Tool
-from openheavy.tools.research import Opening
+from openheavy.tools.research import Opening, SearchTool, opening_search
 from openheavy.types import (
     AnswerEdited,
     Document,
@@ -149,6 +150,7 @@ class Orchestrator:
         answer_max_chars: int = ANSWER_MAX_CHARS,
         max_list_documents: int = MAX_DOCUMENTS,
         opening_search: bool = True,
+        staggered_start: bool = True,
     ) -> None:
         if max_agents < 1:
             raise OpenHeavyError(f"--max-agents must be at least 1, got {max_agents}")
@@ -171,6 +173,7 @@ class Orchestrator:
         self.answer_max_chars = answer_max_chars
         self.max_list_documents = max_list_documents
         self.opening_search = opening_search  # search the question once and show every agent the results
+        self.staggered_start = staggered_start  # agents sharing that prefix start in turn (`team_start`)
         self.temperature = temperature
         self.seed = seed
         self.usage = Usage()
@@ -319,10 +322,13 @@ class Orchestrator:
         """Run one agent per assignment, all at once. Failures are returned, never raised. The agents share
         one query log: none runs a search another already ran (it gets the next page instead)."""
         team = QueryLog()
-        agents = [self._agent(i, self._temperature_for(plan, i), team) for i in range(len(plan.assignments))]
         # Only agents without a name of their own to check are shown it (see below).
-        wanted = any(not a.conjunct for a in plan.assignments)
-        opening = await self._opening(agents[0], question) if wanted else None
+        shown = [f"agent-{i + 1}" for i, a in enumerate(plan.assignments) if not a.conjunct]
+        opening = await self._opening(question) if shown else None
+        start = self._team_start(shown if opening is not None else [])
+        agents = [
+            self._agent(i, self._temperature_for(plan, i), team, start) for i in range(len(plan.assignments))
+        ]
         tasks: list[asyncio.Task[AgentResult]] = []
         async with asyncio.TaskGroup() as group:
             for agent, assignment in zip(agents, plan.assignments, strict=True):
@@ -331,8 +337,8 @@ class Orchestrator:
                 # An agent given one name to check starts from its own search for that name: the
                 # question's results are about every name, and the 0.5B agents then judged the name
                 # by another's page ("Yes" for both, where their per-name searches had found "No").
-                start = None if assignment.conjunct else opening
-                run = self._run_agent(agent, question, assignment.task, brief, names, start)
+                given = None if assignment.conjunct else opening
+                run = self._run_agent(agent, question, assignment.task, brief, names, given)
                 tasks.append(group.create_task(run))
         results = [t.result() for t in tasks]
         for result in results:
@@ -371,11 +377,29 @@ class Orchestrator:
             brief = render_prompt("heavy_brief_part", task=assignment.task, queries=queries)
         return brief.strip()
 
-    async def _opening(self, agent: ResearchAgent, question: str) -> Opening | None:
+    async def _opening(self, question: str) -> Opening | None:
         """The opening search for a team (None when it is off, or the agents do not search)."""
-        return await agent.search_for_team(question) if self.opening_search else None
+        if not self.opening_search or self.search is None:
+            return None
+        tool = next((t for t in self.tools or [SearchTool()] if isinstance(t, SearchTool)), None)
+        if tool is None:
+            return None
+        return await opening_search(self.search, question, tool, stream=self.stream, run_id=self.run_id)
 
-    def _agent(self, index: int, temperature: float | None, queries: QueryLog | None = None) -> ResearchAgent:
+    def _team_start(self, sharing: list[str]) -> TeamStart | None:
+        """The start order of the agents whose prompts share the opening's prefix (`team_start`); None
+        for fewer than two, or when it is off."""
+        if not self.staggered_start or len(sharing) < 2:
+            return None
+        return TeamStart(sharing[0], sharing[1:])
+
+    def _agent(
+        self,
+        index: int,
+        temperature: float | None,
+        queries: QueryLog | None = None,
+        team_start: TeamStart | None = None,
+    ) -> ResearchAgent:
         return ResearchAgent(
             self.model,
             self.search,
@@ -391,6 +415,7 @@ class Orchestrator:
             tools=self.tools,
             answer_max_chars=self.answer_max_chars,
             queries=queries,
+            team_start=team_start,
         )
 
     async def _run_agent(
@@ -407,6 +432,9 @@ class Orchestrator:
         except Exception as exc:  # anything unexpected: keep the other agents' work
             message = f"{type(exc).__name__}: {exc}"
             return AgentResult.failure(agent.name, task, 0, agent.usage, agent.sources, message)
+        finally:
+            if agent.team_start is not None:
+                agent.team_start.finished(agent.name)
 
     # --------------------------------------------------------------- ranking
     async def rank_trajectories(
@@ -429,13 +457,15 @@ class Orchestrator:
             else await self.plan(question)
         )
         results: dict[int, AgentResult] = {}
-        opening = await self._opening(self._agent(0, 0.0), question)
+        opening = await self._opening(question)
+        n = len(plan.assignments)
+        start = self._team_start([f"agent-{i + 1}" for i in range(n)] if opening is not None else [])
 
         async def sampler(index: int) -> Sample:
             heat = 0.0 if greedy_first and index == 0 else temperature
             # Each trajectory is judged on its own evidence, so each agent keeps its own query log:
             # sharing one would hide the best results of a common query from all but the first agent.
-            agent = self._agent(index, heat)
+            agent = self._agent(index, heat, team_start=start)
             assignment = plan.assignments[index]
             brief = self._brief(question, plan, assignment)
             result = await self._run_agent(agent, question, assignment.task, brief, opening=opening)
@@ -446,7 +476,7 @@ class Orchestrator:
         ranked = await rank(
             question,
             self.model,
-            n=len(plan.assignments),
+            n=n,
             verifier=verifier,
             stream=self.stream,
             run_id=self.run_id,

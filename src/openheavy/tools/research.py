@@ -6,6 +6,7 @@ came from the corpus (titles, snippets, text) is fenced as untrusted data (`fenc
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from pydantic import BaseModel, Field
@@ -109,7 +110,7 @@ class SearchTool:
             pages = ", ".join(map(str, ctx.queries.pages_run(args.query)[:-1]))
             parts = [render_prompt("tool_search_exhausted", who=_who(claim, ctx.agent), pages=pages)]
         else:
-            parts = [self.results_text(args.query, claim.page, refs, hits, ctx.sources)]
+            parts = [self.results_text(args.query, claim.page, refs, hits, ctx.sources, already_seen)]
         if claim.moved and hits:
             parts.append(render_prompt("tool_search_repeat", who=_who(claim, ctx.agent), page=claim.page))
         if hits and already_seen.issuperset(refs):
@@ -122,22 +123,24 @@ class SearchTool:
         return Observation("\n".join(part.strip() for part in parts))
 
     def results_text(
-        self, query: str, page: int, refs: list[int], hits: list[Hit], sources: SourceBook
+        self,
+        query: str,
+        page: int,
+        refs: list[int],
+        hits: list[Hit],
+        sources: SourceBook,
+        shown: Collection[int] = (),
     ) -> str:
-        """A page of results as the model reads it: numbered, fenced as untrusted data."""
+        """A page of results as the model reads it: numbered, fenced as untrusted data. A result in
+        `shown` (listed to this agent before) is one line, its number and title: the agent's context
+        already holds its snippet, and a third of the results of heavy agents' searches on HotpotQA were
+        such repeats, each carried again by every later prompt."""
         if not hits:
             if page == 1:
                 return render_prompt("tool_search_empty", query=query)
             return render_prompt("tool_search_no_more", query=query, page=page)
         lines = "\n".join(
-            render_prompt(
-                "tool_search_hit_read" if ref in sources.opened else "tool_search_hit",
-                ref=ref,
-                title=hit.title,
-                source=f" ({hit.source})" if hit.source else "",
-                snippet=" ".join(hit.snippet.split())[: self.snippet_chars],
-            ).strip()
-            for ref, hit in zip(refs, hits, strict=True)
+            self._hit_line(ref, hit, sources, shown) for ref, hit in zip(refs, hits, strict=True)
         )
         if page == 1:
             label = render_prompt("tool_search_results", query=query)
@@ -146,6 +149,19 @@ class SearchTool:
             last = first + len(hits) - 1
             label = render_prompt("tool_search_results_page", query=query, page=page, first=first, last=last)
         return fence_untrusted(lines, label=label.strip())
+
+    def _hit_line(self, ref: int, hit: Hit, sources: SourceBook, shown: Collection[int]) -> str:
+        """One result: number, title, source and snippet; a result read or listed before without its
+        snippet."""
+        source = f" ({hit.source})" if hit.source else ""
+        if ref in sources.opened:
+            return render_prompt("tool_search_hit_read", ref=ref, title=hit.title, source=source).strip()
+        if ref in shown:
+            return render_prompt("tool_search_hit_shown", ref=ref, title=hit.title, source=source).strip()
+        snippet = " ".join(hit.snippet.split())[: self.snippet_chars]
+        return render_prompt(
+            "tool_search_hit", ref=ref, title=hit.title, source=source, snippet=snippet
+        ).strip()
 
 
 @dataclass(frozen=True)
