@@ -166,6 +166,17 @@ def test_the_short_answer_leads_unless_the_text_already_does() -> None:
     assert lead_with("", "Only text.") == ("Only text.", None)
 
 
+def test_a_short_answer_that_the_text_says_again_right_after_does_not_lead() -> None:
+    # seen in a MuSiQue run: led, the answer said the same eight words twice in a row
+    short = "The state of Florida still has the largest number of stores"
+    detail = "Florida still has the largest number of stores, with 787 [1]."
+    assert lead_with(short, detail) == (detail, None)
+    assert answer_problems(detail) == []
+    # a short answer the text states later, not right after, still leads
+    led, edit = lead_with("Florida", "The state with the most stores is Florida [1].")
+    assert led == "Florida\n\nThe state with the most stores is Florida [1]." and edit is not None
+
+
 def agent_for(steps: list[object], answer_max_chars: int = 1500) -> tuple[ResearchAgent, ListSink]:
     sink = ListSink()
     agent = ResearchAgent(

@@ -45,9 +45,7 @@ CORE: dict[str, set[str]] = {
     "verify": BASE | {"models", "prompts", "verify"},
     "rank": BASE | {"models", "prompts", "verify", "answer_text"},
     "program_aided": BASE | {"models", "prompts", "rank", "sandbox", "tools", "verify"},
-    "team_start": BASE,
-    "agent": BASE
-    | {"models", "tools", "search", "prompts", "citations", "answer_text", "question_forms", "team_start"},
+    "agent": BASE | {"models", "tools", "search", "prompts", "citations", "answer_text", "question_forms"},
     "direct": BASE | {"agent", "models", "prompts", "answer_text"},
     "partition": BASE,
     "planning": BASE | {"partition", "search", "question_forms"},
@@ -56,8 +54,7 @@ CORE: dict[str, set[str]] = {
     "dated_choice": BASE | {"question_forms", "search"},
     "heavy": BASE
     | {"agent", "verify", "rank", "models", "search", "tools", "prompts", "citations"}
-    | {"partition", "planning", "aggregation", "item_check", "dated_choice", "answer_text", "question_forms"}
-    | {"team_start"},
+    | {"partition", "planning", "aggregation", "item_check", "dated_choice", "answer_text", "question_forms"},
     "modes": BASE
     | {"config", "models", "search", "tools", "agent", "citations", "direct", "heavy", "rank"}
     | {"verify", "modes", "planning", "program_aided"},

@@ -42,7 +42,6 @@ from openheavy.prompts import render_prompt
 from openheavy.question_forms import conjuncts, short_answer_schema
 from openheavy.search.cache import CachedSearch
 from openheavy.search.queries import QueryLog
-from openheavy.team_start import TeamStart
 from openheavy.tools.base import Observation, Tool, ToolContext, WrittenInFreeText
 from openheavy.tools.research import Opening, OpenTool, SearchTool, opening_search
 from openheavy.tools.sources import SourceBook
@@ -187,7 +186,6 @@ class ResearchAgent:
         tools: Sequence[Tool] | None = None,
         answer_max_chars: int = ANSWER_MAX_CHARS,
         queries: QueryLog | None = None,
-        team_start: TeamStart | None = None,
     ) -> None:
         if max_steps < 1:
             raise OpenHeavyError(f"max_steps must be at least 1, got {max_steps}")
@@ -217,8 +215,6 @@ class ResearchAgent:
         self.sources = SourceBook()
         # Shared by a team of agents so that none runs another's search again; else the agent's own.
         self.queries = queries if queries is not None else QueryLog()
-        # In a team whose prompts share a prefix: the order its first calls go in (see `team_start`).
-        self.team_start = team_start
         self._tool_state: dict[str, object] = {}  # each tool's own per-agent state (ToolContext.tool_state)
         self._used_a_tool = False
         self._tools_used: set[str] = set()
@@ -571,21 +567,14 @@ class ResearchAgent:
         schema: JsonSchema | None,
         max_tokens: int | None,
     ) -> Completion:
-        """One model call, recorded under `step` and `purpose`, its usage counted; in a team, sent when
-        the team's start order lets it go (`team_start`)."""
-        if self.team_start is not None:
-            await self.team_start.before_call(self.name)
-        try:
-            completion = await self.model.labelled(step=step, purpose=purpose).complete(
-                messages,
-                json_schema=schema,
-                max_tokens=max_tokens,
-                temperature=self.temperature,
-                seed=self.seed,
-            )
-        finally:
-            if self.team_start is not None:
-                self.team_start.after_call(self.name)
+        """One model call, recorded under `step` and `purpose`, its usage counted."""
+        completion = await self.model.labelled(step=step, purpose=purpose).complete(
+            messages,
+            json_schema=schema,
+            max_tokens=max_tokens,
+            temperature=self.temperature,
+            seed=self.seed,
+        )
         self.usage = self.usage + completion.usage
         return completion
 

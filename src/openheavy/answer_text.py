@@ -193,14 +193,19 @@ def repair_free_text(text: str, *, cut_off: bool) -> tuple[str, list[Edit]]:
 
 def lead_with(short: str, detail: str) -> tuple[str, Edit | None]:
     """The answer a reader sees: the short, direct answer first, then the explanation — unless the
-    explanation already begins with it."""
+    explanation already begins with it, or leading with it would make the answer say the same words
+    twice in a row (a short answer that is a sentence the explanation opens with: "The state of Florida
+    still has the largest number of stores" before "Florida still has the largest number of stores, …")."""
     short, detail = " ".join(short.split()), detail.strip()
     unmarked = normalize_answer(renumber_markers(detail, {}))
     if not short or unmarked.startswith(normalize_answer(renumber_markers(short, {}))):
         return detail, None
     if not detail:
         return short, None
-    return f"{short}\n\n{detail}", Edit("short_answer_led", f"led with the short answer: {short}")
+    led = f"{short}\n\n{detail}"
+    if cut_repetition(led)[1] is not None and cut_repetition(detail)[1] is None:
+        return detail, None
+    return led, Edit("short_answer_led", f"led with the short answer: {short}")
 
 
 # "Yes" or "No" as a word of its own, then punctuation or the end: "No information was found" is not one.

@@ -64,7 +64,6 @@ from openheavy.rank import SAMPLE_TEMPERATURE, RankResult, rank
 from openheavy.search.cache import CachedSearch
 from openheavy.search.local import LocalIndex
 from openheavy.search.queries import QueryLog
-from openheavy.team_start import TeamStart
 from openheavy.tools.base import Tool
 from openheavy.tools.research import Opening, SearchTool, opening_search
 from openheavy.types import (
@@ -150,7 +149,6 @@ class Orchestrator:
         answer_max_chars: int = ANSWER_MAX_CHARS,
         max_list_documents: int = MAX_DOCUMENTS,
         opening_search: bool = True,
-        staggered_start: bool = True,
     ) -> None:
         if max_agents < 1:
             raise OpenHeavyError(f"--max-agents must be at least 1, got {max_agents}")
@@ -173,7 +171,6 @@ class Orchestrator:
         self.answer_max_chars = answer_max_chars
         self.max_list_documents = max_list_documents
         self.opening_search = opening_search  # search the question once and show every agent the results
-        self.staggered_start = staggered_start  # agents sharing that prefix start in turn (`team_start`)
         self.temperature = temperature
         self.seed = seed
         self.usage = Usage()
@@ -325,10 +322,7 @@ class Orchestrator:
         # Only agents without a name of their own to check are shown it (see below).
         shown = [f"agent-{i + 1}" for i, a in enumerate(plan.assignments) if not a.conjunct]
         opening = await self._opening(question) if shown else None
-        start = self._team_start(shown if opening is not None else [])
-        agents = [
-            self._agent(i, self._temperature_for(plan, i), team, start) for i in range(len(plan.assignments))
-        ]
+        agents = [self._agent(i, self._temperature_for(plan, i), team) for i in range(len(plan.assignments))]
         tasks: list[asyncio.Task[AgentResult]] = []
         async with asyncio.TaskGroup() as group:
             for agent, assignment in zip(agents, plan.assignments, strict=True):
@@ -386,19 +380,11 @@ class Orchestrator:
             return None
         return await opening_search(self.search, question, tool, stream=self.stream, run_id=self.run_id)
 
-    def _team_start(self, sharing: list[str]) -> TeamStart | None:
-        """The start order of the agents whose prompts share the opening's prefix (`team_start`); None
-        for fewer than two, or when it is off."""
-        if not self.staggered_start or len(sharing) < 2:
-            return None
-        return TeamStart(sharing[0], sharing[1:])
-
     def _agent(
         self,
         index: int,
         temperature: float | None,
         queries: QueryLog | None = None,
-        team_start: TeamStart | None = None,
     ) -> ResearchAgent:
         return ResearchAgent(
             self.model,
@@ -415,7 +401,6 @@ class Orchestrator:
             tools=self.tools,
             answer_max_chars=self.answer_max_chars,
             queries=queries,
-            team_start=team_start,
         )
 
     async def _run_agent(
@@ -432,9 +417,6 @@ class Orchestrator:
         except Exception as exc:  # anything unexpected: keep the other agents' work
             message = f"{type(exc).__name__}: {exc}"
             return AgentResult.failure(agent.name, task, 0, agent.usage, agent.sources, message)
-        finally:
-            if agent.team_start is not None:
-                agent.team_start.finished(agent.name)
 
     # --------------------------------------------------------------- ranking
     async def rank_trajectories(
@@ -459,13 +441,12 @@ class Orchestrator:
         results: dict[int, AgentResult] = {}
         opening = await self._opening(question)
         n = len(plan.assignments)
-        start = self._team_start([f"agent-{i + 1}" for i in range(n)] if opening is not None else [])
 
         async def sampler(index: int) -> Sample:
             heat = 0.0 if greedy_first and index == 0 else temperature
             # Each trajectory is judged on its own evidence, so each agent keeps its own query log:
             # sharing one would hide the best results of a common query from all but the first agent.
-            agent = self._agent(index, heat, team_start=start)
+            agent = self._agent(index, heat)
             assignment = plan.assignments[index]
             brief = self._brief(question, plan, assignment)
             result = await self._run_agent(agent, question, assignment.task, brief, opening=opening)
