@@ -14,6 +14,7 @@ from openheavy.agent import ResearchAgent
 from openheavy.answer_text import (
     answer_problems,
     attach_markers,
+    copied_instructions,
     cut_repetition,
     end_at_sentence,
     ends_mid_sentence,
@@ -405,3 +406,19 @@ def test_the_short_answer_is_settled_before_it_leads(short: str, kept: str, edit
     assert (made.kind if made else None) == edit
     if made is not None and made.kind == "short_answer_cut":
         assert made.removed_chars == len(" ".join(short.split())) - len(kept)
+
+
+def test_words_copied_from_the_instructions_are_found_but_not_quotes_of_the_data_or_the_question() -> None:
+    question = "Which county borders the county where Black Hawk Township is located?"
+    prompts = [
+        "You are a careful research agent. Answer the user's question using the documents.",
+        f"Question: {question}\n<data-0a1b2c3d>\n[1] Black Hawk Township\n    Black Hawk Township is one of "
+        "seventeen townships in Dodge County.\n</data-0a1b2c3d>\n"
+        "(Of the results you have not read, [1] shares the most words with the question.)",
+    ]
+    copied = copied_instructions("The county shares the most words with the question.", prompts, question)
+    assert copied == "shares the most words with the question"
+    # quoting what the agent read, or the question, is no copy; nor are a few words
+    assert copied_instructions("one of seventeen townships in Dodge County", prompts, question) is None
+    assert copied_instructions("the county where Black Hawk Township is located", prompts, question) is None
+    assert copied_instructions("Dodge County", prompts, question) is None

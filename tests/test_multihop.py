@@ -412,3 +412,32 @@ async def test_with_no_result_about_a_name_the_agent_is_told_to_search_for_it() 
     )
     await agent.run("Is Kestrel Review a literary magazine?")
     assert "asks about" not in " ".join(c.messages[-1].content for c in model.calls)
+
+
+async def test_a_short_answer_that_copies_the_instructions_is_sent_back_then_dropped() -> None:
+    # seen on MuSiQue: "The county shares the most words with the question." copies the hint shown
+    # after a search ("[2] shares the most words with the question"), and on HotpotQA "The question asks
+    # how to do something and a document you read shows code" copies the system prompt
+    hint = "The film shares the most words with the question."
+    rules = "The question asks how to do something and a document you read shows code"
+    agent, model, sink = run_agent(
+        [
+            action("search", query="Quiet Field"),
+            action("answer", short=hint, answer="Mara Lind directed it.", cite=[]),
+            action("open", ref=1),
+            action("answer", short=rules, answer="Mara Lind directed it [1].", cite=[1]),
+            action("answer", short=rules, answer="Mara Lind directed it [1].", cite=[1]),
+        ],
+        max_steps=6,
+    )
+    result = await agent.run(QUESTION)
+    assert "shares the most words with the question" in model.calls[1].messages[-1].content  # the hint
+    assert [e.reason for e in sink.of("AnswerRejected")] == ["nothing_read", "copied"]
+    assert 'your instructions ("the question asks how to do something and a document you read shows")' in (
+        model.calls[4].messages[-1].content
+    )
+    # asked again, it copied again: the short answer is left out, and the trace says so
+    assert result.short_answer == "" and result.answer == "Mara Lind directed it [1]."
+    [edited] = sink.of("AnswerEdited")
+    assert [edit["kind"] for edit in edited.edits] == ["short_answer_dropped"]
+    assert "copies the instructions" in edited.edits[0]["detail"]

@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field, ValidationError
 from openheavy.answer_text import (
     Edit,
     attach_markers,
+    copied_instructions,
     is_placeholder,
     lead_with,
     repair_free_text,
@@ -456,6 +457,9 @@ class ResearchAgent:
             problems.append(("missing", render_prompt(template, missing=action.missing.strip())))
         if restates_question(action.args.short, self._question):
             problems.append(("restated", render_prompt("agent_reject_restated")))
+        copied_words = self._copied_instructions(action.args.short)
+        if copied_words is not None:
+            problems.append(("copied", render_prompt("agent_reject_copied", words=copied_words)))
         if self._uncomputed(action.args.short):
             problems.append(("uncomputed", render_prompt("agent_reject_uncomputed", short=action.args.short)))
         cited = set(action.args.cite) | set(cited_numbers(action.args.answer))
@@ -469,6 +473,12 @@ class ResearchAgent:
         if self._no_room_for_two_calls(self._rejection(step, action, message)) is not None:
             return None
         return reason, message
+
+    def _copied_instructions(self, short: str) -> str | None:
+        """The words of `short` that copy this agent's own instructions (`answer_text.copied_instructions`:
+        the system prompt and what the run told it, not the data it read nor the question), or None."""
+        instructions = [m.content for m in self.messages if m.role in ("system", "user")]
+        return copied_instructions(short, instructions, self._question)
 
     def _last_printed_number(self) -> str | None:
         """The last number the agent's code printed (what its last run that printed numbers computed), as
@@ -619,6 +629,12 @@ class ResearchAgent:
         # must not lead the answer, be voted on or be graded.
         short, settled = settle_short(action.args.short, self._question, max_chars=SHORT_MAX_CHARS)
         edits = [settled] if settled is not None else []
+        copied_words = self._copied_instructions(short)
+        if copied_words is not None:
+            # Not an answer but a line of the instructions ("… shares the most words with the question"):
+            # it must not lead, be voted on or be graded.
+            edits.append(Edit("short_answer_dropped", f'the short answer copies the instructions: "{short}"'))
+            short = ""
         printed = self._last_printed_number() if not short else None
         if printed is not None:
             # An agent that computed but left no short answer (it copied the format's placeholder

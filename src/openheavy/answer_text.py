@@ -10,7 +10,7 @@ module removes what is left, and `answer_problems` reports what a grader should 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from openheavy.citations import cited_numbers, renumber_markers
@@ -285,6 +285,40 @@ _PLACEHOLDER = re.compile(r"^<[^<>\n]{1,80}>$")
 def is_placeholder(text: str) -> bool:
     """Whether `text` only copies a format's placeholder ("<your answer>") instead of filling it."""
     return bool(_PLACEHOLDER.match(text.strip()))
+
+
+# A short answer copies the instructions when it holds this many words in a row of the text the agent
+# was instructed with (not the question, not the data it read): "The county shares the most words with
+# the question." from the hint "[1] shares the most words with the question", seen on MuSiQue.
+COPIED_RUN_WORDS = 6
+_UNTRUSTED_BLOCK = re.compile(r"<(data-[0-9a-f]{8})>.*?</\1>", re.DOTALL)
+
+
+def copied_instructions(text: str, instructions: Sequence[str], question: str) -> str | None:
+    """The first stretch of at least `COPIED_RUN_WORDS` words of `text` that stands, word for word, in the
+    `instructions` (the run's own prompts: fenced data blocks and the question's words removed first, so
+    that quoting a document or the question is no copy); None when there is none."""
+    words = [w.casefold() for w in _WORD.findall(text)]
+    if len(words) < COPIED_RUN_WORDS:
+        return None
+    asked = {w.casefold() for w in _WORD.findall(question)}
+    runs: set[tuple[str, ...]] = set()
+    for prompt in instructions:
+        for part in _UNTRUSTED_BLOCK.split(prompt)[::2]:  # split() also returns each block's tag
+            for piece in part.split(question) if question else [part]:
+                own = [w.casefold() for w in _WORD.findall(piece)]
+                runs.update(
+                    tuple(own[i : i + COPIED_RUN_WORDS]) for i in range(len(own) - COPIED_RUN_WORDS + 1)
+                )
+    n = COPIED_RUN_WORDS
+    for i in range(len(words) - n + 1):
+        run = tuple(words[i : i + n])
+        if run in runs and not set(run) <= asked:
+            end = i + n  # the copy goes on as long as each next word keeps a run of the instructions
+            while end < len(words) and tuple(words[end - n + 1 : end + 1]) in runs:
+                end += 1
+            return " ".join(words[i:end])
+    return None
 
 
 def settle_short(short: str, question: str, *, max_chars: int) -> tuple[str, Edit | None]:
