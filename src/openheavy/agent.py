@@ -162,6 +162,24 @@ class AgentResult:
         }
 
 
+async def team_opening(
+    search: CachedSearch | None,
+    tools: Iterable[Tool] | None,
+    query: str,
+    *,
+    stream: EventStream,
+    run_id: str,
+) -> Opening | None:
+    """The opening search (`tools.research.opening_search`) for agents with `tools` (None: the default
+    ones, search among them) over `search`; None for agents without search or without a corpus."""
+    found = [
+        tool for tool in (tools if tools is not None else [SearchTool()]) if isinstance(tool, SearchTool)
+    ]
+    if not found or search is None:
+        return None
+    return await opening_search(search, query, found[0], stream=stream, run_id=run_id)
+
+
 def works_on_corpus(tools: Iterable[Tool]) -> bool:
     """Whether agents with `tools` search a corpus: with the search tool among them."""
     return any(tool.name == SearchTool.name for tool in tools)
@@ -289,12 +307,10 @@ class ResearchAgent:
         raise AssertionError("unreachable: the last step can only answer")  # pragma: no cover
 
     async def search_for_team(self, query: str) -> Opening | None:
-        """Run the opening search (`tools.research.opening_search`) with this agent's search tool; None
-        for an agent without search."""
-        tool = self.tools.get(SearchTool.name)
-        if not isinstance(tool, SearchTool) or self.search is None:
-            return None
-        return await opening_search(self.search, query, tool, stream=self.stream, run_id=self.run_id)
+        """Run the opening search with this agent's tools (`team_opening`)."""
+        return await team_opening(
+            self.search, self.tools.values(), query, stream=self.stream, run_id=self.run_id
+        )
 
     @property
     def works_on_corpus(self) -> bool:

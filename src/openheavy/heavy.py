@@ -23,6 +23,7 @@ from openheavy.agent import (
     AgentResult,
     Budget,
     ResearchAgent,
+    team_opening,
     works_on_corpus,
 )
 from openheavy.aggregation import (
@@ -65,7 +66,7 @@ from openheavy.search.cache import CachedSearch
 from openheavy.search.local import LocalIndex
 from openheavy.search.queries import QueryLog
 from openheavy.tools.base import Tool
-from openheavy.tools.research import Opening, SearchTool, opening_search
+from openheavy.tools.research import Opening
 from openheavy.types import (
     AnswerEdited,
     Document,
@@ -320,8 +321,8 @@ class Orchestrator:
         one query log: none runs a search another already ran (it gets the next page instead)."""
         team = QueryLog()
         # Only agents without a name of their own to check are shown it (see below).
-        shown = [f"agent-{i + 1}" for i, a in enumerate(plan.assignments) if not a.conjunct]
-        opening = await self._opening(question) if shown else None
+        wanted = any(not a.conjunct for a in plan.assignments)
+        opening = await self._opening(question) if wanted else None
         agents = [self._agent(i, self._temperature_for(plan, i), team) for i in range(len(plan.assignments))]
         tasks: list[asyncio.Task[AgentResult]] = []
         async with asyncio.TaskGroup() as group:
@@ -373,19 +374,11 @@ class Orchestrator:
 
     async def _opening(self, question: str) -> Opening | None:
         """The opening search for a team (None when it is off, or the agents do not search)."""
-        if not self.opening_search or self.search is None:
+        if not self.opening_search:
             return None
-        tool = next((t for t in self.tools or [SearchTool()] if isinstance(t, SearchTool)), None)
-        if tool is None:
-            return None
-        return await opening_search(self.search, question, tool, stream=self.stream, run_id=self.run_id)
+        return await team_opening(self.search, self.tools, question, stream=self.stream, run_id=self.run_id)
 
-    def _agent(
-        self,
-        index: int,
-        temperature: float | None,
-        queries: QueryLog | None = None,
-    ) -> ResearchAgent:
+    def _agent(self, index: int, temperature: float | None, queries: QueryLog | None = None) -> ResearchAgent:
         return ResearchAgent(
             self.model,
             self.search,
@@ -440,7 +433,6 @@ class Orchestrator:
         )
         results: dict[int, AgentResult] = {}
         opening = await self._opening(question)
-        n = len(plan.assignments)
 
         async def sampler(index: int) -> Sample:
             heat = 0.0 if greedy_first and index == 0 else temperature
@@ -457,7 +449,7 @@ class Orchestrator:
         ranked = await rank(
             question,
             self.model,
-            n=n,
+            n=len(plan.assignments),
             verifier=verifier,
             stream=self.stream,
             run_id=self.run_id,
