@@ -422,3 +422,12 @@ def test_words_copied_from_the_instructions_are_found_but_not_quotes_of_the_data
     assert copied_instructions("one of seventeen townships in Dodge County", prompts, question) is None
     assert copied_instructions("the county where Black Hawk Township is located", prompts, question) is None
     assert copied_instructions("Dodge County", prompts, question) is None
+
+
+def test_a_short_answer_that_copies_the_instructions_is_dropped_when_settled() -> None:
+    told = ["Finish. 'short' is the bare answer alone, never a sentence and never the question's words."]
+    copy = "The bare answer alone, never a sentence"
+    assert settle_short(copy, "Who wrote it?", max_chars=80) == (copy, None)  # nothing to compare with
+    short, edit = settle_short(copy, "Who wrote it?", max_chars=80, instructions=told)
+    assert short == "" and edit is not None and "copies the instructions" in edit.detail
+    assert settle_short("Mara Lind", "Who wrote it?", max_chars=80, instructions=told) == ("Mara Lind", None)

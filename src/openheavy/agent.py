@@ -172,12 +172,10 @@ async def team_opening(
 ) -> Opening | None:
     """The opening search (`tools.research.opening_search`) for agents with `tools` (None: the default
     ones, search among them) over `search`; None for agents without search or without a corpus."""
-    found = [
-        tool for tool in (tools if tools is not None else [SearchTool()]) if isinstance(tool, SearchTool)
-    ]
-    if not found or search is None:
+    tool = next((t for t in tools if isinstance(t, SearchTool)), None) if tools is not None else SearchTool()
+    if tool is None or search is None:
         return None
-    return await opening_search(search, query, found[0], stream=stream, run_id=run_id)
+    return await opening_search(search, query, tool, stream=stream, run_id=run_id)
 
 
 def works_on_corpus(tools: Iterable[Tool]) -> bool:
@@ -473,7 +471,7 @@ class ResearchAgent:
             problems.append(("missing", render_prompt(template, missing=action.missing.strip())))
         if restates_question(action.args.short, self._question):
             problems.append(("restated", render_prompt("agent_reject_restated")))
-        copied_words = self._copied_instructions(action.args.short)
+        copied_words = copied_instructions(action.args.short, self._instructions(), self._question)
         if copied_words is not None:
             problems.append(("copied", render_prompt("agent_reject_copied", words=copied_words)))
         if self._uncomputed(action.args.short):
@@ -490,11 +488,10 @@ class ResearchAgent:
             return None
         return reason, message
 
-    def _copied_instructions(self, short: str) -> str | None:
-        """The words of `short` that copy this agent's own instructions (`answer_text.copied_instructions`:
-        the system prompt and what the run told it, not the data it read nor the question), or None."""
-        instructions = [m.content for m in self.messages if m.role in ("system", "user")]
-        return copied_instructions(short, instructions, self._question)
+    def _instructions(self) -> list[str]:
+        """What the agent was told: its system prompt and the run's messages (fenced data and the question
+        in them are not instructions, see `answer_text.copied_instructions`)."""
+        return [m.content for m in self.messages if m.role in ("system", "user")]
 
     def _last_printed_number(self) -> str | None:
         """The last number the agent's code printed (what its last run that printed numbers computed), as
@@ -642,15 +639,11 @@ class ResearchAgent:
         assert isinstance(action.args, AnswerArgs)
         # "Yes, both are magazines." answers "Yes"; a short answer that only repeats the question
         # answers nothing and one cut at its bound keeps its first whole clause: what is not an answer
-        # must not lead the answer, be voted on or be graded.
-        short, settled = settle_short(action.args.short, self._question, max_chars=SHORT_MAX_CHARS)
+        # must not lead the answer, be voted on or be graded; nor may a copy of its instructions.
+        short, settled = settle_short(
+            action.args.short, self._question, max_chars=SHORT_MAX_CHARS, instructions=self._instructions()
+        )
         edits = [settled] if settled is not None else []
-        copied_words = self._copied_instructions(short)
-        if copied_words is not None:
-            # Not an answer but a line of the instructions ("… shares the most words with the question"):
-            # it must not lead, be voted on or be graded.
-            edits.append(Edit("short_answer_dropped", f'the short answer copies the instructions: "{short}"'))
-            short = ""
         printed = self._last_printed_number() if not short else None
         if printed is not None:
             # An agent that computed but left no short answer (it copied the format's placeholder

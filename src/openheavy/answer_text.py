@@ -321,17 +321,22 @@ def copied_instructions(text: str, instructions: Sequence[str], question: str) -
     return None
 
 
-def settle_short(short: str, question: str, *, max_chars: int) -> tuple[str, Edit | None]:
+def settle_short(
+    short: str, question: str, *, max_chars: int, instructions: Sequence[str] = ()
+) -> tuple[str, Edit | None]:
     """The short answer a run leads with, votes on and is graded on, from the one the model wrote:
     markers and extra spaces gone; a leading "Yes,"/"No," alone; "" when it only restates the question;
     and when it filled its schema's length bound (`max_chars`: the grammar stopped it mid-word), kept up
     to the end of its first sentence, else of its first clause, since the direct answer comes first
     ("Louis Aragon, who wrote … and was a leading member of the Sur" gives "Louis Aragon"), or dropped
-    when it has none; "" when it copies a placeholder. What changed is the returned `Edit`."""
+    when it has none; "" when it copies a placeholder, or words of the writer's `instructions`
+    (`copied_instructions`). What changed is the returned `Edit`."""
     filled = len(short) >= max_chars  # measured as written: the bound applies to the raw string
     short = " ".join(renumber_markers(short, {}).split())
     if is_placeholder(short):
         return "", Edit("short_answer_dropped", f"the short answer copies the format's placeholder: {short}")
+    if copied_instructions(short, instructions, question) is not None:
+        return "", Edit("short_answer_dropped", f'the short answer copies the instructions: "{short}"')
     yes_no = leading_yes_no(short)
     if yes_no is not None:
         return yes_no, None

@@ -816,8 +816,10 @@ class Orchestrator:
             self._record_edits(attempt, text, marked_text, [marked])
             text = marked_text
         # As an agent's (`settle_short`): a short answer that only repeats the question answers nothing
-        # (the answer's text stands alone), one cut at its bound keeps its first whole clause.
-        short, settled = settle_short(output.short, question, max_chars=SHORT_MAX_CHARS)
+        # (the answer's text stands alone), one cut at its bound keeps its first whole clause, and one that
+        # copies the synthesizer's instructions is dropped.
+        told = [m.content for m in messages]
+        short, settled = settle_short(output.short, question, max_chars=SHORT_MAX_CHARS, instructions=told)
         if settled is not None:
             self._record_edits(attempt, output.short, short, [settled])
         answer, citations = self._resolve(lead_with(short, text)[0], output.cite, sources)
