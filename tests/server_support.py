@@ -47,6 +47,13 @@ def planned_tasks(tasks: list[str], schema: dict[str, Any] | None) -> list[str]:
     return [tasks[i % len(tasks)] + (f" (angle {i + 1})" if i >= len(tasks) else "") for i in range(count)]
 
 
+def first_query(task: str, team: Team) -> str:
+    """What an agent of `team` searches first for `task`: agents of one run word their searches
+    differently (a team never repeats one), and the planner plans the same words."""
+    words = "subprocess" if not task or task == team.tasks[0] else task.removeprefix("find ")
+    return f"{words} timeout"
+
+
 def research_model(team: Team) -> FunctionModel:
     """A `FunctionModel` that plays every role of a run: planner, agents, synthesizer, direct, rank."""
 
@@ -56,7 +63,8 @@ def research_model(team: Team) -> FunctionModel:
             raise RuntimeError("backend exploded")
         system = messages[0].content
         if "planner" in system:
-            return json.dumps(plan_reply(planned_tasks(team.tasks, schema)))
+            tasks = planned_tasks(team.tasks, schema)
+            return json.dumps(plan_reply(tasks, queries=[[first_query(t, team)] for t in tasks]))
         if "lead researcher" in system:
             gate = team.gate
             while gate is not None and not await asyncio.to_thread(gate.wait, 0.05):
@@ -77,10 +85,9 @@ def research_model(team: Team) -> FunctionModel:
         if allowed_actions(schema) == ["answer"]:
             return action("answer", answer=AGENT_ANSWER, cite=[1])
         turns = sum(m.role == "assistant" for m in messages)
-        if turns == 0:  # agents of one run word their searches differently: a team never repeats one
+        if turns == 0:  # a single agent, or a team agent told its queries without the planned search
             task = messages[1].content.partition("Your part of the work: ")[2].split("\n")[0]
-            words = "subprocess" if not task or task == team.tasks[0] else task.removeprefix("find ")
-            return action("search", query=f"{words} timeout")
+            return action("search", query=first_query(task, team))
         if turns == 1:
             return action("open", ref=1)
         return action("answer", answer=AGENT_ANSWER, cite=[1])

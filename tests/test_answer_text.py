@@ -341,6 +341,7 @@ async def test_a_synthesis_that_loops_is_cut_and_recorded() -> None:
         run_id="r",
         agents=2,
         opening_search=False,
+        planned_search=False,
     )
     result = await orchestrator.run("Shallow or deep copy?")
     assert result.answer == "A shallow copy shares the inner objects [1]. " + LOOP.strip() + "."

@@ -108,8 +108,9 @@ def collect(
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    # The scripts number their own searches' results; the opening search's line: test_opening.py
-    return Settings(data_dir=tmp_path_factory.mktemp("display"), opening_search=False)
+    # The scripts number their own searches' results and pick their own first searches; the opening
+    # search's line and the planned first search: test_opening.py
+    return Settings(data_dir=tmp_path_factory.mktemp("display"), opening_search=False, planned_search=False)
 
 
 @pytest.fixture(scope="module")

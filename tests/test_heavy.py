@@ -98,7 +98,8 @@ def make(model: Any, backend: MemorySearch | None = None, **kwargs: Any) -> tupl
         CachedSearch(backend or MemorySearch(dict(PASSAGES))),
         stream=EventStream([sink]),
         run_id="run-h",
-        **{"opening_search": False, **kwargs},  # the opening search has its own tests (test_opening.py)
+        # the opening search and the planned first search have their own tests (test_opening.py)
+        **{"opening_search": False, "planned_search": False, **kwargs},
     )
     return orchestrator, sink
 
@@ -429,7 +430,8 @@ async def test_invalid_synthesis_twice_falls_back_to_the_best_agents_answer(tmp_
         return script[turns]
 
     sink = ListSink()
-    settings = Settings(data_dir=tmp_path, opening_search=False)  # the script numbers its own results
+    # the script numbers its own results and picks its own first search
+    settings = Settings(data_dir=tmp_path, opening_search=False, planned_search=False)
     heavy = Heavy(FunctionModel(respond), MemorySearch(dict(PASSAGES)), settings=settings)
     result = await heavy.arun("How do I run commands?", "heavy", sinks=[sink])
     synthesis_calls = [e for e in sink.of("ModelCalled") if e.purpose == "synthesis"]

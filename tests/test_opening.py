@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from fakes import PASSAGES, ListSink, MemorySearch, action, allowed_actions, plan_reply
 from openheavy.api import Heavy
 from openheavy.config import Settings
@@ -92,7 +94,12 @@ async def test_a_team_shares_one_opening_search_as_a_common_prompt_prefix() -> N
     more = {f"timeouts#{n}": (f"Timeouts, part {n}", "A subprocess timeout, explained.") for n in range(6)}
     backend = MemorySearch({**PASSAGES, **more})
     orchestrator = Orchestrator(
-        FunctionModel(team), CachedSearch(backend), stream=EventStream([sink]), run_id="r", agents=2
+        FunctionModel(team),
+        CachedSearch(backend),
+        stream=EventStream([sink]),
+        run_id="r",
+        agents=2,
+        planned_search=False,  # agent 1 picks the question's words itself (the planned search: below)
     )
     await orchestrator.run(QUESTION)
 
@@ -140,10 +147,7 @@ async def test_agents_that_check_one_name_each_start_from_their_own_search() -> 
         turns = sum(m.role == "assistant" for m in messages)
         if allowed_actions(schema) == ["answer"] or turns >= 2:
             return action("answer", short="Yes", answer="Yes [1]", cite=[1])
-        if turns == 0:
-            mine = "kestrel" if "Kestrel Review alone" in messages[1].content else "harbor"
-            return action("search", query=mine)
-        return action("open", ref=1)
+        return action("open", ref=1)  # after its planned search for its name
 
     sink = ListSink()
     orchestrator = Orchestrator(
@@ -155,8 +159,12 @@ async def test_agents_that_check_one_name_each_start_from_their_own_search() -> 
     )
     result = await orchestrator.run("Are Kestrel Review and Harbor Monthly both magazines?")
     assert [a.conjunct for a in result.plan.assignments] == ["Kestrel Review", "Harbor Monthly"]
-    assert [e.step for e in sink.of("SearchDone")] == [1, 1]  # no opening search
-    firsts = [e.messages[1]["content"] for e in sink.of("ModelCalled") if len(e.messages) == 2]
+    assert [e.step for e in sink.of("SearchDone")] == [1, 1]  # no opening search: each its planned one
+    assert sorted(e.args["query"] for e in sink.of("ActionParsed") if e.planned) == [
+        "Harbor Monthly",
+        "Kestrel Review",
+    ]
+    firsts = [e.messages[1]["content"] for e in sink.of("ModelCalled") if e.step == 2]
     assert len(firsts) == 2 and not any("Results for" in m for m in firsts)
     assert result.short_answer == "Yes"
 
@@ -181,3 +189,66 @@ async def test_results_listed_before_come_back_as_one_line(tmp_path: Path) -> No
     ]
     # its snippet is in the prompt already
     assert results[5] == "[2] subprocess — check_output (listed above)"
+
+
+def planned_team(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
+    """A planner of two tasks with their own queries; agents that read [1] of what they see and answer."""
+    system = messages[0].content
+    if "planner" in system:
+        return json.dumps(
+            plan_reply(["find subprocess.run", "find shlex"], queries=[["run timeout"], ["shlex"]])
+        )
+    if "lead researcher" in system:
+        return json.dumps({"agreements": "", "conflicts": "", "short": "", "answer": "See [1].", "cite": [1]})
+    turns = sum(m.role == "assistant" for m in messages)
+    if allowed_actions(schema) == ["answer"] or turns >= 2:
+        return action("answer", answer="See [1].", cite=[1])
+    return action("search", query="subprocess") if turns == 0 else action("open", ref=1)
+
+
+@pytest.mark.parametrize("planned", [True, False])
+async def test_each_agent_starts_with_its_planned_search_without_a_model_call(planned: bool) -> None:
+    sink = ListSink()
+    model = FunctionModel(planned_team)
+    orchestrator = Orchestrator(
+        model,
+        CachedSearch(MemorySearch(dict(PASSAGES))),
+        stream=EventStream([sink]),
+        run_id="r",
+        agents=2,
+        max_steps=3,
+        planned_search=planned,
+    )
+    await orchestrator.run(QUESTION)
+    agent_calls = [e for e in sink.of("ModelCalled") if e.agent.startswith("agent-")]
+    searches = {e.agent: e.query for e in sink.of("SearchDone") if e.step == 1}
+    if not planned:  # told its queries, each agent picked its own first search, at a model call
+        assert {e.step for e in agent_calls} == {1, 2, 3} and not any(
+            e.planned for e in sink.of("ActionParsed")
+        )
+        assert searches == {"agent-1": "subprocess", "agent-2": "subprocess"}  # the second: the next page
+        return
+    # step 1 is each agent's planned query, run without a model call: two calls each, not three
+    assert searches == {"agent-1": "run timeout", "agent-2": "shlex"}
+    first_actions = {e.agent: e for e in sink.of("ActionParsed") if e.step == 1}
+    assert all(e.planned and e.action == "search" for e in first_actions.values())
+    assert sorted(e.step for e in agent_calls) == [2, 2, 3, 3]
+    # the conversation reads as if the agent had picked that search: its reply, then the results
+    firsts = {e.agent: e.messages for e in agent_calls if e.step == 2}
+    for agent, query in searches.items():
+        _system, _question, reply, results = firsts[agent]
+        assert (reply["role"], json.loads(reply["content"])["query"]) == ("assistant", query)
+        assert (
+            results["content"].startswith(f'Results for "{query}"')
+            and "(Action 1 of 3 done." in results["content"]
+        )
+    # the agents still share their prompt's prefix up to the end of the opening search's results
+    one, two = firsts["agent-1"][1]["content"], firsts["agent-2"][1]["content"]
+    end = FENCE_END.search(one)
+    assert (
+        end is not None
+        and one[: end.end()] == two[: end.end()]
+        and firsts["agent-1"][0] == firsts["agent-2"][0]
+    )
+    line = describe_event(first_actions["agent-2"])
+    assert line == '[agent-2] step 1 planned search "shlex" (no model call)'

@@ -120,6 +120,7 @@ async def test_a_heavy_team_never_runs_the_same_search_twice() -> None:
         run_id="run-1",
         agents=2,
         opening_search=False,
+        planned_search=False,  # both agents pick the same first search themselves
     )
     result = await orchestrator.run("What do the notes say about timeouts?")
     # the second agent got the next page, and so read a different note

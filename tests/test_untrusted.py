@@ -83,19 +83,22 @@ async def test_an_agent_sees_corpus_text_only_inside_fences() -> None:
     assert "CANARY" not in FENCE.sub("", after_open[-1].content)
 
 
-def heavy_model(question_marker: str) -> FunctionModel:
+def heavy_model(question_marker: str, second: str) -> FunctionModel:
+    """Planner, two agents and the synthesizer; the agents' planned first searches are "zorblat" and
+    `second` (a team words its searches apart), and both find the passage under test."""
+
     def reply(messages: Sequence[Message], schema: JsonSchema | None) -> str:
         assert schema is not None
         properties = schema.get("properties", {})
         if "tasks" in properties:
-            return json.dumps(plan_reply(["the timeout", "the error"], queries=[["zorblat"], ["zorblat"]]))
+            queries = [["zorblat"], [second]]
+            return json.dumps(plan_reply(["the timeout", "the error"], queries=queries))
         if "agreements" in properties:
             synthesis = {"agreements": "", "conflicts": "", "short": "timeout", "answer": "Pass timeout [1]."}
             return json.dumps({**synthesis, "cite": [1]})
         said = [m for m in messages if m.role == "assistant"]
-        if not said:  # the team's agents word their search apart (a team never runs one search twice)
-            words = "zorblat notes" if "the error" in messages[1].content else "zorblat"
-            return action("search", query=words)
+        if not said:  # single mode: the agent's own first search
+            return action("search", query="zorblat")
         if len(said) == 1:
             return action("open", ref=1)
         return action("answer", answer=f"{question_marker} see [1]", cite=[1])
@@ -105,7 +108,7 @@ def heavy_model(question_marker: str) -> FunctionModel:
 
 async def test_synthesis_sees_notes_and_sources_fenced_and_the_question_verbatim(tmp_path: Path) -> None:
     question = "What do {notes} and {sources} mean for subprocess timeout?"
-    model = heavy_model("notes say")
+    model = heavy_model("notes say", "notes")
     backend = MemorySearch({"evil#1": ("zorblat notes", INJECTED), **PASSAGES})
     # The script numbers its own search's results; the opening search is fenced the same way (test_opening)
     heavy = Heavy(model, backend, settings=Settings(data_dir=tmp_path, opening_search=False))
@@ -125,7 +128,7 @@ async def test_the_trace_shows_exactly_what_the_model_saw(tmp_path: Path, mode: 
     from the JSONL file) are the very messages the model received, call for call."""
     tricky = "MARK-A {step} MARK-B {max_steps} {step}{step} {notes} {observation} zorblat"
     question = "How do I time out subprocess.run? {notes} {sources} {step}"
-    model = heavy_model("{observation}")
+    model = heavy_model("{observation}", "task")
     backend = MemorySearch({"tricky#1": ("zorblat {task}", tricky), **PASSAGES})
     heavy = Heavy(model, backend, settings=Settings(data_dir=tmp_path, opening_search=False))
     result = await heavy.arun(question, mode, RunOptions(agents=2, max_steps=3))

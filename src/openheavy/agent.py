@@ -15,6 +15,7 @@ answering after (when the budget says "answer now", the answer stands, `missing`
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -44,7 +45,14 @@ from openheavy.question_forms import conjuncts, short_answer_schema
 from openheavy.search.cache import CachedSearch
 from openheavy.search.queries import QueryLog
 from openheavy.tools.base import Observation, Tool, ToolContext, WrittenInFreeText
-from openheavy.tools.research import Opening, OpenTool, SearchTool, opening_search
+from openheavy.tools.research import (
+    QUERY_MAX_CHARS,
+    Opening,
+    OpenTool,
+    SearchArgs,
+    SearchTool,
+    opening_search,
+)
 from openheavy.tools.sources import SourceBook
 from openheavy.types import (
     ActionParsed,
@@ -254,6 +262,7 @@ class ResearchAgent:
         brief: str | None = None,
         names: Sequence[str] | None = None,
         opening: Opening | None = None,
+        first_search: str | None = None,
     ) -> AgentResult:
         """Research `question` (or the sub-`task` of it) until an answer or a spent budget. `brief`, when
         given, is shown instead of the sub-task line: an orchestrator's instructions for this agent
@@ -262,7 +271,10 @@ class ResearchAgent:
         `question_forms.conjuncts`); after each search or read, the agent is told which one it has not
         read about yet, and which result is about it. `opening`: the results of a search run for the
         team before it started (`tools.research.opening_search`), shown right after the question; they
-        count as the agent's first search, and its first action must still use a tool."""
+        count as the agent's first search, and its first action must still use a tool. `first_search`:
+        a query the orchestrator planned for this agent; it is the agent's first action, run without a
+        model call (`ActionParsed.planned`), so agents that were told to search different words do,
+        whatever a small model would have picked instead."""
         self.stream.emit(AgentStarted(run_id=self.run_id, agent=self.name, task=task or question))
         self._question = question
         self._names = list(conjuncts(question) if names is None else names)
@@ -287,7 +299,11 @@ class ResearchAgent:
         self.messages = [Message("system", system), Message("user", user)]
         step = 0
         try:
-            for step in range(1, self.max_steps + 1):
+            first = 1
+            if first_search and isinstance(search_tool, SearchTool) and self.max_steps > 1:
+                await self._planned_search(first_search, task or question)
+                first = 2
+            for step in range(first, self.max_steps + 1):
                 last = step == self.max_steps  # then one call is all that is left to pay for
                 spent = self.budget.exhausted() or (None if last else self._no_room_for_two_calls())
                 final = last or spent is not None
@@ -340,6 +356,21 @@ class ResearchAgent:
             action, turns = written
         else:
             turns = [Message("assistant", action.raw)]
+        return await self._act(step, action, turns)
+
+    async def _planned_search(self, query: str, task: str) -> None:
+        """Step 1 as planned: search `query` without asking the model. The conversation then reads as if
+        the agent had picked that search itself (its reply is the action, shown like any other), so the
+        steps after it look like the ones it is used to; the trace marks it as planned."""
+        args = SearchArgs(query=" ".join(query.split())[:QUERY_MAX_CHARS])
+        missing = " ".join(task.split())[:MISSING_MAX_CHARS]
+        raw = json.dumps({"missing": missing, "action": SearchTool.name, "query": args.query}, indent=2)
+        action = Action(SearchTool.name, args, raw, missing)
+        await self._act(1, action, [Message("assistant", raw)], planned=True)
+
+    async def _act(self, step: int, action: Action, turns: list[Message], *, planned: bool = False) -> Action:
+        """Run `action` (chosen at `step`, or `planned` for the agent) and append `turns` and what it
+        observed to the conversation. An answer is returned as it is, for the loop to settle."""
         self.stream.emit(
             ActionParsed(
                 run_id=self.run_id,
@@ -348,6 +379,7 @@ class ResearchAgent:
                 action=action.name,
                 args=action.args.model_dump(),
                 missing=action.missing,
+                planned=planned,
             )
         )
         if action.name == "answer":

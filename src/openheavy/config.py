@@ -126,6 +126,9 @@ class Settings(BaseSettings):
     # Search the question's own words once before research agents start, and show every agent the
     # results (`tools.research.Opening`); off: each agent's first search is its own.
     opening_search: bool = True
+    # Heavy mode: each agent's first action is its first planned query, run without a model call;
+    # off: agents are told their queries and pick their first action themselves.
+    planned_search: bool = True
     # Requests in flight at once: 4x the embedded server's 4 slots for agents, 16x for short samples.
     agent_limit: int = Field(16, ge=1)  # research agents per run (heavy, heavy-rank, rank-tools)
     sample_limit: int = Field(64, ge=1)  # samples per run (rank)

@@ -3,7 +3,10 @@
 `Orchestrator.plan` asks the model for the answer's shape and one assignment per agent (a task and its
 own first queries; for a list, a slice of a checked partition), and checks it in code
 (`openheavy.planning`, `openheavy.partition`). `Orchestrator.research` runs the agents in one
-`TaskGroup` over a shared search cache (one agent failing never loses the others' work).
+`TaskGroup` over a shared search cache (one agent failing never loses the others' work); each agent's
+first action is its first planned query, run without a model call, so the agents start apart by
+construction (a small model told "search first for X" opens the top shared result in about one case
+of eight instead).
 `Orchestrator.synthesize` merges: short answers are voted, lists are the deduplicated union of the
 agents' items, long answers are synthesized (`openheavy.aggregation`). Citations may point only at
 passages some agent actually opened. The plan, the vote and the merge are events in the trace.
@@ -150,6 +153,7 @@ class Orchestrator:
         answer_max_chars: int = ANSWER_MAX_CHARS,
         max_list_documents: int = MAX_DOCUMENTS,
         opening_search: bool = True,
+        planned_search: bool = True,
     ) -> None:
         if max_agents < 1:
             raise OpenHeavyError(f"--max-agents must be at least 1, got {max_agents}")
@@ -172,6 +176,7 @@ class Orchestrator:
         self.answer_max_chars = answer_max_chars
         self.max_list_documents = max_list_documents
         self.opening_search = opening_search  # search the question once and show every agent the results
+        self.planned_search = planned_search  # an agent's first action is its first planned query
         self.temperature = temperature
         self.seed = seed
         self.usage = Usage()
@@ -333,7 +338,8 @@ class Orchestrator:
                 # question's results are about every name, and the 0.5B agents then judged the name
                 # by another's page ("Yes" for both, where their per-name searches had found "No").
                 given = None if assignment.conjunct else opening
-                run = self._run_agent(agent, question, assignment.task, brief, names, given)
+                first = self._first_search(assignment, brief)
+                run = self._run_agent(agent, question, assignment.task, brief, names, given, first)
                 tasks.append(group.create_task(run))
         results = [t.result() for t in tasks]
         for result in results:
@@ -347,6 +353,11 @@ class Orchestrator:
         if assignment not in plan.assignments[:index]:
             return self.temperature
         return max(self.temperature or 0.0, SAMPLE_TEMPERATURE)
+
+    def _first_search(self, assignment: Assignment, brief: str | None) -> str | None:
+        """The query an agent's first action searches, without a model call: the first of its
+        assignment's queries, which its brief names (None when it has no brief, or this is off)."""
+        return assignment.queries[0] if brief and self.planned_search else None
 
     def _brief(self, question: str, plan: Plan, assignment: Assignment) -> str | None:
         """What this agent is told after the shared question: its task or slice and its first queries."""
@@ -404,9 +415,12 @@ class Orchestrator:
         brief: str | None = None,
         names: list[str] | None = None,
         opening: Opening | None = None,
+        first_search: str | None = None,
     ) -> AgentResult:
         try:
-            return await agent.run(question, task, brief=brief, names=names, opening=opening)
+            return await agent.run(
+                question, task, brief=brief, names=names, opening=opening, first_search=first_search
+            )
         except Exception as exc:  # anything unexpected: keep the other agents' work
             message = f"{type(exc).__name__}: {exc}"
             return AgentResult.failure(agent.name, task, 0, agent.usage, agent.sources, message)
@@ -441,7 +455,10 @@ class Orchestrator:
             agent = self._agent(index, heat)
             assignment = plan.assignments[index]
             brief = self._brief(question, plan, assignment)
-            result = await self._run_agent(agent, question, assignment.task, brief, opening=opening)
+            first = self._first_search(assignment, brief)
+            result = await self._run_agent(
+                agent, question, assignment.task, brief, opening=opening, first_search=first
+            )
             results[index] = result
             self.usage = self.usage + result.usage
             return trajectory_sample(index, result, temperature=heat)

@@ -128,6 +128,7 @@ class ActionParsed(Event):
     action: str
     args: dict[str, Any]
     missing: str = ""  # what the agent said it still had to find out, before choosing this action
+    planned: bool = False  # run as the orchestrator planned it (a first search), not picked by the model
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -86,6 +86,14 @@ def describe_event(event: Event) -> str | None:
             tokens = tokens_in_out(event.prompt_tokens, event.completion_tokens)
             return f"{who} model ({event.purpose}) · {tokens} · {duration(event.seconds)}"
         case ActionParsed():
+            if event.planned:  # its own event (the search) follows; this line says who chose it
+                query = event.args.get("query")
+                what = (
+                    f'"{one_line(query, 80)}"'
+                    if isinstance(query, str)
+                    else one_line(compact_json(event.args))
+                )
+                return f"{who} planned {event.action} {what} (no model call)"
             if event.action in _ACTIONS_WITH_OWN_EVENT:
                 return None
             return f"{who} {event.action} {one_line(compact_json(event.args))}{_missing(event)}"

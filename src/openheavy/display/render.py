@@ -286,7 +286,8 @@ class _TracePrinter:
                     )
                 out.print(Panel(Text(event.output), title="model output", title_align="left", style="bold"))
             case ActionParsed():
-                out.print(Text.assemble(("action ", "bold"), event.action, " ", compact_json(event.args)))
+                head = "action (planned, no model call) " if event.planned else "action "
+                out.print(Text.assemble((head, "bold"), event.action, " ", compact_json(event.args)))
                 if event.missing.strip():
                     out.print(Text.assemble(("missing ", "bold"), event.missing))
             case OutputRejected():

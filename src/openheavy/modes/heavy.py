@@ -27,6 +27,7 @@ async def research_team(run: RunContext, agents: int | None) -> Orchestrator:
         seed=run.options.seed,
         answer_max_chars=run.settings.answer_max_chars,
         opening_search=run.settings.opening_search,
+        planned_search=run.settings.planned_search,
     )
 
 
