@@ -291,6 +291,12 @@ def is_placeholder(text: str) -> bool:
 # was instructed with (not the question, not the data it read): "The county shares the most words with
 # the question." from the hint "[1] shares the most words with the question", seen on MuSiQue.
 COPIED_RUN_WORDS = 6
+# The grammar stops a string short of its bound too: when no next token fits the characters left, the
+# model may only close it ("… media outlet The Convers", 79 of 80). A string this close to the bound
+# that does not end as a sentence or a quote does was stopped there (101 of 201 such short answers in
+# the stored runs: "… drafted in the 7th round of the 1959 NFL Draft by the New").
+BOUND_SLACK = 6
+_CLOSED_END = tuple(".!?…)]\"'")
 _UNTRUSTED_BLOCK = re.compile(r"<(data-[0-9a-f]{8})>.*?</\1>", re.DOTALL)
 
 
@@ -326,12 +332,16 @@ def settle_short(
 ) -> tuple[str, Edit | None]:
     """The short answer a run leads with, votes on and is graded on, from the one the model wrote:
     markers and extra spaces gone; a leading "Yes,"/"No," alone; "" when it only restates the question;
-    and when it filled its schema's length bound (`max_chars`: the grammar stopped it mid-word), kept up
+    and when it filled its schema's length bound (`max_chars`, or within `BOUND_SLACK` of it without an
+    ending: the grammar stopped it mid-word), kept up
     to the end of its first sentence, else of its first clause, since the direct answer comes first
     ("Louis Aragon, who wrote … and was a leading member of the Sur" gives "Louis Aragon"), or dropped
     when it has none; "" when it copies a placeholder, or words of the writer's `instructions`
     (`copied_instructions`). What changed is the returned `Edit`."""
-    filled = len(short) >= max_chars  # measured as written: the bound applies to the raw string
+    # measured as written: the bound applies to the raw string
+    filled = len(short) >= max_chars or (
+        len(short) >= max_chars - BOUND_SLACK and not short.rstrip().endswith(_CLOSED_END)
+    )
     short = " ".join(renumber_markers(short, {}).split())
     if is_placeholder(short):
         return "", Edit("short_answer_dropped", f"the short answer copies the format's placeholder: {short}")
