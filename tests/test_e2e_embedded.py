@@ -190,7 +190,12 @@ async def test_heavy_run_with_the_tiny_model(
     assert result.plan is not None
     assert len(result.agents) == 2
     assert result.figures.agents == 2
-    assert {"plan", "action"} <= set(result.figures.by_purpose)
+    # with two steps, each agent's first is its planned search (no model call), its second the answer
+    assert {"plan", "answer"} <= set(result.figures.by_purpose)
+    planned = [
+        r for r in read_trace(result.trace_path) if r.kind == "ActionParsed" and r.payload.get("planned")
+    ]
+    assert sorted(r.agent for r in planned) == ["agent-1", "agent-2"]
     read = {d for a in result.agents for d in a["documents_read"]}
     assert {c["id"] for c in result.citations} <= read
     await heavy.aclose()
