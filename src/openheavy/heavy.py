@@ -4,9 +4,9 @@
 own first queries; for a list, a slice of a checked partition), and checks it in code
 (`openheavy.planning`, `openheavy.partition`). `Orchestrator.research` runs the agents in one
 `TaskGroup` over a shared search cache (one agent failing never loses the others' work); each agent's
-first action is its first planned query, run without a model call, so the agents start apart by
-construction (a small model told "search first for X" opens the top shared result in about one case
-of eight instead).
+first action is its first planned query, run without a model call (`Orchestrator._first_search`; not
+for agents that check one name of a yes/no question), so the agents start apart by construction (a
+small model told "search first for X" opens the top shared result in about one case of eight instead).
 `Orchestrator.synthesize` merges: short answers are voted, lists are the deduplicated union of the
 agents' items, long answers are synthesized (`openheavy.aggregation`). Citations may point only at
 passages some agent actually opened. The plan, the vote and the merge are events in the trace.
