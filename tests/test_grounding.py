@@ -26,10 +26,10 @@ def test_plurals_fold_to_their_singular(word: str, folded: str) -> None:
     ("predicate", "words"),
     [
         ("sports magazines", ["sports", "magazines"]),
-        ("based in Massachusetts", ["massachusetts"]),  # the place is what a page states
+        ("based in Massachusetts", ["Massachusetts"]),  # the place is what a page states
         ("types of drinks", ["drinks"]),
         ("considered coastal cities", ["coastal", "cities"]),
-        ("connected with Disney", ["disney"]),
+        ("connected with Disney", ["Disney"]),
         ("born in 1990", ["born"]),
         ("types of them", []),
     ],
@@ -54,10 +54,10 @@ def test_a_yes_is_grounded_only_when_each_names_pages_hold_the_words() -> None:
     found = ungrounded_yes("connected with Disney", ["Monkey Kingdom", "Ostara Films"], about)
     assert found is not None and (found.name, found.missing, found.refs) == (
         "Ostara Films",
-        ("disney",),
+        ("Disney",),
         (2,),
     )
-    assert found.describe() == 'no passage read about Ostara Films says "disney"'
+    assert found.describe() == 'no passage read about Ostara Films says "Disney"'
     # nothing read about a name: its yes has nothing under it
     found = ungrounded_yes("connected with Disney", ["Monkey Kingdom", "Lumen Pictures"], about)
     assert found is not None and (found.name, found.refs) == ("Lumen Pictures", ())

@@ -50,14 +50,16 @@ def fold(word: str) -> str:
 
 
 def predicate_words(predicate: str) -> list[str]:
-    """The content words a passage must hold for `predicate` to be stated there, lower-cased:
-    stopwords, framing words ("type", "considered") and participles ("based", "connected") dropped."""
-    words = []
-    for term in query_terms(predicate):
-        word = fold(term)
-        framing = word in _FRAMING or (len(word) > 4 and word.endswith("ed"))
-        if not framing and not word.isdigit() and term not in words:
-            words.append(term)
+    """The content words a passage must hold for `predicate` to be stated there, as the question writes
+    them: stopwords, framing words ("type", "considered") and participles ("based", "connected")
+    dropped."""
+    content = set(query_terms(predicate))
+    words: list[str] = []
+    for word in _WORD.findall(unicodedata.normalize("NFKC", predicate)):
+        folded = fold(word)
+        framing = folded in _FRAMING or (len(folded) > 4 and folded.endswith("ed"))
+        if word.casefold() in content and not framing and not word.isdigit() and word not in words:
+            words.append(word)
     return words
 
 
