@@ -31,6 +31,7 @@ CORE: dict[str, set[str]] = {
     "citations": BASE,
     "answer_text": BASE | {"citations", "question_forms"},
     "question_forms": BASE,
+    "grounding": BASE | {"search"},
     "models": BASE | {"config", "models"},
     "sqlite_migrations": BASE,
     "pdf": set(),
@@ -45,7 +46,8 @@ CORE: dict[str, set[str]] = {
     "verify": BASE | {"models", "prompts", "verify"},
     "rank": BASE | {"models", "prompts", "verify", "answer_text"},
     "program_aided": BASE | {"models", "prompts", "rank", "sandbox", "tools", "verify"},
-    "agent": BASE | {"models", "tools", "search", "prompts", "citations", "answer_text", "question_forms"},
+    "agent": BASE
+    | {"models", "tools", "search", "prompts", "citations", "answer_text", "question_forms", "grounding"},
     "direct": BASE | {"agent", "models", "prompts", "answer_text"},
     "partition": BASE,
     "planning": BASE | {"partition", "search", "question_forms"},

@@ -58,6 +58,9 @@ def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
     if "research agent" not in system:  # direct mode
         return guess
     turns = sum(m.role == "assistant" for m in messages)
+    unread = re.search(r"you have not read about it yet: open \[(\d+)\]", messages[-1].content)
+    if unread and "open" in allowed_actions(schema):  # a yes/no question's other name: read it too
+        return action("open", ref=int(unread[1]))
     if allowed_actions(schema) == ["answer"] or turns >= 2:
         opened = [json.loads(m.content).get("ref") for m in messages if m.role == "assistant"]
         ref = next((r for r in reversed(opened) if r), 1)  # the passage it opened

@@ -752,7 +752,7 @@ async def test_a_list_answer_is_the_deduplicated_union_of_every_agents_items_wit
 
 MAGAZINES = {
     "kestrel#1": ("Kestrel Review", "Kestrel Review is a quarterly literary magazine founded in 1990."),
-    "harbor#1": ("Harbor Monthly", "Harbor Monthly is a boating and fishing magazine."),
+    "harbor#1": ("Harbor Monthly", "Harbor Monthly is a literary magazine about boating and fishing."),
 }
 BOTH_QUESTION = "Are Kestrel Review and Harbor Monthly both literary magazines?"
 
@@ -809,6 +809,28 @@ async def test_a_yes_no_question_of_two_names_is_checked_name_by_name_and_needs_
         {"answer": "Harbor Monthly: No", "agents": ["agent-2", "agent-4"]},
     ]
     assert not [c for c in model.calls if role_of(c.messages) in ("planner", "synthesizer")]
+
+
+async def test_a_names_yes_that_its_page_does_not_support_is_a_no_in_the_vote() -> None:
+    # every agent says yes, but Harbor Monthly's page says "boating and fishing magazine": its agents'
+    # yes is not grounded (`grounding`), so the name's verdict, and the question's, is no
+    pages = dict(
+        MAGAZINES, **{"harbor#1": ("Harbor Monthly", "Harbor Monthly is a boating and fishing magazine.")}
+    )
+    model = FunctionModel(conjunct_team({"Kestrel Review": ["Yes", "Yes"], "Harbor Monthly": ["Yes", "Yes"]}))
+    orchestrator, sink = make(model, MemorySearch(pages), agents=4)
+    result = await orchestrator.run(BOTH_QUESTION)
+    assert result.short_answer == "No"
+    assert result.answer.startswith('No: no passage read about Harbor Monthly says "literary"')
+    [vote] = sink.of("VoteTaken")
+    assert vote.candidates == [
+        {"answer": "Kestrel Review: Yes", "agents": ["agent-1", "agent-3"]},
+        {"answer": "Harbor Monthly: No", "agents": ["agent-2", "agent-4"]},
+    ]
+    edited = {
+        e.agent for e in sink.of("AnswerEdited") for edit in e.edits if edit["kind"] == "yes_not_grounded"
+    }
+    assert edited == {"agent-2", "agent-4"}
 
 
 async def test_a_yes_needs_every_name_and_an_undecided_name_goes_to_the_plain_vote() -> None:

@@ -414,6 +414,64 @@ async def test_with_no_result_about_a_name_the_agent_is_told_to_search_for_it() 
     assert "asks about" not in " ".join(c.messages[-1].content for c in model.calls)
 
 
+async def test_a_yes_that_no_page_read_about_a_name_supports_becomes_no() -> None:
+    # Harbor Monthly's page says "boating and fishing magazine": a "yes, both literary" is not grounded
+    sink = ListSink()
+    agent, _ = magazine_agent(
+        [
+            action("search", query="Kestrel Review Harbor Monthly"),  # [1] Gull, [2] Harbor, [3] Kestrel
+            action("open", ref=3),
+            action("open", ref=2),
+            action("answer", short="Yes", answer="Yes, both are literary magazines [2][3].", cite=[2, 3]),
+        ]
+    )
+    agent.stream = EventStream([sink])
+    result = await agent.run(BOTH)
+    assert result.short_answer == "No"
+    assert result.answer == 'No: no passage read about Harbor Monthly says "literary" [1].'
+    assert [c.id for c in result.citations] == ["harbor#1"]
+    [edited] = sink.of("AnswerEdited")
+    assert edited.edits[0]["kind"] == "yes_not_grounded"
+    assert "Harbor Monthly" in edited.edits[0]["detail"]
+    assert sink.of("AgentFinished")[0].short_answer == "No"
+
+    # with nothing read about Harbor Monthly, a "yes" is not grounded either
+    agent, _ = magazine_agent(
+        [
+            action("search", query="Kestrel Review"),
+            action("open", ref=1),
+            action("answer", short="Yes", answer="Yes [1].", cite=[1]),
+        ],
+        max_steps=3,
+    )
+    result = await agent.run(BOTH)
+    assert (result.short_answer, result.answer) == ("No", "No: nothing read is about Harbor Monthly.")
+
+
+async def test_a_yes_that_each_page_read_supports_stands_and_a_no_is_never_turned() -> None:
+    pages = dict(
+        MAGAZINES, **{"harbor#1": ("Harbor Monthly", "Harbor Monthly is a literary magazines' digest.")}
+    )
+    for short, expected in [("Yes", "Yes"), ("No", "No")]:
+        model = ScriptedModel(
+            [
+                action("search", query="Kestrel Review Harbor Monthly"),
+                action("open", ref=3),
+                action("open", ref=2),
+                action("answer", short=short, answer=f"{short}, see [2][3].", cite=[2, 3]),
+            ]
+        )
+        sink = ListSink()
+        agent = ResearchAgent(
+            model, CachedSearch(MemorySearch(pages)), stream=EventStream([sink]), run_id="r", max_steps=6
+        )
+        result = await agent.run(BOTH)
+        assert result.short_answer == expected
+        assert not [
+            e for e in sink.of("AnswerEdited") for edit in e.edits if edit["kind"] == "yes_not_grounded"
+        ]
+
+
 async def test_a_short_answer_that_copies_the_instructions_is_sent_back_then_dropped() -> None:
     # seen on MuSiQue: "The county shares the most words with the question." copies the hint shown
     # after a search ("[2] shares the most words with the question"), and on HotpotQA "The question asks

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from openheavy.question_forms import conjuncts, is_yes_no, proper_names, short_answer_schema
+from openheavy.question_forms import conjunct_split, conjuncts, is_yes_no, proper_names, short_answer_schema
 from test_multihop import read_then_answer, run_agent
 
 
@@ -66,6 +66,24 @@ def test_an_optional_short_answer_may_be_empty() -> None:
 )
 def test_a_yes_no_question_asked_of_two_names_is_split_into_them(question: str, names: list[str]) -> None:
     assert conjuncts(question) == names
+
+
+@pytest.mark.parametrize(
+    ("question", "predicate"),
+    [
+        ("Are Kestrel Review and Harbor Monthly both sports magazines?", "sports magazines"),
+        (
+            "Are both Duke Energy and Affiliated Managers Group based in Massachusetts?",
+            "based in Massachusetts",
+        ),
+        ("Were both Ada Lindqvist and Tom Weir born in Oslo?", "born in Oslo"),
+        ("Are Ada Lindqvist and Tom Weir both of the same nationality?", ""),
+        ("Is Kestrel Review a literary magazine?", ""),
+    ],
+)
+def test_a_questions_names_come_with_what_it_asks_of_each(question: str, predicate: str) -> None:
+    names, said = conjunct_split(question)
+    assert said == predicate and names == conjuncts(question) and bool(names) == bool(predicate)
 
 
 def test_yes_no_questions_open_with_an_auxiliary() -> None:

@@ -35,13 +35,14 @@ from openheavy.answer_text import (
 )
 from openheavy.citations import Citation, Source, cited_numbers, resolve_citations
 from openheavy.errors import BudgetExceededError, ModelOutputError, OpenHeavyError
+from openheavy.grounding import ungrounded_yes
 from openheavy.json_output import close_cut_json, first_json_object
 from openheavy.models.base import ChatModel
 from openheavy.models.budget import Budget, BudgetName, estimate_prompt_tokens
 from openheavy.models.recording import CallLabel, RecordingModel, output_token_bound
 from openheavy.normalize import last_number_plain, numbers_equal, numbers_in
 from openheavy.prompts import render_prompt
-from openheavy.question_forms import conjuncts, short_answer_schema
+from openheavy.question_forms import conjunct_predicate, conjuncts, short_answer_schema
 from openheavy.search.cache import CachedSearch
 from openheavy.search.queries import QueryLog
 from openheavy.tools.base import Observation, Tool, ToolContext, WrittenInFreeText
@@ -684,8 +685,12 @@ class ResearchAgent:
             edits.append(
                 Edit("short_answer_from_code", f"no short answer was left: the code's last number {printed}")
             )
-        text = self._written_answer(action.args, short, steps, settled=edits)
-        answer, citations = self._resolve_citations(text, action.args.cite)
+        args = action.args
+        if short == "Yes" and self._names:
+            short, args, grounded = self._ground_yes(args)
+            edits += grounded
+        text = self._written_answer(args, short, steps, settled=edits)
+        answer, citations = self._resolve_citations(text, args.cite)
         self.stream.emit(
             AgentFinished(
                 run_id=self.run_id,
@@ -710,6 +715,21 @@ class ResearchAgent:
             missing=missing,
             short_answer=short,
         )
+
+    def _ground_yes(self, args: AnswerArgs) -> tuple[str, AnswerArgs, list[Edit]]:
+        """A "yes" to a question asked of several names (`self._names`) stands only when a passage this
+        agent read about each name holds the predicate's words (`grounding.ungrounded_yes`); otherwise
+        the answer is "no", written from what was read, and the change is recorded."""
+        predicate = conjunct_predicate(self._question)
+        about = {name: self.sources.about(name) for name in self._names}
+        found = ungrounded_yes(predicate, self._names, about)
+        if found is None:
+            return "Yes", args, []
+        why = found.describe()
+        markers = "".join(f"[{ref}]" for ref in found.refs)
+        text = f"No: {why}{' ' + markers if markers else ''}."
+        edit = Edit("yes_not_grounded", f'"Yes" became "No": {why} ({predicate})')
+        return "No", AnswerArgs(short="No", answer=text, cite=list(found.refs)), [edit]
 
     def _written_answer(
         self, args: AnswerArgs, short: str, step: int, *, settled: Sequence[Edit] = ()

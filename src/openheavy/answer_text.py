@@ -53,7 +53,8 @@ class Edit:
     """One repair of an answer's text, as the trace records it."""
 
     kind: str  # "repetition_cut", "sentence_end", "markers_added", "short_answer_led",
-    # "short_answer_dropped", "short_answer_cut", "answer_dropped", "short_answer_from_code"
+    # "short_answer_dropped", "short_answer_cut", "answer_dropped", "short_answer_from_code",
+    # "yes_not_grounded" (`grounding`)
     detail: str
     removed_chars: int = 0
 

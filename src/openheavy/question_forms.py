@@ -17,6 +17,8 @@ __all__ = [
     "QUANTITY_WORDS",
     "asks_for_a_list",
     "asks_for_one_thing",
+    "conjunct_predicate",
+    "conjunct_split",
     "conjuncts",
     "is_yes_no",
     "names_candidates",
@@ -81,34 +83,46 @@ def conjuncts(question: str) -> list[str]:
     Massachusetts?" ask it of two names, and the answer is yes only if it holds for each. [] for any
     other question, and for a predicate that compares the names ("both of the same nationality"), which
     holds of the pair, not of each alone."""
+    return conjunct_split(question)[0]
+
+
+def conjunct_predicate(question: str) -> str:
+    """What such a question asks of each of its `conjuncts`: "sports magazines", "based in
+    Massachusetts"; "" for any other question."""
+    return conjunct_split(question)[1]
+
+
+def conjunct_split(question: str) -> tuple[list[str], str]:
+    """The `conjuncts` of a yes/no question and the predicate it asks of each; ([], "") for none."""
     text = question.strip().rstrip("?").strip()
     opener, _, rest = text.partition(" ")
     if opener.casefold() not in _YES_NO_OPENERS or _COMPARES.search(rest):
-        return []
+        return [], ""
     if rest.casefold().startswith("both "):  # "Are both A and B P"
         split = _AND.split(rest[5:], maxsplit=1)
         if len(split) < 2:
-            return []
+            return [], ""
         first, words = split[0], split[1].split()
         # the second name is the longest run of words that reads as a name, with a predicate after it
         for end in range(len(words) - 1, 0, -1):
             second = " ".join(words[:end]).rstrip(",")
             if _is_name(second):
+                predicate = " ".join(words[end:])
                 break
         else:
-            return []
+            return [], ""
     else:  # "Are A and B both P"
         pair = _BOTH.split(rest, maxsplit=1)
         if len(pair) < 2 or not pair[1].strip():
-            return []
+            return [], ""
         names = _AND.split(pair[0], maxsplit=1)
         if len(names) < 2:
-            return []
-        first, second = names
+            return [], ""
+        (first, second), predicate = names, pair[1]
     first, second = first.strip().rstrip(","), second.strip().rstrip(",")
     if not (_is_name(first) and _is_name(second)) or first.casefold() == second.casefold():
-        return []
-    return [first, second]
+        return [], ""
+    return [first, second], predicate.strip()
 
 
 # Question words that ask for one person, time, place or choice ("Who founded …?", "In which year …?").

@@ -62,18 +62,24 @@ class SourceBook:
             return None
         return -max(scored)[1]
 
+    def about(self, name: str) -> dict[int, Document]:
+        """The opened passages about `name`: the name's words are all in the title or the opening."""
+        words = query_words(name)
+        if not words:
+            return {}
+        return {
+            ref: d
+            for ref, d in self.opened.items()
+            if words <= query_words(f"{d.title} {d.text[:_OPENING_CHARS]}")
+        }
+
     def unread_name(self, names: Sequence[str]) -> tuple[str, int | None] | None:
-        """The first of `names` (the things a question asks about) that no opened passage is about, with
-        the unread result whose title names it (None when no result seen does); None when every name has
-        been read about. A passage is about a name when the name's words are all in its title or its
-        opening."""
+        """The first of `names` (the things a question asks about) that no opened passage is about
+        (`about`), with the unread result whose title names it (None when no result seen does); None when
+        every name has been read about."""
         for name in names:
             words = query_words(name)
-            if not words:
-                continue
-            if any(
-                words <= query_words(f"{d.title} {d.text[:_OPENING_CHARS]}") for d in self.opened.values()
-            ):
+            if not words or self.about(name):
                 continue
             titled = [ref for ref in self.unopened_refs() if words <= query_words(self.seen[ref].title)]
             return name, titled[0] if titled else None
