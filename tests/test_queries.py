@@ -29,6 +29,7 @@ NOTES = {f"note#{n:02d}": (f"timeout note {n:02d}", f"timeout detail number {n:0
 def test_query_key_ignores_case_punctuation_order_repeats_and_stopwords() -> None:
     assert query_key("Subprocess timeout?") == query_key("the TIMEOUT of a subprocess, subprocess")
     assert query_key("subprocess timeout") == query_key("subprocess timeouts")  # plurals fold
+    assert query_key("coastal cities") == query_key("coastal city")  # "-ies" folds to "-y"
     assert query_key("subprocess timeout") != query_key("subprocess timer")
     assert query_key("the of") == "of the"  # stopwords only: still a key, never ""
 

@@ -23,7 +23,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from openheavy.search.terms import query_terms
+from openheavy.search.terms import query_terms, singular
 from openheavy.types import Document
 
 __all__ = ["Ungrounded", "fold", "predicate_words", "ungrounded_yes"]
@@ -37,16 +37,9 @@ _PREFIX_MIN = 4
 
 
 def fold(word: str) -> str:
-    """A lower-case word with its English plural folded away: "cities" -> "city", "churches" ->
-    "church", "magazines" -> "magazine" (not "class", "bus")."""
-    word = unicodedata.normalize("NFKC", word).casefold()
-    if len(word) > 4 and word.endswith("ies"):
-        return word[:-3] + "y"
-    if len(word) > 4 and word.endswith(("sses", "ches", "shes", "xes", "zes")):
-        return word[:-2]
-    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        return word[:-1]
-    return word
+    """A word as the check compares it: NFKC, case-folded, its plural folded away
+    (`search.terms.singular`, the same folding search queries get)."""
+    return singular(unicodedata.normalize("NFKC", word).casefold())
 
 
 def predicate_words(predicate: str) -> list[str]:

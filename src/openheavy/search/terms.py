@@ -61,5 +61,12 @@ def query_key(query: str) -> str:
 
 
 def singular(word: str) -> str:
-    """A lower-case word with its plural "s" folded away ("peps" -> "pep"; not "class")."""
-    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+    """A lower-case word with its English plural folded away: "peps" -> "pep", "cities" -> "city",
+    "churches" -> "church" (not "class", "genus", "basis")."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 4 and word.endswith(("sses", "ches", "shes", "xes", "zes")):
+        return word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
