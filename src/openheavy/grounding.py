@@ -34,7 +34,15 @@ from dataclasses import dataclass
 from openheavy.search.terms import query_terms, singular
 from openheavy.types import Document
 
-__all__ = ["GroundedChoice", "Ungrounded", "fold", "grounded_choice", "predicate_words", "ungrounded_yes"]
+__all__ = [
+    "GroundedChoice",
+    "Ungrounded",
+    "compares",
+    "fold",
+    "grounded_choice",
+    "predicate_words",
+    "ungrounded_yes",
+]
 
 # Words that frame a predicate rather than state it: "types of drinks" asks for drinks.
 _FRAMING = frozenset("type kind sort form considered regarded known called classified also each".split())  # noqa: SIM905
@@ -112,6 +120,18 @@ def ungrounded_yes(
     return None
 
 
+def compares(question: str, candidates: Sequence[str]) -> bool:
+    """Whether `question` compares its `candidates` (which has more, is older, came first …): what
+    no page's words decide."""
+    return _COMPARISON.search(_without(question, candidates)) is not None
+
+
+def _without(question: str, candidates: Sequence[str]) -> str:
+    for name in candidates:
+        question = question.replace(name, " ")  # "The Last Samurai" compares nothing
+    return question
+
+
 @dataclass(frozen=True)
 class GroundedChoice:
     """The candidate the read passages support (`grounded_choice`): the question's words the passages
@@ -140,12 +160,9 @@ def grounded_choice(
     hold the most of the question's content words other than the candidates' own, or None: when the
     question compares the candidates (`_COMPARISON`), when a candidate has no passage read about it,
     or when no candidate alone holds the most (none holding any is no choice)."""
-    rest = question
-    for name in candidates:
-        rest = rest.replace(name, " ")  # "The Last Samurai" compares nothing
-    if len(candidates) < 2 or _COMPARISON.search(rest):
+    if len(candidates) < 2 or compares(question, candidates):
         return None
-    words = predicate_words(rest)
+    words = predicate_words(_without(question, candidates))
     held: list[tuple[str, tuple[str, ...], tuple[int, ...]]] = []
     for name in candidates:
         passages = about.get(name, {})
