@@ -3,7 +3,8 @@
 Per mode (every mode with traces; heavy modes show the plan columns):
   - the median number of distinct queries and of distinct documents opened per run (all agents);
   - how answers were merged: plan shapes, partition origins (planner / span / fallback), how votes were
-    decided (majority / synthesizer / only answer / conjuncts) and how many list merges ran;
+    decided (majority / shared words / synthesizer / only answer / conjuncts / dates) and how many list
+    merges ran;
   - the mean of each graded metric and of tokens per item, and tokens against `single` on the same items;
   - the share of prompt tokens served from the server's prompt cache (where the backend reports it).
 With `--groups TASKS.jsonl --group-field FIELD`, metrics are also split by whether each task's record

@@ -7,9 +7,11 @@ from dataclasses import replace
 
 from openheavy.agent import ANSWERED, AgentResult
 from openheavy.aggregation import (
+    Candidate,
     is_choice,
     lead_sentence,
     merge_list_items,
+    shared_words,
     short_answer,
     vote_on_answers,
 )
@@ -84,6 +86,40 @@ def test_the_vote_needs_a_true_majority() -> None:
     tie = vote_on_answers(results[:1] + results[2:3])
     assert tie.winner is None and len(tie.candidates) == 2  # 1-1: the synthesizer decides
     assert vote_on_answers([results[0]]).winner is not None  # one answer is the answer
+
+
+def test_words_most_answers_share_that_the_question_lacks_are_what_they_agree_on() -> None:
+    question = "Andrew Jaspan was the co-founder of what not-for-profit media outlet?"
+    answers = [
+        "Andrew Jaspan was the co-founder of The Conversation",
+        "The Conversation is an independent, not-for-profit media outlet",
+        "The Editor-in-Chief is the co-founder of State media",
+        "The Conversation is an independent",
+    ]
+    # "Andrew Jaspan", "co-founder" and "media outlet" are the question's own words; "The" is kept
+    assert shared_words(answers, question) == ("The Conversation", (0, 1, 3))
+    assert shared_words(answers[1:3], question) is None  # one answer of two is no majority
+    assert shared_words([*answers[:2], "EvidenceNetwork.ca", "State media"], question) is None  # 2 of 4
+    # two rival names, each held by as many answers: nothing is decided
+    rivals = ["Louis Aragon wrote it", "J. G. Farrell wrote it", "Farrell or Aragon"]
+    assert shared_words(rivals, "Who wrote The Siege of Krishnapur?") is None
+    restated = ["Andrew Jaspan founded it", "Andrew Jaspan, a journalist", "It was Andrew Jaspan's"]
+    assert shared_words(restated, question) is None  # the question's subject is no answer
+
+
+def test_the_vote_falls_back_to_shared_words_only_when_no_answer_wins() -> None:
+    results = [
+        result("agent-1", "J. G. Farrell wrote it [1]."),
+        result("agent-2", "The novelist was J. G. Farrell [1]."),
+        result("agent-3", "Louis Aragon [1]."),
+    ]
+    question = "Who wrote The Siege of Krishnapur?"
+    assert vote_on_answers(results).winner is None  # without the question: a three-way split
+    vote = vote_on_answers(results, question)
+    assert vote.shared and vote.winner == Candidate("J. G. Farrell", ("agent-1", "agent-2"))
+    assert len(vote.candidates) == 3
+    same = vote_on_answers([results[0], replace(results[0], agent="agent-4"), results[2]], question)
+    assert not same.shared and same.winner is not None and same.winner.agents == ("agent-1", "agent-4")
 
 
 def test_answers_that_cite_nothing_do_not_outvote_one_that_read_a_source() -> None:

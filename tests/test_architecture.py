@@ -51,7 +51,7 @@ CORE: dict[str, set[str]] = {
     "direct": BASE | {"agent", "models", "prompts", "answer_text"},
     "partition": BASE,
     "planning": BASE | {"partition", "search", "question_forms"},
-    "aggregation": BASE | {"agent", "citations", "partition", "verify", "answer_text"},
+    "aggregation": BASE | {"agent", "citations", "partition", "verify", "answer_text", "search"},
     "item_check": BASE | {"agent", "models", "prompts", "search", "question_forms"},
     "dated_choice": BASE | {"question_forms", "search"},
     "heavy": BASE

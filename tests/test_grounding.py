@@ -1,10 +1,11 @@
-"""A "yes" to a question asked of several names stands only when what was read says it of each."""
+"""A "yes" to a question asked of several names stands only when what was read says it of each; a
+choice between named candidates goes to the one whose pages say what the question asks."""
 
 from __future__ import annotations
 
 import pytest
 
-from openheavy.grounding import fold, predicate_words, ungrounded_yes
+from openheavy.grounding import fold, grounded_choice, predicate_words, ungrounded_yes
 from openheavy.types import Document
 
 
@@ -70,3 +71,60 @@ def test_short_words_must_match_whole() -> None:
     about = {"Ada": {1: doc("Ada", "Ada is an artist and painter.")}}
     assert ungrounded_yes("art", ["Ada"], about) is not None  # "art" is not "artist"
     assert ungrounded_yes("paint", ["Ada"], about) is None  # "painter" is a longer form of "paint"
+
+
+NOVELISTS = (
+    "Which novelist, J. G. Farrell or Louis Aragon, wrote of the political and human consequences of "
+    "colonial rule?"
+)
+
+
+def test_a_choice_goes_to_the_candidate_whose_pages_say_what_the_question_asks() -> None:
+    about = {
+        "J. G. Farrell": {
+            2: doc(
+                "J. G. Farrell",
+                "A novelist whose trilogy deals with the political and human consequences of British "
+                "colonial rule.",
+            )
+        },
+        "Louis Aragon": {
+            3: doc("Louis Aragon", "A French poet and novelist, a voice of the surrealist movement.")
+        },
+    }
+    found = grounded_choice(NOVELISTS, ["J. G. Farrell", "Louis Aragon"], about)
+    assert found is not None and (found.name, found.refs) == ("J. G. Farrell", (2,))
+    assert found.held == ("novelist", "political", "human", "consequences", "colonial", "rule")
+    assert found.others == (("Louis Aragon", 1, (3,)),)  # "novelist" alone
+    assert found.describe() == (
+        'the passages read about J. G. Farrell say "novelist", "political", "human", "consequences", '
+        '"colonial", "rule" [2]; those about Louis Aragon say 1 of them [3]'
+    )
+    # a candidate nothing was read about: no choice is made for it or against it
+    assert (
+        grounded_choice(NOVELISTS, ["J. G. Farrell", "Louis Aragon"], {**about, "Louis Aragon": {}}) is None
+    )
+    # pages that hold the words equally decide nothing
+    even = {
+        **about,
+        "Louis Aragon": {
+            3: doc("Louis Aragon", "The novelist weighed the political, human consequences of colonial rule.")
+        },
+    }
+    assert grounded_choice(NOVELISTS, ["J. G. Farrell", "Louis Aragon"], even) is None
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Which band has more constant members, Lilys or Ratatat?",
+        "Who is older, Ferdi Taygan or Mahesh Bhupathi?",
+        "Which film is newer, The Apple Dumpling Gang or Heavyweights?",
+        "Which tennis player is from a country closer to Canada, Ken Flach or Lucie Safarova?",
+        "Who was born first, Connie Willis or Margaret Landon?",
+    ],
+)
+def test_a_comparison_is_not_decided_by_the_words_on_a_page(question: str) -> None:
+    names = [n.strip(" ?") for n in question.split(", ")[-1].split(" or ")]
+    about = {names[0]: {1: doc(names[0], question)}, names[1]: {2: doc(names[1], "Nothing here.")}}
+    assert grounded_choice(question, names, about) is None

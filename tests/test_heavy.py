@@ -583,6 +583,31 @@ async def test_a_tie_goes_to_the_synthesizer_which_sees_the_candidates() -> None
     assert (vote.winner, vote.decided_by) == ("J. G. Farrell", "synthesizer")
 
 
+async def test_answers_worded_apart_that_most_agents_share_a_name_in_decide_without_synthesis() -> None:
+    tasks = ["angle one", "angle two", "angle three", "angle four"]
+    scripts = {
+        "angle one": ("siege krishnapur", "He wrote it in 1973 [1].", "J. G. Farrell wrote it in 1973"),
+        "angle two": ("farrell", "The novel is his [1].", "The novelist J. G. Farrell"),
+        "angle three": ("aragon", "A French poet [1].", "Louis Aragon, a French poet"),
+        "angle four": (
+            "krishnapur novel",
+            "Farrell wrote it [1].",
+            "It was written by Farrell (J. G. Farrell)",
+        ),
+    }
+    plan = plan_reply(tasks, shape="short", queries=[[scripts[t][0]] for t in tasks])
+    model = FunctionModel(short_team(plan, scripts, synthesis="Louis Aragon"))
+    orchestrator, sink = make(model, MemorySearch(dict(NOVELISTS)), agents=4)
+    result = await orchestrator.run("Who wrote The Siege of Krishnapur?")
+    assert not [c for c in model.calls if role_of(c.messages) == "synthesizer"]  # no tie to break
+    assert result.short_answer == "J. G. Farrell" and result.answer.startswith("J. G. Farrell")
+    [vote] = sink.of("VoteTaken")
+    assert (vote.winner, vote.decided_by) == ("J. G. Farrell", "shared words")
+    assert 'the answers of agent-1, agent-2, agent-4 all say "J. G. Farrell"' in vote.reason
+    assert len(vote.candidates) == 4  # every answer as written stays in the record
+    assert "aragon#1" not in {c.id for c in result.citations}  # only the agreeing agents' reads
+
+
 async def test_the_synthesizers_short_answer_cut_at_its_bound_keeps_its_first_clause() -> None:
     tasks = ["angle one", "angle two"]
     scripts = {"angle one": ("farrell", "J. G. Farrell [1]."), "angle two": ("aragon", "Louis Aragon [1].")}

@@ -3,6 +3,7 @@ missing, nothing read, nothing read cited) are sent back once with what to do in
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -446,6 +447,47 @@ async def test_a_yes_that_no_page_read_about_a_name_supports_becomes_no() -> Non
     )
     result = await agent.run(BOTH)
     assert (result.short_answer, result.answer) == ("No", "No: nothing read is about Harbor Monthly.")
+
+
+async def test_a_choice_the_pages_read_say_of_the_other_candidate_is_that_candidate() -> None:
+    question = "Which magazine, Kestrel Review or Harbor Monthly, covers boating and fishing?"
+    sink = ListSink()
+    agent, _ = magazine_agent(
+        [
+            action("search", query="Kestrel Review Harbor Monthly"),  # [1] Gull, [2] Harbor, [3] Kestrel
+            action("open", ref=2),
+            action("open", ref=3),
+            action("answer", short="Kestrel Review", answer="Kestrel Review [3].", cite=[3]),
+        ]
+    )
+    agent.stream = EventStream([sink])
+    result = await agent.run(question)
+    assert result.short_answer == "Harbor Monthly"
+    assert result.answer == (
+        'Harbor Monthly: the passages read about Harbor Monthly say "magazine", "boating", "fishing" [1]; '
+        "those about Kestrel Review say 1 of them [2]."
+    )
+    assert [c.id for c in result.citations] == ["harbor#1", "kestrel#1"]
+    [edited] = sink.of("AnswerEdited")
+    assert edited.edits[0]["kind"] == "choice_grounded"
+    assert edited.edits[0]["detail"].startswith('"Kestrel Review" became "Harbor Monthly"')
+
+    # the choice the pages support stands as it is; so does one made without reading both
+    for steps in (
+        [
+            action("open", ref=2),
+            action("open", ref=3),
+            action("answer", short="Harbor Monthly", answer="Harbor Monthly [2].", cite=[2]),
+        ],
+        [
+            action("open", ref=3),
+            action("answer", short="Kestrel Review", answer="Kestrel Review [3].", cite=[3]),
+        ],
+    ):
+        agent, _ = magazine_agent([action("search", query="Kestrel Review Harbor Monthly"), *steps])
+        result = await agent.run(question)
+        assert result.short_answer == json.loads(steps[-1])["short"]
+        assert not result.answer.startswith(f"{result.short_answer}: the passages")
 
 
 async def test_a_yes_that_each_page_read_supports_stands_and_a_no_is_never_turned() -> None:

@@ -35,14 +35,14 @@ from openheavy.answer_text import (
 )
 from openheavy.citations import Citation, Source, cited_numbers, resolve_citations
 from openheavy.errors import BudgetExceededError, ModelOutputError, OpenHeavyError
-from openheavy.grounding import ungrounded_yes
+from openheavy.grounding import grounded_choice, ungrounded_yes
 from openheavy.json_output import close_cut_json, first_json_object
 from openheavy.models.base import ChatModel
 from openheavy.models.budget import Budget, BudgetName, estimate_prompt_tokens
 from openheavy.models.recording import CallLabel, RecordingModel, output_token_bound
 from openheavy.normalize import last_number_plain, numbers_equal, numbers_in
 from openheavy.prompts import render_prompt
-from openheavy.question_forms import conjunct_predicate, conjuncts, short_answer_schema
+from openheavy.question_forms import conjunct_predicate, conjuncts, names_candidates, short_answer_schema
 from openheavy.search.cache import CachedSearch
 from openheavy.search.queries import QueryLog
 from openheavy.tools.base import Observation, Tool, ToolContext, WrittenInFreeText
@@ -689,6 +689,10 @@ class ResearchAgent:
         if short == "Yes" and self._names:
             short, args, grounded = self._ground_yes(args)
             edits += grounded
+        candidates = names_candidates(self._question) if self.works_on_corpus else []
+        if short in candidates:
+            short, args, grounded = self._ground_choice(short, args, candidates)
+            edits += grounded
         text = self._written_answer(args, short, steps, settled=edits)
         answer, citations = self._resolve_citations(text, args.cite)
         self.stream.emit(
@@ -730,6 +734,21 @@ class ResearchAgent:
         text = f"No: {why}{' ' + markers if markers else ''}."
         edit = Edit("yes_not_grounded", f'"Yes" became "No": {why} ({predicate})')
         return "No", AnswerArgs(short="No", answer=text, cite=list(found.refs)), [edit]
+
+    def _ground_choice(
+        self, short: str, args: AnswerArgs, candidates: Sequence[str]
+    ) -> tuple[str, AnswerArgs, list[Edit]]:
+        """A choice between the candidates a question names stands unless the passages this agent read
+        about every candidate say what the question asks of another one (`grounding.grounded_choice`);
+        then the answer is that one, written from what was read, and the change is recorded."""
+        about = {name: self.sources.about(name) for name in candidates}
+        found = grounded_choice(self._question, candidates, about)
+        if found is None or found.name == short:
+            return short, args, []
+        why = found.describe()
+        cite = [*found.refs, *(ref for _, _, refs in found.others for ref in refs)]
+        edit = Edit("choice_grounded", f'"{short}" became "{found.name}": {why}')
+        return found.name, AnswerArgs(short=found.name, answer=f"{found.name}: {why}.", cite=cite), [edit]
 
     def _written_answer(
         self, args: AnswerArgs, short: str, step: int, *, settled: Sequence[Edit] = ()

@@ -2,7 +2,9 @@
 
 - Short answers (a name, a number, yes/no, a choice): each agent's short answer is normalized and
   voted. A majority decides, so three agents agreeing cannot be overruled by one verbose note; the
-  synthesizer only breaks ties (`vote_on_answers`).
+  synthesizer only breaks ties (`vote_on_answers`). Agents that agree in different sentences ("The
+  Conversation is an independent outlet", "Jaspan co-founded The Conversation") agree on the words
+  they share that the question does not hold (`shared_words`).
 - Lists: the deduplicated union of the items every agent found, each with the documents that support
   it (`merge_list_items`). Nothing an agent found and cited is dropped, as a synthesized paragraph may.
 - Long answers go to the synthesizer (heavy.py).
@@ -20,6 +22,7 @@ from openheavy.answer_text import ends_sentence, leading_yes_no
 from openheavy.citations import RunSources, cited_numbers, renumber_markers
 from openheavy.normalize import normalize_answer
 from openheavy.partition import overlaps
+from openheavy.search.terms import STOPWORDS
 from openheavy.verify import tally
 
 __all__ = [
@@ -29,6 +32,7 @@ __all__ = [
     "is_choice",
     "lead_sentence",
     "merge_list_items",
+    "shared_words",
     "short_answer",
     "vote_on_answers",
 ]
@@ -40,6 +44,9 @@ _BULLET = re.compile(r"^\s*(?:[-*•+]|\d{1,3}[.)])\s+")
 _MARKER_RUN = re.compile(r"(?:\s*\[\d+(?:\s*,\s*\d+)*\])+")
 _LEADING_JUNK = re.compile(r"^(?:[\s,;:.–—-]+|(?:and|or)\b\s*)+", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+_WORD = re.compile(r"\w+")
+# The longest run of words two answers are compared on: a name or a date, not a sentence.
+SHARED_MAX_WORDS = 8
 
 
 # ---------------------------------------------------------------- short answers
@@ -83,15 +90,19 @@ class AnswerVote:
     candidates: tuple[Candidate, ...]
     winner: Candidate | None
     voters: int = 0  # the agents whose answers counted
+    shared: bool = False  # the winner is the words most answers share (`shared_words`), not one answer
 
     def to_record(self) -> list[dict[str, Any]]:
         return [{"answer": c.answer, "agents": list(c.agents)} for c in self.candidates]
 
 
-def vote_on_answers(results: Sequence[AgentResult]) -> AnswerVote:
+def vote_on_answers(results: Sequence[AgentResult], question: str = "") -> AnswerVote:
     """Vote on the short answers of the agents that answered. Only answers that cite a source vote when
     any does: "I could not find it", however often said, must not outvote an answer that was read. The
-    winner needs more votes than any other answer and, when two or more agents vote, at least two."""
+    winner needs more votes than any other answer and, when two or more agents vote, at least two.
+    When no answer wins so, the words that more than half of the answers share and `question` does not
+    hold win, when there are such words (`shared_words`): small models answer in sentences, each worded
+    its own way, around the same name."""
     answered = [r for r in results if r.ok and r.answer.strip()]
     if any(r.citations for r in answered):
         answered = [r for r in answered if r.citations]
@@ -104,7 +115,56 @@ def vote_on_answers(results: Sequence[AgentResult]) -> AnswerVote:
     winner = None
     if leader is not None and (len(counted.groups[leader]) >= 2 or len(answered) == 1):
         winner = candidates[leader]
+    elif question:
+        shared = shared_words(shorts, question)
+        if shared is not None:
+            words, holders = shared
+            return AnswerVote(
+                candidates, Candidate(words, tuple(answered[i].agent for i in holders)), len(answered), True
+            )
     return AnswerVote(candidates, winner, len(answered))
+
+
+def shared_words(answers: Sequence[str], question: str) -> tuple[str, tuple[int, ...]] | None:
+    """The run of words (at most `SHARED_MAX_WORDS`, case aside) that more than half of `answers` hold,
+    with the positions of those answers; None when no run is held so widely. A run must hold a content
+    word the question does not (the question's own subject, which every answer restates, is no
+    answer), and neither starts nor ends with a function word. Of the runs held by the most answers, the
+    longest wins when it holds all the others ("The Conversation" over "Conversation"); two rival runs
+    held equally ("Louis Aragon", "J. G. Farrell") decide nothing. The run is returned as the first of
+    its answers writes it, with a capitalized "The" before it kept ("The Conversation")."""
+    asked = {word.casefold() for word in _WORD.findall(question)}
+    spans = [list(_WORD.finditer(answer)) for answer in answers]
+    holders: dict[tuple[str, ...], list[int]] = {}
+    for position, matches in enumerate(spans):
+        words = [m[0].casefold() for m in matches]
+        runs = {
+            tuple(words[start:end])
+            for start in range(len(words))
+            for end in range(start + 1, min(len(words), start + SHARED_MAX_WORDS) + 1)
+        }
+        for run in runs:
+            content = [w for w in run if w not in STOPWORDS]
+            if run[0] in STOPWORDS or run[-1] in STOPWORDS or all(w in asked for w in content):
+                continue
+            holders.setdefault(run, []).append(position)
+    most = max((len(held) for held in holders.values()), default=0)
+    if most < 2 or 2 * most <= len(answers):
+        return None
+    best = [run for run, held in holders.items() if len(held) == most]
+    longest = max(best, key=len)
+    if not all(_inside(run, longest) for run in best):
+        return None
+    first = holders[longest][0]
+    matches = spans[first]
+    words = [m[0].casefold() for m in matches]
+    start = next(i for i in range(len(words)) if tuple(words[i : i + len(longest)]) == longest)
+    begin = matches[start - 1].start() if start and matches[start - 1][0] == "The" else matches[start].start()
+    return answers[first][begin : matches[start + len(longest) - 1].end()], tuple(holders[longest])
+
+
+def _inside(run: tuple[str, ...], longer: tuple[str, ...]) -> bool:
+    return any(longer[i : i + len(run)] == run for i in range(len(longer) - len(run) + 1))
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ class Edit:
 
     kind: str  # "repetition_cut", "sentence_end", "markers_added", "short_answer_led",
     # "short_answer_dropped", "short_answer_cut", "answer_dropped", "short_answer_from_code",
-    # "yes_not_grounded" (`grounding`)
+    # "yes_not_grounded", "choice_grounded" (`grounding`)
     detail: str
     removed_chars: int = 0
 

@@ -570,17 +570,25 @@ class Orchestrator:
         dated = await self._dated_answer(question, plan, results)
         if dated is not None:
             return dated
-        vote = vote_on_answers(results)
+        vote = vote_on_answers(results, question)
         if vote.winner is None:
             heavy = await self._synthesis(question, plan, results, sources, vote=vote)
             self._emit_vote(vote, lead_sentence(heavy.answer), "synthesizer", reason)
             return heavy
         agreeing = [r for r in results if r.agent in vote.winner.agents]
         chosen = max(agreeing, key=lambda r: len(r.citations))  # max keeps the first of equals
-        text = lead_with(short_answer(chosen), sources.globalize(chosen.answer, chosen.citations))[0]
+        text = lead_with(vote.winner.answer, sources.globalize(chosen.answer, chosen.citations))[0]
         cite = [sources.by_id[c.id].number for r in agreeing for c in r.citations if c.id in sources.by_id]
         answer, citations = self._resolve(text, cite, sources)
         decided_by = "majority" if vote.voters > 1 else "only answer"
+        if vote.shared:
+            decided_by = "shared words"
+            held = ", ".join(vote.winner.agents)
+            reason = "; ".join(
+                filter(
+                    None, [reason, f'no answer won, but the answers of {held} all say "{vote.winner.answer}"']
+                )
+            )
         self._emit_vote(vote, vote.winner.answer, decided_by, reason)
         return HeavyResult(
             answer, citations, plan, results, usage=self.usage, short_answer=vote.winner.answer
