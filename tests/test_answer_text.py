@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from fakes import PASSAGES, ListSink, MemorySearch, action, plan_reply
-from openheavy.agent import ResearchAgent
+from openheavy.agent import SHORT_MAX_CHARS, ResearchAgent
 from openheavy.answer_text import (
     answer_problems,
     attach_markers,
@@ -18,6 +18,7 @@ from openheavy.answer_text import (
     cut_repetition,
     end_at_sentence,
     ends_mid_sentence,
+    join_split_sentence,
     lead_with,
     leading_yes_no,
     restates_question,
@@ -282,6 +283,48 @@ async def test_code_from_the_sources_survives_whole() -> None:
     result = await agent.run("How do I print tick four times?")
     assert result.answer == text and sink.of("AnswerEdited") == []
     assert "include that code in a fenced block" in agent.messages[0].content
+
+
+def test_an_answer_begun_in_the_short_answer_is_joined_to_it() -> None:
+    short = "To run a subprocess with a timeout and capture its output, use the `subprocess`'"
+    answer = "`subprocess.run()` function with the `timeout` parameter [1]."
+    joined, edit = join_split_sentence(short, answer, max_chars=len(short))  # cut at its bound
+    assert joined == (
+        "To run a subprocess with a timeout and capture its output, use the `subprocess.run()` function "
+        "with the `timeout` parameter [1]."
+    )
+    assert edit is not None and edit.kind == "answer_joined"
+    # not cut: every word of the short answer stays
+    joined, _ = join_split_sentence(
+        "The squadron was assigned in 1943 to the", "carrier USS Essex.", max_chars=80
+    )
+    assert joined == "The squadron was assigned in 1943 to the carrier USS Essex."
+    # a bare short answer, a finished sentence, or an answer that opens as a sentence: nothing to join
+    for short, answer in [
+        ("Louis Aragon", "wrote it [1]."),
+        ("Louis Aragon wrote the novel in the year 1936.", "it is his [1]."),
+        ("To run a subprocess with a timeout, use", "Use `subprocess.run()` [1]."),
+    ]:
+        assert join_split_sentence(short, answer, max_chars=80) == (answer, None)
+
+
+def test_an_agents_answer_begun_in_its_short_answer_reads_as_one_sentence(tmp_path: Path) -> None:
+    short = "To split a shell command line into its words in Python, you can use the `shlex`'"
+    assert len(short) == SHORT_MAX_CHARS  # the grammar stopped it at its bound
+    model = ScriptedModel(
+        [
+            action("search", query="shlex"),
+            action("open", ref=1),
+            action("answer", short=short, answer="`shlex.split()` function [1].", cite=[1]),
+        ]
+    )
+    result = Heavy(model, MemorySearch(dict(PASSAGES)), settings=Settings(data_dir=tmp_path)).run(
+        "How do I split a shell command line?"
+    )
+    assert result.answer == (
+        "To split a shell command line into its words in Python, you can use the `shlex.split()` "
+        "function [1]."
+    )
 
 
 def test_the_short_answer_reaches_the_run_result(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from openheavy.answer_text import (
     attach_markers,
     copied_instructions,
     is_placeholder,
+    join_split_sentence,
     lead_with,
     repair_free_text,
     restates_question,
@@ -770,7 +771,9 @@ class ResearchAgent:
             )
             text, edits = "", [dropped]
         else:
-            text, edits = repair_free_text(original, cut_off=True)
+            text, joined = join_split_sentence(args.short, original, max_chars=SHORT_MAX_CHARS)
+            text, edits = repair_free_text(text, cut_off=True)
+            edits[:0] = [joined] if joined is not None else []
         edits[:0] = settled
         opened = self.sources.opened
         titles = {ref: opened[ref].title for ref in dict.fromkeys(args.cite) if ref in opened}

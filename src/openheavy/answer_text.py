@@ -25,6 +25,7 @@ __all__ = [
     "end_at_sentence",
     "ends_mid_sentence",
     "ends_sentence",
+    "join_split_sentence",
     "lead_with",
     "leading_yes_no",
     "repair_free_text",
@@ -54,7 +55,7 @@ class Edit:
 
     kind: str  # "repetition_cut", "sentence_end", "markers_added", "short_answer_led",
     # "short_answer_dropped", "short_answer_cut", "answer_dropped", "short_answer_from_code",
-    # "yes_not_grounded", "choice_grounded" (`grounding`)
+    # "answer_joined", "yes_not_grounded", "choice_grounded" (`grounding`)
     detail: str
     removed_chars: int = 0
 
@@ -328,6 +329,39 @@ def copied_instructions(text: str, instructions: Sequence[str], question: str) -
     return None
 
 
+def filled_bound(short: str, max_chars: int) -> bool:
+    """Whether the short answer was stopped by its length bound (`max_chars`, or within `BOUND_SLACK`
+    of it without an ending), measured as written: the bound applies to the raw string."""
+    return len(short) >= max_chars or (
+        len(short) >= max_chars - BOUND_SLACK and not short.rstrip().endswith(_CLOSED_END)
+    )
+
+
+# A short answer of this many words is a sentence begun, not a bare answer.
+SPLIT_SENTENCE_MIN_WORDS = 6
+# Text that opens mid-sentence: a lower-case word, or a code span ("`subprocess.run()` function …").
+_OPENS_MID_SENTENCE = re.compile(r"^(?:[a-z]|`)")
+_SENTENCE_CLOSED = re.compile(r"[.!?…][\"')\]]*\s*$")
+
+
+def join_split_sentence(short: str, answer: str, *, max_chars: int) -> tuple[str, Edit | None]:
+    """`answer` with the sentence its writer began in the short answer. Small models write the answer's
+    first sentence from the "short" field on: the short answer stops at its bound ("To run a subprocess
+    with a timeout and capture its output, use the `subprocess`'") and the answer goes on from there
+    ("`subprocess.run()` function with the `timeout` parameter …"), so alone it opens mid-sentence. When
+    the short answer is a sentence begun (`SPLIT_SENTENCE_MIN_WORDS` words or more, no sentence end)
+    and the answer opens mid-sentence (a lower-case word or a code span), the answer is the short one's
+    words, less the last when the bound cut it (it may be cut mid-word), then the answer."""
+    words = short.split()
+    text = answer.lstrip()
+    begun = len(words) >= SPLIT_SENTENCE_MIN_WORDS and not _SENTENCE_CLOSED.search(short)
+    if not begun or not _OPENS_MID_SENTENCE.match(text):
+        return answer, None
+    kept = words[:-1] if filled_bound(short, max_chars) else words
+    lead = " ".join(kept)
+    return f"{lead} {text}", Edit("answer_joined", f'the answer went on from its short answer: "{lead}"')
+
+
 def settle_short(
     short: str, question: str, *, max_chars: int, instructions: Sequence[str] = ()
 ) -> tuple[str, Edit | None]:
@@ -339,10 +373,7 @@ def settle_short(
     ("Louis Aragon, who wrote … and was a leading member of the Sur" gives "Louis Aragon"), or dropped
     when it has none; "" when it copies a placeholder, or words of the writer's `instructions`
     (`copied_instructions`). What changed is the returned `Edit`."""
-    # measured as written: the bound applies to the raw string
-    filled = len(short) >= max_chars or (
-        len(short) >= max_chars - BOUND_SLACK and not short.rstrip().endswith(_CLOSED_END)
-    )
+    filled = filled_bound(short, max_chars)
     short = " ".join(renumber_markers(short, {}).split())
     if is_placeholder(short):
         return "", Edit("short_answer_dropped", f"the short answer copies the format's placeholder: {short}")
