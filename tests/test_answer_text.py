@@ -296,14 +296,17 @@ def test_an_answer_begun_in_the_short_answer_is_joined_to_it() -> None:
     assert edit is not None and edit.kind == "answer_joined"
     # not cut: every word of the short answer stays
     joined, _ = join_split_sentence(
-        "The squadron was assigned in 1943 to the", "carrier USS Essex.", max_chars=80
+        "The squadron was assigned in 1943 to the", "carrier USS Essex for the rest of the war.", max_chars=80
     )
-    assert joined == "The squadron was assigned in 1943 to the carrier USS Essex."
+    assert joined == "The squadron was assigned in 1943 to the carrier USS Essex for the rest of the war."
     # a bare short answer, a finished sentence, or an answer that opens as a sentence: nothing to join
     for short, answer in [
         ("Louis Aragon", "wrote it [1]."),
         ("Louis Aragon wrote the novel in the year 1936.", "it is his [1]."),
         ("To run a subprocess with a timeout, use", "Use `subprocess.run()` [1]."),
+        # a bare answer after a sentence begun in the short field; a fenced block
+        ("The Pakistan fast bowler who joined the Kent County", "left-hand batsman"),
+        ("How to do something with the code in C sharp", "```c#\nvar x = 1;\n```\nthen run it as shown"),
     ]:
         assert join_split_sentence(short, answer, max_chars=80) == (answer, None)
 
@@ -315,7 +318,12 @@ def test_an_agents_answer_begun_in_its_short_answer_reads_as_one_sentence(tmp_pa
         [
             action("search", query="shlex"),
             action("open", ref=1),
-            action("answer", short=short, answer="`shlex.split()` function [1].", cite=[1]),
+            action(
+                "answer",
+                short=short,
+                answer="`shlex.split()` function, which splits as a shell does [1].",
+                cite=[1],
+            ),
         ]
     )
     result = Heavy(model, MemorySearch(dict(PASSAGES)), settings=Settings(data_dir=tmp_path)).run(
@@ -323,7 +331,7 @@ def test_an_agents_answer_begun_in_its_short_answer_reads_as_one_sentence(tmp_pa
     )
     assert result.answer == (
         "To split a shell command line into its words in Python, you can use the `shlex.split()` "
-        "function [1]."
+        "function, which splits as a shell does [1]."
     )
 
 

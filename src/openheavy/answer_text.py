@@ -340,7 +340,7 @@ def filled_bound(short: str, max_chars: int) -> bool:
 # A short answer of this many words is a sentence begun, not a bare answer.
 SPLIT_SENTENCE_MIN_WORDS = 6
 # Text that opens mid-sentence: a lower-case word, or a code span ("`subprocess.run()` function …").
-_OPENS_MID_SENTENCE = re.compile(r"^(?:[a-z]|`)")
+_OPENS_MID_SENTENCE = re.compile(r"^(?:[a-z]|`(?!``))")
 _SENTENCE_CLOSED = re.compile(r"[.!?…][\"')\]]*\s*$")
 
 
@@ -350,12 +350,15 @@ def join_split_sentence(short: str, answer: str, *, max_chars: int) -> tuple[str
     with a timeout and capture its output, use the `subprocess`'") and the answer goes on from there
     ("`subprocess.run()` function with the `timeout` parameter …"), so alone it opens mid-sentence. When
     the short answer is a sentence begun (`SPLIT_SENTENCE_MIN_WORDS` words or more, no sentence end)
-    and the answer opens mid-sentence (a lower-case word or a code span), the answer is the short one's
+    and the answer goes on with as many words, opening mid-sentence (a lower-case word or a code span,
+    not a fenced block), the answer is the short one's
     words, less the last when the bound cut it (it may be cut mid-word), then the answer."""
     words = short.split()
     text = answer.lstrip()
     begun = len(words) >= SPLIT_SENTENCE_MIN_WORDS and not _SENTENCE_CLOSED.search(short)
-    if not begun or not _OPENS_MID_SENTENCE.match(text):
+    # "left-hand batsman" after a sentence in the short field is a bare answer, not the sentence's end
+    goes_on = len(text.split()) >= SPLIT_SENTENCE_MIN_WORDS and _OPENS_MID_SENTENCE.match(text)
+    if not begun or not goes_on:
         return answer, None
     kept = words[:-1] if filled_bound(short, max_chars) else words
     lead = " ".join(kept)
