@@ -16,6 +16,7 @@ from openheavy.answer_text import (
     attach_markers,
     copied_instructions,
     cut_repetition,
+    drop_note_talk,
     end_at_sentence,
     ends_mid_sentence,
     join_split_sentence,
@@ -285,6 +286,17 @@ async def test_code_from_the_sources_survives_whole() -> None:
     assert "include that code in a fenced block" in agent.messages[0].content
 
 
+def test_an_answer_about_the_notes_speaks_about_the_question() -> None:
+    text, edit = drop_note_talk("Both notes agree that deep copy creates a new object [1].")
+    assert text == "Deep copy creates a new object [1]."
+    assert edit is not None and edit.kind == "note_talk_cut"
+    assert drop_note_talk("All three agents say: `copy.deepcopy` copies nested objects.")[0] == (
+        "`copy.deepcopy` copies nested objects."
+    )
+    for kept in ["The notes of a chord sound together.", "Both copies share the inner lists [1].", ""]:
+        assert drop_note_talk(kept) == (kept, None)
+
+
 def test_an_answer_begun_in_the_short_answer_is_joined_to_it() -> None:
     short = "To run a subprocess with a timeout and capture its output, use the `subprocess`'"
     answer = "`subprocess.run()` function with the `timeout` parameter [1]."
@@ -439,6 +451,12 @@ def test_a_leading_yes_or_no_is_the_answer(text: str, word: str | None) -> None:
             "short_answer_cut",
         ),
         ("Mara Lind founded it in 1931 and ran it from Harbor Light Press until 1950.", None, None),
+        # the bound stopped it right after a comma: what came before is no clause known to be whole
+        (
+            "Both notes agree that deep copy creates a new object and recursively copies all,",
+            "",
+            "short_answer_dropped",
+        ),
         (
             "Thesubprocessmoduleletsyouspawnnewprocessesconnecttotheirinputoutputerrorpipesandobta",
             "",

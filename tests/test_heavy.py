@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from fakes import PASSAGES, ListSink, MemorySearch, action, allowed_actions, plan_reply
-from openheavy.agent import Budget
+from openheavy.agent import SHORT_MAX_CHARS, Budget
 from openheavy.citations import cited_numbers
 from openheavy.errors import AgentsFailedError
 from openheavy.heavy import Orchestrator, fallback_angles
@@ -644,6 +644,30 @@ async def test_sources_the_synthesizer_cites_but_never_marks_get_their_markers()
     marked = [e for e in sink.of("AnswerEdited") if e.agent == "synthesizer"]
     assert [[edit["kind"] for edit in e.edits] for e in marked] == [["markers_added"]]
     assert marked[0].original == unmarked
+
+
+async def test_a_synthesis_that_talks_about_its_notes_speaks_to_the_question_instead() -> None:
+    # the default model on shallow vs deep copy: its short answer cut right after a comma, its answer
+    # about the notes rather than about copying
+    tasks = ["angle one", "angle two"]
+    scripts = {"angle one": ("farrell", "J. G. Farrell [1]."), "angle two": ("aragon", "A French poet [1].")}
+    plan = plan_reply(tasks, shape="long", queries=[[scripts[t][0]] for t in tasks])
+    short = "Both notes agree that Farrell wrote The Siege of Krishnapur and that Aragon was,"
+    assert len(short) == SHORT_MAX_CHARS
+
+    def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
+        if role_of(messages) == "synthesizer":
+            return synthesis_reply(
+                "Both notes agree that Farrell wrote it [1], Aragon did not [2].", [1, 2], short
+            )
+        return short_team(plan, scripts)(messages, schema)
+
+    orchestrator, sink = make(FunctionModel(respond), MemorySearch(dict(NOVELISTS)), agents=2)
+    result = await orchestrator.run("Who wrote The Siege of Krishnapur, and who was Louis Aragon?")
+    assert result.answer == "Farrell wrote it [1], Aragon did not [2]."  # no cut short answer leads it
+    assert result.short_answer == ""
+    kinds = [[edit["kind"] for edit in e.edits] for e in sink.of("AnswerEdited") if e.agent == "synthesizer"]
+    assert kinds == [["note_talk_cut"], ["short_answer_dropped"]]
 
 
 async def test_a_comparison_the_planner_called_a_list_gets_no_list_merge() -> None:

@@ -22,6 +22,7 @@ __all__ = [
     "answer_problems",
     "attach_markers",
     "cut_repetition",
+    "drop_note_talk",
     "end_at_sentence",
     "ends_mid_sentence",
     "ends_sentence",
@@ -55,7 +56,7 @@ class Edit:
 
     kind: str  # "repetition_cut", "sentence_end", "markers_added", "short_answer_led",
     # "short_answer_dropped", "short_answer_cut", "answer_dropped", "short_answer_from_code",
-    # "answer_joined", "yes_not_grounded", "choice_grounded" (`grounding`)
+    # "answer_joined", "note_talk_cut", "yes_not_grounded", "choice_grounded" (`grounding`)
     detail: str
     removed_chars: int = 0
 
@@ -344,6 +345,31 @@ _OPENS_MID_SENTENCE = re.compile(r"^(?:[a-z]|`(?!``))")
 _SENTENCE_CLOSED = re.compile(r"[.!?…][\"')\]]*\s*$")
 
 
+# The synthesizer's own scaffolding said to the reader: "Both notes agree that deep copy …". Its words
+# are the prompt's (notes, agents, sources), whatever the question.
+_NOTE_TALK = re.compile(
+    r"^(?:both|all|the|these|(?:two|three|four|five|six|seven|eight) of the)\s+(?:\w+\s+)?"
+    r"(?:notes|agents|sources)\s+(?:all\s+)?(?:agree|say|state|show|confirm|report)s?(?:\s+that)?\s*[:,]?\s+",
+    re.IGNORECASE,
+)
+
+
+def drop_note_talk(text: str) -> tuple[str, Edit | None]:
+    """`text` without an opening that talks about the notes rather than the question ("Both notes agree
+    that deep copy creates …" -> "Deep copy creates …"): the reader asked about deep copy, not about
+    the synthesizer's inputs, which the trace shows."""
+    match = _NOTE_TALK.match(text.lstrip())
+    if match is None:
+        return text, None
+    rest = text.lstrip()[match.end() :]
+    if not rest:
+        return text, None
+    kept = rest[0].upper() + rest[1:]
+    return kept, Edit(
+        "note_talk_cut", f'the answer talked about its notes: "{match[0].strip()}"', match.end()
+    )
+
+
 def join_split_sentence(short: str, answer: str, *, max_chars: int) -> tuple[str, Edit | None]:
     """`answer` with the sentence its writer began in the short answer. Small models write the answer's
     first sentence from the "short" field on: the short answer stops at its bound ("To run a subprocess
@@ -387,7 +413,9 @@ def settle_short(
         return yes_no, None
     if filled:
         ends = [m.end() for m in _SENTENCE_END.finditer(short) if ends_sentence(short, m.start())]
-        ends = ends or [m.start() for m in _SHORT_CLAUSE_END.finditer(short)]
+        # A clause mark the bound stopped right after ends nothing known: "… recursively copies all,"
+        # may have gone on "… all nested objects".
+        ends = ends or [m.start() for m in _SHORT_CLAUSE_END.finditer(short) if short[m.end() :].strip()]
         kept = short[: ends[0]].strip() if ends else ""
     else:
         kept = short

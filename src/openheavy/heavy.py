@@ -40,7 +40,14 @@ from openheavy.aggregation import (
     vote_on_answers,
     vote_on_conjuncts,
 )
-from openheavy.answer_text import Edit, attach_markers, lead_with, repair_free_text, settle_short
+from openheavy.answer_text import (
+    Edit,
+    attach_markers,
+    drop_note_talk,
+    lead_with,
+    repair_free_text,
+    settle_short,
+)
 from openheavy.citations import Citation, RunSources, Source, resolve_citations
 from openheavy.dated_choice import choose_by_date, titled
 from openheavy.errors import AgentsFailedError, OpenHeavyError
@@ -850,8 +857,10 @@ class Orchestrator:
         # copies the synthesizer's instructions is dropped.
         told = [m.content for m in messages]
         short, settled = settle_short(output.short, question, max_chars=SHORT_MAX_CHARS, instructions=told)
-        if settled is not None:
-            self._record_edits(attempt, output.short, short, [settled])
+        short, talk = drop_note_talk(short)
+        short_edits = [edit for edit in (settled, talk) if edit is not None]
+        if short_edits:
+            self._record_edits(attempt, output.short, short, short_edits)
         answer, citations = self._resolve(lead_with(short, text)[0], output.cite, sources)
         return HeavyResult(
             answer,
@@ -874,6 +883,8 @@ class Orchestrator:
         length bound, that cut, or the model closing it mid-sentence), ended at its last sentence; an
         `AnswerEdited` event says so."""
         repaired, edits = repair_free_text(text, cut_off=True)
+        repaired, talk = drop_note_talk(repaired)
+        edits += [talk] if talk is not None else []
         if edits:
             self._record_edits(step, text, repaired, edits)
         return repaired
