@@ -96,6 +96,11 @@ class Ungrounded:
         return f"no passage read about {self.name} says {said}"
 
 
+def _folded_words(passages: Mapping[int, Document]) -> set[str]:
+    """Every word of the passages' titles and texts, folded (`fold`)."""
+    return {fold(t) for doc in passages.values() for t in _WORD.findall(f"{doc.title} {doc.text}")}
+
+
 def _holds(word: str, tokens: set[str]) -> bool:
     if word in tokens:
         return True
@@ -113,7 +118,7 @@ def ungrounded_yes(
         return None
     for name in names:
         passages = about.get(name, {})
-        tokens = {fold(t) for doc in passages.values() for t in _WORD.findall(f"{doc.title} {doc.text}")}
+        tokens = _folded_words(passages)
         missing = tuple(word for word in words if not _holds(fold(word), tokens))
         if missing or not passages:
             return Ungrounded(name, missing or tuple(words), tuple(passages))
@@ -168,7 +173,7 @@ def grounded_choice(
         passages = about.get(name, {})
         if not passages:
             return None
-        tokens = {fold(t) for doc in passages.values() for t in _WORD.findall(f"{doc.title} {doc.text}")}
+        tokens = _folded_words(passages)
         held.append((name, tuple(w for w in words if _holds(fold(w), tokens)), tuple(passages)))
     most = max(len(h[1]) for h in held)
     leaders = [h for h in held if len(h[1]) == most]

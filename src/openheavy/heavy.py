@@ -591,11 +591,8 @@ class Orchestrator:
         if vote.shared:
             decided_by = "shared words"
             held = ", ".join(vote.winner.agents)
-            reason = "; ".join(
-                filter(
-                    None, [reason, f'no answer won, but the answers of {held} all say "{vote.winner.answer}"']
-                )
-            )
+            shared = f'no answer won, but the answers of {held} all say "{vote.winner.answer}"'
+            reason = f"{reason}; {shared}" if reason else shared
         self._emit_vote(vote, vote.winner.answer, decided_by, reason)
         return HeavyResult(
             answer, citations, plan, results, usage=self.usage, short_answer=vote.winner.answer
