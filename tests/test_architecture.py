@@ -32,6 +32,7 @@ CORE: dict[str, set[str]] = {
     "answer_text": BASE | {"citations", "question_forms"},
     "question_forms": BASE,
     "grounding": BASE | {"search"},
+    "evidence": BASE | {"search"},
     "models": BASE | {"config", "models"},
     "sqlite_migrations": BASE,
     "pdf": set(),
@@ -47,7 +48,8 @@ CORE: dict[str, set[str]] = {
     "rank": BASE | {"models", "prompts", "verify", "answer_text"},
     "program_aided": BASE | {"models", "prompts", "rank", "sandbox", "tools", "verify"},
     "agent": BASE
-    | {"models", "tools", "search", "prompts", "citations", "answer_text", "question_forms", "grounding"},
+    | {"models", "tools", "search", "prompts", "citations", "answer_text", "question_forms", "grounding"}
+    | {"evidence"},
     "direct": BASE | {"agent", "models", "prompts", "answer_text"},
     "partition": BASE,
     "planning": BASE | {"partition", "search", "question_forms"},

@@ -64,7 +64,7 @@ def test_a_placeholder_without_a_value_raises() -> None:
 
 def test_a_value_without_a_placeholder_raises() -> None:
     with pytest.raises(PromptTemplateError, match=r"prompt 'agent_final': value 'step' has no placeholder"):
-        render_prompt("agent_final", observation="x", step=1)
+        render_prompt("agent_final", observation="x", recap="", step=1)
     with pytest.raises(PromptTemplateError, match=r"\(\{a\}\)"):  # names what the template expects
         fill_template("{a}", a=1, b=2)
 

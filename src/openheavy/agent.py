@@ -36,13 +36,14 @@ from openheavy.answer_text import (
 )
 from openheavy.citations import Citation, Source, cited_numbers, resolve_citations
 from openheavy.errors import BudgetExceededError, ModelOutputError, OpenHeavyError
+from openheavy.evidence import closest_sentences
 from openheavy.grounding import grounded_choice, ungrounded_yes
 from openheavy.json_output import close_cut_json, first_json_object
 from openheavy.models.base import ChatModel
 from openheavy.models.budget import Budget, BudgetName, estimate_prompt_tokens
 from openheavy.models.recording import CallLabel, RecordingModel, output_token_bound
 from openheavy.normalize import last_number_plain, numbers_equal, numbers_in
-from openheavy.prompts import render_prompt
+from openheavy.prompts import fence_untrusted, render_prompt
 from openheavy.question_forms import conjunct_predicate, conjuncts, names_candidates, short_answer_schema
 from openheavy.search.cache import CachedSearch
 from openheavy.search.queries import QueryLog
@@ -400,9 +401,10 @@ class ResearchAgent:
             self._computed.append(observation.computed)
         said = observation.text
         last = step + 1 == self.max_steps or self.budget.exhausted() is not None
-        if last:
-            final_prompt = "agent_final" if self.works_on_corpus else "agent_final_no_corpus"
-            text = render_prompt(final_prompt, observation=said)
+        if last and self.works_on_corpus:
+            text = render_prompt("agent_final", observation=said, recap=self._recap())
+        elif last:
+            text = render_prompt("agent_final_no_corpus", observation=said)
         else:
             if self._stalled and self._stalled[0] not in self.allowed_actions(final=False):
                 said += "\n" + render_prompt(self._stalled[1]).strip()
@@ -419,6 +421,15 @@ class ResearchAgent:
             text = render_prompt("agent_observation", observation=said, step=step, max_steps=self.max_steps)
         self.messages += [*turns, Message("user", text)]
         return action
+
+    def _recap(self) -> str:
+        """The read sentences closest to the question, restated before the last answer
+        (`evidence.closest_sentences`), in a data fence; "" when none holds a question word."""
+        recalled = closest_sentences(self._question, self.sources.opened)
+        if not recalled:
+            return ""
+        lines = "\n".join(f"[{r.ref}] {r.sentence}" for r in recalled)
+        return "\n" + fence_untrusted(lines, label=render_prompt("agent_recap").strip()) + "\n"
 
     async def _write_free_text(self, step: int, action: Action) -> tuple[Action, list[Message]] | None:
         """For a tool whose arguments are written in free text (the python tool's script: see

@@ -1,0 +1,139 @@
+"""The recap before an agent's last answer (`openheavy.evidence.closest_sentences`), replayed on
+recorded runs: every agent call that had to answer (the last step's prompt) is sent again to the model,
+once as recorded and once with the read sentences closest to the question restated before the
+instruction to answer, and each short answer is graded against the gold one.
+
+    .venv/bin/python benchmarks/recap_replay.py docs/results/hotpotqa-50-r10 --mode single --model local:fast
+
+The research is held fixed (the same prompt up to the last instruction, the same pages read), so the
+difference is the recap's alone. Both variants are sent now, on the same server, so the model's
+nondeterminism across batches falls on both alike. Printed: calls replayed, the mean short-answer F1
+of each variant, how many went wrong -> right and right -> wrong, and each changed answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from openheavy.config import load_settings
+from openheavy.evals.grading import token_f1
+from openheavy.evidence import closest_sentences
+from openheavy.json_output import first_json_object
+from openheavy.models.registry import resolve_model
+from openheavy.prompts import fence_untrusted, render_prompt
+from openheavy.trace.jsonl import read_trace
+from openheavy.types import Document, Message
+
+# Where the last step's instruction starts in the prompt (`agent_final`); the recap goes before it.
+_FINAL_LINE = "You have no actions left."
+
+
+def final_calls(folder: Path, mode: str) -> list[dict[str, Any]]:
+    """Each recorded agent call that had to answer, with its messages, schema, the pages that agent
+    read, the question and the gold answers."""
+    rows = [json.loads(line) for line in (folder / "results.jsonl").read_text().splitlines() if line]
+    calls = []
+    for row in rows:
+        if not str(row["mode"]).startswith(mode) or row.get("error"):
+            continue
+        records = read_trace(folder / row["trace_path"])
+        opened: dict[str, dict[int, Document]] = {}
+        for record in records:
+            payload = record.payload
+            if record.kind == "DocumentOpened":
+                doc = payload["doc"]
+                opened.setdefault(record.agent, {})[payload["ref"]] = Document(
+                    doc["id"], doc["doc_id"], doc["title"], doc.get("url", ""), payload["text_shown"]
+                )
+            elif record.kind == "ModelCalled" and payload.get("purpose") == "answer":
+                messages = payload["messages"]
+                if not messages or _FINAL_LINE not in messages[-1]["content"]:
+                    continue
+                calls.append(
+                    {
+                        "question": row["question"],
+                        "gold": row["answers"],
+                        "agent": record.agent,
+                        "messages": messages,
+                        "schema": json.loads(payload["json_schema"])
+                        if isinstance(payload["json_schema"], str)
+                        else payload["json_schema"],
+                        "opened": dict(opened.get(record.agent, {})),
+                    }
+                )
+    return calls
+
+
+def with_recap(call: dict[str, Any]) -> list[Message] | None:
+    """The call's messages with the recap inserted before the last instruction, as the agent now
+    writes it (`ResearchAgent._recap`); None when no read sentence holds a question word."""
+    recalled = closest_sentences(call["question"], call["opened"])
+    if not recalled:
+        return None
+    lines = "\n".join(f"[{r.ref}] {r.sentence}" for r in recalled)
+    recap = fence_untrusted(lines, label=render_prompt("agent_recap").strip())
+    messages = [Message(m["role"], m["content"]) for m in call["messages"]]
+    last = messages[-1].content
+    at = last.index(_FINAL_LINE)
+    messages[-1] = Message("user", f"{last[:at].rstrip()}\n\n{recap}\n\n{last[at:]}")
+    return messages
+
+
+def short_of(text: str) -> str:
+    found = first_json_object(text)
+    return str(found.get("short", "")) if isinstance(found, dict) else ""
+
+
+async def replay(folder: Path, mode: str, spec: str, limit: int | None) -> None:
+    calls = final_calls(folder, mode)[:limit]
+    model = resolve_model(spec, load_settings())
+    before = after = 0.0
+    gained = lost = recapped = 0
+    changes = []
+    try:
+        for number, call in enumerate(calls, start=1):
+            recap = with_recap(call)
+            plain = [Message(m["role"], m["content"]) for m in call["messages"]]
+            old = short_of((await model.complete(plain, json_schema=call["schema"], temperature=0.0)).text)
+            new = old
+            if recap is not None:
+                recapped += 1
+                new = short_of(
+                    (await model.complete(recap, json_schema=call["schema"], temperature=0.0)).text
+                )
+            f_old, f_new = token_f1(old, call["gold"]), token_f1(new, call["gold"])
+            before, after = before + f_old, after + f_new
+            gained += f_new > f_old
+            lost += f_new < f_old
+            if f_new != f_old:
+                changes.append(
+                    f"  F1 {f_old:.2f} -> {f_new:.2f}  gold {call['gold'][0]!r}: {old!r} -> {new!r}"
+                )
+            print(f"{number}/{len(calls)}  F1 {f_old:.2f} -> {f_new:.2f}", flush=True)
+    finally:
+        await model.aclose()
+    n = max(1, len(calls))
+    print(f"\n{folder.name} ({mode}): {len(calls)} last-step calls, {recapped} with a recap")
+    print(f"mean short-answer F1: as recorded {before / n:.3f}, with the recap {after / n:.3f}")
+    print(f"better {gained}, worse {lost}")
+    print("\n".join(changes))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("folder", type=Path, help="an eval's output folder (results.jsonl, traces/)")
+    parser.add_argument("--mode", default="single", help="replay the runs of this mode (prefix match)")
+    parser.add_argument("--model", default="local:fast")
+    parser.add_argument("--limit", type=int, default=None, help="replay at most this many calls")
+    args = parser.parse_args()
+    asyncio.run(replay(args.folder, args.mode, args.model, args.limit))
+
+
+if __name__ == "__main__":
+    main()

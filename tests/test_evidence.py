@@ -1,0 +1,80 @@
+"""The recap before an agent's last answer: the read sentences closest to the question, the closest
+last (`openheavy.evidence`, `ResearchAgent._recap`)."""
+
+from __future__ import annotations
+
+from fakes import MemorySearch, action
+from openheavy.agent import ResearchAgent
+from openheavy.evidence import closest_sentences
+from openheavy.models.scripted import ScriptedModel
+from openheavy.search.cache import CachedSearch
+from openheavy.types import Document, EventStream
+
+QUESTION = "Which river flows through the capital of Velmora?"
+PAGES = {
+    "velmora#1": ("Velmora", "Velmora is a small country. Its capital is Ostrin, a city of bridges."),
+    "ostrin#1": ("Ostrin", "Ostrin lies on both banks of the river Sella. It was founded in 1204."),
+    "mills#1": ("Velmora mills", "Mills in Velmora grind grain. Most are powered by wind."),
+}
+
+
+def doc(ref: str) -> Document:
+    title, text = PAGES[ref]
+    return Document(ref, ref.split("#")[0], title, "", text)
+
+
+def test_the_sentences_sharing_most_question_words_come_closest_last() -> None:
+    opened = {2: doc("ostrin#1"), 1: doc("velmora#1"), 3: doc("mills#1")}  # in reading order
+    recalled = closest_sentences(QUESTION, opened, k=2)
+    # "Its capital is Ostrin" holds "capital" and, with its page's title, "Velmora": 2 words, closest.
+    # "Ostrin lies on both banks of the river Sella" holds "river": 1, as do "Velmora is a small
+    # country." and "Mills in Velmora grind grain."; among equals the one read first comes. "Most are
+    # powered by wind." holds "Velmora" only through its title, and no question word itself.
+    assert [(r.ref, r.sentence, r.shared) for r in recalled] == [
+        (2, "Ostrin lies on both banks of the river Sella.", 1),
+        (1, "Its capital is Ostrin, a city of bridges.", 2),
+    ]
+    assert closest_sentences(QUESTION, opened, k=9)[-2:] == recalled
+    # a sentence with no question word of its own is never recalled, title or not
+    assert all("wind" not in r.sentence for r in closest_sentences(QUESTION, opened, k=9))
+
+
+def test_sentences_are_split_where_a_new_one_starts_and_long_ones_are_cut() -> None:
+    opened = {
+        4: Document(
+            "a", "a", "Sella", "", "The Sella (b. 12 km long) is a river. It floods. " + "river " * 80
+        )
+    }
+    recalled = closest_sentences("How long is the river Sella?", opened, k=3)
+    assert recalled[-1].sentence == "The Sella (b. 12 km long) is a river."
+    cut = [r.sentence for r in recalled if r.sentence.endswith("…")]
+    assert len(cut) == 1 and len(cut[0]) <= 322
+    assert closest_sentences("Which of these?", opened) == []
+    assert closest_sentences(QUESTION, {}) == []
+
+
+async def test_the_last_prompt_restates_the_closest_read_sentences_after_the_last_page() -> None:
+    model = ScriptedModel(
+        [
+            action("search", query="Velmora capital"),
+            action("open", ref=1),  # [1] Velmora, [2] Velmora mills
+            action("open", ref=2),
+            action("answer", short="Sella", answer="The Sella flows through Ostrin [1].", cite=[1]),
+        ]
+    )
+    agent = ResearchAgent(
+        model, CachedSearch(MemorySearch(dict(PAGES))), stream=EventStream([]), run_id="r", max_steps=4
+    )
+    await agent.run(QUESTION)
+    refs = {hit.id: ref for ref, hit in agent.sources.seen.items()}
+    last = model.calls[-1].messages[-1].content
+    recap = last[last.index("Of everything you read") :]
+    # shown after the last page read and before the instruction to answer, in a data fence
+    assert last.index("Mills in Velmora grind grain") < last.index("Of everything you read")
+    assert recap.index("Its capital is Ostrin") < recap.index("You have no actions left")
+    assert f"[{refs['velmora#1']}] Its capital is Ostrin, a city of bridges." in recap
+    assert recap.count("<data-") == 2 and recap.count("</data-") == 2  # named in the label, then used
+    # the closest sentence is the last one recalled
+    assert recap.index("Mills in Velmora grind grain") < recap.index("Its capital is Ostrin")
+    # the steps before the last one carry no recap
+    assert all("Of everything you read" not in call.messages[-1].content for call in model.calls[:-1])
