@@ -49,7 +49,7 @@ CORE: dict[str, set[str]] = {
     "program_aided": BASE | {"models", "prompts", "rank", "sandbox", "tools", "verify"},
     "agent": BASE
     | {"models", "tools", "search", "prompts", "citations", "answer_text", "question_forms", "grounding"}
-    | {"evidence"},
+    | {"evidence", "dated_choice"},
     "direct": BASE | {"agent", "models", "prompts", "answer_text"},
     "partition": BASE,
     "planning": BASE | {"partition", "search", "question_forms"},

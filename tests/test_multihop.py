@@ -541,3 +541,50 @@ async def test_a_short_answer_that_copies_the_instructions_is_sent_back_then_dro
     [edited] = sink.of("AnswerEdited")
     assert [edit["kind"] for edit in edited.edits] == ["short_answer_dropped"]
     assert "copies the instructions" in edited.edits[0]["detail"]
+
+
+async def test_which_of_the_candidates_came_first_is_decided_by_the_years_their_pages_open_with() -> None:
+    question = "Which film was released first, The Quiet Field or Harbour Lights?"
+    agent, _, sink = run_agent(
+        [
+            action("search", query="Quiet Field Harbour Lights"),  # [1] The Quiet Field, [2] Harbour Lights
+            action("open", ref=1),
+            action("open", ref=2),
+            # a small model names the page it read last
+            action("answer", short="Harbour Lights", answer="Harbour Lights came first [2].", cite=[2]),
+        ]
+    )
+    result = await agent.run(question)
+    assert result.short_answer == "The Quiet Field"
+    assert result.answer == "The Quiet Field\n\nThe Quiet Field: 1998 [1]. Harbour Lights: 2001 [2]."
+    assert [c.id for c in result.citations] == ["field#1", "harbour#1"]
+    [edited] = sink.of("AnswerEdited")
+    assert edited.edits[0]["kind"] == "choice_dated"
+    assert edited.edits[0]["detail"] == (
+        '"Harbour Lights" became "The Quiet Field": the earliest of The Quiet Field 1998, Harbour Lights 2001'
+    )
+
+    # the latest, when the question asks for it; and nothing decided without both pages read
+    agent, _, sink = run_agent(
+        [
+            action("search", query="Quiet Field Harbour Lights"),
+            action("open", ref=1),
+            action("open", ref=2),
+            action("answer", short="Harbour Lights", answer="Harbour Lights [2].", cite=[2]),
+        ]
+    )
+    result = await agent.run("Which film was released more recently, The Quiet Field or Harbour Lights?")
+    assert result.short_answer == "Harbour Lights"
+    assert result.answer == "Harbour Lights [1]."
+    assert not sink.of("AnswerEdited") or all(
+        e["kind"] != "choice_dated" for e in sink.of("AnswerEdited")[0].edits
+    )
+    agent, _, _ = run_agent(
+        [
+            action("search", query="Quiet Field Harbour Lights"),
+            action("open", ref=2),
+            action("answer", short="Harbour Lights", answer="Harbour Lights [2].", cite=[2]),
+        ]
+    )
+    result = await agent.run(question)
+    assert result.short_answer == "Harbour Lights"

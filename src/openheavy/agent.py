@@ -35,6 +35,7 @@ from openheavy.answer_text import (
     settle_short,
 )
 from openheavy.citations import Citation, Source, cited_numbers, resolve_citations
+from openheavy.dated_choice import DatedChoice, choose_by_date
 from openheavy.errors import BudgetExceededError, ModelOutputError, OpenHeavyError
 from openheavy.evidence import closest_sentences
 from openheavy.grounding import grounded_choice, ungrounded_yes
@@ -702,7 +703,11 @@ class ResearchAgent:
             short, args, grounded = self._ground_yes(args)
             edits += grounded
         candidates = names_candidates(self._question) if self.works_on_corpus else []
-        if short in candidates:
+        dated = choose_by_date(self._question, self.sources.opened.values()) if candidates else None
+        if dated is not None and dated.winner is not None:
+            short, args, grounded = self._dated_choice(short, args, dated)
+            edits += grounded
+        elif short in candidates:
             short, args, grounded = self._ground_choice(short, args, candidates)
             edits += grounded
         text = self._written_answer(args, short, steps, settled=edits)
@@ -761,6 +766,26 @@ class ResearchAgent:
         cite = [*found.refs, *(ref for _, _, refs in found.others for ref in refs)]
         edit = Edit("choice_grounded", f'"{short}" became "{found.name}": {why}')
         return found.name, AnswerArgs(short=found.name, answer=f"{found.name}: {why}.", cite=cite), [edit]
+
+    def _dated_choice(
+        self, short: str, args: AnswerArgs, dated: DatedChoice
+    ) -> tuple[str, AnswerArgs, list[Edit]]:
+        """A question that asks which of its candidates is earliest or latest goes to the one whose page,
+        read by this agent, opens with that year (`dated_choice.choose_by_date`, decided before this is
+        called); the answer says the years, cited to the pages, and a changed answer is recorded."""
+        winner = dated.winner
+        assert winner is not None
+        refs = {doc.id: ref for ref, doc in self.sources.opened.items()}
+        facts = " ".join(
+            f"{c.name}: {c.year} [{refs[c.document.id]}]." for c in dated.candidates if c.document is not None
+        )
+        cite = [refs[c.document.id] for c in dated.candidates if c.document is not None]
+        decided = AnswerArgs(short=winner.name, answer=f"{winner.name}\n\n{facts}", cite=cite)
+        if short == winner.name:
+            return short, args, []
+        years = ", ".join(f"{c.name} {c.year}" for c in dated.candidates)
+        edit = Edit("choice_dated", f'"{short}" became "{winner.name}": the {dated.direction} of {years}')
+        return winner.name, decided, [edit]
 
     def _written_answer(
         self, args: AnswerArgs, short: str, step: int, *, settled: Sequence[Edit] = ()
