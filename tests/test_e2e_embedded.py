@@ -198,6 +198,15 @@ async def test_heavy_run_with_the_tiny_model(
     assert sorted(r.agent for r in planned) == ["agent-1", "agent-2"]
     read = {d for a in result.agents for d in a["documents_read"]}
     assert {c["id"] for c in result.citations} <= read
+    # the team's common prompt was computed once and copied into llama-server slots: each agent's first
+    # call found all of it in its slot's cache, bar the few tokens where the prompt goes on with its brief
+    calls = [r for r in read_trace(result.trace_path) if r.kind == "ModelCalled"]
+    [prefix] = [r.payload for r in calls if r.payload["purpose"] == "prefix"]
+    assert prefix["prompt_tokens"] > 0
+    for agent in ("agent-1", "agent-2"):
+        first = next(r.payload for r in calls if r.agent == agent)
+        assert first["messages"][1]["content"].startswith(prefix["messages"][1]["content"])
+        assert first["cached_tokens"] >= prefix["prompt_tokens"] - 12
     await heavy.aclose()
 
 

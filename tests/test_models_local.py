@@ -340,6 +340,22 @@ async def test_flags_a_build_lacks_are_not_passed(tmp_path: Path) -> None:
     assert not {"--no-ui", "--metrics", "--alias"} & set(argv)
 
 
+async def test_slot_states_are_saved_in_a_private_folder_beside_the_logs_when_the_build_can(
+    tmp_path: Path,
+) -> None:
+    binary = fake_binary(tmp_path, help_text=f"{FULL_HELP} --slot-save-path PATH")
+    async with make_server(tmp_path, binary):
+        pass
+    argv = recorded_argv(binary)[0]
+    folder = tmp_path / "slot-states"
+    assert argv[argv.index("--slot-save-path") + 1] == str(folder)
+    assert folder.is_dir() and folder.stat().st_mode & 0o077 == 0  # saved states derive from prompts
+    binary = fake_binary(tmp_path)  # a build without it: not passed (`models.slot_share` then does nothing)
+    async with make_server(tmp_path, binary):
+        pass
+    assert "--slot-save-path" not in recorded_argv(binary)[-1]
+
+
 async def test_api_key_goes_by_environment_not_argv(tmp_path: Path) -> None:
     binary = fake_binary(tmp_path)
     async with make_server(tmp_path, binary) as server:

@@ -17,8 +17,9 @@ from openheavy.config import Settings
 from openheavy.display.live import describe_event
 from openheavy.heavy import Orchestrator
 from openheavy.models.scripted import FunctionModel, ScriptedModel
+from openheavy.models.slot_share import SharedPrefix
 from openheavy.search.cache import CachedSearch
-from openheavy.types import EventStream, Message
+from openheavy.types import Completion, EventStream, Message, Usage
 
 QUESTION = "How do I run a subprocess with a timeout?"
 FENCE_END = re.compile(r"</data-[0-9a-f]{8}>")
@@ -254,3 +255,63 @@ async def test_each_agent_starts_with_its_planned_search_without_a_model_call(pl
     )
     line = describe_event(first_actions["agent-2"])
     assert line == '[agent-2] step 1 planned search "shlex" (no model call)'
+
+
+class SlotSharingModel(FunctionModel):
+    """A scripted model whose "server" can compute a prompt prefix once for several requests
+    (`models.base.PrefixSharing`, as the embedded llama-server does with its slots)."""
+
+    def __init__(self, fn: Any) -> None:
+        super().__init__(fn)
+        self.shared: list[tuple[list[Message], int]] = []
+
+    async def share_prefix(self, messages: Sequence[Message], copies: int) -> SharedPrefix | None:
+        self.shared.append((list(messages), copies))
+        return SharedPrefix(Completion("I", Usage(900, 1, 500)), tuple(range(copies)))
+
+
+async def test_the_teams_common_prompt_is_computed_once_for_all_its_agents() -> None:
+    sink = ListSink()
+    model = SlotSharingModel(team)
+    orchestrator = Orchestrator(
+        model, CachedSearch(MemorySearch(dict(PASSAGES))), stream=EventStream([sink]), run_id="r", agents=2
+    )
+    result = await orchestrator.run(QUESTION)
+
+    # once, before the agents start, for both of them
+    [(prefix, copies)] = model.shared
+    assert copies == 2
+    calls = sink.of("ModelCalled")
+    [shared] = [e for e in calls if e.purpose == "prefix"]
+    assert shared.agent == "team" and (shared.prompt_tokens, shared.cached_tokens) == (900, 500)
+    assert shared.messages == [{"role": m.role, "content": m.content} for m in prefix]
+    first_agent_call = min(i for i, e in enumerate(calls) if e.agent.startswith("agent-"))
+    assert calls.index(shared) < first_agent_call
+    # exactly what every agent's first prompt starts with: the system prompt, the question, the opening
+    firsts = [e for e in calls if e.agent.startswith("agent-") and len(e.messages) >= 2]
+    for agent in ("agent-1", "agent-2"):
+        first = next(e for e in firsts if e.agent == agent)
+        assert first.messages[0] == shared.messages[0]
+        assert first.messages[1]["content"].startswith(shared.messages[1]["content"] + "\n")
+        assert len(first.messages[1]["content"]) > len(shared.messages[1]["content"])  # then its brief
+    assert FENCE_END.search(shared.messages[1]["content"])  # the opening's results are in it
+    # its tokens are the run's: in the usage and the figures like any call
+    assert result.usage.prompt_tokens == sum(e.prompt_tokens for e in calls)
+
+
+async def test_no_common_prompt_is_shared_without_an_opening_or_by_a_model_that_cannot() -> None:
+    model = SlotSharingModel(team)
+    search = CachedSearch(MemorySearch(dict(PASSAGES)))
+    await Orchestrator(model, search, stream=EventStream([]), run_id="r", agents=2, opening_search=False).run(
+        QUESTION
+    )
+    assert model.shared == []
+    await Orchestrator(model, search, stream=EventStream([]), run_id="r1", agents=2, share_prefix=False).run(
+        QUESTION
+    )
+    assert model.shared == []  # turned off (`share_prefix = false` in the settings)
+    sink = ListSink()
+    await Orchestrator(FunctionModel(team), search, stream=EventStream([sink]), run_id="r2", agents=2).run(
+        QUESTION
+    )
+    assert all(e.purpose != "prefix" for e in sink.of("ModelCalled"))

@@ -284,18 +284,13 @@ class ResearchAgent:
         self._names = list(conjuncts(question) if names is None else names)
         # Shared prefix first (system, question), the agent's own sub-task last: prompt caches in
         # llama.cpp / vLLM then serve the common part once for all agents of a run.
-        system = self.system_prompt()
-        user = render_prompt("agent_question", question=question)
+        system, user = (m.content for m in self.opening_prompt(question, opening))
         search_tool = self.tools.get(SearchTool.name)
         if opening is not None and isinstance(search_tool, SearchTool):
             # The team ran it: an agent that searches it again gets its next page (`QueryLog.share`).
             self.queries.share(opening.query, len(opening.hits), search_tool.k)
             self.sources.register(list(opening.hits))
             self._searches = 1
-            user += "\n" + opening.text
-            lead = self.sources.closest_unopened(question)
-            if lead is not None:
-                user += "\n" + render_prompt("agent_closest_unread", ref=lead).strip()
         if brief:
             user += "\n" + brief
         elif task and task.strip() != question.strip():
@@ -323,6 +318,20 @@ class ResearchAgent:
         except OpenHeavyError as exc:
             return self._fail(task or question, step, exc)
         raise AssertionError("unreachable: the last step can only answer")  # pragma: no cover
+
+    def opening_prompt(self, question: str, opening: Opening | None = None) -> list[Message]:
+        """The system prompt and the question, with the team's `opening` results and the result closest
+        to the question, as `run` shows them before an agent's own brief: the prefix every agent of a team
+        given the same opening starts with (heavy has it computed once, `RecordingModel.share_prefix`)."""
+        user = render_prompt("agent_question", question=question)
+        if opening is not None and isinstance(self.tools.get(SearchTool.name), SearchTool):
+            book = SourceBook()  # numbered as the agent's own book numbers them: the opening comes first
+            book.register(list(opening.hits))
+            user += "\n" + opening.text
+            lead = book.closest_unopened(question)
+            if lead is not None:
+                user += "\n" + render_prompt("agent_closest_unread", ref=lead).strip()
+        return [Message("system", self.system_prompt()), Message("user", user)]
 
     async def search_for_team(self, query: str) -> Opening | None:
         """Run the opening search with this agent's tools (`team_opening`)."""

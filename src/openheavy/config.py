@@ -129,6 +129,9 @@ class Settings(BaseSettings):
     # Heavy mode: each agent's first action is its first planned query, run without a model call;
     # off: agents are told their queries and pick their first action themselves.
     planned_search: bool = True
+    # Heavy mode: the prompt its agents start with (system prompt, question, opening results) computed
+    # once by the model server for all of them, where it can (llama-server slots, `models.slot_share`).
+    share_prefix: bool = True
     # Requests in flight at once: 4x the embedded server's 4 slots for agents, 16x for short samples.
     agent_limit: int = Field(16, ge=1)  # research agents per run (heavy, heavy-rank, rank-tools)
     sample_limit: int = Field(64, ge=1)  # samples per run (rank)

@@ -50,7 +50,7 @@ from openheavy.answer_text import (
 )
 from openheavy.citations import Citation, RunSources, Source, resolve_citations
 from openheavy.dated_choice import choose_by_date, titled
-from openheavy.errors import AgentsFailedError, OpenHeavyError
+from openheavy.errors import AgentsFailedError, BudgetExceededError, OpenHeavyError
 from openheavy.item_check import MAX_DOCUMENTS, ListCheck, check_list
 from openheavy.json_output import first_json_object
 from openheavy.models.base import ChatModel
@@ -161,6 +161,7 @@ class Orchestrator:
         max_list_documents: int = MAX_DOCUMENTS,
         opening_search: bool = True,
         planned_search: bool = True,
+        share_prefix: bool = True,
     ) -> None:
         if max_agents < 1:
             raise OpenHeavyError(f"--max-agents must be at least 1, got {max_agents}")
@@ -184,6 +185,7 @@ class Orchestrator:
         self.max_list_documents = max_list_documents
         self.opening_search = opening_search  # search the question once and show every agent the results
         self.planned_search = planned_search  # an agent's first action is its first planned query
+        self.share_prefix = share_prefix  # the agents' common prompt computed once (`_share_opening`)
         self.temperature = temperature
         self.seed = seed
         self.usage = Usage()
@@ -336,6 +338,7 @@ class Orchestrator:
         wanted = any(not a.conjunct for a in plan.assignments)
         opening = await self._opening(question) if wanted else None
         agents = [self._agent(i, self._temperature_for(plan, i), team) for i in range(len(plan.assignments))]
+        await self._share_opening(question, plan, agents, opening)
         tasks: list[asyncio.Task[AgentResult]] = []
         async with asyncio.TaskGroup() as group:
             for agent, assignment in zip(agents, plan.assignments, strict=True):
@@ -352,6 +355,28 @@ class Orchestrator:
         for result in results:
             self.usage = self.usage + result.usage
         return results
+
+    async def _share_opening(
+        self, question: str, plan: Plan, agents: list[ResearchAgent], opening: Opening | None
+    ) -> None:
+        """The prompt every agent given the team's opening starts with (system prompt, question, opening
+        results: ~1,000 tokens on HotpotQA), computed once by the model's server for all of them instead of
+        once per agent, where the server can (`RecordingModel.share_prefix`; llama-server's slots). It is
+        recorded as the team's "prefix" call."""
+        sharing = [
+            a for a, assignment in zip(agents, plan.assignments, strict=True) if not assignment.conjunct
+        ]
+        if not self.share_prefix or opening is None or len(sharing) < 2:
+            return
+        prefix = sharing[0].opening_prompt(question, opening)
+        try:
+            shared = await self.recorder.labelled(agent="team", purpose="prefix").share_prefix(
+                prefix, len(sharing)
+            )
+        except BudgetExceededError:
+            return  # the agents' own calls say what the budget allows
+        if shared is not None:
+            self._charge(shared.completion.usage)
 
     def _temperature_for(self, plan: Plan, index: int) -> float | None:
         """The run's temperature, except for an agent whose assignment repeats an earlier one's: it

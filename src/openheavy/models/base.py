@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+from openheavy.models.slot_share import SharedPrefix
 from openheavy.types import Completion, JsonSchema, Message
 
 
@@ -29,4 +30,14 @@ class ChatModel(Protocol):
 
     async def aclose(self) -> None:
         """Release connections and, for embedded models, stop the server."""
+        ...
+
+
+@runtime_checkable
+class PrefixSharing(Protocol):
+    """A model whose server can compute a prompt prefix once for several requests that start with it
+    (llama-server's slots, `models.slot_share`)."""
+
+    async def share_prefix(self, messages: Sequence[Message], copies: int) -> SharedPrefix | None:
+        """Compute `messages` once, ready for up to `copies` requests at once; None when not done."""
         ...

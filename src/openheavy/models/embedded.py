@@ -20,6 +20,7 @@ from openheavy.errors import EmbeddedModelError, ModelUnreachableError
 from openheavy.models.llama_server import LlamaServer
 from openheavy.models.openai_compat import OpenAICompatModel
 from openheavy.models.shared_server import SharedServer
+from openheavy.models.slot_share import SharedPrefix, share_prefix
 from openheavy.models.weights import EmbeddedModelSpec, ensure_weights
 from openheavy.types import Completion, JsonSchema, Message
 
@@ -129,6 +130,18 @@ class EmbeddedModel:
                     f"{server.log_path}:\n{server.log_tail()}"
                 ) from exc
             raise
+
+    async def share_prefix(self, messages: Sequence[Message], copies: int) -> SharedPrefix | None:
+        """Compute `messages` once and copy the result into up to `copies` idle slots, for requests that
+        start with them and would each compute them again (`models.slot_share`); None when not done."""
+        client = await self._ensure_client()
+        server = self.server
+        if server is None:
+            return None
+        if isinstance(server, SharedServer):
+            server.touch()
+        root = server.base_url.removesuffix("/v1")
+        return await share_prefix(root, server.api_key, client.model, messages, copies)
 
     async def metrics(self) -> dict[str, Any]:
         """Server counters (see `LlamaServer.metrics`), e.g. `prompt_tokens_cached_total`."""

@@ -153,9 +153,12 @@ class LlamaServer:
         extra_args: Sequence[str] = (),
         core_ledger: CoreLedger | None = None,
         core_wait: float = 600.0,
+        slot_dir: Path | None = None,
     ) -> None:
         self.model_path = Path(model_path)
         self.log_dir = Path(log_dir)
+        # Where slot states are saved to be copied into other slots (`models.slot_share`); owner-only.
+        self.slot_dir = Path(slot_dir) if slot_dir is not None else self.log_dir.parent / "slot-states"
         self.binary = binary
         self.alias = alias
         self.slots = slots
@@ -293,6 +296,9 @@ class LlamaServer:
         cmd += ["--no-ui"] if "--no-ui" in flags else ["--no-webui"] if "--no-webui" in flags else []
         if "--metrics" in flags:
             cmd.append("--metrics")
+        if "--slot-save-path" in flags:
+            private_dir(self.slot_dir)
+            cmd += ["--slot-save-path", str(self.slot_dir)]
         cmd += self.extra_args
         return cmd
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from openheavy.models.base import ChatModel
+from openheavy.models.base import ChatModel, PrefixSharing
 from openheavy.models.budget import Budget, estimate_prompt_tokens
+from openheavy.models.slot_share import SharedPrefix
 from openheavy.types import Completion, EventStream, JsonSchema, Message, ModelCalled
 
 # The reply bound of a call that names none (no max_tokens, no schema): it is sent as the call's
@@ -126,6 +127,43 @@ class RecordingModel:
                 )
             )
         return completion
+
+    async def share_prefix(self, messages: Sequence[Message], copies: int) -> SharedPrefix | None:
+        """Have the wrapped model compute `messages` once for `copies` requests that will start with them
+        (`PrefixSharing`; None from any other model), recorded and charged as a call of its own."""
+        model = self.model
+        if not isinstance(model, PrefixSharing):
+            return None
+        if self.budget is None:
+            shared = await model.share_prefix(messages, copies)
+        else:
+            shared = await self.budget.bounded(
+                self.describe_call(),
+                lambda: model.share_prefix(messages, copies),
+                tokens=estimate_prompt_tokens(messages) + 1,
+            )
+        if shared is None:
+            return None
+        if self.budget is not None:
+            self.budget.charge(shared.completion.usage)
+        if self.stream is not None:
+            usage = shared.completion.usage
+            self.stream.emit(
+                ModelCalled(
+                    run_id=self.run_id,
+                    agent=self.label.agent,
+                    step=self.label.step,
+                    purpose=self.label.purpose,
+                    messages=[{"role": m.role, "content": m.content} for m in messages],
+                    json_schema=None,
+                    output=shared.completion.text,
+                    prompt_tokens=usage.prompt_tokens,
+                    completion_tokens=usage.completion_tokens,
+                    cached_tokens=usage.cached_tokens,
+                    seconds=shared.completion.seconds,
+                )
+            )
+        return shared
 
     def describe_call(self) -> str:
         """The next call as budget messages name it: "agent-2's action call at step 3"."""

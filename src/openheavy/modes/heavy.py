@@ -28,6 +28,7 @@ async def research_team(run: RunContext, agents: int | None) -> Orchestrator:
         answer_max_chars=run.settings.answer_max_chars,
         opening_search=run.settings.opening_search,
         planned_search=run.settings.planned_search,
+        share_prefix=run.settings.share_prefix,
     )
 
 
