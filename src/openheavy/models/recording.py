@@ -110,23 +110,30 @@ class RecordingModel:
                 tokens=estimate_prompt_tokens(messages) + reply_tokens,
             )
             self.budget.charge(completion.usage)
-        if self.stream is not None:
-            self.stream.emit(
-                ModelCalled(
-                    run_id=self.run_id,
-                    agent=self.label.agent,
-                    step=self.label.step,
-                    purpose=self.label.purpose,
-                    messages=[{"role": m.role, "content": m.content} for m in messages],
-                    json_schema=json_schema,
-                    output=completion.text,
-                    prompt_tokens=completion.usage.prompt_tokens,
-                    completion_tokens=completion.usage.completion_tokens,
-                    cached_tokens=completion.usage.cached_tokens,
-                    seconds=completion.seconds,
-                )
-            )
+        self._record(messages, json_schema, completion)
         return completion
+
+    def _record(
+        self, messages: Sequence[Message], json_schema: JsonSchema | None, completion: Completion
+    ) -> None:
+        """The call as a `ModelCalled` event, under this wrapper's label (nothing without a stream)."""
+        if self.stream is None:
+            return
+        self.stream.emit(
+            ModelCalled(
+                run_id=self.run_id,
+                agent=self.label.agent,
+                step=self.label.step,
+                purpose=self.label.purpose,
+                messages=[{"role": m.role, "content": m.content} for m in messages],
+                json_schema=json_schema,
+                output=completion.text,
+                prompt_tokens=completion.usage.prompt_tokens,
+                completion_tokens=completion.usage.completion_tokens,
+                cached_tokens=completion.usage.cached_tokens,
+                seconds=completion.seconds,
+            )
+        )
 
     async def share_prefix(self, messages: Sequence[Message], copies: int) -> SharedPrefix | None:
         """Have the wrapped model compute `messages` once for `copies` requests that will start with them
@@ -146,23 +153,7 @@ class RecordingModel:
             return None
         if self.budget is not None:
             self.budget.charge(shared.completion.usage)
-        if self.stream is not None:
-            usage = shared.completion.usage
-            self.stream.emit(
-                ModelCalled(
-                    run_id=self.run_id,
-                    agent=self.label.agent,
-                    step=self.label.step,
-                    purpose=self.label.purpose,
-                    messages=[{"role": m.role, "content": m.content} for m in messages],
-                    json_schema=None,
-                    output=shared.completion.text,
-                    prompt_tokens=usage.prompt_tokens,
-                    completion_tokens=usage.completion_tokens,
-                    cached_tokens=usage.cached_tokens,
-                    seconds=shared.completion.seconds,
-                )
-            )
+        self._record(messages, None, shared.completion)
         return shared
 
     def describe_call(self) -> str:
