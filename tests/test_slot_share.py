@@ -1,5 +1,5 @@
 """A prompt prefix computed once on llama-server and copied into idle slots (`models.slot_share`), against
-`httpx2.MockTransport` playing llama-server's /slots and chat endpoints."""
+`httpx2.MockTransport` playing llama-server's /slots, /apply-template and /completion endpoints."""
 
 from __future__ import annotations
 
@@ -12,36 +12,34 @@ from openheavy.models.slot_share import share_prefix
 from openheavy.types import Message
 
 PREFIX = [Message("system", "You are a careful research agent."), Message("user", "Where is Ostrin?")]
+Seen = list[tuple[str, str, Any]]
 
 
 def llama_server(
-    slots: list[dict[str, Any]], *, save: int = 200, restore_fails: frozenset[int] = frozenset()
-) -> tuple[httpx2.MockTransport, list[tuple[str, str, Any]]]:
-    seen: list[tuple[str, str, Any]] = []
+    slots: list[dict[str, Any]],
+    *,
+    source: int = 2,
+    save: int = 200,
+    restore_fails: frozenset[int] = frozenset(),
+) -> tuple[httpx2.MockTransport, Seen]:
+    """A llama-server whose /completion lands in slot `source` (its pick: the best cached match)."""
+    seen: Seen = []
 
     def handle(request: httpx2.Request) -> httpx2.Response:
         body = json.loads(request.content) if request.content else None
-        seen.append(
-            (
-                request.method,
-                str(request.url.path) + (f"?{request.url.query.decode()}" if request.url.query else ""),
-                body,
-            )
-        )
+        query = f"?{request.url.query.decode()}" if request.url.query else ""
+        seen.append((request.method, request.url.path + query, body))
         assert request.headers["Authorization"] == "Bearer key"
         if request.url.path == "/slots":
             return httpx2.Response(200, json=slots)
-        if request.url.path == "/v1/chat/completions":
-            usage = {
-                "prompt_tokens": 905,
-                "completion_tokens": 1,
-                "prompt_tokens_details": {"cached_tokens": 522},
-            }
-            return httpx2.Response(
-                200, json={"model": "m", "usage": usage, "choices": [{"message": {"content": "I"}}]}
-            )
+        if request.url.path == "/apply-template":
+            rendered = "<system>" + body["messages"][1]["content"] + "<assistant>"
+            return httpx2.Response(200, json={"prompt": rendered})
+        if request.url.path == "/completion":
+            timings = {"prompt_n": 383, "cache_n": 522, "predicted_n": 1}
+            return httpx2.Response(200, json={"content": "I", "id_slot": source, "timings": timings})
         slot = int(request.url.path.rsplit("/", 1)[1])
-        if "action=save" in str(request.url):
+        if "action=save" in query:
             return httpx2.Response(save, json={"n_saved": 905})
         if slot in restore_fails:
             return httpx2.Response(400, json={"error": {"message": "slot busy"}})
@@ -59,45 +57,47 @@ SLOTS = [
 ]
 
 
-async def test_the_prefix_is_computed_in_the_least_recently_used_idle_slot_and_copied_to_others() -> None:
-    transport, seen = llama_server(SLOTS)
+async def test_the_prefix_is_computed_where_the_server_puts_it_and_copied_to_the_least_recent_slots() -> None:
+    transport, seen = llama_server(SLOTS, source=2)
     shared = await share_prefix("http://llama", "key", "m", PREFIX, 3, transport=transport)
     assert shared is not None
-    # idle slots, least recently used first: 3 (never used), 2, 4; the busy slot 0 and the latest, 1, kept
-    assert shared.slots == (3, 2, 4)
-    assert shared.completion.usage.prompt_tokens == 905 and shared.completion.usage.cached_tokens == 522
+    # computed in slot 2 (the server's pick), copied to the least recently used other idle slots: 3
+    # (never used), then 4; the busy slot 0 and the latest, 1, are left alone
+    assert shared.slots == (2, 3, 4)
+    usage = shared.completion.usage
+    assert (usage.prompt_tokens, usage.cached_tokens, usage.completion_tokens) == (905, 522, 1)
     assert [(method, path) for method, path, _ in seen] == [
         ("GET", "/slots"),
-        ("POST", "/v1/chat/completions"),
-        ("POST", "/slots/3?action=save"),
-        ("POST", "/slots/2?action=restore"),
+        ("POST", "/apply-template"),
+        ("POST", "/completion"),
+        ("POST", "/slots/2?action=save"),
+        ("POST", "/slots/3?action=restore"),
         ("POST", "/slots/4?action=restore"),
     ]
-    chat = seen[1][2]
-    assert chat["id_slot"] == 3 and chat["max_tokens"] == 1 and chat["model"] == "m"
-    assert chat["messages"] == [{"role": m.role, "content": m.content} for m in PREFIX]
-    assert seen[2][2] == seen[3][2] == seen[4][2] == {"filename": "prefix-slot-3.bin"}
+    assert seen[1][2] == {"messages": [{"role": m.role, "content": m.content} for m in PREFIX]}
+    completion = seen[2][2]
+    # the chat template's rendering, as the agents' chat requests are rendered; no slot forced on it
+    assert completion["prompt"] == "<system>Where is Ostrin?<assistant>" and "id_slot" not in completion
+    assert completion["n_predict"] == 1 and completion["cache_prompt"] is True
+    assert seen[3][2] == seen[4][2] == seen[5][2] == {"filename": "prefix-slot-2.bin"}
 
 
-async def test_a_slot_that_cannot_take_the_copy_is_left_out_and_nothing_is_done_without_two_idle_slots() -> (
-    None
-):
-    transport, _ = llama_server(SLOTS, restore_fails=frozenset({2}))
+async def test_a_slot_that_cannot_take_the_copy_is_left_out() -> None:
+    transport, _ = llama_server(SLOTS, restore_fails=frozenset({3}))
     shared = await share_prefix("http://llama", "key", "m", PREFIX, 3, transport=transport)
-    assert shared is not None and shared.slots == (3, 4)
+    assert shared is not None and shared.slots == (2, 4)
 
     # a server started without --slot-save-path refuses the save: the computed prefix stays in its slot
     transport, seen = llama_server(SLOTS, save=501)
     shared = await share_prefix("http://llama", "key", "m", PREFIX, 3, transport=transport)
-    assert shared is not None and shared.slots == (3,)
+    assert shared is not None and shared.slots == (2,)
     assert not any("restore" in path for _, path, _ in seen)
 
-    transport, seen = llama_server([{"id": 0, "is_processing": False, "id_task": 3}])
+
+async def test_nothing_is_computed_without_two_idle_slots_or_a_slots_endpoint() -> None:
+    transport, seen = llama_server([{"id": 0, "is_processing": False, "id_task": 3}], source=0)
     assert await share_prefix("http://llama", "key", "m", PREFIX, 4, transport=transport) is None
-    assert [path for _, path, _ in seen] == ["/slots"]  # nothing computed for one slot
+    assert [path for _, path, _ in seen] == ["/slots"]
     assert await share_prefix("http://llama", "key", "m", PREFIX, 1, transport=transport) is None
-
-
-async def test_a_server_without_the_slots_endpoint_leaves_the_run_as_it_was() -> None:
     transport = httpx2.MockTransport(lambda request: httpx2.Response(404, json={"error": "not found"}))
     assert await share_prefix("http://llama", "key", "m", PREFIX, 4, transport=transport) is None

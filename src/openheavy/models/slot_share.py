@@ -8,9 +8,11 @@ tokens from the cache; in HotpotQA-50 r10 every agent's first call reused only t
 of ~1,480 tokens), so the question and the results were computed four times per run, and heavy's first
 calls were 40% cached against 87–89% for later ones.
 
-`share_prefix` computes the prefix once, in the least recently used idle slot (one token generated), then
-saves that slot's state (`POST /slots/{id}?action=save`, 3 ms for 905 tokens) and restores it into
-`copies - 1` more idle slots (`action=restore`, 3 ms each). Requests that start with the prefix then land
+`share_prefix` computes the prefix once (rendered by the server's chat template, `/apply-template`, and
+sent to `/completion`, which names the slot that took it: the idle slot whose cached prompt shares the
+most with it, one generated token), then saves that slot's state (`POST /slots/{id}?action=save`, 3 ms
+for 905 tokens) and restores it into the `copies - 1` least recently used other idle slots
+(`action=restore`, 3 ms each). Requests that start with the prefix then land
 on those slots, since llama-server picks the idle slot whose cached prompt shares the most with the new
 one. Measured on the same test server: four concurrent requests after a copy got 905 cached tokens each.
 
@@ -68,26 +70,36 @@ async def share_prefix(
             listed = await client.get(f"{root}/slots")
             listed.raise_for_status()
             idle = [s for s in listed.json() if not s.get("is_processing")]
-            # Least recently used first: a slot another run's agent just left keeps its own cache.
-            idle.sort(key=lambda s: int(s.get("id_task", -1)))
-            chosen = [int(s["id"]) for s in idle[:copies]]
-            if len(chosen) < 2:
+            if len(idle) < 2:
                 return None
-            source, *targets = chosen
+            # The prompt as the chat endpoint renders it, sent to /completion, which says which slot took
+            # it: llama-server gives it the idle slot whose cached prompt shares the most with it (one
+            # holding the system prompt from an earlier run, usually), so that part is not computed again.
+            rendered = await client.post(
+                f"{root}/apply-template",
+                json={"messages": [{"role": m.role, "content": m.content} for m in messages]},
+            )
+            rendered.raise_for_status()
             started = time.monotonic()
             reply = await client.post(
-                f"{root}/v1/chat/completions",
+                f"{root}/completion",
                 json={
-                    "model": model,
-                    "messages": [{"role": m.role, "content": m.content} for m in messages],
-                    "max_tokens": 1,
+                    "prompt": rendered.json()["prompt"],
+                    "n_predict": 1,
                     "temperature": 0.0,
-                    "id_slot": source,
                     "cache_prompt": True,
                 },
             )
             reply.raise_for_status()
-            completion = _completion(reply.json(), time.monotonic() - started)
+            body = reply.json()
+            completion = _completion(body, model, time.monotonic() - started)
+            source = int(body["id_slot"])
+            # Copies go to the least recently used idle slots: a slot another run's agent just left keeps
+            # its own cache.
+            others = sorted(
+                (s for s in idle if int(s["id"]) != source), key=lambda s: int(s.get("id_task", -1))
+            )
+            targets = [int(s["id"]) for s in others[: copies - 1]]
             name = f"prefix-slot-{source}.bin"
             saved = await client.post(f"{root}/slots/{source}?action=save", json={"filename": name})
             if saved.status_code != 200:
@@ -104,18 +116,19 @@ async def share_prefix(
             return None
 
 
-def _completion(body: dict[str, Any], seconds: float) -> Completion:
-    usage = body.get("usage") or {}
-    details = usage.get("prompt_tokens_details") or {}
-    choices = body.get("choices") or [{}]
+def _completion(body: dict[str, Any], model: str, seconds: float) -> Completion:
+    """/completion's reply as a `Completion`: `timings` count the prompt tokens computed (`prompt_n`) and
+    those served from the slot's cache (`cache_n`)."""
+    timings = body.get("timings") or {}
+    computed, cached = int(timings.get("prompt_n", 0)), int(timings.get("cache_n", 0))
     return Completion(
-        text=str((choices[0].get("message") or {}).get("content") or ""),
+        text=str(body.get("content", "")),
         usage=Usage(
-            prompt_tokens=int(usage.get("prompt_tokens", 0)),
-            completion_tokens=int(usage.get("completion_tokens", 0)),
-            cached_tokens=int(details.get("cached_tokens", 0)),
+            prompt_tokens=computed + cached,
+            completion_tokens=int(timings.get("predicted_n", 0)),
+            cached_tokens=cached,
         ),
-        model=str(body.get("model", "")),
-        finish_reason=choices[0].get("finish_reason"),
+        model=str(body.get("model", model)),
+        finish_reason=str(body.get("stop_type", "")) or None,
         seconds=seconds,
     )
