@@ -5,8 +5,9 @@ which share the team's common prompt (`models.slot_share`).
     .venv/bin/python benchmarks/cache_by_call.py docs/results/hotpotqa-50-r10 /tmp/prefix-on --mode heavy
 
 Each argument is an eval's output folder (`results.jsonl` and the `traces/` it names). Printed per
-folder: prompt tokens and the cached share of all calls, of the team's prefix calls, of each agent's
-first call, and of the agents' later calls.
+folder: the prompt tokens computed per run (those the cache did not serve), then prompt tokens and the
+cached share of all calls, of the team's prefix calls, of each agent's first call, and of the agents'
+later calls.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ def shares(folder: Path, mode: str) -> list[str]:
                 if name is not None:
                     kinds[name][0] += tokens[0]
                     kinds[name][1] += tokens[1]
-    lines = [f"{folder.name} ({mode}, {runs} runs)"]
+    prompt, cached = kinds["all"]
+    computed = f"{(prompt - cached) / runs:,.0f}" if runs else "-"
+    lines = [f"{folder.name} ({mode}, {runs} runs): prompt tokens computed (not cached) per run {computed}"]
     for name, (prompt, cached) in kinds.items():
         share = f"{cached / prompt:.1%}" if prompt else "-"
         lines.append(f"  {name:<14} prompt tokens {prompt:>9,}  cached {cached:>9,}  share {share}")
