@@ -19,12 +19,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from openheavy.agent import recap
 from openheavy.config import load_settings
 from openheavy.evals.grading import token_f1
-from openheavy.evidence import closest_sentences
 from openheavy.json_output import first_json_object
 from openheavy.models.registry import resolve_model
-from openheavy.prompts import fence_untrusted, render_prompt
 from openheavy.trace.jsonl import read_trace
 from openheavy.types import Document, Message
 
@@ -71,15 +70,13 @@ def final_calls(folder: Path, mode: str) -> list[dict[str, Any]]:
 def with_recap(call: dict[str, Any]) -> list[Message] | None:
     """The call's messages with the recap inserted before the last instruction, as the agent now
     writes it (`ResearchAgent._recap`); None when no read sentence holds a question word."""
-    recalled = closest_sentences(call["question"], call["opened"])
-    if not recalled:
+    restated = recap(call["question"], call["opened"])
+    if not restated:
         return None
-    lines = "\n".join(f"[{r.ref}] {r.sentence}" for r in recalled)
-    recap = fence_untrusted(lines, label=render_prompt("agent_recap").strip())
     messages = [Message(m["role"], m["content"]) for m in call["messages"]]
     last = messages[-1].content
     at = last.index(_FINAL_LINE)
-    messages[-1] = Message("user", f"{last[:at].rstrip()}\n\n{recap}\n\n{last[at:]}")
+    messages[-1] = Message("user", f"{last[:at].rstrip()}\n\n{restated}\n\n{last[at:]}")
     return messages
 
 

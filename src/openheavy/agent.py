@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -65,6 +65,7 @@ from openheavy.types import (
     AnswerEdited,
     AnswerRejected,
     Completion,
+    Document,
     EventStream,
     JsonSchema,
     Message,
@@ -433,13 +434,9 @@ class ResearchAgent:
         return action
 
     def _recap(self) -> str:
-        """The read sentences closest to the question, restated before the last answer
-        (`evidence.closest_sentences`), in a data fence; "" when none holds a question word."""
-        recalled = closest_sentences(self._question, self.sources.opened)
-        if not recalled:
-            return ""
-        lines = "\n".join(f"[{r.ref}] {r.sentence}" for r in recalled)
-        return "\n" + fence_untrusted(lines, label=render_prompt("agent_recap").strip()) + "\n"
+        """The recap of what this agent read, for its last prompt (`recap`), on lines of its own."""
+        text = recap(self._question, self.sources.opened)
+        return f"\n{text}\n" if text else ""
 
     async def _write_free_text(self, step: int, action: Action) -> tuple[Action, list[Message]] | None:
         """For a tool whose arguments are written in free text (the python tool's script: see
@@ -784,14 +781,14 @@ class ResearchAgent:
         called); the answer says the years, cited to the pages, and a changed answer is recorded."""
         winner = dated.winner
         assert winner is not None
+        if short == winner.name:
+            return short, args, []
         refs = {doc.id: ref for ref, doc in self.sources.opened.items()}
         facts = " ".join(
             f"{c.name}: {c.year} [{refs[c.document.id]}]." for c in dated.candidates if c.document is not None
         )
         cite = [refs[c.document.id] for c in dated.candidates if c.document is not None]
         decided = AnswerArgs(short=winner.name, answer=f"{winner.name}\n\n{facts}", cite=cite)
-        if short == winner.name:
-            return short, args, []
         years = ", ".join(f"{c.name} {c.year}" for c in dated.candidates)
         edit = Edit("choice_dated", f'"{short}" became "{winner.name}": the {dated.direction} of {years}')
         return winner.name, decided, [edit]
@@ -888,6 +885,16 @@ class ResearchAgent:
             run_id=self.run_id,
             agent=self.name,
         )
+
+
+def recap(question: str, opened: Mapping[int, Document]) -> str:
+    """The read sentences closest to `question` (`evidence.closest_sentences`) as the last prompt shows
+    them, each with its document number, in a data fence; "" when none holds a question word."""
+    recalled = closest_sentences(question, opened)
+    if not recalled:
+        return ""
+    lines = "\n".join(f"[{r.ref}] {r.sentence}" for r in recalled)
+    return fence_untrusted(lines, label=render_prompt("agent_recap").strip())
 
 
 def _action_option(name: str, args_schema: JsonSchema) -> JsonSchema:
