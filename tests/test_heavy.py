@@ -557,11 +557,14 @@ async def test_a_short_answers_agents_are_told_their_queries_not_a_reworded_ques
     }
     plan = plan_reply(tasks, shape="short", queries=[[scripts[t][0]] for t in tasks])
     model = FunctionModel(short_team(plan, scripts))
-    orchestrator, _ = make(model, MemorySearch(dict(NOVELISTS)), agents=2)
+    orchestrator, sink = make(model, MemorySearch(dict(NOVELISTS)), agents=2, planned_search=True)
     result = await orchestrator.run("Who wrote The Siege of Krishnapur?")
-    firsts = [c.messages[1].content for c in model.calls if role_of(c.messages) == "agent"]
+    agents = [c.messages for c in model.calls if role_of(c.messages) == "agent"]
+    firsts = [messages[1].content for messages in agents]
     assert firsts and all("Question: Who wrote The Siege of Krishnapur?" in text for text in firsts)
-    assert not any(task in text for text in firsts for task in tasks)
+    # nowhere in what they are shown: not in the brief, nor as the "missing" of their planned search
+    assert not any(task in m.content for messages in agents for m in messages for task in tasks)
+    assert {e.task for e in sink.of("AgentStarted")} == {"Who wrote The Siege of Krishnapur?"}
     assert {q for q in ("siege krishnapur", "farrell") if any(f'"{q}"' in t for t in firsts)} == {
         "siege krishnapur",
         "farrell",
