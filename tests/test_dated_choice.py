@@ -86,6 +86,14 @@ QUERIES = {
 }
 
 
+PLANNED = {  # each agent's task and first query
+    "find the release years": "harbor kestrel",
+    "check Harbor Lights": "harbor lights",
+    "check The Kestrel": "kestrel animated",
+    "compare": "animated film",
+}
+
+
 def team(answer_of: dict[str, str], *, open_harbor: bool = True) -> Any:
     """Four agents: each searches for both films, opens the Kestrel page (and Harbor Lights' unless told
     not to) and answers what `answer_of` says for it."""
@@ -93,12 +101,12 @@ def team(answer_of: dict[str, str], *, open_harbor: bool = True) -> Any:
     def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
         system = messages[0].content
         if "planner" in system:
-            tasks = ["find the release years", "check Harbor Lights", "check The Kestrel", "compare"]
-            queries = [["harbor kestrel"], ["harbor lights"], ["kestrel"], ["animated film"]]
-            return json.dumps(plan_reply(tasks, shape="short", queries=queries))
+            tasks = list(PLANNED)
+            return json.dumps(plan_reply(tasks, shape="short", queries=[[PLANNED[t]] for t in tasks]))
         if "lead researcher" in system:
             return json.dumps({"agreements": "", "conflicts": "", "short": "", "answer": "?", "cite": []})
-        task = next(t for t in answer_of if t in messages[1].content)
+        # a short answer's agent is told its first query, not its task
+        task = next(t for t, query in PLANNED.items() if f'"{query}"' in messages[1].content)
         turns = sum(m.role == "assistant" for m in messages)
         opened = [json.loads(m.content).get("ref") for m in messages if m.role == "assistant"]
         refs = [r for r in opened if r]

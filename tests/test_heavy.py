@@ -40,9 +40,10 @@ def role_of(messages: Sequence[Message]) -> str:
 
 def task_of(messages: Sequence[Message]) -> str:
     for task in TASKS:
+        # a part names its task; a short answer's agents answer the question and differ by their queries
         if (
             f"Your part of the work: {task}" in messages[1].content
-            or f"Your angle: {task}" in messages[1].content
+            or f'Search first for: "{QUERIES[task]}"' in messages[1].content
         ):
             return task
     raise AssertionError("no task in the agent prompt")
@@ -304,7 +305,11 @@ async def test_shared_cache_fetches_each_document_once() -> None:
         turns = sum(m.role == "assistant" for m in messages)
         if turns == 0:  # two searches whose first result is the same passage
             return action(
-                "search", query="subprocess timeout" if TASKS[0] in messages[1].content else "expires"
+                # a short answer's brief names the agent's first queries (the task's last word), not its task
+                "search",
+                query="subprocess timeout"
+                if f'"{TASKS[0].split()[-1]}"' in messages[1].content
+                else "expires",
             )
         if turns == 1:
             return action("open", ref=1)
@@ -520,7 +525,9 @@ def short_team(plan: dict[str, Any], scripts: dict[str, tuple[str, ...]], synthe
             return json.dumps(plan)
         if role == "synthesizer":
             return synthesis_reply(synthesis, [], short=synthesis)
-        task = next(t for t in scripts if t in messages[1].content)
+        # a part or slice is named in the brief; a short answer's agent is known by its first query
+        brief = messages[1].content
+        task = next(t for t in scripts if t in brief or f'Search first for: "{scripts[t][0]}"' in brief)
         query, answer, *short = scripts[task]
         turns = sum(m.role == "assistant" for m in messages)
         if turns == 0:
@@ -538,6 +545,31 @@ NOVELISTS = {
     "siege#1": ("The Siege of Krishnapur", "The Siege of Krishnapur is a novel by J. G. Farrell."),
 }
 NOVEL_QUESTION = "Which novelist, J. G. Farrell or Louis Aragon, wrote The Siege of Krishnapur?"
+
+
+async def test_a_short_answers_agents_are_told_their_queries_not_a_reworded_question() -> None:
+    # The default model's planner turned "… co-founder of what outlet?" into "What was Jaspan's role in
+    # founding it?", and agents told that answered "co-founder". Each agent answers the question itself.
+    tasks = ["What was Farrell's role in the siege?", "When was the novel published?"]
+    scripts = {
+        tasks[0]: ("siege krishnapur", "J. G. Farrell [1].", "J. G. Farrell"),
+        tasks[1]: ("farrell", "J. G. Farrell [1].", "J. G. Farrell"),
+    }
+    plan = plan_reply(tasks, shape="short", queries=[[scripts[t][0]] for t in tasks])
+    model = FunctionModel(short_team(plan, scripts))
+    orchestrator, sink = make(model, MemorySearch(dict(NOVELISTS)), agents=2, planned_search=True)
+    result = await orchestrator.run("Who wrote The Siege of Krishnapur?")
+    agents = [c.messages for c in model.calls if role_of(c.messages) == "agent"]
+    firsts = [messages[1].content for messages in agents]
+    assert firsts and all("Question: Who wrote The Siege of Krishnapur?" in text for text in firsts)
+    # nowhere in what they are shown: not in the brief, nor as the "missing" of their planned search
+    assert not any(task in m.content for messages in agents for m in messages for task in tasks)
+    assert {e.task for e in sink.of("AgentStarted")} == {"Who wrote The Siege of Krishnapur?"}
+    assert {q for q in ("siege krishnapur", "farrell") if any(f'"{q}"' in t for t in firsts)} == {
+        "siege krishnapur",
+        "farrell",
+    }
+    assert result.plan.tasks == tasks and result.short_answer == "J. G. Farrell"
 
 
 async def test_three_agreeing_short_answers_outvote_one_verbose_dissent_without_synthesis() -> None:
@@ -706,12 +738,12 @@ async def test_a_comparison_the_planner_called_a_list_gets_no_list_merge() -> No
 
 
 async def test_a_question_for_one_name_the_planner_called_a_list_is_voted() -> None:
-    plan = plan_reply(["one", "two"], shape="list", facet="year", values=["1973", "1974"])
-    scripts = {
-        "year: 1973": ("siege", "J. G. Farrell wrote it [1].", "J. G. Farrell"),
-        "year: 1974": ("farrell", "J. G. Farrell [1].", "J. G. Farrell"),
-        "angle: one": ("siege", "J. G. Farrell wrote it [1].", "J. G. Farrell"),
-        "angle: two": ("farrell", "J. G. Farrell [1].", "J. G. Farrell"),
+    plan = plan_reply(
+        ["one", "two"], shape="list", facet="year", values=["1973", "1974"], queries=[["siege"], ["farrell"]]
+    )
+    scripts = {  # keyed by task; the short answer's agents are told their queries
+        "one": ("siege", "J. G. Farrell wrote it [1].", "J. G. Farrell"),
+        "two": ("farrell", "J. G. Farrell [1].", "J. G. Farrell"),
     }
     model = FunctionModel(short_team(plan, scripts))
     orchestrator, sink = make(model, MemorySearch(dict(NOVELISTS)), agents=2)
@@ -723,10 +755,16 @@ async def test_a_question_for_one_name_the_planner_called_a_list_is_voted() -> N
 
 
 async def test_a_yes_no_question_is_never_a_list() -> None:
-    plan = plan_reply(["one", "two"], shape="list", facet="opera", values=["Vanessa", "Aida"])
+    plan = plan_reply(
+        ["one", "two"],
+        shape="list",
+        facet="opera",
+        values=["Vanessa", "Aida"],
+        queries=[["vanessa"], ["aida"]],
+    )
     scripts = {
-        "angle: one": ("vanessa", "Yes, both have three acts [1].", "Yes"),
-        "angle: two": ("aida", "Yes [1]", "Yes"),
+        "one": ("vanessa", "Yes, both have three acts [1].", "Yes"),
+        "two": ("aida", "Yes [1]", "Yes"),
     }
     operas = {
         "vanessa#1": ("Vanessa", "Vanessa, an opera in three acts."),
