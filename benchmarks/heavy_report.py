@@ -6,7 +6,10 @@ Per mode (every mode with traces; heavy modes show the plan columns):
     decided (majority / shared words / synthesizer / only answer / conjuncts / dates) and how many list
     merges ran;
   - the mean of each graded metric and of tokens per item, and tokens against `single` on the same items;
-  - the share of prompt tokens served from the server's prompt cache (where the backend reports it).
+  - the share of prompt tokens served from the server's prompt cache (where the backend reports it);
+  - for a mode with several agents on a QA task: each agent's own short answer graded by token F1 like
+    the run's, as the agents' mean F1 and the mean of the best agent's F1 per item (the merge's
+    ceiling: what a merge that always picked the best agent's answer would score).
 With `--groups TASKS.jsonl --group-field FIELD`, metrics are also split by whether each task's record
 has FIELD inside its `criteria` (for the PEP set: `created_from`, tasks with and without a year span).
 Writes the table as JSON next to the printout with `--json PATH`.
@@ -21,10 +24,12 @@ from __future__ import annotations
 import argparse
 import json
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from statistics import fmean, median
 from typing import Any
 
+from openheavy.evals.grading import token_f1
 from openheavy.evals.store import latest_results, read_results
 from openheavy.trace import read_trace
 
@@ -35,9 +40,12 @@ def run_facts(trace_path: str) -> dict[str, Any]:
     documents: set[str] = set()
     facts: dict[str, Any] = {"shape": None, "partition": None, "vote": None, "merged": False}
     facts["prompt tokens"] = facts["cached tokens"] = 0
+    answers: dict[str, str] = {}  # each agent's short answer (else its answer), by agent
     for record in read_trace(Path(trace_path)):
         payload = record.payload
-        if record.kind == "ModelCalled":
+        if record.kind == "AgentFinished" and record.agent.startswith("agent-"):
+            answers[record.agent] = str(payload.get("short_answer") or payload.get("answer") or "")
+        elif record.kind == "ModelCalled":
             facts["prompt tokens"] += int(payload.get("prompt_tokens", 0))
             facts["cached tokens"] += int(payload.get("cached_tokens", 0))
         elif record.kind == "SearchDone":
@@ -54,7 +62,26 @@ def run_facts(trace_path: str) -> dict[str, Any]:
             facts["merged"] = True
     facts["queries"] = len(queries)
     facts["documents"] = len(documents)
+    facts["agents' answers"] = list(answers.values())
     return facts
+
+
+def agent_scores(by_row: Sequence[tuple[Any, dict[str, Any]]]) -> dict[str, float]:
+    """The agents' own answers graded by token F1, for QA runs (`row.kind == "qa"`, gold `row.answers`)
+    with their `run_facts`: the mean over all agents' answers, and the mean of each run's best one (what
+    a merge that always picked the best agent's answer would score); {} without runs of several agents."""
+    graded = [
+        [token_f1(a, row.answers) for a in facts["agents' answers"]]
+        for row, facts in by_row
+        if row.kind == "qa"
+    ]
+    graded = [scores for scores in graded if scores]
+    if not graded or max(map(len, graded)) < 2:
+        return {}
+    return {
+        "agents' mean f1": fmean(score for scores in graded for score in scores),
+        "best agent's f1 (the merge's ceiling)": fmean(max(scores) for scores in graded),
+    }
 
 
 def task_groups(path: Path, field: str) -> dict[str, str]:
@@ -92,8 +119,9 @@ def main() -> None:
             per_mode[mode].append((item, row))
     for mode, entries in per_mode.items():
         # An exported trace's path is relative to the results folder ("traces/RUN.jsonl.gz").
-        traces = [args.folder / r.trace_path for _, r in entries if r.trace_path]
-        facts = [run_facts(str(trace)) for trace in traces if trace.is_file()]
+        traced = [(r, args.folder / r.trace_path) for _, r in entries if r.trace_path]
+        by_row = [(r, run_facts(str(trace))) for r, trace in traced if trace.is_file()]
+        facts = [f for _, f in by_row]
         metrics = sorted({m for _, r in entries for m in r.metrics})
         entry: dict[str, Any] = {
             "items": len(entries),
@@ -118,6 +146,7 @@ def main() -> None:
                     entry[f"{metric} ({group}, {len(chosen)})"] = fmean(
                         r.metrics.get(metric, 0.0) for r in chosen
                     )
+        entry.update(agent_scores(by_row))
         if any(f["shape"] for f in facts):
             entry["shapes"] = dict(Counter(f["shape"] for f in facts if f["shape"]))
             entry["partitions"] = dict(Counter(f["partition"] for f in facts if f["partition"]))
