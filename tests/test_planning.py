@@ -8,6 +8,7 @@ import pytest
 from openheavy.planning import (
     copies_question,
     decide_shape,
+    invents_names,
     near_duplicate,
     query_words,
     seed_queries,
@@ -42,13 +43,58 @@ def test_a_query_that_copies_a_long_question_is_a_copy() -> None:
     assert not copies_question("shlex", "What is shlex?")  # a short question's words are the keywords
 
 
-def test_seed_queries_start_from_names_and_numbers_and_differ() -> None:
+def test_seed_queries_hold_a_name_whole_with_numbers_first_and_differ() -> None:
     seeds = seed_queries(QUESTION, 4)
-    assert seeds[0].startswith("peps jo doe")
+    assert seeds[:2] == ["PEPs 2004 2007", "Jo Doe 2004 2007"]  # each name takes its turn
     assert len(seeds) == 4
     assert all(not near_duplicate(query_words(a), query_words(b)) for a in seeds for b in seeds if a != b)
     assert seed_queries("What is shlex?", 4) == ["shlex"]
     assert seed_queries("?", 3) == []
+
+
+@pytest.mark.parametrize(
+    ("question", "seeds"),
+    [
+        # a name that opens the question is whole, and every query holds it (it was "jaspan andrew",
+        # "andrew co", "co founder", "founder profit": pages about no part of the question)
+        (
+            "Andrew Jaspan was the co-founder of what not-for-profit media outlet?",
+            [
+                "Andrew Jaspan co founder",
+                "Andrew Jaspan profit media",
+                "Andrew Jaspan outlet",
+                "co founder profit media",
+            ],
+        ),
+        # two names: each gets its own agents, with single words when pairs would run out
+        (
+            "What occupation was shared by David Yates and Pietro Germi?",
+            [
+                "David Yates occupation",
+                "Pietro Germi occupation",
+                "David Yates shared",
+                "Pietro Germi shared",
+            ],
+        ),
+        # no names: windows of the question's words, as before
+        ("How do I run a subprocess with a timeout?", ["run subprocess", "subprocess timeout"]),
+    ],
+)
+def test_seed_queries_keep_the_questions_names_in_every_query(question: str, seeds: list[str]) -> None:
+    assert seed_queries(question, 4) == seeds
+
+
+def test_a_planner_query_that_names_what_the_question_does_not_is_dropped() -> None:
+    question = "What year did Roy Rogers and his third wife star in a film directed by Frank McDonald?"
+    assert invents_names("What year did Roy Rogers star in 'A Beautiful Mind'?", question)
+    assert invents_names("Frank McDonald films 1945", question)  # a year the planner guessed
+    assert not invents_names("Roy Rogers third wife", question)
+    assert not invents_names("Frank McDonald director filmography", question)  # new words, no new names
+    spread, problems = spread_queries([["Roy Rogers 'The Godfather'"], ["Frank McDonald films"]], question)
+    assert spread[1] == ("Frank McDonald films",)
+    assert spread[0] and "Godfather" not in spread[0][0] and "Roy Rogers" in spread[0][0]
+    assert problems[0] == "agent-1: query \"Roy Rogers 'The Godfather'\" names what the question does not"
+    assert problems[1].startswith("agent-1: starts from 'Roy Rogers ")
 
 
 def test_spread_queries_drops_repeats_and_copies_and_gives_seeds_instead() -> None:
@@ -62,10 +108,12 @@ def test_spread_queries_drops_repeats_and_copies_and_gives_seeds_instead() -> No
         not near_duplicate(query_words(a[0]), query_words(b[0])) for a in spread for b in spread if a is not b
     )
     assert problems[0] == "agent-2: query 'PEPs by Jo Doe' repeats agent-1's search"
-    assert problems[1].startswith("agent-2: starts from ")
-    assert problems[2].startswith("agent-3: query 'Make a complete map") and problems[2].endswith(
+    assert problems[1].startswith("agent-3: query 'Make a complete map") and problems[1].endswith(
         "copies the question"
     )
+    # seeds come after every agent's own queries, so a seed never takes agent-4's "2004 peps"
+    assert problems[2].startswith("agent-2: starts from ")
+    assert problems[3].startswith("agent-3: starts from ")
 
 
 def test_spread_queries_respects_queries_taken_by_earlier_agents() -> None:

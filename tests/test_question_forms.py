@@ -122,3 +122,22 @@ async def test_an_agent_answering_a_yes_no_question_may_only_say_yes_or_no_in_sh
 )
 def test_the_names_a_request_spells_with_capitals(request_: str, names: list[str]) -> None:
     assert proper_names(request_) == names
+
+
+@pytest.mark.parametrize(
+    ("question", "names"),
+    [
+        ("Andrew Jaspan was the co-founder of what outlet?", ["Andrew Jaspan"]),
+        ("Roy Rogers and Dale Evans starred in which film?", ["Roy Rogers", "Dale Evans"]),
+        ("Which Nobel laureate wrote Dubliners?", ["Nobel", "Dubliners"]),  # "Which" opens, no name
+        ("The Polar Bear and Daiquiri are both examples of what?", ["Polar Bear", "Daiquiri"]),
+        ("Every PEP Jo Doe wrote.", ["PEP Jo Doe"]),
+        ("Paris is in which country?", []),  # one capitalized word alone may be the sentence's opener
+    ],
+)
+def test_a_name_that_opens_the_question_counts_when_asked_for(question: str, names: list[str]) -> None:
+    assert proper_names(question, opening=True) == names
+
+
+def test_a_name_that_opens_a_request_is_cut_without_opening() -> None:
+    assert proper_names("Andrew Jaspan was the co-founder of what outlet?") == ["Jaspan"]

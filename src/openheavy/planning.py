@@ -4,9 +4,10 @@ The planner model proposes; code checks, because a small planner writes the same
 copies the question into every query, and then four agents read the same pages:
 
 - every agent gets its own first queries: a query that is a near-duplicate of another agent's (the
-  same content words, give or take a plural, or one's words inside the other's) or a copy of the
-  question's wording is dropped, and an agent left with none gets a query made of a different window of
-  the question's content words;
+  same content words, give or take a plural, or one's words inside the other's), a copy of the
+  question's wording, or a query naming something the question does not (the planner's guess) is
+  dropped, and an agent left with none gets a seed query: one of the question's names whole with a
+  different part of its other words;
 - the answer's shape ("short": a name, number, yes/no or choice; "list": every item of a kind; "long":
   an explanation or several parts) decides how the answers are merged. The planner states it; a yes/no
   question (`question_forms.is_yes_no`) is never a list.
@@ -23,8 +24,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from openheavy.partition import FACET_MAX_CHARS, VALUE_MAX_CHARS, Partition
-from openheavy.question_forms import QUANTITY_WORDS, asks_for_a_list, asks_for_one_thing, is_yes_no
-from openheavy.search.terms import query_terms, query_words
+from openheavy.question_forms import (
+    QUANTITY_WORDS,
+    asks_for_a_list,
+    asks_for_one_thing,
+    is_yes_no,
+    proper_names,
+)
+from openheavy.search.terms import query_terms, query_words, singular
 from openheavy.types import JsonSchema
 
 __all__ = [
@@ -35,11 +42,13 @@ __all__ = [
     "PlanOutput",
     "conjunct_plan",
     "decide_shape",
+    "invents_names",
     "near_duplicate",
     "plan_schema",
     "query_words",
     "seed_queries",
     "spread_queries",
+    "word_windows",
 ]
 
 AnswerShape = Literal["short", "list", "long"]
@@ -259,17 +268,61 @@ def copies_question(query: str, question: str) -> bool:
     return len(query_words(query) & asked) >= COPY_SHARE * len(asked)
 
 
-def seed_queries(question: str, count: int) -> list[str]:
-    """Distinct queries made of the question's content words, for agents the planner gave none: windows
-    of a few words spread over the question, so that each agent starts from a different part of it."""
+def invents_names(query: str, question: str) -> bool:
+    """Whether a planner's query adds a name or a number the question does not have. The planner has
+    read nothing yet, so such a query searches for its guess: the 0.5B planner wrote "What year did Roy
+    Rogers and his third wife star in 'A Beautiful Mind'?" and "Columba de Dunbar die in 1440" for
+    questions that name neither."""
+    words = query_words(query)
+    named = query_words(" ".join(proper_names(query))) | {w for w in words if any(ch.isdigit() for ch in w)}
+    return bool(named - query_words(question))
+
+
+def seed_queries(question: str, count: int, *, spare: int = 0) -> list[str]:
+    """Distinct queries made of the question's words, for agents the planner gave none, so that each
+    agent starts from a different part of the question. When the question names something (`subject
+    names`: "Andrew Jaspan", "Faith Lutheran Middle School"), every query holds a name whole with a
+    different pair of the other words: "Andrew Jaspan co founder", "Andrew Jaspan profit media", not
+    "jaspan andrew", "andrew co" and "co founder", which find pages about no part of the question.
+    Several names take turns, so that "David Yates and Pietro Germi" gives each name its own agents.
+    Without names: windows of a few words spread over the question, numbers first. `spare`: how many
+    more to give beyond `count` (for agents whose own queries another's seed would repeat)."""
     terms = [t for t in query_terms(question) if len(t) > 1]
     if not terms or count < 1:
         return []
-    # Names and numbers first (capitalized after the first word, or holding a digit): they are what a
-    # question is about, so the first windows start from them.
+    names = [n for n in proper_names(question, opening=True) if query_terms(n)]
+    if not names:
+        return word_windows(question, count + spare)
+    named = query_words(" ".join(names))
+    rest = _numbers_first(question, [t for t in terms if singular(t) not in named])
+    # Pairs of the other words, or single words when pairs would leave agents without a query.
+    width = 2 if len(names) * math.ceil(len(rest) / 2) >= count - 1 else 1
+    parts = [" ".join(rest[at : at + width]) for at in range(0, len(rest), width)] or [""]
+    found: list[str] = []
+    for part in parts:
+        for name in names:
+            _add_distinct(found, f"{name} {part}".strip())
+    if len(names) > 1:
+        _add_distinct(found, " ".join(names))  # all the names together
+    if len(rest) > 2:
+        _add_distinct(found, " ".join(rest[:4]))  # the question's other words alone
+    return found[: count + spare]
+
+
+def _numbers_first(question: str, terms: list[str]) -> list[str]:
+    """`terms` with the names and numbers first (capitalized after the first word, or holding a digit):
+    they are what a question is about."""
     words = re.findall(r"\w+", question)[1:]
     marked = {w.casefold() for w in words if w[0].isupper() or any(ch.isdigit() for ch in w)}
-    terms = [t for t in terms if t in marked] + [t for t in terms if t not in marked]
+    return [t for t in terms if t in marked] + [t for t in terms if t not in marked]
+
+
+def word_windows(question: str, count: int) -> list[str]:
+    """Up to `count` distinct windows of a few content words spread over the question, names and numbers
+    first: the seed queries of a question that names nothing."""
+    terms = _numbers_first(question, [t for t in query_terms(question) if len(t) > 1])
+    if not terms or count < 1:
+        return []
     width = max(2, min(4, math.ceil(len(terms) / count)))
     if len(terms) <= width:
         return [" ".join(terms)]
@@ -277,10 +330,15 @@ def seed_queries(question: str, count: int) -> list[str]:
     starts = sorted({round(i * last_start / max(count - 1, 1)) for i in range(count)})
     found: list[str] = []
     for start in starts:
-        query = " ".join(terms[start : start + width])
-        if not any(near_duplicate(query_words(query), query_words(other)) for other in found):
-            found.append(query)
+        _add_distinct(found, " ".join(terms[start : start + width]))
     return found
+
+
+def _add_distinct(found: list[str], query: str) -> None:
+    """Append `query` unless it is empty or the same search as one already in `found`."""
+    words = query_words(query)
+    if words and not any(near_duplicate(words, query_words(other)) for other in found):
+        found.append(query)
 
 
 def spread_queries(
@@ -294,8 +352,8 @@ def spread_queries(
     first = len(taken_by)
     # (agent, query words) of every query kept so far
     taken: list[tuple[int, frozenset[str]]] = [(i, query_words(q)) for i, q in enumerate(taken_by)]
-    seeds = seed_queries(question, 2 * len(proposed) + 2)
-    spread: list[tuple[str, ...]] = []
+    seeds = seed_queries(question, len(proposed), spare=len(proposed) + 2)
+    spread: list[list[str]] = []
     for agent, queries in enumerate(proposed, start=first):
         name = f"agent-{agent + 1}"
         kept: list[str] = []
@@ -307,6 +365,9 @@ def spread_queries(
             if copies_question(query, question):
                 problems.append(f"{name}: query {query!r} copies the question")
                 continue
+            if invents_names(query, question):
+                problems.append(f"{name}: query {query!r} names what the question does not")
+                continue
             clash = next((other for other, seen in taken if near_duplicate(words, seen)), None)
             if clash is not None and clash != agent:
                 problems.append(f"{name}: query {query!r} repeats agent-{clash + 1}'s search")
@@ -314,14 +375,17 @@ def spread_queries(
             if clash is None:
                 kept.append(query)
                 taken.append((agent, words))
-        if not kept:
-            seed = next(
-                (s for s in seeds if not any(near_duplicate(query_words(s), seen) for _, seen in taken)),
-                None,
-            )
-            if seed is not None:
-                kept.append(seed)
-                taken.append((agent, query_words(seed)))
-                problems.append(f"{name}: starts from {seed!r}, from the question's words")
-        spread.append(tuple(kept[:QUERIES_PER_AGENT]))
-    return spread, problems
+        spread.append(kept[:QUERIES_PER_AGENT])
+    # Seeds only once every agent's own queries are kept: a seed must not take another agent's query.
+    for agent, kept in enumerate(spread, start=first):
+        if kept:
+            continue
+        seed = next(
+            (s for s in seeds if not any(near_duplicate(query_words(s), seen) for _, seen in taken)),
+            None,
+        )
+        if seed is not None:
+            kept.append(seed)
+            taken.append((agent, query_words(seed)))
+            problems.append(f"agent-{agent + 1}: starts from {seed!r}, from the question's words")
+    return [tuple(kept) for kept in spread], problems

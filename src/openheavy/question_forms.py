@@ -219,17 +219,21 @@ _IN_ONE_NAME = _NAME_JOINERS - {"and"}  # "A and B" is two names
 _TOKEN = re.compile(r"[^\W\d_][\w'’-]*|\S")
 
 
-def proper_names(question: str) -> list[str]:
+def proper_names(question: str, *, opening: bool = False) -> list[str]:
     """The names a request spells with capitals, in order: runs of capitalized words that do not open a
     sentence, joined by name words such as "of" or "de" ("every PEP in the Packaging topic whose status
     is Deferred" names PEP, Packaging and Deferred; "PEPs that Łukasz Langa authored" names PEPs and
-    Łukasz Langa). A request's names are what every item of its answer is about."""
+    Łukasz Langa). A request's names are what every item of its answer is about.
+
+    `opening`: a sentence's first word starts a name too when the next word is capitalized and it is
+    not a question or request word ("Andrew Jaspan was the co-founder of …?" names Andrew Jaspan, not
+    Jaspan; "Which Nobel laureate …" still names no "Which")."""
     names: list[str] = []
     for sentence in _SENTENCE_END.split(question):
         tokens = _TOKEN.findall(sentence)
         run: list[str] = []
         for at, token in enumerate([*tokens, ""]):
-            capital = at > 0 and token[:1].isupper()
+            capital = token[:1].isupper() and (at > 0 or (opening and _opens_a_name(tokens)))
             if capital or (run and token.casefold() in _IN_ONE_NAME and at + 1 < len(tokens)):
                 run.append(token)
                 continue
@@ -239,3 +243,25 @@ def proper_names(question: str) -> list[str]:
                 names.append(" ".join(run))
             run = []
     return list(dict.fromkeys(names))
+
+
+# Words that open a question or request rather than a name ("Which …", "List …", "The …").
+_NOT_NAME_OPENERS = (
+    _YES_NO_OPENERS
+    | _ONE_THING_OPENERS
+    | _LIST_VERBS
+    | _GATHER_VERBS
+    | _LEADING_PREPOSITIONS
+    | frozenset("what how why the a an make every all each tell explain describe compare".split())  # noqa: SIM905
+)
+
+
+def _opens_a_name(tokens: list[str]) -> bool:
+    """Whether a sentence's first two tokens are both capitalized words and the first is not one that
+    opens a question or request."""
+    return (
+        len(tokens) > 1
+        and tokens[1][:1].isupper()
+        and tokens[0][:1].isupper()
+        and tokens[0].casefold() not in _NOT_NAME_OPENERS
+    )
