@@ -280,13 +280,14 @@ def invents_names(query: str, question: str) -> bool:
 
 def seed_queries(question: str, count: int, *, spare: int = 0) -> list[str]:
     """Distinct queries made of the question's words, for agents the planner gave none, so that each
-    agent starts from a different part of the question. When the question names something (`subject
-    names`: "Andrew Jaspan", "Faith Lutheran Middle School"), every query holds a name whole with a
-    different pair of the other words: "Andrew Jaspan co founder", "Andrew Jaspan profit media", not
-    "jaspan andrew", "andrew co" and "co founder", which find pages about no part of the question.
-    Several names take turns, so that "David Yates and Pietro Germi" gives each name its own agents.
-    Without names: windows of a few words spread over the question, numbers first. `spare`: how many
-    more to give beyond `count` (for agents whose own queries another's seed would repeat)."""
+    agent starts from a different part of the question. When the question names something
+    (`proper_names(opening=True)`: "Andrew Jaspan", "Faith Lutheran Middle School"), every query
+    holds a name whole with a different pair of the other words: "Andrew Jaspan co founder",
+    "Andrew Jaspan profit media", not "jaspan andrew", "andrew co" and "co founder", which find
+    pages about no part of the question. Several names take turns, so that "David Yates and Pietro
+    Germi" gives each name its own agents. Without names: windows of a few words spread over the
+    question, numbers first (`word_windows`). `spare`: how many more to give beyond `count` (for
+    agents whose own queries another's seed would repeat)."""
     terms = [t for t in query_terms(question) if len(t) > 1]
     if not terms or count < 1:
         return []
