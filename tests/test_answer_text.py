@@ -17,6 +17,7 @@ from openheavy.answer_text import (
     copied_instructions,
     cut_repetition,
     drop_note_talk,
+    drop_restated_lead,
     end_at_sentence,
     ends_mid_sentence,
     join_split_sentence,
@@ -508,3 +509,79 @@ def test_a_short_answer_that_copies_the_instructions_is_dropped_when_settled() -
     short, edit = settle_short(copy, "Who wrote it?", max_chars=80, instructions=told)
     assert short == "" and edit is not None and "copies the instructions" in edit.detail
     assert settle_short("Mara Lind", "Who wrote it?", max_chars=80, instructions=told) == ("Mara Lind", None)
+
+
+JASPAN = "Andrew Jaspan was the co-founder of what not-for-profit media outlet?"
+
+
+@pytest.mark.parametrize(
+    ("short", "question", "kept"),
+    [
+        # the question's words, then a link word, then the answer: the answer alone
+        ("Andrew Jaspan was the co-founder of 'The Conversation'", JASPAN, "'The Conversation'"),
+        # the article before the answer stays with it
+        (
+            "The squadron was assigned to the USS Essex",
+            "To which aircraft carrier was the VMF-213 Marine Fighting Squadron assigned during WWII?",
+            "the USS Essex",
+        ),
+        (
+            "Art Laboe and Scout Tufankjian are both Armenian American",
+            "What is the shared country of ancestry between Art Laboe and Scout Tufankjian?",
+            "Armenian American",
+        ),
+        ("The capital of France is Paris", "What is the capital of France?", "Paris"),
+        # a name that opens with the question's words: no link word ends a lead
+        ("New York University", "Which university in New York was founded in 1831?", None),
+        # one of the question's words before a link word is no restatement
+        ("Paris is the capital", "What is the capital of France?", None),
+        # nothing the question lacks comes after the lead: kept as written
+        ("Andrew Jaspan was the co-founder of the media outlet", JASPAN, None),
+        # no copula: the answer's own sentence begun, not a statement of the question
+        ("To split a command line into its words", "How do I split a command line?", None),
+        # a question that offers candidates: its names are answers
+        (
+            "Joe Gooch is the more acclaimed guitarist",
+            "Who was a more acclaimed guitarist Stephen Christian or Joe Gooch?",
+            None,
+        ),
+        ("Louis Aragon was the novelist", "Which novelist, J. G. Farrell or Louis Aragon, wrote it?", None),
+        # an answer that starts with its own words
+        ("The Conversation", JASPAN, None),
+    ],
+)
+def test_a_lead_that_restates_the_question_is_dropped(short: str, question: str, kept: str | None) -> None:
+    trimmed, edit = drop_restated_lead(short, question)
+    assert trimmed == (short if kept is None else kept)
+    assert (edit is None) == (kept is None)
+    if edit is not None:
+        assert edit.kind == "short_answer_trimmed" and edit.removed_chars == len(short) - len(kept or "") - 1
+
+
+def test_the_settled_short_answer_has_no_restated_lead() -> None:
+    short, edit = settle_short(
+        "Andrew Jaspan was the co-founder of The Conversation [1]", JASPAN, max_chars=80
+    )
+    assert (short, edit and edit.kind) == ("The Conversation", "short_answer_trimmed")
+    # cut at its bound, then trimmed: one edit says both
+    long = "Andrew Jaspan was the co-founder of The Conversation, an independent source of news and views"
+    short, edit = settle_short(long, JASPAN, max_chars=80)
+    assert short == "The Conversation" and edit is not None and edit.kind == "short_answer_cut"
+    assert "restating the question" in edit.detail
+
+
+def test_an_agents_short_answer_reaches_the_vote_without_its_restated_lead(tmp_path: Path) -> None:
+    model = ScriptedModel(
+        [
+            action("search", query="shlex"),
+            action("open", ref=1),
+            action("answer", short="A command line is split by shlex.split", answer="Use it [1].", cite=[1]),
+        ]
+    )
+    sink = ListSink()
+    result = Heavy(model, MemorySearch(dict(PASSAGES)), settings=Settings(data_dir=tmp_path)).run(
+        "What splits a command line?", sinks=[sink]
+    )
+    assert result.short_answer == "shlex.split" and result.agents[0]["short_answer"] == "shlex.split"
+    edits = [e for event in sink.events if isinstance(event, AnswerEdited) for e in event.edits]
+    assert any(e["kind"] == "short_answer_trimmed" for e in edits)

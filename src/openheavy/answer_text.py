@@ -23,6 +23,7 @@ __all__ = [
     "attach_markers",
     "cut_repetition",
     "drop_note_talk",
+    "drop_restated_lead",
     "end_at_sentence",
     "ends_mid_sentence",
     "ends_sentence",
@@ -56,7 +57,8 @@ class Edit:
 
     kind: str  # "repetition_cut", "sentence_end", "markers_added", "short_answer_led",
     # "short_answer_dropped", "short_answer_cut", "answer_dropped", "short_answer_from_code",
-    # "answer_joined", "note_talk_cut", "yes_not_grounded", "choice_grounded" (`grounding`)
+    # "answer_joined", "note_talk_cut", "yes_not_grounded", "choice_grounded" (`grounding`),
+    # "short_answer_trimmed"
     detail: str
     removed_chars: int = 0
 
@@ -268,6 +270,62 @@ def _opens_question(words: list[str], question: str) -> bool:
     return " ".join(words) not in {normalize_answer(candidate) for candidate in names_candidates(question)}
 
 
+# Words that join a restated question to the answer after it ("Andrew Jaspan was the co-founder of …",
+# "Art Laboe and Scout Tufankjian are both …"): a restated lead must end with one of them, so that a name
+# that opens with the question's words ("New York University" for a question naming New York) is kept.
+_COPULAS = frozenset({"is", "was", "are", "were", "be", "been", "has", "had", "have"})
+_LINK_WORDS = _COPULAS | {"both", "of", "in", "on", "at", "by", "for", "to", "as", "from", "with", "into"}
+# Words a restated lead may hold besides the question's own and the link words: articles and possessives.
+_LEAD_FILLER = frozenset({"the", "a", "an", "his", "her", "its", "their"})
+_ARTICLES = frozenset({"the", "a", "an"})
+# A lead restates the question when it repeats at least this many of its content words.
+RESTATED_LEAD_MIN_WORDS = 2
+_TOKEN = re.compile(r"\S+")
+
+
+def drop_restated_lead(short: str, question: str) -> tuple[str, Edit | None]:
+    """`short` without a lead that only restates the question. Small models answer in a sentence that
+    says the question again before the answer: "Andrew Jaspan was the co-founder of 'The Conversation'"
+    for "Andrew Jaspan was the co-founder of what not-for-profit media outlet?", "The squadron was
+    assigned to the USS Essex"; a reader asked for "'The Conversation'", and an exact-match grader or a
+    vote across agents compares the answers, not the question's words around them.
+
+    The lead is the longest run of opening words that are each the question's (or a form of one,
+    `_from_question`), a link word ("was", "of", "both" …) or an article or possessive, holding at least
+    `RESTATED_LEAD_MIN_WORDS` of the question's content words and a copula ("is", "was", "has" …: a
+    statement, where "To split a shell command line into …" for "How do I split …?" begins the answer's
+    sentence), and ending with a link word (the article before the answer stays with it). It is dropped
+    only when what follows holds a word the question does not, and never for a question that offers
+    candidates, or may ("Who was born first, X or Y?", "Who was a more acclaimed guitarist Stephen
+    Christian or Joe Gooch?": its names are the answers, and "Joe Gooch is …" opens with one)."""
+    asked = set(normalize_answer(question).split())
+    if names_candidates(question) or "or" in asked:
+        return short, None
+    tokens = list(_TOKEN.finditer(short))
+    lead_end = -1  # index of the lead's last token
+    content = 0
+    stated = False  # whether a copula came: the lead is a clause ("… was …"), not a phrase ("To split …")
+    for index, token in enumerate(tokens):
+        words = normalize_answer(token[0]).split()
+        if not all(w in _LINK_WORDS or w in _LEAD_FILLER or _from_question(w, asked) for w in words):
+            break
+        content += sum(1 for w in words if w not in _LINK_WORDS and w not in _LEAD_FILLER)
+        stated = stated or any(w in _COPULAS for w in words)
+        if words and words[-1] in _LINK_WORDS and stated and content >= RESTATED_LEAD_MIN_WORDS:
+            lead_end = index
+    if lead_end < 0 or lead_end + 1 >= len(tokens):
+        return short, None
+    rest = short[tokens[lead_end + 1].start() :].strip()
+    if all(
+        _from_question(w, asked) or w in _LINK_WORDS | _LEAD_FILLER for w in normalize_answer(rest).split()
+    ):
+        return short, None
+    lead = short[: tokens[lead_end].end()]
+    return rest, Edit(
+        "short_answer_trimmed", f'the short answer restated the question first: "{lead}"', len(lead)
+    )
+
+
 # Where a short answer cut at its length bound is ended, when no sentence ends in it: its first clause's.
 _SHORT_CLAUSE_END = re.compile(r"\s*(?:[,;:(]|\s[-–—]\s)")
 
@@ -401,7 +459,8 @@ def settle_short(
     to the end of its first sentence, else of its first clause, since the direct answer comes first
     ("Louis Aragon, who wrote … and was a leading member of the Sur" gives "Louis Aragon"), or dropped
     when it has none; "" when it copies a placeholder, or words of the writer's `instructions`
-    (`copied_instructions`). What changed is the returned `Edit`."""
+    (`copied_instructions`); without a lead that restates the question (`drop_restated_lead`). What
+    changed is the returned `Edit`."""
     filled = filled_bound(short, max_chars)
     short = " ".join(renumber_markers(short, {}).split())
     if is_placeholder(short):
@@ -423,11 +482,13 @@ def settle_short(
     if restates_question(kept, question) or (filled and not kept):
         why = "repeats the question" if kept else f"was cut at {max_chars} characters"
         return "", Edit("short_answer_dropped", f"the short answer {why}: {short}")
+    kept, trimmed = drop_restated_lead(kept, question)
     if not filled:
-        return short, None
+        return kept, trimmed
+    lead = " and its lead restating the question dropped" if trimmed is not None else ""
     return kept, Edit(
         "short_answer_cut",
-        f"the short answer was cut at {max_chars} characters: kept {kept!r}",
+        f"the short answer was cut at {max_chars} characters{lead}: kept {kept!r}",
         len(short) - len(kept),
     )
 
