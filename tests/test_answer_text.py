@@ -16,6 +16,7 @@ from openheavy.answer_text import (
     attach_markers,
     copied_instructions,
     cut_repetition,
+    drop_copied_sentences,
     drop_note_talk,
     drop_restated_lead,
     end_at_sentence,
@@ -500,6 +501,50 @@ def test_words_copied_from_the_instructions_are_found_but_not_quotes_of_the_data
     assert copied_instructions("one of seventeen townships in Dodge County", prompts, question) is None
     assert copied_instructions("the county where Black Hawk Township is located", prompts, question) is None
     assert copied_instructions("Dodge County", prompts, question) is None
+
+
+def test_sentences_that_copy_the_instructions_are_dropped_from_an_answer_but_quotes_are_kept() -> None:
+    question = "Are Kestrel Review and Harbor Monthly both literary magazines?"
+    prompts = [
+        "You are a careful research agent. Answer the user's question using the documents.",
+        f"Question: {question}\n<data-0a1b2c3d>\n[3] Kestrel Review\n    Kestrel Review is a quarterly "
+        "literary magazine founded in 1990, and you have not read about it yet.\n</data-0a1b2c3d>\n"
+        "(The question asks about Harbor Monthly too, and you have not read about it yet: open [2] before "
+        "you answer.)",
+    ]
+    # copied with another marker, and followed by a sentence of its own: only the copy goes
+    text = (
+        "Kestrel Review is a quarterly literary magazine [3]. The question asks about Harbor Monthly too, "
+        "and you have not read about it yet: open [1] before you answer. Harbor Monthly is unknown."
+    )
+    kept, edit = drop_copied_sentences(text, prompts, question)
+    assert kept == "Kestrel Review is a quarterly literary magazine [3]. Harbor Monthly is unknown."
+    assert edit is not None and edit.kind == "instructions_cut"
+    assert edit.removed_chars == len(text) - len(kept)
+    # what the agent read and the question are quoted, not copied; a few shared words are no copy
+    for own in [
+        "Kestrel Review is a quarterly literary magazine founded in 1990, and you have not read about it "
+        "yet.",
+        "Are Kestrel Review and Harbor Monthly both literary magazines? Yes [3].",
+        "No: you have not read about it, the question asks about Harbor Monthly, which is a boating "
+        "magazine.",
+    ]:
+        assert drop_copied_sentences(own, prompts, question) == (own, None)
+    # what the agent wrote itself, quoted back to it ("you wrote that … is still missing"), is its own
+    missing = "the founding year of Harbor Monthly and its first editor"
+    quoted = [*prompts, f'Not yet: you wrote that "{missing}" is still missing. Search for it now.']
+    mine = f"Kestrel Review is literary [3]. Still missing: {missing}."
+    assert drop_copied_sentences(mine, quoted, question, written=[f'{{"missing": "{missing}"}}']) == (
+        mine,
+        None,
+    )
+    assert drop_copied_sentences(mine, quoted, question)[1] is not None  # without it, a copy
+    # an answer that is nothing but a copy is left whole: dropping it would leave no answer
+    only = (
+        "The question asks about Harbor Monthly too, and you have not read about it yet: open [2] before "
+        "you answer."
+    )
+    assert drop_copied_sentences(only, prompts, question) == (only, None)
 
 
 def test_a_short_answer_that_copies_the_instructions_is_dropped_when_settled() -> None:

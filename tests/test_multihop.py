@@ -33,12 +33,14 @@ FILMS = {
 QUESTION = "Where was the director of The Quiet Field born?"
 
 
-def run_agent(steps: list[Any], max_steps: int = 8) -> tuple[ResearchAgent, ScriptedModel, ListSink]:
+def run_agent(
+    steps: list[Any], max_steps: int = 8, pages: dict[str, tuple[str, str]] | None = None
+) -> tuple[ResearchAgent, ScriptedModel, ListSink]:
     model = ScriptedModel(steps)
     sink = ListSink()
     agent = ResearchAgent(
         model,
-        CachedSearch(MemorySearch(dict(FILMS))),
+        CachedSearch(MemorySearch(dict(FILMS if pages is None else pages))),
         stream=EventStream([sink]),
         run_id="run-1",
         max_steps=max_steps,
@@ -588,3 +590,29 @@ async def test_which_of_the_candidates_came_first_is_decided_by_the_years_their_
     )
     result = await agent.run(question)
     assert result.short_answer == "Harbour Lights"
+
+
+async def test_a_hint_the_agent_copies_into_its_answer_is_dropped_from_it() -> None:
+    # seen on HotpotQA-50 r13: the hint after a read ends the 0.5B model's answer, and heavy's answer
+    # passed it on to the reader as if it were a finding
+    copied = (
+        "The question asks about Harbor Monthly too, and you have not read about it yet: open [1] before "
+        "you answer."
+    )
+    agent, model, sink = run_agent(
+        [
+            action("search", query="Kestrel Review Harbor Monthly"),  # [1] Gull, [2] Harbor, [3] Kestrel
+            action("open", ref=3),
+            action(
+                "answer", short="No", answer=f"Kestrel Review is a literary magazine [3]. {copied}", cite=[3]
+            ),
+        ],
+        max_steps=6,
+        pages=MAGAZINES,
+    )
+    result = await agent.run(BOTH)
+    assert "asks about Harbor Monthly too" in model.calls[2].messages[-1].content  # what it was told
+    assert result.answer == "No\n\nKestrel Review is a literary magazine [1]."
+    [edited] = sink.of("AnswerEdited")
+    [cut] = [edit for edit in edited.edits if edit["kind"] == "instructions_cut"]
+    assert "you have not read about it yet" in str(cut["detail"])

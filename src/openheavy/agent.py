@@ -27,6 +27,7 @@ from openheavy.answer_text import (
     Edit,
     attach_markers,
     copied_instructions,
+    drop_copied_sentences,
     is_placeholder,
     join_split_sentence,
     lead_with,
@@ -797,9 +798,10 @@ class ResearchAgent:
         self, args: AnswerArgs, short: str, step: int, *, settled: Sequence[Edit] = ()
     ) -> str:
         """The answer's text, repaired where needed (each repair recorded as an `AnswerEdited` event):
-        a degenerate repetition cut; unfinished text ended at its last sentence; markers for cited sources
-        the text never marks; short answer first (`settled`: what settled the short answer, `settle_short`
-        or the code's output, recorded with the rest)."""
+        sentences that copy the agent's instructions dropped; a degenerate repetition cut; unfinished
+        text ended at its last sentence; markers for cited sources the text never marks; short answer
+        first (`settled`: what settled the short answer, `settle_short` or the code's output, recorded
+        with the rest)."""
         original = args.answer
         # Unfinished text ends at its last sentence whatever stopped it: the schema's length bound, a cut
         # output (`cut`), or the model itself, which under constrained decoding may close the string
@@ -814,8 +816,11 @@ class ResearchAgent:
             text, edits = "", [dropped]
         else:
             text, joined = join_split_sentence(args.short, original, max_chars=SHORT_MAX_CHARS)
+            # A hint the agent was given ("… open [1] before you answer.") is no finding to pass on.
+            written = [m.content for m in self.messages if m.role == "assistant"]
+            text, copied = drop_copied_sentences(text, self._instructions(), self._question, written=written)
             text, edits = repair_free_text(text, cut_off=True)
-            edits[:0] = [joined] if joined is not None else []
+            edits[:0] = [edit for edit in (joined, copied) if edit is not None]
         edits[:0] = settled
         opened = self.sources.opened
         titles = {ref: opened[ref].title for ref in dict.fromkeys(args.cite) if ref in opened}

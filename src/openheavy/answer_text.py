@@ -22,6 +22,7 @@ __all__ = [
     "answer_problems",
     "attach_markers",
     "cut_repetition",
+    "drop_copied_sentences",
     "drop_note_talk",
     "drop_restated_lead",
     "end_at_sentence",
@@ -58,7 +59,7 @@ class Edit:
     kind: str  # "repetition_cut", "sentence_end", "markers_added", "short_answer_led",
     # "short_answer_dropped", "short_answer_cut", "answer_dropped", "short_answer_from_code",
     # "answer_joined", "note_talk_cut", "yes_not_grounded", "choice_grounded" (`grounding`),
-    # "short_answer_trimmed"
+    # "short_answer_trimmed", "instructions_cut"
     detail: str
     removed_chars: int = 0
 
@@ -352,6 +353,10 @@ def is_placeholder(text: str) -> bool:
 # was instructed with (not the question, not the data it read): "The county shares the most words with
 # the question." from the hint "[1] shares the most words with the question", seen on MuSiQue.
 COPIED_RUN_WORDS = 6
+# An answer's sentence copies the instructions when this share of its words stands in such runs.
+COPIED_SENTENCE_SHARE = 0.75
+# … counted over its words that are neither the question's nor the read data's, when this many are left.
+COPIED_MIN_WORDS = 4
 # The grammar stops a string short of its bound too: when no next token fits the characters left, the
 # model may only close it ("… media outlet The Convers", 79 of 80). A string this close to the bound
 # that does not end as a sentence or a quote does was stopped there (101 of 201 such short answers in
@@ -359,24 +364,33 @@ COPIED_RUN_WORDS = 6
 BOUND_SLACK = 6
 _CLOSED_END = tuple(".!?…)]\"'")
 _UNTRUSTED_BLOCK = re.compile(r"<(data-[0-9a-f]{8})>.*?</\1>", re.DOTALL)
+# Citation markers: "open [1] before you answer" is copied as "open [2] before you answer" too.
+_MARKERS = re.compile(r"\[\d+(?:\s*,\s*\d+)*\]")
+
+
+def _instruction_runs(instructions: Sequence[str], question: str) -> set[tuple[str, ...]]:
+    """Every run of `COPIED_RUN_WORDS` words of the `instructions`, casefolded, with their fenced data
+    blocks and the question's words removed first (quoting a document or the question is no copy)."""
+    runs: set[tuple[str, ...]] = set()
+    for prompt in instructions:
+        for part in _UNTRUSTED_BLOCK.split(prompt)[::2]:  # split() also returns each block's tag
+            for piece in part.split(question) if question else [part]:
+                own = [w.casefold() for w in _WORD.findall(_MARKERS.sub(" ", piece))]
+                runs.update(
+                    tuple(own[i : i + COPIED_RUN_WORDS]) for i in range(len(own) - COPIED_RUN_WORDS + 1)
+                )
+    return runs
 
 
 def copied_instructions(text: str, instructions: Sequence[str], question: str) -> str | None:
     """The first stretch of at least `COPIED_RUN_WORDS` words of `text` that stands, word for word, in the
     `instructions` (the run's own prompts: fenced data blocks and the question's words removed first, so
     that quoting a document or the question is no copy); None when there is none."""
-    words = [w.casefold() for w in _WORD.findall(text)]
+    words = [w.casefold() for w in _WORD.findall(_MARKERS.sub(" ", text))]
     if len(words) < COPIED_RUN_WORDS:
         return None
     asked = {w.casefold() for w in _WORD.findall(question)}
-    runs: set[tuple[str, ...]] = set()
-    for prompt in instructions:
-        for part in _UNTRUSTED_BLOCK.split(prompt)[::2]:  # split() also returns each block's tag
-            for piece in part.split(question) if question else [part]:
-                own = [w.casefold() for w in _WORD.findall(piece)]
-                runs.update(
-                    tuple(own[i : i + COPIED_RUN_WORDS]) for i in range(len(own) - COPIED_RUN_WORDS + 1)
-                )
+    runs = _instruction_runs(instructions, question)
     n = COPIED_RUN_WORDS
     for i in range(len(words) - n + 1):
         run = tuple(words[i : i + n])
@@ -386,6 +400,62 @@ def copied_instructions(text: str, instructions: Sequence[str], question: str) -
                 end += 1
             return " ".join(words[i:end])
     return None
+
+
+def _copied_share(sentence: str, runs: set[tuple[str, ...]], own: set[str]) -> float:
+    """The share of `sentence`'s words that are not `own` (the question's and the read data's: an
+    answer's own words, whatever else says them too) inside a run of the instructions; 0 when fewer than
+    `COPIED_MIN_WORDS` of its words are not its own."""
+    words = [w.casefold() for w in _WORD.findall(_MARKERS.sub(" ", sentence))]
+    n = COPIED_RUN_WORDS
+    covered = [False] * len(words)
+    for i in range(len(words) - n + 1):
+        if tuple(words[i : i + n]) in runs:
+            covered[i : i + n] = [True] * n
+    told = [hit for word, hit in zip(words, covered, strict=True) if word not in own]
+    return sum(told) / len(told) if len(told) >= COPIED_MIN_WORDS else 0.0
+
+
+def drop_copied_sentences(
+    text: str, instructions: Sequence[str], question: str, *, written: Sequence[str] = ()
+) -> tuple[str, Edit | None]:
+    """`text` without the sentences that copy what its writer was told rather than what it read: a small
+    model carries an observation's hint into its answer ("The question asks about Ranger Rick too, and
+    you have not read about it yet: open [1] before you answer.", HotpotQA-50 r13), which would reach the
+    reader and the synthesizer's notes as if it were a finding. A sentence goes when, of its words that
+    are neither the question's, nor in the data the writer read (fenced blocks of the `instructions`),
+    nor in what it has `written` before (its earlier actions, which a message may quote back to it: "you
+    wrote that … is still missing"), at least `COPIED_MIN_WORDS` are left and `COPIED_SENTENCE_SHARE`
+    of them stand in runs of `COPIED_RUN_WORDS` words of the `instructions` (`copied_instructions`). So
+    an answer that restates a sub-task it was given ("The director of this American crime film … is
+    David Ayer.") stays: its words are the question's and the pages'. A text that is nothing but such
+    sentences is left whole, so that a run never loses its only answer unseen."""
+    runs = _instruction_runs(instructions, question)
+    if not runs:
+        return text, None
+    own = {w.casefold() for piece in (question, *written) for w in _WORD.findall(piece)}
+    for prompt in instructions:
+        for block in _UNTRUSTED_BLOCK.finditer(prompt):
+            own.update(w.casefold() for w in _WORD.findall(block[0]))
+    spans = [
+        (start, end)
+        for start, end in _sentences(text)
+        if _copied_share(text[start:end], runs, own) >= COPIED_SENTENCE_SHARE
+    ]
+    if not spans:
+        return text, None
+    kept_parts, last = [], 0
+    for start, end in spans:
+        kept_parts.append(text[last:start])
+        last = end
+    kept_parts.append(text[last:])
+    kept = re.sub(r"[ \t]+\n", "\n", "".join(kept_parts)).strip()
+    if not _WORD.search(_MARKERS.sub(" ", kept)):
+        return text, None
+    dropped = " ".join(text[start:end].strip() for start, end in spans)
+    return kept, Edit(
+        "instructions_cut", f'the answer copied its instructions: "{dropped}"', len(text) - len(kept)
+    )
 
 
 def filled_bound(short: str, max_chars: int) -> bool:
