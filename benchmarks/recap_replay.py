@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,12 @@ from openheavy.types import Document, Message
 
 # Where the last step's instruction starts in the prompt (`agent_final`); the recap goes before it.
 _FINAL_LINE = "You have no actions left."
+# A recorded recap: its label (`agent_recap`, which ends "the closest last"), then the fenced lines.
+_RECAP = re.compile(
+    r"(?P<label>Of everything you read, the sentences that share the most words with the question, the "
+    r"closest last[^\n]*\n)<(?P<tag>data-[0-9a-f]+)>\n(?P<lines>.*?)\n</(?P=tag)>",
+    re.S,
+)
 
 
 def final_calls(folder: Path, mode: str) -> list[dict[str, Any]]:
@@ -80,20 +87,40 @@ def with_recap(call: dict[str, Any]) -> list[Message] | None:
     return messages
 
 
+def closest_first(call: dict[str, Any]) -> list[Message] | None:
+    """The call's messages with the recap its last prompt holds (closest last, as recorded) shown the
+    other way round: the closest sentence first. None when the prompt holds no recap."""
+    messages = [Message(m["role"], m["content"]) for m in call["messages"]]
+    last = messages[-1].content
+    found = _RECAP.search(last)
+    if found is None:
+        return None
+    lines = found["lines"].split("\n")
+    label = found["label"].replace("the closest last", "the closest first")
+    tag = found["tag"]
+    block = f"{label}<{tag}>\n" + "\n".join(reversed(lines)) + f"\n</{tag}>"
+    messages[-1] = Message("user", last[: found.start()] + block + last[found.end() :])
+    return messages
+
+
 def short_of(text: str) -> str:
     found = first_json_object(text)
     return str(found.get("short", "")) if isinstance(found, dict) else ""
 
 
-async def replay(folder: Path, mode: str, spec: str, limit: int | None) -> None:
+VARIANTS = {"recap": with_recap, "closest-first": closest_first}
+
+
+async def replay(folder: Path, mode: str, spec: str, limit: int | None, variant: str = "recap") -> None:
     calls = final_calls(folder, mode)[:limit]
+    changed_prompt = VARIANTS[variant]
     model = resolve_model(spec, load_settings())
     before = after = 0.0
     gained = lost = recapped = 0
     changes = []
     try:
         for number, call in enumerate(calls, start=1):
-            recap = with_recap(call)
+            recap = changed_prompt(call)
             plain = [Message(m["role"], m["content"]) for m in call["messages"]]
             old = short_of((await model.complete(plain, json_schema=call["schema"], temperature=0.0)).text)
             new = old
@@ -114,8 +141,8 @@ async def replay(folder: Path, mode: str, spec: str, limit: int | None) -> None:
     finally:
         await model.aclose()
     n = max(1, len(calls))
-    print(f"\n{folder.name} ({mode}): {len(calls)} last-step calls, {recapped} with a recap")
-    print(f"mean short-answer F1: as recorded {before / n:.3f}, with the recap {after / n:.3f}")
+    print(f"\n{folder.name} ({mode}): {len(calls)} last-step calls, {recapped} changed by {variant}")
+    print(f"mean short-answer F1: as recorded {before / n:.3f}, with {variant} {after / n:.3f}")
     print(f"better {gained}, worse {lost}")
     print("\n".join(changes))
 
@@ -128,8 +155,15 @@ def main() -> None:
     parser.add_argument("--mode", default="single", help="replay the runs of this mode (prefix match)")
     parser.add_argument("--model", default="local:fast")
     parser.add_argument("--limit", type=int, default=None, help="replay at most this many calls")
+    parser.add_argument(
+        "--variant",
+        choices=sorted(VARIANTS),
+        default="recap",
+        help="recap: add the recap to prompts recorded without one; closest-first: show a recorded "
+        "recap with its closest sentence first instead of last",
+    )
     args = parser.parse_args()
-    asyncio.run(replay(args.folder, args.mode, args.model, args.limit))
+    asyncio.run(replay(args.folder, args.mode, args.model, args.limit, args.variant))
 
 
 if __name__ == "__main__":

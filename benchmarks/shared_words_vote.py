@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from openheavy.aggregation import shared_words
@@ -62,20 +63,27 @@ def revote(folder: Path) -> tuple[list[str], list[str]]:
     return row, changes
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("folders", nargs="+", type=Path, help="eval output folders")
-    args = parser.parse_args()
-    header = ["eval", "heavy runs", "synthesizer votes", "shared words decide", "F1 recorded", "F1 revoted"]
+def print_revotes(
+    folders: list[Path], revote_folder: Callable[[Path], tuple[list[str], list[str]]], header: list[str]
+) -> None:
+    """The table of `revote_folder`'s rows under `header`, one per folder, then every changed decision."""
     table, changes = [header], []
-    for folder in args.folders:
-        row, changed = revote(folder)
+    for folder in folders:
+        row, changed = revote_folder(folder)
         table.append(row)
         changes += changed
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     for r in table:
         print("  ".join(cell.ljust(width) for cell, width in zip(r, widths, strict=True)))
     print("\n".join(["", "decisions changed:", *changes]) if changes else "\nno decision changed")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folders", nargs="+", type=Path, help="eval output folders")
+    args = parser.parse_args()
+    header = ["eval", "heavy runs", "synthesizer votes", "shared words decide", "F1 recorded", "F1 revoted"]
+    print_revotes(args.folders, revote, header)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from openheavy.answer_text import (
     drop_copied_sentences,
     drop_note_talk,
     drop_restated_lead,
+    echoes_question,
     end_at_sentence,
     ends_mid_sentence,
     join_split_sentence,
@@ -630,3 +631,25 @@ def test_an_agents_short_answer_reaches_the_vote_without_its_restated_lead(tmp_p
     assert result.short_answer == "shlex.split" and result.agents[0]["short_answer"] == "shlex.split"
     edits = [e for event in sink.events if isinstance(event, AnswerEdited) for e in event.edits]
     assert any(e["kind"] == "short_answer_trimmed" for e in edits)
+
+
+@pytest.mark.parametrize(
+    ("short", "question", "echo"),
+    [
+        # every word is the question's: it names nothing the question did not, however short
+        ("Pitof 2004 movie", "What movie did Pitof direct which had a tie-in video game in 2004?", True),
+        ("1435 [2]", "When was the palace founded at which Columba de Dunbar died in 1435?", True),
+        ("The American lawyer", "When was the American lawyer who advised the campaign born?", True),
+        ("Pitof directed", "What movie did Pitof direct in 2004?", True),  # a form of "direct"
+        # a word of its own is an answer, right or wrong
+        ("Catwoman", "What movie did Pitof direct in 2004?", False),
+        ("1386", "When was the palace founded at which Columba de Dunbar died in 1435?", False),
+        # yes or no, and the candidates a question names, answer it in its own words
+        ("Yes", "Are Mauritz Stiller and Johannes Grenzfurthner of the same nationality?", False),
+        ("no", "Is the palace older than 1435?", False),
+        ("Louis Aragon", "Which novelist, J. G. Farrell or Louis Aragon, wrote The Siege?", False),
+        ("", "What movie did Pitof direct?", False),  # no answer is not an echo
+    ],
+)
+def test_a_short_answer_that_only_echoes_the_questions_words(short: str, question: str, echo: bool) -> None:
+    assert echoes_question(short, question) is echo

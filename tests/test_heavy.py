@@ -13,6 +13,7 @@ import pytest
 from fakes import PASSAGES, ListSink, MemorySearch, action, allowed_actions, plan_reply
 from openheavy.agent import SHORT_MAX_CHARS, Budget
 from openheavy.citations import cited_numbers
+from openheavy.display.formatting import describe_vote
 from openheavy.errors import AgentsFailedError
 from openheavy.heavy import Orchestrator, fallback_angles
 from openheavy.models.scripted import FunctionModel, Reply, Unconstrained
@@ -658,7 +659,7 @@ async def test_sources_the_synthesizer_cites_but_never_marks_get_their_markers()
     # the default model's heavy answer on shallow vs deep copy listed 3 sources and marked no claim
     tasks = ["angle one", "angle two"]
     scripts = {
-        "angle one": ("farrell", "J. G. Farrell [1]."),
+        "angle one": ("farrell", "An Irish novelist [1]."),
         "angle two": ("aragon", "A French poet [1]."),
     }
     plan = plan_reply(tasks, shape="long", queries=[[scripts[t][0]] for t in tasks])
@@ -947,3 +948,29 @@ async def test_a_yes_needs_every_name_and_an_undecided_name_goes_to_the_plain_vo
     [vote] = sink.of("VoteTaken")
     assert (vote.winner, vote.decided_by) == ("Yes", "majority")
     assert "Harbor Monthly: undecided" in vote.reason
+
+
+async def test_answers_that_only_repeat_the_question_do_not_outvote_the_name_found() -> None:
+    tasks = ["angle one", "angle two", "angle three", "angle four"]
+    scripts = {
+        "angle one": ("siege krishnapur", "The Siege of Krishnapur [1].", "The Siege of Krishnapur"),
+        "angle two": ("krishnapur novel", "It is the Siege of Krishnapur [1].", "Siege of Krishnapur"),
+        "angle three": ("farrell", "J. G. Farrell [1].", "J. G. Farrell"),
+        "angle four": ("novelist", "Farrell wrote it [1].", "J. G. Farrell wrote it"),
+    }
+    plan = plan_reply(tasks, shape="short", queries=[[scripts[t][0]] for t in tasks])
+    model = FunctionModel(short_team(plan, scripts, synthesis="Louis Aragon"))
+    orchestrator, sink = make(model, MemorySearch(dict(NOVELISTS)), agents=4)
+    result = await orchestrator.run("Who wrote The Siege of Krishnapur?")
+    # two agents echoing the question would be the largest group; set aside, the name found decides
+    assert result.short_answer == "J. G. Farrell" and result.answer.startswith("J. G. Farrell")
+    [vote] = sink.of("VoteTaken")
+    assert (vote.winner, vote.decided_by) == ("J. G. Farrell", "shared words")
+    assert vote.candidates[-1] == {
+        "answer": "The Siege of Krishnapur",
+        "agents": ["agent-1", "agent-2"],
+        "set_aside": "only repeats the question's words",
+    }
+    assert describe_vote(vote).endswith(
+        '; set aside, only repeats the question\'s words: "The Siege of Krishnapur" (2)'
+    )

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from openheavy.agent import AgentResult
-from openheavy.answer_text import ends_sentence, leading_yes_no
+from openheavy.answer_text import echoes_question, ends_sentence, leading_yes_no
 from openheavy.citations import RunSources, cited_numbers, renumber_markers
 from openheavy.normalize import normalize_answer
 from openheavy.partition import overlaps
@@ -91,38 +91,58 @@ class AnswerVote:
     winner: Candidate | None
     voters: int = 0  # the agents whose answers counted
     shared: bool = False  # the winner is the words most answers share (`shared_words`), not one answer
+    # Answers that did not vote because they only repeat the question's words (`echoes_question`).
+    set_aside: tuple[Candidate, ...] = ()
 
     def to_record(self) -> list[dict[str, Any]]:
-        return [{"answer": c.answer, "agents": list(c.agents)} for c in self.candidates]
+        counted = [{"answer": c.answer, "agents": list(c.agents)} for c in self.candidates]
+        aside = [{"answer": c.answer, "agents": list(c.agents), "set_aside": ECHO} for c in self.set_aside]
+        return counted + aside
+
+
+# Why an answer in `AnswerVote.set_aside` did not vote, as the trace and the live view say it.
+ECHO = "only repeats the question's words"
 
 
 def vote_on_answers(results: Sequence[AgentResult], question: str = "") -> AnswerVote:
     """Vote on the short answers of the agents that answered. Only answers that cite a source vote when
-    any does: "I could not find it", however often said, must not outvote an answer that was read. The
-    winner needs more votes than any other answer and, when two or more agents vote, at least two.
-    When no answer wins so, the words that more than half of the answers share and `question` does not
-    hold win, when there are such words (`shared_words`): small models answer in sentences, each worded
-    its own way, around the same name."""
+    any does: "I could not find it", however often said, must not outvote an answer that was read. Nor
+    does an answer that only repeats the question's words (`echoes_question`: "Pitof 2004 movie" for
+    "What movie did Pitof direct … in 2004?") while another answer names something: two agents that
+    echo the question must not outvote one that found the name. The winner needs more votes than any
+    other answer and, when two or more agents vote, at least two. When no answer wins so, the words
+    that more than half of the answers share and `question` does not hold win, when there are such
+    words (`shared_words`): small models answer in sentences, each worded its own way, around the same
+    name."""
     answered = [r for r in results if r.ok and r.answer.strip()]
     if any(r.citations for r in answered):
         answered = [r for r in answered if r.citations]
+    echoes = [r for r in answered if question and echoes_question(short_answer(r), question)]
+    set_aside: tuple[Candidate, ...] = ()
+    if echoes and len(echoes) < len(answered):
+        set_aside = _grouped(echoes)[0]
+        answered = [r for r in answered if r not in echoes]
     shorts = [short_answer(r) for r in answered]
-    counted = tally([normalize_answer(s) or None for s in shorts])
-    candidates = tuple(
-        Candidate(shorts[members[0]], tuple(answered[i].agent for i in members)) for members in counted.groups
-    )
-    leader = counted.leader
+    candidates, leader = _grouped(answered)
     winner = None
-    if leader is not None and (len(counted.groups[leader]) >= 2 or len(answered) == 1):
-        winner = candidates[leader]
+    if leader is not None and (len(leader.agents) >= 2 or len(answered) == 1):
+        winner = leader
     elif question:
         shared = shared_words(shorts, question)
         if shared is not None:
             words, holders = shared
-            return AnswerVote(
-                candidates, Candidate(words, tuple(answered[i].agent for i in holders)), len(answered), True
-            )
-    return AnswerVote(candidates, winner, len(answered))
+            holding = Candidate(words, tuple(answered[i].agent for i in holders))
+            return AnswerVote(candidates, holding, len(answered), True, set_aside)
+    return AnswerVote(candidates, winner, len(answered), set_aside=set_aside)
+
+
+def _grouped(results: Sequence[AgentResult]) -> tuple[tuple[Candidate, ...], Candidate | None]:
+    """`results`' short answers as candidates, equal ones (once normalized) together, most agents first,
+    and the one with more agents than every other (None when none has)."""
+    shorts = [short_answer(r) for r in results]
+    counted = tally([normalize_answer(s) or None for s in shorts])
+    candidates = tuple(Candidate(shorts[m[0]], tuple(results[i].agent for i in m)) for m in counted.groups)
+    return candidates, None if counted.leader is None else candidates[counted.leader]
 
 
 def shared_words(answers: Sequence[str], question: str) -> tuple[str, tuple[int, ...]] | None:

@@ -25,6 +25,7 @@ __all__ = [
     "drop_copied_sentences",
     "drop_note_talk",
     "drop_restated_lead",
+    "echoes_question",
     "end_at_sentence",
     "ends_mid_sentence",
     "ends_sentence",
@@ -259,6 +260,22 @@ def restates_question(short: str, question: str) -> bool:
     if not all(word in _FILLER or _from_question(word, asked) for word in words):
         return False
     return len(asked & set(words)) / len(asked) >= RESTATED_COVERAGE
+
+
+def echoes_question(short: str, question: str) -> bool:
+    """Whether `short` holds no word of its own: every word is the question's (or a form of one), so it
+    names nothing the question did not ("Pitof 2004 movie" for "What movie did Pitof direct … in 2004?",
+    "1435" for "When was the palace founded at which Columba de Dunbar died in 1435?"), however short.
+    Yes or no, and a candidate the question names ("Louis Aragon" for "Which novelist, J. G. Farrell or
+    Louis Aragon, …?"), are answers."""
+    said = normalize_answer(renumber_markers(short, {}))
+    words = said.split()
+    if not words or said in {"yes", "no"}:
+        return False
+    asked = set(normalize_answer(question).split())
+    if not all(word in _FILLER or _from_question(word, asked) for word in words):
+        return False
+    return said not in {normalize_answer(candidate) for candidate in names_candidates(question)}
 
 
 def _opens_question(words: list[str], question: str) -> bool:

@@ -69,8 +69,11 @@ def describe_plan(event: PlanMade) -> str:
 
 
 def describe_vote(event: VoteTaken) -> str:
-    """`"Louis Aragon" by majority (3 of 4 agents); also "J. G. Farrell" (1)`."""
-    counts = [len(c.get("agents", [])) for c in event.candidates]
+    """`"Louis Aragon" by majority (3 of 4 agents); also "J. G. Farrell" (1)`, and the answers set aside
+    (`; set aside, only repeats the question's words: "Pitof 2004 movie" (2)`).."""
+    voting = [c for c in event.candidates if not c.get("set_aside")]
+    aside = [c for c in event.candidates if c.get("set_aside")]
+    counts = [len(c.get("agents", [])) for c in voting]
     total = sum(counts)
     lead = counts[0] if counts else 0
     text = f'"{event.winner}" by {event.decided_by}'
@@ -78,9 +81,12 @@ def describe_vote(event: VoteTaken) -> str:
         return text + ": " + ", ".join(str(c.get("answer", "")) for c in event.candidates)
     if event.decided_by == "majority":
         text += f" ({lead} of {total} agents)"
-    others = [f'"{c.get("answer", "")}" ({n})' for c, n in zip(event.candidates, counts, strict=True)]
+    others = [f'"{c.get("answer", "")}" ({n})' for c, n in zip(voting, counts, strict=True)]
     if len(others) > 1:
         text += "; answers: " + ", ".join(others)
+    for candidate in aside:  # each says why it did not vote
+        held = len(candidate.get("agents", []))
+        text += f'; set aside, {candidate["set_aside"]}: "{candidate.get("answer", "")}" ({held})'
     return text
 
 
