@@ -9,6 +9,13 @@ The research is held fixed (the same prompt up to the last instruction, the same
 difference is the recap's alone. Both variants are sent now, on the same server, so the model's
 nondeterminism across batches falls on both alike. Printed: calls replayed, the mean short-answer F1
 of each variant, how many went wrong -> right and right -> wrong, and each changed answer.
+
+Runs recorded with the recap (r11 on) are replayed with its order changed instead: `--variant
+closest-first` shows the closest sentence first rather than last, `--variant closest-only` that sentence
+alone; repeat `--variant` to compare several against the same recorded calls:
+
+    .venv/bin/python benchmarks/recap_replay.py docs/results/hotpotqa-50-r13 --mode single \
+        --variant closest-first --variant closest-only
 """
 
 from __future__ import annotations
@@ -30,6 +37,9 @@ from openheavy.types import Document, Message
 
 # Where the last step's instruction starts in the prompt (`agent_final`); the recap goes before it.
 _FINAL_LINE = "You have no actions left."
+_RECORDED_LABEL = (
+    "Of everything you read, the sentences that share the most words with the question, the closest last"
+)
 # A recorded recap: its label (`agent_recap`, which ends "the closest last"), then the fenced lines.
 _RECAP = re.compile(
     r"(?P<label>Of everything you read, the sentences that share the most words with the question, the "
@@ -87,20 +97,33 @@ def with_recap(call: dict[str, Any]) -> list[Message] | None:
     return messages
 
 
-def closest_first(call: dict[str, Any]) -> list[Message] | None:
-    """The call's messages with the recap its last prompt holds (closest last, as recorded) shown the
-    other way round: the closest sentence first. None when the prompt holds no recap."""
+def _reordered(call: dict[str, Any], keep: int | None, label: str) -> list[Message] | None:
+    """The call's messages with the recap its last prompt holds (closest last, as recorded) shown closest
+    first, only its `keep` closest sentences when given, labelled `label` instead of the recorded label's
+    opening. None when the prompt holds no recap."""
     messages = [Message(m["role"], m["content"]) for m in call["messages"]]
     last = messages[-1].content
     found = _RECAP.search(last)
     if found is None:
         return None
-    lines = found["lines"].split("\n")
-    label = found["label"].replace("the closest last", "the closest first")
+    lines = list(reversed(found["lines"].split("\n")))[:keep]
     tag = found["tag"]
-    block = f"{label}<{tag}>\n" + "\n".join(reversed(lines)) + f"\n</{tag}>"
+    said = found["label"].replace(_RECORDED_LABEL, label)
+    block = f"{said}<{tag}>\n" + "\n".join(lines) + f"\n</{tag}>"
     messages[-1] = Message("user", last[: found.start()] + block + last[found.end() :])
     return messages
+
+
+def closest_first(call: dict[str, Any]) -> list[Message] | None:
+    """A recorded recap shown the other way round: the closest sentence first."""
+    return _reordered(call, None, _RECORDED_LABEL.replace("the closest last", "the closest first"))
+
+
+def closest_only(call: dict[str, Any]) -> list[Message] | None:
+    """A recorded recap cut to its closest sentence."""
+    return _reordered(
+        call, 1, "Of everything you read, the sentence that shares the most words with the question"
+    )
 
 
 def short_of(text: str) -> str:
@@ -108,42 +131,54 @@ def short_of(text: str) -> str:
     return str(found.get("short", "")) if isinstance(found, dict) else ""
 
 
-VARIANTS = {"recap": with_recap, "closest-first": closest_first}
+VARIANTS = {"recap": with_recap, "closest-first": closest_first, "closest-only": closest_only}
 
 
-async def replay(folder: Path, mode: str, spec: str, limit: int | None, variant: str = "recap") -> None:
+async def replay(folder: Path, mode: str, spec: str, limit: int | None, variants: list[str]) -> None:
+    """Send each last-step call as recorded and as each of `variants` changes it; print the F1s."""
     calls = final_calls(folder, mode)[:limit]
-    changed_prompt = VARIANTS[variant]
     model = resolve_model(spec, load_settings())
-    before = after = 0.0
-    gained = lost = recapped = 0
-    changes = []
+    totals = dict.fromkeys(["recorded", *variants], 0.0)
+    counts = {v: {"changed": 0, "better": 0, "worse": 0} for v in variants}
+    changes: list[str] = []
+
+    async def short(messages: list[Message], call: dict[str, Any]) -> str:
+        completion = await model.complete(messages, json_schema=call["schema"], temperature=0.0)
+        return short_of(completion.text)
+
     try:
         for number, call in enumerate(calls, start=1):
-            recap = changed_prompt(call)
-            plain = [Message(m["role"], m["content"]) for m in call["messages"]]
-            old = short_of((await model.complete(plain, json_schema=call["schema"], temperature=0.0)).text)
-            new = old
-            if recap is not None:
-                recapped += 1
-                new = short_of(
-                    (await model.complete(recap, json_schema=call["schema"], temperature=0.0)).text
-                )
-            f_old, f_new = token_f1(old, call["gold"]), token_f1(new, call["gold"])
-            before, after = before + f_old, after + f_new
-            gained += f_new > f_old
-            lost += f_new < f_old
-            if f_new != f_old:
-                changes.append(
-                    f"  F1 {f_old:.2f} -> {f_new:.2f}  gold {call['gold'][0]!r}: {old!r} -> {new!r}"
-                )
-            print(f"{number}/{len(calls)}  F1 {f_old:.2f} -> {f_new:.2f}", flush=True)
+            old = await short([Message(m["role"], m["content"]) for m in call["messages"]], call)
+            f_old = token_f1(old, call["gold"])
+            totals["recorded"] += f_old
+            line = [f"{number}/{len(calls)}  F1 recorded {f_old:.2f}"]
+            for variant in variants:
+                changed = VARIANTS[variant](call)
+                new = old if changed is None else await short(changed, call)
+                f_new = token_f1(new, call["gold"])
+                totals[variant] += f_new
+                tally = counts[variant]
+                tally["changed"] += changed is not None
+                tally["better"] += f_new > f_old
+                tally["worse"] += f_new < f_old
+                line.append(f"{variant} {f_new:.2f}")
+                if f_new != f_old:
+                    changes.append(
+                        f"  {variant}: F1 {f_old:.2f} -> {f_new:.2f}  gold {call['gold'][0]!r}: "
+                        f"{old!r} -> {new!r}"
+                    )
+            print(", ".join(line), flush=True)
     finally:
         await model.aclose()
     n = max(1, len(calls))
-    print(f"\n{folder.name} ({mode}): {len(calls)} last-step calls, {recapped} changed by {variant}")
-    print(f"mean short-answer F1: as recorded {before / n:.3f}, with {variant} {after / n:.3f}")
-    print(f"better {gained}, worse {lost}")
+    print(f"\n{folder.name} ({mode}): {len(calls)} last-step calls")
+    print(f"mean short-answer F1: as recorded {totals['recorded'] / n:.3f}")
+    for variant in variants:
+        tally = counts[variant]
+        print(
+            f"  {variant}: {totals[variant] / n:.3f} ({tally['changed']} prompts changed; "
+            f"better {tally['better']}, worse {tally['worse']})"
+        )
     print("\n".join(changes))
 
 
@@ -157,13 +192,14 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="replay at most this many calls")
     parser.add_argument(
         "--variant",
+        action="append",
         choices=sorted(VARIANTS),
-        default="recap",
-        help="recap: add the recap to prompts recorded without one; closest-first: show a recorded "
-        "recap with its closest sentence first instead of last",
+        help="recap (the default): add the recap to prompts recorded without one; closest-first: show "
+        "a recorded recap with its closest sentence first instead of last; closest-only: only that "
+        "sentence. Repeat to compare several against the same recorded calls",
     )
     args = parser.parse_args()
-    asyncio.run(replay(args.folder, args.mode, args.model, args.limit, args.variant))
+    asyncio.run(replay(args.folder, args.mode, args.model, args.limit, args.variant or ["recap"]))
 
 
 if __name__ == "__main__":
