@@ -44,6 +44,9 @@ def gathered(*results: AgentResult) -> RunSources:
 
 def test_lead_sentence() -> None:
     assert lead_sentence("J. G. Farrell [1]. He wrote it in 1973.") == "J. G. Farrell"
+    # a bracketed initial ends nothing: "(b. 20 April 1952)" cut at "(b" left the answer no name
+    born = "Andrew Jaspan, (b. 20 April 1952) British-Australian journalist [1]. He co-founded it."
+    assert lead_sentence(born) == "Andrew Jaspan, (b. 20 April 1952) British-Australian journalist"
     assert lead_sentence("Yes, both have three acts [2].") == "Yes"
     assert lead_sentence("No.") == "No"
     assert lead_sentence("- **1,000 metres** [1]\nmore") == "1,000 metres"

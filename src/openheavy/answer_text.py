@@ -349,10 +349,10 @@ _SHORT_CLAUSE_END = re.compile(r"\s*(?:[,;:(]|\s[-–—]\s)")
 
 
 def ends_sentence(text: str, at: int) -> bool:
-    """Whether the full stop (or ! ?) at `text[at]` ends a sentence: not after an initial ("J. G.") or a
-    common abbreviation ("e.g.")."""
+    """Whether the full stop (or ! ?) at `text[at]` ends a sentence: not after an initial ("J. G.", "(b.
+    20 April 1952)") or a common abbreviation ("e.g.")."""
     before = text[:at].split()
-    last = before[-1].casefold() if before else ""
+    last = before[-1].casefold().lstrip("([{\"'") if before else ""
     return text[at] != "." or not (len(last) == 1 or last in _ABBREVIATIONS)
 
 
