@@ -1,5 +1,5 @@
 """The recap before an agent's last answer: the read sentences closest to the question, the closest
-first (`openheavy.evidence`, `ResearchAgent._recap`)."""
+last (`openheavy.evidence`, `ResearchAgent._recap`)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def doc(ref: str) -> Document:
     return Document(ref, ref.split("#")[0], title, "", text)
 
 
-def test_the_sentences_sharing_most_question_words_come_closest_first() -> None:
+def test_the_sentences_sharing_most_question_words_come_closest_last() -> None:
     opened = {2: doc("ostrin#1"), 1: doc("velmora#1"), 3: doc("mills#1")}  # in reading order
     recalled = closest_sentences(QUESTION, opened, k=2)
     # "Its capital is Ostrin" holds "capital" and, with its page's title, "Velmora": 2 words, closest.
@@ -31,10 +31,10 @@ def test_the_sentences_sharing_most_question_words_come_closest_first() -> None:
     # country." and "Mills in Velmora grind grain."; among equals the one read first comes. "Most are
     # powered by wind." holds "Velmora" only through its title, and no question word itself.
     assert [(r.ref, r.sentence, r.shared) for r in recalled] == [
-        (1, "Its capital is Ostrin, a city of bridges.", 2),
         (2, "Ostrin lies on both banks of the river Sella.", 1),
+        (1, "Its capital is Ostrin, a city of bridges.", 2),
     ]
-    assert closest_sentences(QUESTION, opened, k=9)[:2] == recalled
+    assert closest_sentences(QUESTION, opened, k=9)[-2:] == recalled
     # a sentence with no question word of its own is never recalled, title or not
     assert all("wind" not in r.sentence for r in closest_sentences(QUESTION, opened, k=9))
 
@@ -46,7 +46,7 @@ def test_sentences_are_split_where_a_new_one_starts_and_long_ones_are_cut() -> N
         )
     }
     recalled = closest_sentences("How long is the river Sella?", opened, k=3)
-    assert recalled[0].sentence == "The Sella (b. 12 km long) is a river."
+    assert recalled[-1].sentence == "The Sella (b. 12 km long) is a river."
     cut = [r.sentence for r in recalled if r.sentence.endswith("…")]
     assert len(cut) == 1 and len(cut[0]) <= 322
     assert closest_sentences("Which of these?", opened) == []
@@ -74,7 +74,7 @@ async def test_the_last_prompt_restates_the_closest_read_sentences_after_the_las
     assert recap.index("Its capital is Ostrin") < recap.index("You have no actions left")
     assert f"[{refs['velmora#1']}] Its capital is Ostrin, a city of bridges." in recap
     assert recap.count("<data-") == 2 and recap.count("</data-") == 2  # named in the label, then used
-    # the closest sentence is the first one recalled: the line a small model copies
-    assert recap.index("Its capital is Ostrin") < recap.index("Mills in Velmora grind grain")
+    # the closest sentence is the last one recalled
+    assert recap.index("Mills in Velmora grind grain") < recap.index("Its capital is Ostrin")
     # the steps before the last one carry no recap
     assert all("Of everything you read" not in call.messages[-1].content for call in model.calls[:-1])

@@ -8,12 +8,13 @@ right. "Andrew Jaspan was the co-founder of what not-for-profit media outlet?" w
 Conversation", an independent not-for-profit website.
 
 So the prompt for the last answer restates the few sentences, of all the agent opened, that share the
-most content words with the question, with their document numbers, the closest first. The recap is
-the last thing read, and within it the model copies the first line: with the closest shown last (r11
-to r13), single's last answers copied the recap's first line 9 times and its last 3 times, while the
-gold answer stood in the last line 14 times and in the first 3 (HotpotQA-50 r13). The choice is
-lexical (`search.terms.query_words`, plurals folded): a sentence's passage title counts with it, since
-a page's sentences say "He" or "The film" for what its title names; a sentence must itself hold a
+most content words with the question, with their document numbers, the closest last: what the model
+reads last is then what bears on the question, wherever it was read. Listed the closest first
+instead (HotpotQA-50 r14), replaying r13's last calls of single had promised F1 0.171 → 0.204, but
+the full eval fell: single 0.287 → 0.276, heavy's agents' mean 0.315 → 0.282, heavy 0.381 → 0.361; the
+model went on answering from the last page it opened, so this order stays. The choice is lexical
+(`search.terms.query_words`, plurals folded): a sentence's passage title counts with it, since a
+page's sentences say "He" or "The film" for what its title names; a sentence must itself hold a
 question word. The sentences are document text and are shown inside a data fence like any document.
 """
 
@@ -51,9 +52,9 @@ def closest_sentences(
     question: str, opened: Mapping[int, Document], k: int = RECAP_SENTENCES
 ) -> list[Recalled]:
     """The `k` sentences of the `opened` passages (by document number) that share the most content
-    words with `question`, counting each passage's title with its sentences, the closest first; equals
-    go to the sentence that itself holds more, then to the one read first. A sentence that holds no
-    question word itself is never chosen; [] when none does."""
+    words with `question`, counting each passage's title with its sentences, least close first (so the
+    closest is shown last); equals go to the sentence that itself holds more, then to the one read
+    first. A sentence that holds no question word itself is never chosen; [] when none does."""
     asked = query_words(question)
     if not asked or k < 1:
         return []
@@ -68,7 +69,7 @@ def closest_sentences(
                 scored.append((shared, len(own), -order, Recalled(ref, _shortened(sentence), shared)))
             order += 1
     best = sorted(scored, key=lambda item: item[:3], reverse=True)[:k]
-    return [item[3] for item in best]
+    return [item[3] for item in reversed(best)]
 
 
 def _shortened(sentence: str) -> str:
