@@ -117,13 +117,17 @@ def vote_on_answers(results: Sequence[AgentResult], question: str = "") -> Answe
     answered = [r for r in results if r.ok and r.answer.strip()]
     if any(r.citations for r in answered):
         answered = [r for r in answered if r.citations]
-    echoes = [r for r in answered if question and echoes_question(short_answer(r), question)]
-    set_aside: tuple[Candidate, ...] = ()
-    if echoes and len(echoes) < len(answered):
-        set_aside = _grouped(echoes)[0]
-        answered = [r for r in answered if r not in echoes]
-    shorts = [short_answer(r) for r in answered]
-    candidates, leader = _grouped(answered)
+    voting: list[tuple[AgentResult, str]] = []
+    echoes: list[tuple[AgentResult, str]] = []
+    for result in answered:
+        short = short_answer(result)
+        (echoes if question and echoes_question(short, question) else voting).append((result, short))
+    if not voting:  # nothing but echoes: they are all there is to vote on
+        voting, echoes = echoes, []
+    set_aside = _grouped(echoes)[0] if echoes else ()
+    answered = [result for result, _ in voting]
+    shorts = [short for _, short in voting]
+    candidates, leader = _grouped(voting)
     winner = None
     if leader is not None and (len(leader.agents) >= 2 or len(answered) == 1):
         winner = leader
@@ -136,12 +140,13 @@ def vote_on_answers(results: Sequence[AgentResult], question: str = "") -> Answe
     return AnswerVote(candidates, winner, len(answered), set_aside=set_aside)
 
 
-def _grouped(results: Sequence[AgentResult]) -> tuple[tuple[Candidate, ...], Candidate | None]:
-    """`results`' short answers as candidates, equal ones (once normalized) together, most agents first,
-    and the one with more agents than every other (None when none has)."""
-    shorts = [short_answer(r) for r in results]
+def _grouped(answers: Sequence[tuple[AgentResult, str]]) -> tuple[tuple[Candidate, ...], Candidate | None]:
+    """Agents' short answers (each result with its short answer) as candidates, equal ones (once
+    normalized) together, most agents first, and the one with more agents than every other (None when
+    none has)."""
+    shorts = [short for _, short in answers]
     counted = tally([normalize_answer(s) or None for s in shorts])
-    candidates = tuple(Candidate(shorts[m[0]], tuple(results[i].agent for i in m)) for m in counted.groups)
+    candidates = tuple(Candidate(shorts[m[0]], tuple(answers[i][0].agent for i in m)) for m in counted.groups)
     return candidates, None if counted.leader is None else candidates[counted.leader]
 
 

@@ -239,6 +239,11 @@ _STEM_CHARS = 4  # words sharing a start this long, one the other's prefix, are 
 _FILLER = frozenset({"to", "of", "in", "on", "for", "is", "are", "you", "can", "i"})
 
 
+def _all_asked(words: Sequence[str], asked: set[str]) -> bool:
+    """Whether every one of `words` (normalized) is a filler word or one of the question's `asked`."""
+    return all(word in _FILLER or _from_question(word, asked) for word in words)
+
+
 def _from_question(word: str, asked: set[str]) -> bool:
     if word in asked:
         return True
@@ -255,9 +260,7 @@ def restates_question(short: str, question: str) -> bool:
     if _opens_question(words, question):
         return True
     asked = set(normalize_answer(question).split())
-    if len(words) < RESTATED_MIN_WORDS or not asked:
-        return False
-    if not all(word in _FILLER or _from_question(word, asked) for word in words):
+    if len(words) < RESTATED_MIN_WORDS or not asked or not _all_asked(words, asked):
         return False
     return len(asked & set(words)) / len(asked) >= RESTATED_COVERAGE
 
@@ -272,8 +275,7 @@ def echoes_question(short: str, question: str) -> bool:
     words = said.split()
     if not words or said in {"yes", "no"}:
         return False
-    asked = set(normalize_answer(question).split())
-    if not all(word in _FILLER or _from_question(word, asked) for word in words):
+    if not _all_asked(words, set(normalize_answer(question).split())):
         return False
     return said not in {normalize_answer(candidate) for candidate in names_candidates(question)}
 

@@ -70,7 +70,7 @@ def describe_plan(event: PlanMade) -> str:
 
 def describe_vote(event: VoteTaken) -> str:
     """`"Louis Aragon" by majority (3 of 4 agents); also "J. G. Farrell" (1)`, and the answers set aside
-    (`; set aside, only repeats the question's words: "Pitof 2004 movie" (2)`).."""
+    (`; set aside, only repeats the question's words: "Pitof 2004 movie" (2)`)."""
     voting = [c for c in event.candidates if not c.get("set_aside")]
     aside = [c for c in event.candidates if c.get("set_aside")]
     counts = [len(c.get("agents", [])) for c in voting]
