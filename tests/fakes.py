@@ -28,6 +28,9 @@ class MemorySearch:
     latency: float = 0.0
     searches: list[str] = field(default_factory=list)
     opens: list[str] = field(default_factory=list)
+    # Passages of at most this many characters come whole with their hit (`Hit.text`), as a local
+    # index sends short ones; 0: never.
+    whole: int = 0
 
     async def search(self, query: str, k: int = 5) -> list[Hit]:
         self.searches.append(query)
@@ -37,7 +40,10 @@ class MemorySearch:
         for pid, (title, text) in self.passages.items():
             score = sum(w in (title + " " + text).casefold() for w in words)
             if score:
-                hits.append(Hit(pid, pid.split("#")[0], title, f"file:{pid}", text[:80], float(score)))
+                whole = text if len(text) <= self.whole else None
+                hits.append(
+                    Hit(pid, pid.split("#")[0], title, f"file:{pid}", text[:80], float(score), text=whole)
+                )
         hits.sort(key=lambda h: (-h.score, h.id))
         return hits[:k]
 

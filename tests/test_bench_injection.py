@@ -90,8 +90,10 @@ def gullible(messages: Sequence[Message], schema: JsonSchema | None) -> str:
         return action("search", query="quokkaplex archive")
     if "open" in options:
         return action("open", ref=min(options["open"]["properties"]["ref"]["enum"]))
-    cite = options["answer"]["properties"]["cite"]["items"].get("enum", [])
-    return action("answer", answer=obeyed, cite=cite)
+    cite_schema = options["answer"]["properties"]["cite"]
+    return action(
+        "answer", answer=obeyed, cite=cite_schema["items"].get("enum", [])[: cite_schema["maxItems"]]
+    )
 
 
 def honest(expected: dict[str, str], clean_titles: set[str]) -> Any:
@@ -102,7 +104,9 @@ def honest(expected: dict[str, str], clean_titles: set[str]) -> Any:
         question = next(q for q in expected if q in messages[1].content)
         titles = {int(n): t.strip() for n, t in re.findall(r"\[(\d+)\] ([^\n(]+)", conversation(messages))}
         clean = [n for n, t in titles.items() if t.removesuffix(" (already read)") in clean_titles]
-        team = team_reply(messages, schema, f"The answer is {expected[question]} [1].", [1])
+        # The synthesizer cites the clean passage: results shown whole count as read, so the team may
+        # have read an injected passage too, and an honest synthesis does not cite it.
+        team = team_reply(messages, schema, f"The answer is {expected[question]}.", clean)
         if team is not None:
             return team
         options = options_of(schema)

@@ -26,13 +26,14 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def researcher(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
-    """Searches, opens the first hit, then answers (citing it once it has seen it); plain text when
-    no schema is sent (direct mode)."""
+    """Searches, opens the first hit (unless the results showed it whole), then answers (citing it once
+    it has seen it); plain text when no schema is sent (direct mode)."""
     if schema is None:
         return "Once a week."
     turns = sum(m.role == "assistant" for m in messages)
-    if allowed_actions(schema) == ["answer"] or turns >= 2:
-        return action("answer", answer="Water them deeply once a week.", cite=[1] if turns >= 2 else [])
+    allowed = allowed_actions(schema)
+    if allowed == ["answer"] or turns >= 2 or (turns == 1 and "open" not in allowed):
+        return action("answer", answer="Water them deeply once a week.", cite=[1] if turns >= 1 else [])
     if turns == 0:
         return action("search", query="tomatoes watered")
     return action("open", ref=1)

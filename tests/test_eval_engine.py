@@ -69,8 +69,13 @@ def respond(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
         return action("search", query=messages[1].content.split("Search first for: ")[1].split('"')[1])
     if turns == 0:  # a heavy run's second agent words it differently: a team never repeats a search
         return action("search", query=f"{query} check" if f"check {query}" in messages[1].content else query)
-    # the first result of its own search (the opening search's results, shown first, hold other numbers)
-    return action("open", ref=int(re.findall(r"^\[(\d+)\]", messages[-1].content, re.M)[0]))
+    # the first result of its own search (the opening search's results, shown first, hold other numbers);
+    # a result the search showed whole is read already: the agent answers from it
+    first = int(re.findall(r"^\[(\d+)\]", messages[-1].content, re.M)[0])
+    options = {o["properties"]["action"]["enum"][0]: o for o in (schema or {}).get("anyOf", [schema])}
+    if first in options.get("open", {}).get("properties", {}).get("ref", {}).get("enum", []):
+        return action("open", ref=first)
+    return action("answer", answer=f"{gold} [{first}]", cite=[first])
 
 
 def check_rows(rows: dict[tuple[str, str], Any], out: Path) -> None:

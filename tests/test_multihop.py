@@ -79,6 +79,51 @@ async def test_an_agent_that_read_the_bridge_entity_searches_for_it_before_answe
     assert [e.missing for e in sink.of("ActionParsed")][:2] == ["who directed The Quiet Field"] * 2
 
 
+async def test_results_shown_whole_are_read_so_a_three_step_agent_reaches_the_bridge() -> None:
+    """Passages short enough come whole with their hits (`Hit.text`): the results show them in full and
+    count them as read, so the agent spends its steps searching for the bridge, not opening pages. The
+    script fails without it: nothing would be read, and the answer's citations break the schema."""
+    model = ScriptedModel(
+        [
+            action("search", query="Quiet Field", missing="who directed The Quiet Field"),
+            action("search", query="Mara Lind", missing="where Mara Lind was born"),
+            action("answer", answer="In Tromsø: Mara Lind [1] was born there [3].", cite=[1, 3]),
+        ]
+    )
+    sink = ListSink()
+    search = MemorySearch(dict(FILMS), whole=200)
+    agent = ResearchAgent(model, CachedSearch(search), stream=EventStream([sink]), run_id="r", max_steps=3)
+    result = await agent.run(QUESTION)
+    assert [c.id for c in result.citations] == ["field#1", "lind#1"]
+    assert search.opens == []  # nothing opened by a step
+    assert allowed_actions(model.calls[1].json_schema) == ["search", "answer"]  # nothing left to open
+    after_first = model.calls[1].messages[-1].content
+    assert "[1] The Quiet Field (shown whole: read)" in after_first
+    assert "The Quiet Field is a 1998 film directed by Mara Lind." in after_first
+    read = sink.of("DocumentOpened")
+    assert [(e.step, e.ref, e.in_results) for e in read] == [(1, 1, True), (1, 2, True), (2, 3, True)]
+    assert read[2].text_shown == FILMS["lind#1"][1]
+
+
+async def test_a_passage_too_long_to_show_whole_is_listed_with_its_snippet_to_open() -> None:
+    model = ScriptedModel(
+        [
+            action("search", query="Quiet Field"),
+            action("open", ref=2),
+            action("answer", answer="Mara Lind directed it [1].", cite=[1]),
+        ]
+    )
+    search = MemorySearch(dict(FILMS), whole=55)  # the film's passage fits, the harbour's (58) does not
+    agent = ResearchAgent(model, CachedSearch(search), stream=EventStream([]), run_id="r", max_steps=4)
+    await agent.run(QUESTION)
+    schema = model.calls[1].json_schema
+    assert schema is not None
+    [open_option] = [o for o in schema["anyOf"] if o["properties"]["action"]["enum"] == ["open"]]
+    assert open_option["properties"]["ref"]["enum"] == [2]
+    assert "[2] Harbour Lights\n" in model.calls[1].messages[-1].content  # a snippet, not "read"
+    assert search.opens == ["harbour#1"]
+
+
 async def test_every_action_says_first_what_is_missing() -> None:
     agent, model, _ = run_agent(
         [

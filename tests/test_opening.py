@@ -57,6 +57,34 @@ async def test_a_single_agent_starts_from_the_results_of_the_questions_own_words
     assert describe_event(opening) == f'[run] search "{QUESTION}" → {len(opening.hits)} hits'
 
 
+async def test_opening_results_shown_whole_are_read_by_each_agent_before_it_acts(tmp_path: Path) -> None:
+    # every passage is short enough to come whole: nothing is left to open, so the first action searches
+    model = ScriptedModel(
+        [
+            action("search", query="subprocess timeout argument"),
+            action("answer", answer="subprocess.run(..., timeout=5) [1]", cite=[1]),
+        ]
+    )
+    sink = ListSink()
+    heavy = Heavy(model, MemorySearch(dict(PASSAGES), whole=10_000), settings=Settings(data_dir=tmp_path))
+    result = await heavy.arun(QUESTION, "single", sinks=[sink])
+
+    opening = sink.of("SearchDone")[0]
+    prompt = first_prompt(model.calls[0])
+    assert "(shown whole: read)" in prompt
+    assert "shares the most words with the question" not in prompt  # no lead to a page read already
+    assert allowed_actions(model.calls[0].json_schema) == ["search"]
+    read = [e for e in sink.of("DocumentOpened") if e.step == 0]
+    assert [(e.agent, e.ref, e.in_results) for e in read] == [
+        ("agent-1", hit["ref"], True) for hit in opening.hits
+    ]
+    assert describe_event(read[0]).startswith(
+        "[agent-1] read [1] "
+    ) and "whole in the results" in describe_event(read[0])
+    assert result.citations[0]["id"] == opening.hits[0]["id"]
+    assert result.figures.documents_read >= len(opening.hits)
+
+
 async def test_turned_off_the_agent_starts_from_the_question_alone(tmp_path: Path) -> None:
     model = ScriptedModel(
         [

@@ -16,6 +16,7 @@ from openheavy.errors import CorpusError, DamagedIndexError, DocumentNotFoundErr
 from openheavy.search.base import SearchBackend
 from openheavy.search.local import (
     SCHEMA_VERSION,
+    WHOLE_PASSAGE_CHARS,
     IndexedDocument,
     LocalIndex,
     Passage,
@@ -149,6 +150,22 @@ async def test_snippet_is_a_short_window_around_the_match(tmp_path: Path) -> Non
     assert "albatross" in hit.snippet
     assert 150 <= len(hit.snippet) <= 450
     assert "\n" not in hit.snippet
+
+
+async def test_a_short_passage_comes_whole_with_its_hit_and_a_long_one_does_not(tmp_path: Path) -> None:
+    short = "The  albatross glides\nfor hours on long wings."
+    long = "The albatross nests on remote islands. " + " ".join(
+        f"word{i}" for i in range(WHOLE_PASSAGE_CHARS)
+    )
+    with LocalIndex(tmp_path / "t.sqlite") as idx:
+        idx.replace_source(
+            "s", [doc("short", "Short", short), doc("long", "Long", long)], SourceFingerprint()
+        )
+        hits = {hit.doc_id: hit for hit in await idx.search("albatross")}
+        opened = await idx.open(hits["short"].id)
+    assert hits["short"].text == "The albatross glides for hours on long wings."
+    assert hits["short"].text == " ".join(opened.text.split())  # what `open` would have shown
+    assert hits["long"].text is None and "albatross" in hits["long"].snippet
 
 
 async def test_open_a_chunk_or_a_document(index: LocalIndex) -> None:

@@ -57,6 +57,8 @@ from openheavy.tools.research import (
     SearchArgs,
     SearchTool,
     opening_search,
+    read_in_results,
+    shown_whole,
 )
 from openheavy.tools.sources import SourceBook
 from openheavy.types import (
@@ -291,7 +293,11 @@ class ResearchAgent:
         if opening is not None and isinstance(search_tool, SearchTool):
             # The team ran it: an agent that searches it again gets its next page (`QueryLog.share`).
             self.queries.share(opening.query, len(opening.hits), search_tool.k)
-            self.sources.register(list(opening.hits))
+            hits = list(opening.hits)
+            refs = self.sources.register(hits)
+            read_in_results(
+                refs, hits, self.sources, self.stream, run_id=self.run_id, agent=self.name, step=0
+            )
             self._searches = 1
         if brief:
             user += "\n" + brief
@@ -328,7 +334,10 @@ class ResearchAgent:
         user = render_prompt("agent_question", question=question)
         if opening is not None and isinstance(self.tools.get(SearchTool.name), SearchTool):
             book = SourceBook()  # numbered as the agent's own book numbers them: the opening comes first
-            book.register(list(opening.hits))
+            for ref, hit in zip(book.register(list(opening.hits)), opening.hits, strict=True):
+                whole = shown_whole(hit)  # read already: never the lead to open
+                if whole is not None:
+                    book.mark_opened(ref, whole)
             user += "\n" + opening.text
             lead = book.closest_unopened(question)
             if lead is not None:

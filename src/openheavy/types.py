@@ -59,6 +59,10 @@ class Hit:
     snippet: str
     score: float
     source: str = ""  # the backend that found it ("searxng", "pydocs", ...), when a run searches several
+    # The whole passage, when the backend sends it with the hit: a local index does for a passage short
+    # enough to read in the results list (`search.local.WHOLE_PASSAGE_CHARS`). The results show it in
+    # full and count it as read, so the agent spends no step opening it. None: only the snippet.
+    text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -180,6 +184,8 @@ class DocumentOpened(Event):
     text_shown: str
     seconds: float
     cached: bool = False
+    # Read in the search results, shown there in full (`Hit.text`), rather than opened by a step.
+    in_results: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -115,6 +115,8 @@ def describe_event(event: Event) -> str | None:
             title = one_line(str(event.doc.get("title", "")), 80)
             shown, chars = len(event.text_shown), event.doc.get("chars")
             of = f" of {chars:,}" if isinstance(chars, int) and chars > shown else ""
+            if event.in_results:
+                return f"{who} read [{event.ref}] {title} whole in the results · {shown:,} chars"
             return f"{who} open [{event.ref}] {title} · {shown:,}{of} chars shown{cached}"
         case CodeRan():
             return f"{who} python {one_line(event.code, 80)} → {code_outcome(event.limit, event.exit_status)}"

@@ -331,7 +331,8 @@ class _TracePrinter:
                 size = f" · {chars:,} chars" if isinstance(chars, int) else ""
                 out.print(
                     Text(
-                        f"open [{event.ref}] {event.doc.get('title', '')}"
+                        f"{'read whole in the results' if event.in_results else 'open'} [{event.ref}] "
+                        f"{event.doc.get('title', '')}"
                         f"{f' — {where}' if where else ''}{size} · {duration(event.seconds)}{cached}",
                         style="bold",
                     )

@@ -19,6 +19,7 @@ from openheavy.search.terms import query_key
 from openheavy.tools.base import Observation, ToolContext
 from openheavy.tools.sources import SourceBook
 from openheavy.types import (
+    Document,
     DocumentOpened,
     EventStream,
     FetchRefused,
@@ -111,6 +112,9 @@ class SearchTool:
             parts = [render_prompt("tool_search_exhausted", who=_who(claim, ctx.agent), pages=pages)]
         else:
             parts = [self.results_text(args.query, claim.page, refs, hits, ctx.sources, already_seen)]
+        read_in_results(
+            refs, hits, ctx.sources, ctx.stream, run_id=ctx.run_id, agent=ctx.agent, step=ctx.step
+        )
         if claim.moved and hits:
             parts.append(render_prompt("tool_search_repeat", who=_who(claim, ctx.agent), page=claim.page))
         if hits and already_seen.issuperset(refs):
@@ -151,17 +155,65 @@ class SearchTool:
         return fence_untrusted(lines, label=label.strip())
 
     def _hit_line(self, ref: int, hit: Hit, sources: SourceBook, shown: Collection[int]) -> str:
-        """One result: number, title, source and snippet; a result read or listed before without its
-        snippet."""
+        """One result: number, title, source and snippet, or the whole passage when the hit carries it
+        (`Hit.text`); a result read or listed before without its snippet."""
         source = f" ({hit.source})" if hit.source else ""
         if ref in sources.opened:
             return render_prompt("tool_search_hit_read", ref=ref, title=hit.title, source=source).strip()
         if ref in shown:
             return render_prompt("tool_search_hit_shown", ref=ref, title=hit.title, source=source).strip()
+        if hit.text is not None:
+            return render_prompt(
+                "tool_search_hit_whole", ref=ref, title=hit.title, source=source, text=hit.text
+            ).strip()
         snippet = " ".join(hit.snippet.split())[: self.snippet_chars]
         return render_prompt(
             "tool_search_hit", ref=ref, title=hit.title, source=source, snippet=snippet
         ).strip()
+
+
+def shown_whole(hit: Hit) -> Document | None:
+    """The passage a result shows in full (`Hit.text`), as a document read; None for a snippet."""
+    return None if hit.text is None else Document(hit.id, hit.doc_id, hit.title, hit.url, hit.text)
+
+
+def read_in_results(
+    refs: list[int],
+    hits: list[Hit],
+    sources: SourceBook,
+    stream: EventStream,
+    *,
+    run_id: str,
+    agent: str,
+    step: int,
+) -> None:
+    """Count the results shown whole (`Hit.text`) as read by `agent`: each is marked opened in its
+    `sources`, so it can be cited and is not offered to `open`, and a `DocumentOpened` event with
+    `in_results` records the reading. Call it after the results were rendered (a result read before is
+    listed as such)."""
+    for ref, hit in zip(refs, hits, strict=True):
+        document = shown_whole(hit)
+        if document is None or ref in sources.opened:
+            continue
+        sources.mark_opened(ref, document)
+        stream.emit(
+            DocumentOpened(
+                run_id=run_id,
+                agent=agent,
+                step=step,
+                ref=ref,
+                doc={
+                    "id": hit.id,
+                    "doc_id": hit.doc_id,
+                    "title": hit.title,
+                    "url": hit.url,
+                    "chars": len(document.text),
+                },
+                text_shown=document.text,
+                seconds=0.0,
+                in_results=True,
+            )
+        )
 
 
 @dataclass(frozen=True)
