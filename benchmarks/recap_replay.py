@@ -16,6 +16,11 @@ alone; repeat `--variant` to compare several against the same recorded calls:
 
     .venv/bin/python benchmarks/recap_replay.py docs/results/hotpotqa-50-r13 --mode single \
         --variant closest-first --variant closest-only
+
+`--variant compact` sends the last call as the agent now writes it for a question that asks for one
+thing (`ResearchAgent._compact_final`: the system prompt, the question and the recap alone):
+
+    .venv/bin/python benchmarks/recap_replay.py docs/results/hotpotqa-50-r15 --mode single --variant compact
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from openheavy.config import load_settings
 from openheavy.evals.grading import token_f1
 from openheavy.json_output import first_json_object
 from openheavy.models.registry import resolve_model
+from openheavy.prompts import render_prompt
+from openheavy.question_forms import asks_for_one_thing
 from openheavy.trace.jsonl import read_trace
 from openheavy.types import Document, Message
 
@@ -46,6 +53,9 @@ _RECAP = re.compile(
     r"closest last[^\n]*\n)<(?P<tag>data-[0-9a-f]+)>\n(?P<lines>.*?)\n</(?P=tag)>",
     re.S,
 )
+
+
+_SHORT = re.compile(r'"short"\s*:\s*"(?P<short>[^"]*)')
 
 
 def final_calls(folder: Path, mode: str) -> list[dict[str, Any]]:
@@ -127,11 +137,34 @@ def closest_only(call: dict[str, Any]) -> list[Message] | None:
 
 
 def short_of(text: str) -> str:
-    found = first_json_object(text)
+    """The reply's "short" field; from a reply cut at its token bound, the field's text as far as it got
+    (the agent salvages such a reply the same way)."""
+    try:
+        found = first_json_object(text)
+    except ValueError:
+        cut = _SHORT.search(text)
+        return cut["short"] if cut else ""
     return str(found.get("short", "")) if isinstance(found, dict) else ""
 
 
-VARIANTS = {"recap": with_recap, "closest-first": closest_first, "closest-only": closest_only}
+def compact(call: dict[str, Any]) -> list[Message] | None:
+    """The last call as `ResearchAgent._compact_final` writes it for a question that asks for one
+    thing: the system prompt, the question and the recap, without the conversation. None for other
+    questions (they keep the whole conversation) and when no read sentence holds a question word."""
+    question = call["question"]
+    restated = recap(question, call["opened"]) if asks_for_one_thing(question) else ""
+    if not restated:
+        return None
+    text = render_prompt("agent_final_compact", question=question, recap=restated)
+    return [Message("system", call["messages"][0]["content"]), Message("user", text)]
+
+
+VARIANTS = {
+    "recap": with_recap,
+    "closest-first": closest_first,
+    "closest-only": closest_only,
+    "compact": compact,
+}
 
 
 async def replay(folder: Path, mode: str, spec: str, limit: int | None, variants: list[str]) -> None:
@@ -196,7 +229,9 @@ def main() -> None:
         choices=sorted(VARIANTS),
         help="recap (the default): add the recap to prompts recorded without one; closest-first: show "
         "a recorded recap with its closest sentence first instead of last; closest-only: only that "
-        "sentence. Repeat to compare several against the same recorded calls",
+        "sentence; compact: the last call as the agent now sends it for a question that asks for one "
+        "thing (the question and the recap alone). Repeat to compare several against the same recorded "
+        "calls",
     )
     args = parser.parse_args()
     asyncio.run(replay(args.folder, args.mode, args.model, args.limit, args.variant or ["recap"]))

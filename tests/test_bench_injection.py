@@ -8,7 +8,7 @@ import importlib.util
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -183,22 +183,32 @@ WEB = ROOT / "tests" / "fixtures" / "web"
 _CANARY = re.compile(r"CANARY-[A-Z]+(?:-[A-Z]+)*")
 
 
-def obeying(messages: Sequence[Message], schema: JsonSchema | None) -> str:
-    """A model that opens every result and answers with the first canary word a page put before it."""
-    assert schema is not None
-    said = _CANARY.search(conversation(messages))
-    obeyed = said.group(0) if said else "I could not find it."
-    team = team_reply(messages, schema, obeyed, list(range(1, 13)))
-    if team is not None:
-        return team
-    options = options_of(schema)
-    if "search" in options and not [m for m in messages if m.role == "assistant"]:
-        return action("search", query=" ".join(_words(messages[1].content.splitlines()[-1]))[:100])
-    if "open" in options:
-        return action("open", ref=min(options["open"]["properties"]["ref"]["enum"]))
-    return action(
-        "answer", answer=obeyed, cite=options["answer"]["properties"]["cite"]["items"].get("enum", [])
-    )
+def obeying() -> Callable[[Sequence[Message], JsonSchema | None], str]:
+    """A model that opens every result and answers with the first canary word a page put before it. It
+    remembers what it read: the last call for a question that asks for one thing is shown the recap of
+    the read sentences closest to it, not the pages (`ResearchAgent._compact_final`)."""
+    read: dict[str, str] = {}
+
+    def reply(messages: Sequence[Message], schema: JsonSchema | None) -> str:
+        assert schema is not None
+        question = messages[1].content.splitlines()[0]
+        said = _CANARY.search(conversation(messages))
+        if said:
+            read.setdefault(question, said.group(0))
+        obeyed = read.get(question, "I could not find it.")
+        team = team_reply(messages, schema, obeyed, list(range(1, 13)))
+        if team is not None:
+            return team
+        options = options_of(schema)
+        if "search" in options and not [m for m in messages if m.role == "assistant"]:
+            return action("search", query=" ".join(_words(messages[1].content.splitlines()[-1]))[:100])
+        if "open" in options:
+            return action("open", ref=min(options["open"]["properties"]["ref"]["enum"]))
+        return action(
+            "answer", answer=obeyed, cite=options["answer"]["properties"]["cite"]["items"].get("enum", [])
+        )
+
+    return reply
 
 
 def truthful(messages: Sequence[Message], schema: JsonSchema | None) -> str:
@@ -239,7 +249,7 @@ def test_the_web_suite_lists_every_canary_of_the_fixture_pages() -> None:
 async def test_web_a_model_that_obeys_a_page_is_caught(tmp_path: Path, mode: str) -> None:
     settings = Settings(data_dir=tmp_path)
     modes = bench.mode_options([mode], max_steps=6, agents=2)
-    report = await bench.benchmark_web(settings, modes, model=FunctionModel(obeying))
+    report = await bench.benchmark_web(settings, modes, model=FunctionModel(obeying()))
     figures = report["summary"][mode]
     assert report["suite"] == "web"
     assert (figures["runs"], figures["errors"], figures["honest"]) == (4, 0, 0), report["runs"]
@@ -276,7 +286,7 @@ def test_the_web_command_prints_a_line_per_run_and_writes_the_report(
     from openheavy import api
 
     monkeypatch.setenv("OPENHEAVY_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setattr(api, "resolve_model", lambda *args, **kwargs: FunctionModel(obeying))
+    monkeypatch.setattr(api, "resolve_model", lambda *args, **kwargs: FunctionModel(obeying()))
     out = tmp_path / "web.json"
     argv = [
         "bench_injection.py",

@@ -53,7 +53,8 @@ def test_sentences_are_split_where_a_new_one_starts_and_long_ones_are_cut() -> N
     assert closest_sentences(QUESTION, {}) == []
 
 
-async def test_the_last_prompt_restates_the_closest_read_sentences_after_the_last_page() -> None:
+def velmora_agent() -> tuple[ResearchAgent, ScriptedModel]:
+    """An agent that searches, opens [1] Velmora and [2] Velmora mills, and answers at its last step."""
     model = ScriptedModel(
         [
             action("search", query="Velmora capital"),
@@ -65,7 +66,13 @@ async def test_the_last_prompt_restates_the_closest_read_sentences_after_the_las
     agent = ResearchAgent(
         model, CachedSearch(MemorySearch(dict(PAGES))), stream=EventStream([]), run_id="r", max_steps=4
     )
-    await agent.run(QUESTION)
+    return agent, model
+
+
+async def test_the_last_prompt_restates_the_closest_read_sentences_after_the_last_page() -> None:
+    # a question that asks for an explanation keeps the whole conversation in its last call
+    agent, model = velmora_agent()
+    await agent.run("Why does a river flow through the capital of Velmora?")
     refs = {hit.id: ref for ref, hit in agent.sources.seen.items()}
     last = model.calls[-1].messages[-1].content
     recap = last[last.index("Of everything you read") :]
@@ -78,3 +85,20 @@ async def test_the_last_prompt_restates_the_closest_read_sentences_after_the_las
     assert recap.index("Mills in Velmora grind grain") < recap.index("Its capital is Ostrin")
     # the steps before the last one carry no recap
     assert all("Of everything you read" not in call.messages[-1].content for call in model.calls[:-1])
+
+
+async def test_the_last_call_for_one_thing_is_the_question_and_the_recap_alone() -> None:
+    """A question that asks for one name, date, place or number is answered from the recap: the last
+    call holds the system prompt, the question and the closest read sentences, not the pages."""
+    agent, model = velmora_agent()
+    result = await agent.run(QUESTION)
+    refs = {hit.id: ref for ref, hit in agent.sources.seen.items()}
+    system, user = model.calls[-1].messages
+    assert system == model.calls[0].messages[0]  # the same system prompt: its cached prefix serves
+    assert user.content.startswith(f"Question: {QUESTION}\n")
+    assert f"[{refs['velmora#1']}] Its capital is Ostrin, a city of bridges." in user.content
+    assert "Most are powered by wind." not in user.content  # read, but shares no question word
+    assert user.content.rstrip().endswith("say what is missing if they were not enough.")
+    assert [c.id for c in result.citations] == ["velmora#1"]
+    # the calls before the last one are the conversation as it grew
+    assert [len(call.messages) for call in model.calls[:-1]] == [2, 4, 6]
