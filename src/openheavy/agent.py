@@ -453,7 +453,9 @@ class ResearchAgent:
         """The last call's prompt for a question that asks for one name, date, place or number
         (`asks_for_one_thing`): the system prompt, the question and the recap of the read sentences
         closest to it, without the transcript of searches and pages. None (the whole conversation is
-        sent) for other questions, without a corpus, or when no read sentence holds a question word.
+        sent) for other questions, without a corpus, for an agent's first call (its conversation is then
+        the team's cached common prompt and at most its planned search), or when no read sentence holds a
+        question word.
 
         Why: by its last step an agent has read ten or more passages, and the 0.5B model answered from
         the last results listed, not from the recap below them: on the r15 HotpotQA-50 single runs it
@@ -463,6 +465,10 @@ class ResearchAgent:
         five recap sentences instead of three). A list or an explanation needs what was read in full, so
         those questions keep the whole conversation."""
         if not self.works_on_corpus or not asks_for_one_thing(self._question):
+            return None
+        if self.usage.prompt_tokens == 0:
+            # Its first call: the conversation is the team's common prompt (cached for it) and at most
+            # its planned search, not a transcript to leave out.
             return None
         restated = recap(self._question, self.sources.opened)
         if not restated:
