@@ -62,9 +62,9 @@ from openheavy.tools.research import (
     OpenTool,
     SearchArgs,
     SearchTool,
+    mark_read_whole,
     opening_search,
     read_in_results,
-    shown_whole,
 )
 from openheavy.tools.sources import SourceBook
 from openheavy.types import (
@@ -340,10 +340,8 @@ class ResearchAgent:
         user = render_prompt("agent_question", question=question)
         if opening is not None and isinstance(self.tools.get(SearchTool.name), SearchTool):
             book = SourceBook()  # numbered as the agent's own book numbers them: the opening comes first
-            for ref, hit in zip(book.register(list(opening.hits)), opening.hits, strict=True):
-                whole = shown_whole(hit)  # read already: never the lead to open
-                if whole is not None:
-                    book.mark_opened(ref, whole)
+            hits = list(opening.hits)
+            mark_read_whole(book.register(hits), hits, book)  # read already: never the lead to open
             user += "\n" + opening.text
             lead = book.closest_unopened(question)
             if lead is not None:

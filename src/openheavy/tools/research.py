@@ -177,6 +177,18 @@ def shown_whole(hit: Hit) -> Document | None:
     return None if hit.text is None else Document(hit.id, hit.doc_id, hit.title, hit.url, hit.text)
 
 
+def mark_read_whole(refs: list[int], hits: list[Hit], sources: SourceBook) -> list[tuple[int, Document]]:
+    """Mark the results shown whole (`Hit.text`) as opened in `sources`, so they can be cited and are
+    not offered to `open`; returns those newly marked, with their documents."""
+    marked = []
+    for ref, hit in zip(refs, hits, strict=True):
+        document = shown_whole(hit)
+        if document is not None and ref not in sources.opened:
+            sources.mark_opened(ref, document)
+            marked.append((ref, document))
+    return marked
+
+
 def read_in_results(
     refs: list[int],
     hits: list[Hit],
@@ -187,15 +199,10 @@ def read_in_results(
     agent: str,
     step: int,
 ) -> None:
-    """Count the results shown whole (`Hit.text`) as read by `agent`: each is marked opened in its
-    `sources`, so it can be cited and is not offered to `open`, and a `DocumentOpened` event with
-    `in_results` records the reading. Call it after the results were rendered (a result read before is
-    listed as such)."""
-    for ref, hit in zip(refs, hits, strict=True):
-        document = shown_whole(hit)
-        if document is None or ref in sources.opened:
-            continue
-        sources.mark_opened(ref, document)
+    """Count the results shown whole as read by `agent` (`mark_read_whole`), each recorded by a
+    `DocumentOpened` event with `in_results`. Call it after the results were rendered (a result read
+    before is listed as such)."""
+    for ref, document in mark_read_whole(refs, hits, sources):
         stream.emit(
             DocumentOpened(
                 run_id=run_id,
@@ -203,10 +210,10 @@ def read_in_results(
                 step=step,
                 ref=ref,
                 doc={
-                    "id": hit.id,
-                    "doc_id": hit.doc_id,
-                    "title": hit.title,
-                    "url": hit.url,
+                    "id": document.id,
+                    "doc_id": document.doc_id,
+                    "title": document.title,
+                    "url": document.url,
                     "chars": len(document.text),
                 },
                 text_shown=document.text,
