@@ -3,12 +3,17 @@ last (`openheavy.evidence`, `ResearchAgent._recap`)."""
 
 from __future__ import annotations
 
-from fakes import MemorySearch, action
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from fakes import ListSink, MemorySearch, action, allowed_actions, plan_reply
 from openheavy.agent import ResearchAgent
 from openheavy.evidence import closest_sentences
-from openheavy.models.scripted import ScriptedModel
+from openheavy.heavy import Orchestrator
+from openheavy.models.scripted import FunctionModel, ScriptedModel
 from openheavy.search.cache import CachedSearch
-from openheavy.types import Document, EventStream
+from openheavy.types import Document, EventStream, Message
 
 QUESTION = "Which river flows through the capital of Velmora?"
 PAGES = {
@@ -102,3 +107,44 @@ async def test_the_last_call_for_one_thing_is_the_question_and_the_recap_alone()
     assert [c.id for c in result.citations] == ["velmora#1"]
     # the calls before the last one are the conversation as it grew
     assert [len(call.messages) for call in model.calls[:-1]] == [2, 4, 6]
+
+
+def velmora_team(messages: Sequence[Message], schema: dict[str, Any] | None) -> str:
+    """A planner of three search angles for a short answer; agents that search, open [1], then answer
+    "Sella" citing it."""
+    system = messages[0].content
+    if "planner" in system:
+        return json.dumps(plan_reply(["Velmora", "Ostrin", "Sella"], shape="short"))
+    if "lead researcher" in system:
+        return json.dumps(
+            {"agreements": "", "conflicts": "", "short": "Sella", "answer": "Sella [1].", "cite": [1]}
+        )
+    turns = sum(m.role == "assistant" for m in messages)
+    if allowed_actions(schema) == ["answer"]:
+        return action("answer", short="Sella", answer="The Sella [1].", cite=[1])
+    return action("search", query="Velmora capital") if turns == 0 else action("open", ref=1)
+
+
+async def test_in_a_team_only_the_first_agent_answers_from_the_recap_alone() -> None:
+    """Greedy agents given the same recap prompt write the same answer: one agent of a team answers
+    from the recap, the others from their own conversations, so the vote weighs different answers."""
+    sink = ListSink()
+    orchestrator = Orchestrator(
+        FunctionModel(velmora_team),
+        CachedSearch(MemorySearch(dict(PAGES))),
+        stream=EventStream([sink]),
+        run_id="r",
+        agents=3,
+        max_steps=3,
+        opening_search=False,
+    )
+    result = await orchestrator.run(QUESTION)
+    last = {e.agent: e.messages for e in sink.of("ModelCalled") if e.purpose == "answer"}
+    assert set(last) == {"agent-1", "agent-2", "agent-3"}
+    # agent-1: the system prompt, then the question and the recap
+    assert len(last["agent-1"]) == 2 and last["agent-1"][1]["content"].startswith(f"Question: {QUESTION}")
+    # the others: their whole conversations, the recap after their last results
+    for agent in ("agent-2", "agent-3"):
+        assert len(last[agent]) > 2 and "Of everything you read" in last[agent][-1]["content"]
+        assert not last[agent][1]["content"].startswith(f"Question: {QUESTION}\nOf everything")
+    assert result.short_answer == "Sella"

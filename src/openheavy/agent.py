@@ -225,6 +225,7 @@ class ResearchAgent:
         tools: Sequence[Tool] | None = None,
         answer_max_chars: int = ANSWER_MAX_CHARS,
         queries: QueryLog | None = None,
+        answer_from_recap: bool = True,
     ) -> None:
         if max_steps < 1:
             raise OpenHeavyError(f"max_steps must be at least 1, got {max_steps}")
@@ -254,6 +255,9 @@ class ResearchAgent:
         self.sources = SourceBook()
         # Shared by a team of agents so that none runs another's search again; else the agent's own.
         self.queries = queries if queries is not None else QueryLog()
+        # Whether the last call of a one-thing question is the question and the recap alone
+        # (`_compact_final`); a team gives it to one agent only (`heavy.Orchestrator._agent`).
+        self.answer_from_recap = answer_from_recap
         self._tool_state: dict[str, object] = {}  # each tool's own per-agent state (ToolContext.tool_state)
         self._used_a_tool = False
         self._tools_used: set[str] = set()
@@ -451,7 +455,8 @@ class ResearchAgent:
         """The last call's prompt for a question that asks for one name, date, place or number
         (`asks_for_one_thing`): the system prompt, the question and the recap of the read sentences
         closest to it, without the transcript of searches and pages. None (the whole conversation is
-        sent) for other questions, without a corpus, for an agent's first call (its conversation is then
+        sent) for other questions, without a corpus, for an agent told not to (`answer_from_recap`), for an
+        agent's first call (its conversation is then
         the team's cached common prompt and at most its planned search), or when no read sentence holds a
         question word.
 
@@ -462,7 +467,7 @@ class ResearchAgent:
         short-answer F1 went from 0.157 with the whole conversation to 0.270 with this prompt (0.252 with
         five recap sentences instead of three). A list or an explanation needs what was read in full, so
         those questions keep the whole conversation."""
-        if not self.works_on_corpus or not asks_for_one_thing(self._question):
+        if not self.answer_from_recap or not self.works_on_corpus or not asks_for_one_thing(self._question):
             return None
         if self.usage.prompt_tokens == 0:
             # Its first call: the conversation is the team's common prompt (cached for it) and at most
