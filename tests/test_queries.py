@@ -12,11 +12,12 @@ from fakes import PASSAGES, ListSink, MemorySearch, action, plan_reply
 from openheavy.agent import ResearchAgent
 from openheavy.heavy import Orchestrator
 from openheavy.models.scripted import FunctionModel, ScriptedModel
+from openheavy.prompts import render_prompt
 from openheavy.search.cache import CachedSearch
 from openheavy.search.queries import QueryLog
 from openheavy.search.terms import query_key
 from openheavy.tools.base import ToolContext
-from openheavy.tools.research import SearchArgs, SearchTool
+from openheavy.tools.research import RESULT_MARKS, SearchArgs, SearchTool
 from openheavy.tools.sources import SourceBook
 from openheavy.trace import MetricsSink
 from openheavy.types import EventStream, Message, SearchDone, SearchRepeated
@@ -184,3 +185,20 @@ async def test_a_single_agent_pages_on_when_it_repeats_itself() -> None:
     assert "[6] timeout note 05" in model.calls[2].messages[-1].content
     done: list[SearchDone] = sink.of("SearchDone")
     assert {e.query_key for e in done} == {"note timeout"}
+
+
+def test_the_results_own_marks_copied_into_a_query_are_dropped() -> None:
+    """The 0.5B model copied "(shown whole: read)" after a title into its next query; the marks are
+    no words of any document, so they are not searched."""
+    for template, extra in (
+        ("tool_search_hit_read", {}),
+        ("tool_search_hit_shown", {}),
+        ("tool_search_hit_whole", {"text": "x"}),
+    ):
+        line = render_prompt(template, ref=1, title="T", source="", **extra).splitlines()[0]
+        assert line[line.index("(") :] in RESULT_MARKS  # every mark the results write is known
+    assert SearchArgs(query="Romper Stomper (TV series) (shown whole: read)").query == (
+        "Romper Stomper (TV series)"
+    )
+    assert SearchArgs(query="John Fogerty (Already Read) songs").query == "John Fogerty songs"
+    assert SearchArgs(query="(listed above)").query == "(listed above)"  # nothing else to search

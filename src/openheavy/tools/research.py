@@ -5,11 +5,12 @@ came from the corpus (titles, snippets, text) is fenced as untrusted data (`fenc
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from openheavy.errors import AddressRefusedError, FetchError, OpenHeavyError
 from openheavy.prompts import fence_untrusted, render_prompt
@@ -34,9 +35,24 @@ QUERY_MAX_CHARS = 120
 TEAM_QUERIES_SHOWN = 6  # the other agents' latest queries shown after a search
 
 
+# The marks the results put after a title (tool_search_hit_*.txt), which the 0.5B model now and then
+# copies into its next query with the title: 4 of 86 searches in a HotpotQA-50 run (r15), such as
+# "Romper Stomper (TV series) (shown whole: read)". They are no words of any document.
+RESULT_MARKS = ("(already read)", "(listed above)", "(shown whole: read)")
+_RESULT_MARK = re.compile("|".join(re.escape(mark) for mark in RESULT_MARKS), re.IGNORECASE)
+
+
 class SearchArgs(BaseModel):
     query: str = Field(min_length=1, max_length=QUERY_MAX_CHARS)
     page: int = Field(default=1, ge=1, le=MAX_PAGES)
+
+    @field_validator("query")
+    @classmethod
+    def _without_result_marks(cls, query: str) -> str:
+        """The query without the results' own marks (`RESULT_MARKS`); one that is nothing else stays
+        as it is (the search then says it found nothing)."""
+        cleaned = " ".join(_RESULT_MARK.sub(" ", query).split())
+        return cleaned or query
 
 
 class OpenArgs(BaseModel):
