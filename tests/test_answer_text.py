@@ -23,6 +23,7 @@ from openheavy.answer_text import (
     end_at_sentence,
     ends_mid_sentence,
     join_split_sentence,
+    keep_named_subject,
     lead_with,
     leading_yes_no,
     restates_question,
@@ -614,6 +615,57 @@ def test_the_settled_short_answer_has_no_restated_lead() -> None:
     short, edit = settle_short(long, JASPAN, max_chars=80)
     assert short == "The Conversation" and edit is not None and edit.kind == "short_answer_cut"
     assert "restating the question" in edit.detail
+
+
+RIVER = "Which river flows through the capital of Velmora?"
+
+
+@pytest.mark.parametrize(
+    ("short", "question", "kept"),
+    [
+        # a sentence defining its subject in the question's words: the subject is the answer
+        ("The Sella is the river that flows through Ostrin", RIVER, "The Sella"),
+        ("Ostrin is the capital of Velmora [2]", "What is the capital of Velmora?", "Ostrin"),
+        ("Mara Lind was the first mayor of the city", "Who was the first mayor of Ostrin?", "Mara Lind"),
+        # the question names the subject: the answer is in the predicate
+        ("Velmora's capital is Ostrin", "What is the capital of Velmora?", None),
+        # a question asking for a value: the predicate states it
+        ("Ostrin was founded in 1204", "When was the capital of Velmora founded?", None),
+        ("The Sella is 120 km long", "How long is the river through Ostrin?", None),
+        ("The bridge was built in 1310", "What year was the bridge over the Sella built?", None),
+        # a pronoun or a lower-case start names nothing; a predicate of no question word restates nothing
+        ("It is the river through the capital", RIVER, None),
+        ("the Sella is the river through the capital", RIVER, None),
+        ("The Sella is cold and green", RIVER, None),
+        # a long subject is a clause, not a name
+        ("The river that the old mills of the north use is the Sella", RIVER, None),
+        # already a name
+        ("The Sella", RIVER, None),
+    ],
+)
+def test_a_sentence_that_restates_the_question_after_its_subject_is_cut_to_the_subject(
+    short: str, question: str, kept: str | None
+) -> None:
+    trimmed, edit = keep_named_subject(short, question)
+    assert trimmed == (short if kept is None else kept)
+    assert (edit is None) == (kept is None)
+    if edit is not None:
+        assert edit.kind == "short_answer_trimmed" and "restate the question" in edit.detail
+
+
+def test_the_settled_short_answer_is_the_named_subject_and_agrees_with_the_bare_name() -> None:
+    short, edit = settle_short("The Sella is the river that flows through Ostrin [1]", RIVER, max_chars=80)
+    assert (short, edit and edit.kind) == ("The Sella", "short_answer_trimmed")
+    # a lead restating the question is dropped first, and the subject rule leaves the answer after it
+    short, edit = settle_short(
+        "The capital of Velmora is Ostrin", "What is the capital of Velmora?", max_chars=80
+    )
+    assert short == "Ostrin" and edit is not None and "restated the question first" in edit.detail
+    # a subject the question names stays: no rule cuts the sentence
+    assert settle_short("Velmora's capital is Ostrin", "What is the capital of Velmora?", max_chars=80) == (
+        "Velmora's capital is Ostrin",
+        None,
+    )
 
 
 def test_an_agents_short_answer_reaches_the_vote_without_its_restated_lead(tmp_path: Path) -> None:

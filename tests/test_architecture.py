@@ -29,7 +29,7 @@ CORE: dict[str, set[str]] = {
     "private_files": {"errors"},
     "config": BASE,
     "citations": BASE,
-    "answer_text": BASE | {"citations", "question_forms"},
+    "answer_text": BASE | {"citations", "question_forms", "search"},
     "question_forms": BASE,
     "grounding": BASE | {"search"},
     "evidence": BASE | {"search"},

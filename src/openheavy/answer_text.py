@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from openheavy.citations import cited_numbers, renumber_markers
 from openheavy.normalize import normalize_answer
 from openheavy.question_forms import names_candidates
+from openheavy.search.terms import STOPWORDS
 
 __all__ = [
     "Edit",
@@ -30,6 +31,7 @@ __all__ = [
     "ends_mid_sentence",
     "ends_sentence",
     "join_split_sentence",
+    "keep_named_subject",
     "lead_with",
     "leading_yes_no",
     "repair_free_text",
@@ -346,6 +348,51 @@ def drop_restated_lead(short: str, question: str) -> tuple[str, Edit | None]:
     )
 
 
+# The copula after a short answer's subject ("The Conversation is an independent … media outlet"), and
+# questions whose answer is a value in the predicate, not the subject ("When was …", "How many …",
+# "What year …": "Paul Manafort was born April 1, 1949" answers with its date).
+_SUBJECT_COPULA = re.compile(r"\s+(?:is|was|are|were)\s+")
+_ASKS_FOR_A_VALUE = re.compile(
+    r"\b(?:when|where|how|why|what\s+(?:year|date|day|month|time|age|number|percentage|population))\b",
+    re.IGNORECASE,
+)
+# The words a named subject may not begin with: pronouns and demonstratives name nothing.
+_NOT_A_NAME = frozenset("he she it they we you i this that these those there here his her its their".split())  # noqa: SIM905
+SUBJECT_MAX_WORDS = 6
+
+
+def keep_named_subject(short: str, question: str) -> tuple[str, Edit | None]:
+    """`short` cut to its subject when it is a sentence whose predicate restates the question about a
+    subject the question does not name: "The Conversation is an independent, not-for-profit media
+    outlet" for "Andrew Jaspan was the co-founder of what not-for-profit media outlet?" answers "The
+    Conversation". Small models copy the read sentence that defines the answer; a reader, a vote
+    across agents and an exact-match grader want the name. The mirror of `drop_restated_lead`, which
+    drops a lead that restates the question before the answer.
+
+    The subject is what comes before the first "is", "was", "are" or "were": at most
+    `SUBJECT_MAX_WORDS` words, capitalized (a name), with no pronoun first and no content word of the
+    question (or a form of one: then the question names it, "Paul Manafort was born …"). The predicate
+    must hold one of the question's content words. Never for a question that asks for a value the
+    predicate states (when, where, how, what year …)."""
+    match = _SUBJECT_COPULA.search(short)
+    if match is None or _ASKS_FOR_A_VALUE.search(question):
+        return short, None
+    subject = short[: match.start()].strip(" ,;:")
+    words = normalize_answer(subject).split()
+    if not subject[:1].isupper() or not words or len(words) > SUBJECT_MAX_WORDS or words[0] in _NOT_A_NAME:
+        return short, None
+    asked = set(normalize_answer(question).split()) - STOPWORDS
+    if any(_from_question(word, asked) for word in words if word not in STOPWORDS):
+        return short, None
+    predicate = normalize_answer(short[match.end() :]).split()
+    if not any(word not in STOPWORDS and _from_question(word, asked) for word in predicate):
+        return short, None
+    said = short[match.start() :].strip()
+    return subject, Edit(
+        "short_answer_trimmed", f'the short answer went on to restate the question: "{said}"', len(said)
+    )
+
+
 # Where a short answer cut at its length bound is ended, when no sentence ends in it: its first clause's.
 _SHORT_CLAUSE_END = re.compile(r"\s*(?:[,;:(]|\s[-–—]\s)")
 
@@ -548,7 +595,8 @@ def settle_short(
     to the end of its first sentence, else of its first clause, since the direct answer comes first
     ("Louis Aragon, who wrote … and was a leading member of the Sur" gives "Louis Aragon"), or dropped
     when it has none; "" when it copies a placeholder, or words of the writer's `instructions`
-    (`copied_instructions`); without a lead that restates the question (`drop_restated_lead`). What
+    (`copied_instructions`); without a lead that restates the question (`drop_restated_lead`), or cut
+    to its subject when what follows it restates the question (`keep_named_subject`). What
     changed is the returned `Edit`."""
     filled = filled_bound(short, max_chars)
     short = " ".join(renumber_markers(short, {}).split())
@@ -572,6 +620,8 @@ def settle_short(
         why = "repeats the question" if kept else f"was cut at {max_chars} characters"
         return "", Edit("short_answer_dropped", f"the short answer {why}: {short}")
     kept, trimmed = drop_restated_lead(kept, question)
+    if trimmed is None:
+        kept, trimmed = keep_named_subject(kept, question)
     if not filled:
         return kept, trimmed
     lead = " and its lead restating the question dropped" if trimmed is not None else ""
